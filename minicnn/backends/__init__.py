@@ -1,0 +1,136 @@
+"""Backend registry: which kernel implementation the layers call.
+
+A backend is a module of kernel functions (see ``numpy_ref`` for the full list and
+their shapes). A backend that lacks a kernel falls back to the NumPy reference; a
+device backend (CUDA) wraps that fallback so arrays cross to the host and back.
+
+    >>> import minicnn
+    >>> minicnn.set_backend("numpy")
+    >>> with minicnn.use_backend("numba"):
+    ...     ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from collections.abc import Iterator
+from types import ModuleType
+
+import numpy as np
+
+from . import numpy_ref
+
+# name -> (module path, how to get it when it cannot be imported)
+_REGISTRY = {
+    "numpy": ("minicnn.backends.numpy_ref", "it is always available"),
+    "numba": ("minicnn.backends.numba_cpu", "install numba: pip install numba"),
+    "cython": (
+        "minicnn.backends.cython_backend",
+        "build the compiled extension: pip install -e . (needs a C compiler and Cython)",
+    ),
+    "cuda": (
+        "minicnn.backends.cuda",
+        "it needs an NVIDIA GPU with a working driver and numba's CUDA target "
+        "(pip install 'minicnn[cuda]'), or NUMBA_ENABLE_CUDASIM=1 for the simulator",
+    ),
+}
+
+
+class Backend:
+    """A named set of kernels; attributes missing from the module come from the reference."""
+
+    def __init__(self, name: str, module: ModuleType):
+        self.name = name
+        self.module = module
+        self.on_device = getattr(module, "ON_DEVICE", False)
+
+    def __getattr__(self, kernel: str):
+        fn = getattr(self.module, kernel, None)
+        if fn is None:
+            fn = getattr(numpy_ref, kernel)
+            if self.on_device:
+                fn = self.module.host_fallback(fn)
+        setattr(self, kernel, fn)  # cache: the next lookup is a plain attribute
+        return fn
+
+    def __repr__(self) -> str:
+        return f"<minicnn backend {self.name!r}>"
+
+
+def to_numpy(a) -> np.ndarray:
+    """A host NumPy view/copy of an array from any backend (device arrays are copied back)."""
+    return a.copy_to_host() if hasattr(a, "copy_to_host") else np.asarray(a)
+
+
+_loaded: dict[str, Backend] = {}
+
+
+def _load(name: str) -> Backend:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown backend {name!r}; expected one of {sorted(_REGISTRY)}")
+    if name in _loaded:
+        return _loaded[name]
+    path, remedy = _REGISTRY[name]
+    try:
+        module = importlib.import_module(path)
+        check = getattr(module, "check_available", None)
+        if check is not None:
+            check()
+    except (ImportError, RuntimeError) as exc:
+        raise RuntimeError(f"backend {name!r} is not available here: {exc}. To get it, {remedy}.")
+    _loaded[name] = Backend(name, module)
+    return _loaded[name]
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that can run on this machine, reference first."""
+    names = []
+    for name in _REGISTRY:
+        try:
+            _load(name)
+            names.append(name)
+        except RuntimeError:
+            pass
+    return names
+
+
+def _default_name() -> str:
+    env = os.environ.get("MINICNN_BACKEND")
+    if env:
+        return env
+    try:
+        _load("numba")
+        return "numba"
+    except RuntimeError:
+        return "numpy"
+
+
+_active: Backend | None = None
+
+
+def get_backend() -> Backend:
+    """The active backend (``$MINICNN_BACKEND``, else numba if it imports, else numpy)."""
+    global _active
+    if _active is None:
+        _active = _load(_default_name())
+    return _active
+
+
+def set_backend(name: str) -> None:
+    """Make ``name`` ("numpy", "numba", "cython" or "cuda") the active backend."""
+    global _active
+    _active = _load(name)
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[Backend]:
+    """Temporarily switch backend: ``with use_backend("numba"): model.fit(...)``."""
+    global _active
+    previous = get_backend()
+    _active = _load(name)
+    try:
+        yield _active
+    finally:
+        _active = previous

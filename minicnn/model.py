@@ -1,0 +1,386 @@
+"""Sequential: a stack of layers with Keras' compile / fit / evaluate / predict / save."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterable
+
+import numpy as np
+
+from . import config, losses, optimizers
+from .backends import get_backend
+from .layers import LAYER_CLASSES, Layer
+from .progress import Progbar
+from .validation import check_inputs, check_labels, check_positive_int
+
+FORMAT_VERSION = 1
+_METRICS = {"accuracy": "accuracy", "acc": "accuracy"}
+
+
+class History:
+    """What ``fit`` returns: ``history.history["val_accuracy"]`` is a list, one entry per epoch."""
+
+    def __init__(self):
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+
+    def append(self, epoch: int, logs: dict[str, float]) -> None:
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+
+class Sequential:
+    """A linear stack of layers; the first one takes ``input_shape`` (no batch axis)."""
+
+    def __init__(self, layers: Iterable[Layer] | None = None, name: str = "sequential"):
+        self.name = name
+        self.layers: list[Layer] = []
+        self.optimizer: optimizers.Optimizer | None = None
+        self.loss: losses.Loss | None = None
+        self.metrics: list[str] = []
+        self._placed_on = None
+        for layer in layers or []:
+            self.add(layer)
+
+    # -- structure ----------------------------------------------------------------------
+
+    def add(self, layer: Layer) -> None:
+        """Append a layer (its name is made unique inside the model, as Keras does)."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a minicnn layer, got {type(layer).__name__}")
+        if self.built:
+            raise ValueError("cannot add layers to a model whose weights are already built")
+        names = {existing.name for existing in self.layers}
+        base, k = layer.name, 0
+        while layer.name in names:
+            k += 1
+            layer.name = f"{base}_{k}"
+        self.layers.append(layer)
+
+    @property
+    def built(self) -> bool:
+        return bool(self.layers) and all(layer.built for layer in self.layers)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        if not self.layers:
+            raise ValueError("the model has no layers; add some first")
+        shape = self.layers[0].input_shape
+        if shape is None:
+            raise ValueError("the first layer needs input_shape=..., e.g. input_shape=(28, 28, 1)")
+        return shape
+
+    def _shapes(self) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+        """(input shape, output shape) of every layer, computed without building weights."""
+        shapes, shape = [], self.input_shape
+        for layer in self.layers:
+            out = layer.compute_output_shape(shape)
+            shapes.append((shape, out))
+            shape = out
+        return shapes
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self._shapes()[-1][1]
+
+    def build(self, seed: int | None = None) -> None:
+        """Create every layer's weights (glorot-uniform kernels, zero biases) from ``seed``."""
+        rng = np.random.default_rng(seed)
+        for layer, (in_shape, _) in zip(self.layers, self._shapes()):
+            layer.build(in_shape, rng)
+        self._placed_on = None
+
+    def _ensure_built(self, seed: int | None = None) -> None:
+        if not self.built:
+            self.build(seed)
+
+    def _place(self, backend) -> None:
+        """Keep parameters and optimizer state in the active backend's memory."""
+        if self._placed_on is backend:
+            return
+        for layer in self.layers:
+            layer.place(backend)
+        if self.optimizer is not None:
+            self.optimizer.place(backend)
+        self._placed_on = backend
+
+    def count_params(self) -> int:
+        return sum(layer.count_params(s[0]) for layer, s in zip(self.layers, self._shapes()))
+
+    def summary(self, print_fn=print) -> None:
+        """Print layer, output shape and parameter count, as Keras does."""
+        widths = (29, 26, 10)
+        rule = "_" * sum(widths)
+
+        def row(*cells):
+            return "".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+        lines = [f'Model: "{self.name}"', rule, row(" Layer (type)", "Output Shape", "Param #"),
+                 "=" * sum(widths)]
+        for i, (layer, (in_shape, out_shape)) in enumerate(zip(self.layers, self._shapes())):
+            shape = "(None, " + ", ".join(str(d) for d in out_shape) + ")"
+            lines.append(row(f" {layer.name} ({type(layer).__name__})", shape,
+                             f"{layer.count_params(in_shape):,}"))
+            lines.append(rule if i < len(self.layers) - 1 else "=" * sum(widths))
+        total = self.count_params()
+        lines += [f"Total params: {total:,}", f"Trainable params: {total:,}",
+                  "Non-trainable params: 0", rule]
+        for line in lines:
+            print_fn(line)
+
+    # -- weights ------------------------------------------------------------------------
+
+    def get_weights(self) -> list[np.ndarray]:
+        self._ensure_built()
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def set_weights(self, weights) -> None:
+        self._ensure_built()
+        weights = list(weights)
+        expected = sum(len(layer.params) for layer in self.layers)
+        if len(weights) != expected:
+            raise ValueError(f"expected {expected} weight arrays, got {len(weights)}")
+        saved = [layer.get_weights() for layer in self.layers]
+        try:
+            for layer in self.layers:
+                n = len(layer.params)
+                layer.set_weights(weights[:n])
+                weights = weights[n:]
+        except ValueError:
+            for layer, old in zip(self.layers, saved):  # all or nothing
+                layer.set_weights(old)
+            raise
+        self._placed_on = None
+
+    # -- training -----------------------------------------------------------------------
+
+    def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None):
+        """Choose the optimizer ("adam", "sgd" or an instance), loss and metrics (["accuracy"])."""
+        metrics = list(metrics or [])
+        unknown = [m for m in metrics if m not in _METRICS]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; expected 'accuracy'")
+        opt, loss_ = optimizers.get(optimizer), losses.get(loss)
+        if "accuracy" in [_METRICS[m] for m in metrics] and not loss_.categorical:
+            raise ValueError(f"accuracy needs a classification loss, not {loss_.name!r}")
+        self.optimizer, self.loss = opt, loss_
+        self.metrics = [_METRICS[m] for m in metrics]
+        self._placed_on = None
+
+    def _require_compiled(self) -> None:
+        if self.loss is None:
+            raise RuntimeError("compile the model first: model.compile(optimizer, loss, metrics)")
+
+    def _prepare(self, x, y, what: str = "x") -> tuple[np.ndarray, np.ndarray]:
+        """Check x and y and return them as float arrays in the compute dtype (copies)."""
+        x = check_inputs(x, self.input_shape, what)
+        targets = check_labels(y, len(x), self.output_shape[0], self.loss.sparse,
+                               self.loss.categorical)
+        return x.astype(config.dtype()), targets.astype(config.dtype())
+
+    @property
+    def _fused(self) -> bool:
+        return self.loss.fuses is not None and self.layers[-1].activation == self.loss.fuses
+
+    def _forward(self, x, training: bool, activate_last: bool = True):
+        for layer in self.layers[:-1]:
+            x = layer.forward(x, training=training)
+        return self.layers[-1].forward(x, training=training, activate=activate_last)
+
+    def _loss_and_correct(self, x, y, training: bool) -> tuple[float, int, object]:
+        """Forward a device batch; returns (mean loss, number correct, d loss / d output)."""
+        fused = self._fused
+        out = self._forward(x, training, activate_last=not fused)
+        value, grad = (self.loss.fused if fused else self.loss)(out, y)
+        correct = 0
+        if self.metrics:
+            correct = get_backend().count_correct(out, y, 0.0 if fused else 0.5)
+        return value, correct, grad
+
+    def train_step(self, x, y) -> tuple[float, int]:
+        """One optimizer step on a batch already in backend memory; (loss, correct)."""
+        value, correct, grad = self._loss_and_correct(x, y, training=True)
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+        self.optimizer.apply(self.layers)
+        return value, correct
+
+    def _logs(self, loss_sum: float, correct: int, seen: int, prefix: str = "") -> dict:
+        logs = {prefix + "loss": loss_sum / seen}
+        if self.metrics:
+            logs[prefix + "accuracy"] = correct / seen
+        return logs
+
+    def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1,
+            validation_data=None, validation_split: float = 0.0, shuffle: bool = True,
+            seed: int | None = None, steps_per_epoch: int | None = None) -> History:
+        """Train for ``epochs``; ``x`` is an array (with labels ``y``) or an augmentation flow.
+
+        ``seed`` fixes the weight initialisation (if not built yet) and the shuffling.
+        Returns a History whose ``history`` holds loss/accuracy (and val_*) per epoch.
+        """
+        self._require_compiled()
+        check_positive_int(epochs, "epochs")
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        flow = hasattr(x, "__next__")
+        if flow:
+            if y is not None:
+                raise ValueError("pass labels to the flow, not to fit, when x is a flow")
+            steps = check_positive_int(steps_per_epoch or math.ceil(x.n / x.batch_size),
+                                       "steps_per_epoch")
+        else:
+            if y is None:
+                raise ValueError("fit needs labels y when x is an array")
+            check_positive_int(batch_size, "batch_size")
+            if not 0.0 <= validation_split < 1.0:
+                raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+            x, y = self._prepare(x, y)
+            if validation_split and validation_data is None:
+                cut = len(x) - int(len(x) * validation_split)  # Keras: the last samples
+                if cut <= 0 or cut == len(x):
+                    raise ValueError("validation_split leaves no training or no validation data")
+                x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
+            steps = math.ceil(len(x) / batch_size)
+        if validation_data is not None:
+            if len(validation_data) != 2:
+                raise ValueError("validation_data must be a tuple (x_val, y_val)")
+            xv, yv = validation_data
+            if not (yv.ndim == 2 and yv.dtype == config.dtype() and xv.dtype == config.dtype()):
+                xv, yv = self._prepare(xv, yv, "validation x")
+
+        self._ensure_built(seed)
+        backend = get_backend()
+        self._place(backend)
+        rng = np.random.default_rng(seed)
+        history = History()
+        for epoch in range(epochs):
+            if verbose:
+                print(f"Epoch {epoch + 1}/{epochs}")
+            bar = Progbar(steps, verbose)
+            order = rng.permutation(len(x)) if (shuffle and not flow) else None
+            loss_sum, correct, seen = 0.0, 0, 0
+            for step in range(steps):
+                if flow:
+                    xb, yb = next(x)
+                    xb, yb = self._prepare(xb, yb)
+                else:
+                    idx = slice(step * batch_size, (step + 1) * batch_size)
+                    idx = order[idx] if order is not None else idx
+                    xb, yb = x[idx], y[idx]
+                value, ok = self.train_step(backend.to_device(xb), backend.to_device(yb))
+                loss_sum, correct, seen = loss_sum + value * len(xb), correct + ok, seen + len(xb)
+                bar.update(step + 1, self._logs(loss_sum, correct, seen))
+            logs = self._logs(loss_sum, correct, seen)
+            if validation_data is not None:
+                logs.update(self._evaluate_prepared(xv, yv, batch_size, prefix="val_"))
+            bar.finish(logs)
+            history.append(epoch, logs)
+        return history
+
+    # -- inference ----------------------------------------------------------------------
+
+    def _evaluate_prepared(self, x, y, batch_size: int, prefix: str = "") -> dict:
+        backend = get_backend()
+        loss_sum, correct = 0.0, 0
+        for start in range(0, len(x), batch_size):
+            xb = backend.to_device(x[start:start + batch_size])
+            yb = backend.to_device(y[start:start + batch_size])
+            value, ok, _ = self._loss_and_correct(xb, yb, training=False)
+            loss_sum, correct = loss_sum + value * len(xb), correct + ok
+        return self._logs(loss_sum, correct, len(x), prefix)
+
+    def evaluate(self, x, y, batch_size: int = 32, verbose: int = 0):
+        """``[loss, accuracy]`` (just the loss when compiled without metrics)."""
+        self._require_compiled()
+        check_positive_int(batch_size, "batch_size")
+        x, y = self._prepare(x, y)
+        self._ensure_built()
+        self._place(get_backend())
+        logs = self._evaluate_prepared(x, y, batch_size)
+        if verbose:
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+        values = list(logs.values())
+        return values if len(values) > 1 else values[0]
+
+    def predict(self, x, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
+        """Outputs for every sample of ``x`` (probabilities after a softmax), as a host array."""
+        check_positive_int(batch_size, "batch_size")
+        x = check_inputs(x, self.input_shape).astype(config.dtype())
+        self._ensure_built()
+        backend = get_backend()
+        self._place(backend)
+        out = [backend.to_host(self._forward(backend.to_device(x[i:i + batch_size]), False))
+               for i in range(0, len(x), batch_size)]
+        return np.concatenate(out)
+
+    # -- persistence --------------------------------------------------------------------
+
+    def get_config(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers],
+            "optimizer": self.optimizer.get_config() if self.optimizer else None,
+            "loss": self.loss.name if self.loss else None,
+            "metrics": self.metrics,
+            "optimizer_iterations": self.optimizer.iterations if self.optimizer else 0,
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write architecture, weights and optimizer state to one ``.npz`` file, atomically."""
+        self._ensure_built()
+        arrays = {"config": np.frombuffer(json.dumps(self.get_config()).encode(), np.uint8)}
+        for i, layer in enumerate(self.layers):
+            for key, value in zip(layer.params, layer.get_weights()):
+                arrays[f"weights/{i}/{key}"] = value
+        if self.optimizer is not None:
+            for key, value in self.optimizer.state_arrays().items():
+                arrays[f"optimizer/{key}"] = value
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".minicnn-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)  # readers see the old file or the new one, never half
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+
+def load_model(path: str | os.PathLike) -> Sequential:
+    """Rebuild a model saved by ``Sequential.save`` (weights and optimizer state included)."""
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        cfg = json.loads(arrays.pop("config").tobytes().decode())
+        if cfg.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported format_version {cfg.get('format_version')!r}")
+        model = Sequential(name=cfg["name"])
+        for spec in cfg["layers"]:
+            model.add(LAYER_CLASSES[spec["class"]](**spec["config"]))
+        model.build()
+        weights = [arrays.pop(f"weights/{i}/{key}")
+                   for i, layer in enumerate(model.layers) for key in layer.params]
+        model.set_weights(weights)
+        if cfg["loss"] is not None:
+            model.compile(optimizers.from_config(cfg["optimizer"]), cfg["loss"], cfg["metrics"])
+            state = {k.removeprefix("optimizer/"): v.astype(config.dtype())
+                     for k, v in arrays.items() if k.startswith("optimizer/")}
+            model.optimizer.load_state(cfg["optimizer_iterations"], state)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError,
+            json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot load model from {path!r}: the file is corrupt, truncated or "
+                         f"not a minicnn model ({type(exc).__name__}: {exc})") from None
+    return model

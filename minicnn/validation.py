@@ -1,0 +1,73 @@
+"""Input checks shared by the public entry points: fail early, name the problem and the fix."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def as_array(x, what: str) -> np.ndarray:
+    """A numeric NumPy array (no copy when it already is one), or a TypeError."""
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"{what} must be a numeric array, got {type(x).__name__}")
+    arr = np.asarray(x)
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise TypeError(f"{what} must hold numbers, got an array of dtype {arr.dtype}")
+    return arr
+
+
+def check_finite(arr: np.ndarray, what: str) -> None:
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        bad = int(np.size(arr) - np.isfinite(arr).sum())
+        raise ValueError(f"{what} contains {bad} NaN or inf value(s); clean or impute them first")
+
+
+def check_inputs(x, expected: tuple[int, ...], what: str = "x") -> np.ndarray:
+    """x must be (N, *expected) with N >= 1 and finite; returns it as an array."""
+    arr = as_array(x, what)
+    want = "(N, " + ", ".join(str(d) for d in expected) + ")"
+    if arr.ndim == len(expected) and arr.shape[1:] == tuple(expected[:-1]) and expected[-1] == 1:
+        raise ValueError(
+            f"{what} has shape {arr.shape} but the model expects {want}: the channel axis is "
+            f"missing; use {what}[..., None]"
+        )
+    if arr.ndim != len(expected) + 1 or arr.shape[1:] != tuple(expected):
+        raise ValueError(f"{what} has shape {arr.shape}, expected {want}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{what} is empty; expected at least one sample")
+    check_finite(arr, what)
+    return arr
+
+
+def check_labels(y, n: int, n_outputs: int, sparse: bool, categorical: bool) -> np.ndarray:
+    """Validate targets for n samples and return them as floats (one-hot when sparse)."""
+    arr = as_array(y, "y")
+    if arr.shape[:1] != (n,):
+        raise ValueError(f"x and y have different lengths: {n} samples but y has shape {arr.shape}")
+    check_finite(arr, "y")
+    if sparse:
+        if arr.ndim == 2 and arr.shape[1] == 1:
+            arr = arr[:, 0]
+        if arr.ndim != 1:
+            raise ValueError(f"sparse labels must have shape (N,), got {arr.shape}")
+        if not np.all(arr == np.round(arr)):
+            raise ValueError("sparse labels must be whole numbers (class indices)")
+        lo, hi = arr.min(), arr.max()
+        if lo < 0 or hi >= n_outputs:
+            raise ValueError(
+                f"labels must lie in [0, {n_outputs}) for a model with {n_outputs} outputs; "
+                f"found values from {lo:g} to {hi:g}"
+            )
+        return np.eye(n_outputs)[arr.astype(np.int64)]
+    if n_outputs == 1 and arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.shape != (n, n_outputs):
+        raise ValueError(f"y must have shape ({n}, {n_outputs}) for this model, got {arr.shape}")
+    if categorical and (arr.min() < 0 or arr.max() > 1):
+        raise ValueError("targets of a cross-entropy loss must lie in [0, 1] (one-hot or 0/1)")
+    return arr
+
+
+def check_positive_int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{what} must be a positive int, got {value!r}")
+    return int(value)
