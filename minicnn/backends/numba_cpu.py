@@ -1,0 +1,305 @@
+"""Numba CPU backend: the reference's algorithm as parallel JIT loops.
+
+Convolution stays im2col + one matrix product: the product goes to BLAS (NumPy's @,
+multi-threaded), while the memory-bound parts NumPy does with many temporaries
+(building the window matrix, adding windows back, pooling, activations, the loss and
+the optimizer update) become single passes here, parallel over the batch with prange.
+Padding is never materialised: out-of-image taps read as zero.
+
+Arrays are channels-last and C-contiguous, so the innermost loop always runs over
+channels, the contiguous axis. Kernels are compiled once per dtype (float32 and
+float64) and cached on disk (cache=True) so a new process starts fast. No fastmath:
+results match the reference up to float rounding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .shapes import conv_geometry, pool_geometry
+
+ON_DEVICE = False
+JIT = {"cache": True, "nogil": True}
+
+
+def to_device(a):
+    return a
+
+
+def to_host(a):
+    return np.asarray(a)
+
+
+def empty_like(a):
+    return np.empty_like(a)
+
+
+def zeros_like(a):
+    return np.zeros_like(a)
+
+
+# ----------------------------------------------------------------------------- conv
+
+
+@njit(parallel=True, **JIT)
+def _im2col(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols):
+    """cols[(n, i, j), (di, dj, c)] = x[n, i*sh + di - pad_top, j*sw + dj - pad_left, c] or 0."""
+    n, h, w, c = x.shape
+    for b in prange(n):
+        for i in range(out_h):
+            for j in range(out_w):
+                row = (b * out_h + i) * out_w + j
+                for di in range(kh):
+                    y = i * sh + di - pad_top
+                    for dj in range(kw):
+                        xx = j * sw + dj - pad_left
+                        base = (di * kw + dj) * c
+                        inside = 0 <= y < h and 0 <= xx < w
+                        for ch in range(c):
+                            cols[row, base + ch] = x[b, y, xx, ch] if inside else 0.0
+
+
+@njit(parallel=True, **JIT)
+def _col2im(cols, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, dx):
+    """dx[n, y, x, c] = sum of the window entries that read that pixel (one image per thread)."""
+    n, h, w, c = dx.shape
+    for b in prange(n):
+        dx[b] = 0.0
+        for i in range(out_h):
+            for j in range(out_w):
+                row = (b * out_h + i) * out_w + j
+                for di in range(kh):
+                    y = i * sh + di - pad_top
+                    if y < 0 or y >= h:
+                        continue
+                    for dj in range(kw):
+                        xx = j * sw + dj - pad_left
+                        if xx < 0 or xx >= w:
+                            continue
+                        base = (di * kw + dj) * c
+                        for ch in range(c):
+                            dx[b, y, xx, ch] += cols[row, base + ch]
+
+
+@njit(parallel=True, **JIT)
+def _add_bias(y, b):
+    """y[r, f] += b[f] in place, rows in parallel."""
+    for r in prange(y.shape[0]):
+        for f in range(y.shape[1]):
+            y[r, f] += b[f]
+
+
+def _windows(x, w, stride, padding):
+    kh, kw, c, f = w.shape
+    g = conv_geometry(x.shape[1], x.shape[2], kh, kw, stride, padding)
+    cols = np.empty((x.shape[0] * g.out_h * g.out_w, kh * kw * c), dtype=x.dtype)
+    _im2col(x, kh, kw, stride[0], stride[1], g.pad_top, g.pad_left, g.out_h, g.out_w, cols)
+    return cols, g
+
+
+def conv2d_forward(x, w, b, stride, padding):
+    """im2col (JIT) -> cols @ W (BLAS) -> += bias (JIT)."""
+    cols, g = _windows(x, w, stride, padding)
+    y = cols @ w.reshape(-1, w.shape[3])
+    _add_bias(y, b)
+    return y.reshape(x.shape[0], g.out_h, g.out_w, w.shape[3])
+
+
+def conv2d_backward(x, w, dy, stride, padding):
+    """dW = cols^T dy, dcols = dy W^T (BLAS); col2im (JIT) adds the windows back."""
+    kh, kw, c, f = w.shape
+    cols, g = _windows(x, w, stride, padding)
+    dy2 = dy.reshape(-1, f)
+    dw = (cols.T @ dy2).reshape(w.shape)
+    dx = np.empty_like(x)
+    _col2im(dy2 @ w.reshape(-1, f).T, kh, kw, stride[0], stride[1], g.pad_top, g.pad_left,
+            g.out_h, g.out_w, dx)
+    return dx, dw, dy2.sum(axis=0)
+
+
+# ----------------------------------------------------------------------------- pooling
+
+
+@njit(parallel=True, **JIT)
+def _maxpool_forward(x, ph, pw, sh, sw, y, arg):
+    """y = window max, arg = its offset di * pw + dj inside the window (first max wins)."""
+    n, out_h, out_w, c = y.shape
+    for b in prange(n):
+        for i in range(out_h):
+            for j in range(out_w):
+                for ch in range(c):
+                    best = x[b, i * sh, j * sw, ch]
+                    best_k = 0
+                    for di in range(ph):
+                        for dj in range(pw):
+                            v = x[b, i * sh + di, j * sw + dj, ch]
+                            if v > best:
+                                best = v
+                                best_k = di * pw + dj
+                    y[b, i, j, ch] = best
+                    arg[b, i, j, ch] = best_k
+
+
+@njit(parallel=True, **JIT)
+def _maxpool_backward(dy, arg, pw, sh, sw, dx):
+    n, out_h, out_w, c = dy.shape
+    for b in prange(n):
+        dx[b] = 0.0
+        for i in range(out_h):
+            for j in range(out_w):
+                for ch in range(c):
+                    k = arg[b, i, j, ch]
+                    dx[b, i * sh + k // pw, j * sw + k % pw, ch] += dy[b, i, j, ch]
+
+
+def maxpool2d_forward(x, pool, stride):
+    n, h, w, c = x.shape
+    oh, ow = pool_geometry(h, w, pool, stride)
+    y = np.empty((n, oh, ow, c), dtype=x.dtype)
+    arg = np.empty((n, oh, ow, c), dtype=np.int64)
+    _maxpool_forward(x, pool[0], pool[1], stride[0], stride[1], y, arg)
+    return y, arg
+
+
+def maxpool2d_backward(dy, cache, x_shape, pool, stride):
+    dx = np.empty(x_shape, dtype=dy.dtype)
+    _maxpool_backward(np.ascontiguousarray(dy), cache, pool[1], stride[0], stride[1], dx)
+    return dx
+
+
+# ----------------------------------------------------------------------------- dense
+
+
+def dense_forward(x, w, b):
+    y = x @ w
+    _add_bias(y, b)
+    return y
+
+
+# ----------------------------------------------------------------------------- activations
+# Element-wise kernels see the array flattened (every array here is C-contiguous).
+
+
+@njit(parallel=True, **JIT)
+def _relu(z, a):
+    for i in prange(z.size):
+        a[i] = z[i] if z[i] > 0 else 0.0
+
+
+@njit(parallel=True, **JIT)
+def _relu_backward(a, da, dz):
+    for i in prange(a.size):
+        dz[i] = da[i] if a[i] > 0 else 0.0
+
+
+@njit(parallel=True, **JIT)
+def _sigmoid(z, a):
+    for i in prange(z.size):
+        if z[i] >= 0:
+            a[i] = 1.0 / (1.0 + math.exp(-z[i]))
+        else:
+            e = math.exp(z[i])
+            a[i] = e / (1.0 + e)
+
+
+@njit(parallel=True, **JIT)
+def _sigmoid_backward(a, da, dz):
+    for i in prange(a.size):
+        dz[i] = da[i] * a[i] * (1.0 - a[i])
+
+
+@njit(parallel=True, **JIT)
+def _softmax_rows(z, a):
+    for r in prange(z.shape[0]):
+        top = z[r, 0]
+        for k in range(1, z.shape[1]):
+            top = max(top, z[r, k])
+        total = 0.0
+        for k in range(z.shape[1]):
+            a[r, k] = math.exp(z[r, k] - top)
+            total += a[r, k]
+        for k in range(z.shape[1]):
+            a[r, k] /= total
+
+
+def activation_forward(name, z):
+    if name == "linear":
+        return z
+    a = np.empty_like(z)
+    if name == "softmax":
+        _softmax_rows(z.reshape(-1, z.shape[-1]), a.reshape(-1, z.shape[-1]))
+    else:
+        (_relu if name == "relu" else _sigmoid)(z.reshape(-1), a.reshape(-1))
+    return a
+
+
+def activation_backward(name, a, da):
+    if name in ("relu", "sigmoid"):
+        dz = np.empty_like(a)
+        kernel = _relu_backward if name == "relu" else _sigmoid_backward
+        kernel(a.reshape(-1), np.ascontiguousarray(da).reshape(-1), dz.reshape(-1))
+        return dz
+    from . import numpy_ref  # softmax's Jacobian product and linear are one-liners there
+
+    return numpy_ref.activation_backward(name, a, da)
+
+
+# ----------------------------------------------------------------------------- loss
+
+
+@njit(**JIT)
+def _softmax_cross_entropy(z, y, dz):
+    """Per row: loss += logsumexp(z) - <y, z>; dz = (softmax(z) - y) / N."""
+    n, k = z.shape
+    loss = 0.0
+    for r in range(n):
+        top = z[r, 0]
+        for j in range(1, k):
+            top = max(top, z[r, j])
+        total = 0.0
+        for j in range(k):
+            total += math.exp(z[r, j] - top)
+        log_total = math.log(total) + top
+        for j in range(k):
+            loss += y[r, j] * (log_total - z[r, j])
+            dz[r, j] = (math.exp(z[r, j] - log_total) - y[r, j]) / n
+    return loss / n
+
+
+def softmax_cross_entropy(logits, y):
+    dz = np.empty_like(logits)
+    return float(_softmax_cross_entropy(logits, y, dz)), dz
+
+
+# ----------------------------------------------------------------------------- optimizers
+
+
+@njit(parallel=True, **JIT)
+def _adam(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
+    for i in prange(p.size):
+        m[i] += (1.0 - beta_1) * (g[i] - m[i])
+        v[i] += (1.0 - beta_2) * (g[i] * g[i] - v[i])
+        p[i] -= lr_t * m[i] / (math.sqrt(v[i]) + epsilon)
+
+
+@njit(parallel=True, **JIT)
+def _sgd_momentum(p, g, velocity, lr, momentum):
+    for i in prange(p.size):
+        velocity[i] = momentum * velocity[i] - lr * g[i]
+        p[i] += velocity[i]
+
+
+def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
+    _adam(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1),
+          lr_t, beta_1, beta_2, epsilon)
+
+
+def sgd_update(p, g, velocity, lr, momentum):
+    if momentum == 0:
+        p -= lr * g
+    else:
+        _sgd_momentum(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), velocity.reshape(-1),
+                      lr, momentum)
