@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+import minicnn
+
+BACKENDS = minicnn.available_backends()
+FAST_BACKENDS = [b for b in BACKENDS if b != "numpy"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Run the test once per backend available here (the CUDA one under the simulator in CI)."""
+    with minicnn.use_backend(request.param):
+        yield request.param
+
+
+@pytest.fixture
+def float64():
+    minicnn.set_floatx("float64")
+    yield
+    minicnn.set_floatx("float32")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def synthetic_images(n: int = 200, size: int = 8, seed: int = 0):
+    """A small learnable image problem: class = which quadrant holds the bright blob."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n)
+    x = rng.normal(0, 0.1, (n, size, size, 1))
+    half = size // 2
+    for k in range(4):
+        r, c = divmod(k, 2)
+        x[y == k, r * half:(r + 1) * half, c * half:(c + 1) * half, 0] += 1.0
+    return x.astype(np.float32), y

@@ -1,0 +1,131 @@
+"""Every fast backend computes what the NumPy reference computes."""
+
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn.backends import numpy_ref
+from tests.conftest import FAST_BACKENDS
+
+CONV_CASES = [  # (x shape, kernel shape, stride, padding)
+    ((1, 7, 9, 1), (3, 3, 1, 4), (1, 1), "valid"),
+    ((3, 8, 7, 3), (3, 2, 3, 5), (2, 2), "same"),
+    ((2, 9, 9, 3), (5, 5, 3, 2), (2, 1), "valid"),
+    ((2, 5, 6, 2), (4, 4, 2, 3), (3, 2), "same"),
+    ((4, 28, 28, 1), (3, 3, 1, 32), (1, 1), "valid"),
+]
+POOL_CASES = [((2, 8, 8, 3), (2, 2), (2, 2)), ((1, 7, 9, 1), (3, 3), (2, 2)),
+              ((3, 5, 5, 2), (2, 3), (1, 2))]
+
+
+def _close(a, b, dtype):
+    tol = 1e-10 if dtype == np.float64 else 2e-4
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol)
+
+
+@pytest.fixture(params=FAST_BACKENDS)
+def fast(request):
+    return minicnn.backends._load(request.param)
+
+
+def _host(backend, value):
+    return backend.to_host(value) if hasattr(value, "shape") else value
+
+
+def _compare(backend, name, args, dtype):
+    """Run kernel ``name`` on both backends; compare every array it returns."""
+    expected = getattr(numpy_ref, name)(*args)
+    got = getattr(backend, name)(*[backend.to_device(a) if isinstance(a, np.ndarray) else a
+                                   for a in args])
+    if not isinstance(expected, tuple):
+        expected, got = (expected,), (got,)
+    for e, g in zip(expected, got):
+        _close(_host(backend, g), e, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv_kernels(fast, case, dtype):
+    x_shape, w_shape, stride, padding = case
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[3]).astype(dtype)
+    y = numpy_ref.conv2d_forward(x, w, b, stride, padding)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    _compare(fast, "conv2d_forward", (x, w, b, stride, padding), dtype)
+    _compare(fast, "conv2d_backward", (x, w, dy, stride, padding), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_pool_kernels(fast, case, dtype):
+    x_shape, pool, stride = case
+    x = np.random.default_rng(1).standard_normal(x_shape).astype(dtype)
+    y, cache = numpy_ref.maxpool2d_forward(x, pool, stride)
+    fy, fcache = fast.maxpool2d_forward(fast.to_device(x), pool, stride)
+    _close(fast.to_host(fy), y, dtype)
+    dy = np.random.default_rng(2).standard_normal(y.shape).astype(dtype)
+    dx = numpy_ref.maxpool2d_backward(dy, cache, x.shape, pool, stride)
+    _close(fast.to_host(fast.maxpool2d_backward(fast.to_device(dy), fcache, x.shape, pool,
+                                                stride)), dx, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_activation_loss_and_optimizer_kernels(fast, dtype):
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((5, 7)).astype(dtype), rng.standard_normal((7, 4)).astype(dtype)
+    b, dy = rng.standard_normal(4).astype(dtype), rng.standard_normal((5, 4)).astype(dtype)
+    _compare(fast, "dense_forward", (x, w, b), dtype)
+    _compare(fast, "dense_backward", (x, w, dy), dtype)
+    z = (10 * rng.standard_normal((6, 3, 4))).astype(dtype)
+    for name in ("relu", "sigmoid", "softmax", "linear"):
+        a = numpy_ref.activation_forward(name, z)
+        _compare(fast, "activation_forward", (name, z), dtype)
+        _compare(fast, "activation_backward", (name, a, rng.standard_normal(z.shape).astype(dtype)),
+                 dtype)
+    y = np.eye(4, dtype=dtype)[rng.integers(0, 4, 5)]
+    for name in ("softmax_cross_entropy", "mean_squared_error", "count_correct"):
+        _compare(fast, name, (dy * 30, y), dtype)
+    p, g = rng.standard_normal(9).astype(dtype), rng.standard_normal(9).astype(dtype)
+    m, v = rng.standard_normal(9).astype(dtype), rng.random(9).astype(dtype)
+    for update, args in (("adam_update", (0.01, 0.9, 0.999, 1e-7)),
+                         ("sgd_update", (0.1, 0.9)), ("sgd_update", (0.1, 0.0))):
+        ref = [a.copy() for a in (p, g, m, v)]
+        dev = [fast.to_device(a.copy()) for a in (p, g, m, v)]
+        state_ref = ref[2:] if update == "adam_update" else ref[2:3]
+        state_dev = dev[2:] if update == "adam_update" else dev[2:3]
+        getattr(numpy_ref, update)(ref[0], ref[1], *state_ref, *args)
+        getattr(fast, update)(dev[0], dev[1], *state_dev, *args)
+        for r, d in zip(ref, dev):
+            _close(fast.to_host(d), r, dtype)
+
+
+def _three_conv_cnn():
+    from minicnn import Sequential
+    from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D
+    return Sequential([
+        Conv2D(8, (3, 3), activation="relu", input_shape=(16, 16, 1)),
+        MaxPool2D((2, 2)),
+        Conv2D(8, (3, 3), activation="relu"),
+        MaxPool2D((2, 2)),
+        Conv2D(16, (2, 2), activation="relu"),
+        Flatten(),
+        Dense(16, activation="relu"),
+        Dense(4, activation="softmax"),
+    ])
+
+
+@pytest.mark.parametrize("name", FAST_BACKENDS)
+def test_training_run_matches_reference(name, float64):
+    from tests.conftest import synthetic_images
+    x, y = synthetic_images(64, 16)
+    weights = {}
+    for backend in ("numpy", name):
+        with minicnn.use_backend(backend):
+            model = _three_conv_cnn()
+            model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+            model.fit(x, y, batch_size=16, epochs=2, seed=7, verbose=0)
+            weights[backend] = model.get_weights()
+    for ref, got in zip(weights["numpy"], weights[name]):
+        np.testing.assert_allclose(got, ref, rtol=1e-8, atol=1e-10)

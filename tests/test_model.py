@@ -1,0 +1,183 @@
+"""Sequential end to end: structure, learning, stability, determinism, persistence."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn import Sequential, load_model
+from minicnn.backends import numpy_ref
+from minicnn.datasets import load_xor
+from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D
+from minicnn.optimizers import SGD, Adam
+from tests.conftest import synthetic_images
+
+
+def mlp():
+    return Sequential([Flatten(input_shape=(28, 28)), Dense(256, activation="relu"),
+                       Dense(10, activation="softmax")])
+
+
+def cnn_a():
+    return Sequential([
+        Conv2D(32, (2, 2), activation="relu", input_shape=(28, 28, 1)), MaxPool2D((2, 2)),
+        Conv2D(32, (2, 2), activation="relu"), MaxPool2D((2, 2)), Flatten(),
+        Dense(256, activation="relu"), Dense(10, activation="softmax"),
+    ])
+
+
+def cnn_b():
+    return Sequential([
+        Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)), MaxPool2D((2, 2)),
+        Conv2D(64, (3, 3), activation="relu"), MaxPool2D((2, 2)),
+        Conv2D(128, (3, 3), activation="relu"), Flatten(),
+        Dense(64, activation="relu"), Dense(10, activation="softmax"),
+    ])
+
+
+@pytest.mark.parametrize("make, count", [(mlp, 203_530), (cnn_a, 302_026), (cnn_b, 167_114)])
+def test_parameter_counts_match_keras(make, count):
+    model = make()
+    assert model.count_params() == count
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert f"Total params: {count:,}" in lines
+    model.build(seed=0)
+    assert sum(w.size for w in model.get_weights()) == count
+
+
+def test_summary_shows_output_shapes():
+    lines = []
+    cnn_b().summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    for shape in ("(None, 26, 26, 32)", "(None, 13, 13, 32)", "(None, 3, 3, 128)", "(None, 1152)"):
+        assert shape in text
+    assert "73,856" in text
+
+
+def test_same_padding_output_shape_follows_tensorflow():
+    model = Sequential([Conv2D(4, 3, strides=2, padding="same", input_shape=(7, 8, 2))])
+    assert model.output_shape == (4, 4, 4)
+
+
+def test_xor_is_learned(backend):
+    x, y = load_xor()
+    model = Sequential([Dense(8, activation="sigmoid", input_shape=(2,)),
+                        Dense(1, activation="sigmoid")])
+    model.compile(Adam(0.05), "binary_crossentropy", ["accuracy"])
+    model.fit(x, y, batch_size=4, epochs=400, verbose=0, seed=0)
+    assert model.evaluate(x, y)[1] == 1.0
+    np.testing.assert_array_equal(model.predict(x)[:, 0] > 0.5, y == 1)
+
+
+@pytest.mark.parametrize("optimizer", [Adam(0.01), SGD(0.1, momentum=0.9)])
+def test_small_cnn_learns_synthetic_images(backend, optimizer):
+    x, y = synthetic_images(240, 8)
+    model = Sequential([Conv2D(4, (3, 3), activation="relu", input_shape=(8, 8, 1)),
+                        MaxPool2D((2, 2)), Flatten(), Dense(4, activation="softmax")])
+    model.compile(optimizer, "sparse_categorical_crossentropy", ["accuracy"])
+    history = model.fit(x[:200], y[:200], batch_size=20, epochs=15, verbose=0, seed=1,
+                        validation_data=(x[200:], y[200:]))
+    assert history.history["loss"][-1] < history.history["loss"][0] / 3
+    assert history.history["val_accuracy"][-1] >= 0.95
+
+
+@pytest.mark.parametrize("kernel", ["softmax_cross_entropy", "sigmoid_binary_cross_entropy"])
+def test_losses_stay_finite_for_extreme_logits(kernel):
+    logits = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4]], dtype=np.float32)
+    y = np.array([[0, 1, 0], [0, 0, 1]], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss, grad = getattr(numpy_ref, kernel)(logits, y)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad))
+    if kernel == "softmax_cross_entropy":
+        assert loss == pytest.approx(2e4 / 2, rel=1e-6)  # first row costs 1e4, second 0
+
+
+def test_extreme_logits_train_without_warnings(backend):
+    model = Sequential([Dense(3, activation="softmax", input_shape=(2,))])
+    model.compile(SGD(0.1), "sparse_categorical_crossentropy", ["accuracy"])
+    model.build(seed=0)
+    model.layers[0].set_weights([np.array([[1e4, -1e4, 0], [0, 0, 0]]), np.zeros(3)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        history = model.fit(np.array([[1.0, 0.0]]), np.array([1]), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def _train(seed, backend_name):
+    with minicnn.use_backend(backend_name):
+        x, y = synthetic_images(64, 8)
+        model = Sequential([Conv2D(3, (3, 3), activation="relu", input_shape=(8, 8, 1)),
+                            Flatten(), Dense(4, activation="softmax")])
+        model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0, seed=seed)
+        return model.get_weights()
+
+
+def test_same_seed_same_weights(backend):
+    first, second, other = _train(5, backend), _train(5, backend), _train(6, backend)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, c) for a, c in zip(first, other))
+
+
+def test_fit_does_not_modify_callers_arrays():
+    x, y = synthetic_images(40, 8)
+    x = x.astype(np.float32)
+    x_before, y_before = x.copy(), y.copy()
+    model = Sequential([Flatten(input_shape=(8, 8, 1)), Dense(4, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(x, y, epochs=2, verbose=0, validation_split=0.25)
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(y, y_before)
+
+
+def test_save_and_load_round_trip(tmp_path, backend):
+    x, y = synthetic_images(48, 8)
+    model = Sequential([Conv2D(3, (3, 3), activation="relu", input_shape=(8, 8, 1)),
+                        MaxPool2D(), Flatten(), Dense(4, activation="softmax")])
+    model.compile(Adam(0.01), "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(x, y, epochs=1, verbose=0, seed=0)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert loaded.optimizer.iterations == model.optimizer.iterations
+    # the optimizer state came along: one more step gives the same weights
+    model.fit(x, y, epochs=1, verbose=0, seed=3, shuffle=False)
+    loaded.fit(x, y, epochs=1, verbose=0, seed=3, shuffle=False)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert not [p for p in tmp_path.iterdir() if p.name != "model.npz"]  # no temp files left
+
+
+def test_predict_rows_sum_to_one_and_evaluate_returns_loss_and_accuracy():
+    x, y = synthetic_images(50, 8)
+    model = Sequential([Flatten(input_shape=(8, 8, 1)), Dense(4, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    probs = model.predict(x, batch_size=7)
+    assert probs.shape == (50, 4)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
+    loss, acc = model.evaluate(x, y)
+    assert loss > 0 and 0 <= acc <= 1
+
+
+def test_fit_prints_keras_style_progress(capsys):
+    x, y = synthetic_images(40, 8)
+    model = Sequential([Flatten(input_shape=(8, 8, 1)), Dense(4, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(x, y, batch_size=10, epochs=2, verbose=2, validation_data=(x, y))
+    out = capsys.readouterr().out
+    assert "Epoch 2/2" in out
+    assert "4/4 - " in out and "ms/step - loss: " in out and "val_accuracy: " in out
+    model.fit(x, y, batch_size=10, epochs=1, verbose=1)
+    assert "4/4 [==============================]" in capsys.readouterr().out
+
+
+def test_float64_mode_computes_in_float64(float64):
+    model = Sequential([Dense(2, input_shape=(3,))])
+    model.build(seed=0)
+    assert model.get_weights()[0].dtype == np.float64
+    assert model.predict(np.ones((1, 3))).dtype == np.float64
