@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import shutil
 import sys
 import tempfile
 import urllib.request
@@ -202,6 +201,11 @@ def _missing_message(name: str, folders: list[Path]) -> str:
         "'apt-get install dataset-fashion-mnist' (Debian/Ubuntu), or put the four official "
         f"files in a folder and set MINICNN_DATA to it, or allow a download into {cache_dir()}"
     )
+
+
+def to_float_images(x: np.ndarray) -> np.ndarray:
+    """uint8 images (N, 28, 28) -> float32 (N, 28, 28, 1) scaled to [0, 1], as the examples use."""
+    return (np.asarray(x, dtype=np.float32) / 255.0)[..., None]
 
 
 def load_xor() -> tuple[np.ndarray, np.ndarray]:

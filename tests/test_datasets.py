@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from minicnn import datasets
-from minicnn.datasets import DatasetError, load_fashion_mnist, parse_idx, read_idx, write_idx
+from minicnn.datasets import DatasetError, load_fashion_mnist, read_idx, write_idx
 
 
 @pytest.mark.parametrize("name", ["a.idx", "a.idx.gz"])

@@ -11,29 +11,8 @@ from minicnn.backends import numpy_ref
 from minicnn.datasets import load_xor
 from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D
 from minicnn.optimizers import SGD, Adam
+from minicnn.zoo import cnn_a, cnn_b, mlp
 from tests.conftest import synthetic_images
-
-
-def mlp():
-    return Sequential([Flatten(input_shape=(28, 28)), Dense(256, activation="relu"),
-                       Dense(10, activation="softmax")])
-
-
-def cnn_a():
-    return Sequential([
-        Conv2D(32, (2, 2), activation="relu", input_shape=(28, 28, 1)), MaxPool2D((2, 2)),
-        Conv2D(32, (2, 2), activation="relu"), MaxPool2D((2, 2)), Flatten(),
-        Dense(256, activation="relu"), Dense(10, activation="softmax"),
-    ])
-
-
-def cnn_b():
-    return Sequential([
-        Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)), MaxPool2D((2, 2)),
-        Conv2D(64, (3, 3), activation="relu"), MaxPool2D((2, 2)),
-        Conv2D(128, (3, 3), activation="relu"), Flatten(),
-        Dense(64, activation="relu"), Dense(10, activation="softmax"),
-    ])
 
 
 @pytest.mark.parametrize("make, count", [(mlp, 203_530), (cnn_a, 302_026), (cnn_b, 167_114)])

@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from minicnn import History
-from minicnn import plotting
+from minicnn import History, plotting
 from minicnn.layers import Conv2D
 from minicnn.metrics import confusion_matrix
 

@@ -79,7 +79,9 @@ def _load(name: str) -> Backend:
         if check is not None:
             check()
     except (ImportError, RuntimeError) as exc:
-        raise RuntimeError(f"backend {name!r} is not available here: {exc}. To get it, {remedy}.")
+        raise RuntimeError(
+            f"backend {name!r} is not available here: {exc}. To get it, {remedy}."
+        ) from None
     _loaded[name] = Backend(name, module)
     return _loaded[name]
 

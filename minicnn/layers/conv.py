@@ -58,7 +58,8 @@ class Conv2D(Layer):
         return (g.out_h, g.out_w, self.filters)
 
     def param_shapes(self, input_shape):
-        return {"kernel": (*self.kernel_size, input_shape[2], self.filters), "bias": (self.filters,)}
+        kernel = (*self.kernel_size, input_shape[2], self.filters)
+        return {"kernel": kernel, "bias": (self.filters,)}
 
     def _init_params(self, input_shape, rng):
         kh, kw = self.kernel_size
@@ -94,7 +95,7 @@ class Conv2D(Layer):
 
 
 class MaxPool2D(Layer):
-    """Max over pool_size windows every ``strides`` pixels ('valid'); strides default to pool_size."""
+    """Max over ``pool_size`` windows every ``strides`` pixels ('valid'); strides = pool_size."""
 
     def __init__(self, pool_size=(2, 2), strides=None, input_shape=None, name=None):
         super().__init__(None, input_shape, name)

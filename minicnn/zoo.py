@@ -1,0 +1,43 @@
+"""The reference models of the Fashion-MNIST exercises, shared by examples, tests, benchmarks."""
+
+from __future__ import annotations
+
+from .layers import Conv2D, Dense, Flatten, MaxPool2D
+from .model import Sequential
+
+
+def mlp() -> Sequential:
+    """Flatten-Dense(256, relu)-Dense(10, softmax): 203,530 parameters."""
+    return Sequential([Flatten(input_shape=(28, 28, 1)), Dense(256, activation="relu"),
+                       Dense(10, activation="softmax")])
+
+
+def cnn_a() -> Sequential:
+    """Two 2x2 convolutions of 32 filters, each max-pooled, then Dense(256): 302,026 parameters."""
+    return Sequential([
+        Conv2D(32, (2, 2), activation="relu", input_shape=(28, 28, 1)), MaxPool2D((2, 2)),
+        Conv2D(32, (2, 2), activation="relu"), MaxPool2D((2, 2)),
+        Flatten(), Dense(256, activation="relu"), Dense(10, activation="softmax"),
+    ])
+
+
+def cnn_b() -> Sequential:
+    """Three 3x3 convolutions (32, 64, 128 filters), then Dense(64): 167,114 parameters."""
+    return Sequential([
+        Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)), MaxPool2D((2, 2)),
+        Conv2D(64, (3, 3), activation="relu"), MaxPool2D((2, 2)),
+        Conv2D(128, (3, 3), activation="relu"),
+        Flatten(), Dense(64, activation="relu"), Dense(10, activation="softmax"),
+    ])
+
+
+def small_data_cnn() -> Sequential:
+    """The augmentation experiment's CNN: Conv(32)-Pool-Conv(64)-Flatten-Dense(32)-Dense(10)."""
+    return Sequential([
+        Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)), MaxPool2D((2, 2)),
+        Conv2D(64, (3, 3), activation="relu"),
+        Flatten(), Dense(32, activation="relu"), Dense(10, activation="softmax"),
+    ])
+
+
+MODELS = {"mlp": mlp, "cnn_a": cnn_a, "cnn_b": cnn_b, "small_data_cnn": small_data_cnn}

@@ -1,0 +1,65 @@
+"""Each example runs: --help, and a tiny smoke run on small IDX files made here."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minicnn import datasets
+from tests.test_datasets import fake_fashion_folder
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["xor", "train_mlp", "train_cnn", "augmentation"])
+def test_help(name):
+    result = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "usage:" in result.stdout
+
+
+@pytest.fixture
+def tiny_data(tmp_path, monkeypatch):
+    """A folder of small IDX files and the checksum table that accepts them."""
+    _, table = fake_fashion_folder(tmp_path / "data")
+    monkeypatch.setattr(datasets, "FILES", table)
+    return tmp_path / "data"
+
+
+def test_xor_example_learns():
+    predictions = load("xor").main(["--epochs", "1500"])
+    np.testing.assert_array_equal(predictions > 0.5, [False, True, True, False])
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn_a", "cnn_b"])
+def test_train_cnn_smoke(tiny_data, tmp_path, model):
+    out = tmp_path / "out"
+    accuracy = load("train_cnn").main(["--model", model, "--epochs", "1", "--limit", "5",
+                                       "--data", str(tiny_data), "--out", str(out),
+                                       "--verbose", "0"])
+    assert 0 <= accuracy <= 1
+    assert (out / f"{model}.npz").is_file() and (out / f"{model}_history.png").is_file()
+
+
+def test_train_mlp_smoke(tiny_data, tmp_path):
+    results = load("train_mlp").main(["--epochs", "2", "--limit", "50", "--data", str(tiny_data),
+                                      "--out", str(tmp_path)])
+    assert set(results) == {"raw", "standardised"}
+    assert (tmp_path / "mlp_errors.png").is_file()
+
+
+def test_augmentation_smoke(tiny_data, tmp_path):
+    results = load("augmentation").main(["--samples", "6", "--epochs-plain", "1",
+                                         "--epochs-augmented", "1", "--seeds", "1",
+                                         "--data", str(tiny_data), "--out", str(tmp_path)])
+    assert len(results["plain"]) == len(results["augmented"]) == 1
