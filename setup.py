@@ -1,4 +1,63 @@
-"""Build the optional Cython backend; the package works without it (pure-Python fallback)."""
-from setuptools import setup
+"""Build the Cython backend's extension (OpenMP where the compiler supports it).
 
-setup()
+The package still installs without a C compiler: the extension is then skipped with a
+warning, and minicnn.available_backends() leaves "cython" out.
+"""
+
+import os
+import sys
+import tempfile
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+def _openmp_flags(compiler) -> list[str]:
+    """['-fopenmp'] if a tiny OpenMP program compiles and links here, else []."""
+    flag = "/openmp" if compiler.compiler_type == "msvc" else "-fopenmp"
+    with tempfile.TemporaryDirectory() as tmp:
+        source = os.path.join(tmp, "omp.c")
+        with open(source, "w") as f:
+            f.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n")
+        try:
+            objects = compiler.compile([source], output_dir=tmp, extra_postargs=[flag])
+            compiler.link_executable(objects, os.path.join(tmp, "omp"), extra_postargs=[flag])
+            return [flag]
+        except Exception:
+            return []
+
+
+class OptionalBuildExt(build_ext):
+    def build_extensions(self):
+        flags = _openmp_flags(self.compiler)
+        if not flags:
+            print("minicnn: no OpenMP here; the Cython kernels build serial", file=sys.stderr)
+        for ext in self.extensions:
+            ext.extra_compile_args += ["-O3", *flags]
+            ext.extra_link_args += flags
+        super().build_extensions()
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # no compiler: the pure-Python backends still work
+            print(f"minicnn: WARNING: could not build {ext.name} ({exc}); the 'cython' "
+                  "backend will be unavailable", file=sys.stderr)
+
+
+def extensions():
+    try:
+        import numpy
+        from Cython.Build import cythonize
+    except ImportError:
+        print("minicnn: Cython or NumPy missing at build time; skipping the Cython backend",
+              file=sys.stderr)
+        return []
+    ext = Extension("minicnn.backends._cython_kernels",
+                    ["minicnn/backends/_cython_kernels.pyx"],
+                    include_dirs=[numpy.get_include()],
+                    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
+    return cythonize([ext], compiler_directives={"language_level": "3"}, quiet=True)
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
