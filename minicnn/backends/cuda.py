@@ -1,0 +1,496 @@
+"""numba.cuda backend: every kernel of a training step on the GPU.
+
+The algorithm is the reference's: im2col, a matrix product, col2im. Here each is a grid
+of GPU threads: one thread per output element, except the matrix product, which is the
+classic shared-memory tiled kernel (each 16x16 thread block stages 16x16 tiles of both
+operands in shared memory, so every value read from global memory is used 16 times).
+
+Parameters, optimizer state and activations stay on the device for the whole ``fit``:
+per step the batch goes up and two scalars (loss, number correct) come down. Kernels this
+module does not define run on the host through ``host_fallback`` (correct, but slow).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from numba import config as numba_config
+from numba import cuda
+
+from .shapes import conv_geometry, pool_geometry
+
+ON_DEVICE = True
+# Numba's simulator runs every GPU thread as a Python thread: tests there use small blocks.
+SIMULATED = bool(numba_config.ENABLE_CUDASIM)
+TILE = 4 if SIMULATED else 16  # matrix-product tile: TILE x TILE threads per block
+THREADS = 32 if SIMULATED else 256  # threads per block of the element-wise kernels
+
+
+def check_available() -> None:
+    """Raise RuntimeError unless a CUDA device (or Numba's simulator) is usable."""
+    if not cuda.is_available():
+        raise RuntimeError("no CUDA device was found (numba.cuda.is_available() is False)")
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def _is_device(a) -> bool:
+    return hasattr(a, "copy_to_host")  # numba device arrays (real or simulated)
+
+
+def to_device(a):
+    """Host array -> device array (device arrays pass through)."""
+    return a if _is_device(a) else cuda.to_device(np.ascontiguousarray(a))
+
+
+def to_host(a) -> np.ndarray:
+    return a.copy_to_host() if _is_device(a) else np.asarray(a)
+
+
+def empty_like(a):
+    return cuda.device_array(a.shape, dtype=a.dtype)
+
+
+def zeros_like(a):
+    out = empty_like(a)
+    _launch(_fill, out.size, out.reshape(out.size), 0.0)
+    return out
+
+
+def host_fallback(fn):
+    """Run a reference kernel on host copies; arrays in its result go back to the device."""
+
+    @functools.wraps(fn)
+    def run(*args):
+        host_args = [to_host(a) if _is_device(a) else a for a in args]
+        out = fn(*host_args)
+        for dev, host in zip(args, host_args):  # in-place kernels (optimizer updates)
+            if _is_device(dev):
+                dev.copy_to_device(host)
+        if isinstance(out, tuple):
+            return tuple(to_device(o) if isinstance(o, np.ndarray) else o for o in out)
+        return to_device(out) if isinstance(out, np.ndarray) else out
+
+    return run
+
+
+def _launch(kernel, n: int, *args) -> None:
+    """Start ``kernel`` with one thread per element for ``n`` elements."""
+    kernel[max(1, math.ceil(n / THREADS)), THREADS](*args)
+
+
+def _flat(a):
+    return a.reshape(a.size)
+
+
+# ----------------------------------------------------------------------------- matmul
+
+
+@functools.cache
+def _matmul_kernel(dtype: np.dtype):
+    """The tiled kernel for one dtype (shared memory needs its type at compile time)."""
+    from numba import from_dtype
+
+    nb_type = from_dtype(dtype)
+
+    @cuda.jit
+    def matmul(a, b, c, trans_a, trans_b):
+        """c (M, N) = op(a) (M, K) @ op(b) (K, N), op = transpose when trans_* is set."""
+        a_tile = cuda.shared.array((TILE, TILE), nb_type)
+        b_tile = cuda.shared.array((TILE, TILE), nb_type)
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        row = cuda.blockIdx.y * TILE + ty
+        col = cuda.blockIdx.x * TILE + tx
+        m, n = c.shape
+        k_total = a.shape[0] if trans_a else a.shape[1]
+        acc = nb_type(0)
+        for t in range((k_total + TILE - 1) // TILE):
+            k = t * TILE + tx  # this thread loads a[row, k] ...
+            if row < m and k < k_total:
+                a_tile[ty, tx] = a[k, row] if trans_a else a[row, k]
+            else:
+                a_tile[ty, tx] = 0
+            k = t * TILE + ty  # ... and b[k, col]
+            if col < n and k < k_total:
+                b_tile[ty, tx] = b[col, k] if trans_b else b[k, col]
+            else:
+                b_tile[ty, tx] = 0
+            cuda.syncthreads()
+            for kk in range(TILE):
+                acc += a_tile[ty, kk] * b_tile[kk, tx]
+            cuda.syncthreads()
+        if row < m and col < n:
+            c[row, col] = acc
+
+    return matmul
+
+
+def matmul(a, b, trans_a: bool = False, trans_b: bool = False):
+    """op(a) @ op(b) on the device."""
+    m = a.shape[1] if trans_a else a.shape[0]
+    n = b.shape[0] if trans_b else b.shape[1]
+    c = cuda.device_array((m, n), dtype=a.dtype)
+    blocks = (math.ceil(n / TILE), math.ceil(m / TILE))
+    _matmul_kernel(np.dtype(a.dtype))[blocks, (TILE, TILE)](a, b, c, trans_a, trans_b)
+    return c
+
+
+@functools.cache
+def _column_sum_kernel(dtype: np.dtype):
+    from numba import from_dtype
+
+    nb_type = from_dtype(dtype)
+
+    @cuda.jit
+    def column_sum(x, out):
+        """out[f] = sum_r x[r, f]: one block per column, a tree reduction in shared memory."""
+        partial = cuda.shared.array(THREADS, nb_type)
+        f, t = cuda.blockIdx.x, cuda.threadIdx.x
+        acc = nb_type(0)
+        for r in range(t, x.shape[0], THREADS):
+            acc += x[r, f]
+        partial[t] = acc
+        cuda.syncthreads()
+        step = THREADS // 2
+        while step > 0:
+            if t < step:
+                partial[t] += partial[t + step]
+            cuda.syncthreads()
+            step //= 2
+        if t == 0:
+            out[f] = partial[0]
+
+    return column_sum
+
+
+def column_sum(x):
+    out = cuda.device_array(x.shape[1], dtype=x.dtype)
+    _column_sum_kernel(np.dtype(x.dtype))[x.shape[1], THREADS](x, out)
+    return out
+
+
+# ----------------------------------------------------------------------------- conv
+
+
+@cuda.jit
+def _im2col(x, cols, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w):
+    """One thread per entry of cols (N*OH*OW, kh*kw*C); out-of-image taps read 0."""
+    idx = cuda.grid(1)
+    k_total = cols.shape[1]
+    if idx >= cols.shape[0] * k_total:
+        return
+    row, k = idx // k_total, idx % k_total
+    c = x.shape[3]
+    b, ij = row // (out_h * out_w), row % (out_h * out_w)
+    i, j = ij // out_w, ij % out_w
+    tap, ch = k // c, k % c
+    y = i * sh + tap // kw - pad_top
+    xx = j * sw + tap % kw - pad_left
+    if 0 <= y < x.shape[1] and 0 <= xx < x.shape[2]:
+        cols[row, k] = x[b, y, xx, ch]
+    else:
+        cols[row, k] = 0
+
+
+@cuda.jit
+def _col2im(cols, dx, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w):
+    """One thread per input pixel: gather the window entries that read it (no atomics)."""
+    idx = cuda.grid(1)
+    n, h, w, c = dx.shape
+    if idx >= n * h * w * c:
+        return
+    ch = idx % c
+    xx = (idx // c) % w
+    y = (idx // (c * w)) % h
+    b = idx // (c * w * h)
+    acc = cols[0, 0] * 0
+    for di in range(kh):
+        ty = y + pad_top - di  # = i * sh for the output row i whose window has tap di here
+        if ty < 0 or ty % sh != 0 or ty // sh >= out_h:
+            continue
+        for dj in range(kw):
+            tx = xx + pad_left - dj
+            if tx < 0 or tx % sw != 0 or tx // sw >= out_w:
+                continue
+            row = (b * out_h + ty // sh) * out_w + tx // sw
+            acc += cols[row, (di * kw + dj) * c + ch]
+    dx[b, y, xx, ch] = acc
+
+
+@cuda.jit
+def _add_bias(y, bias):
+    idx = cuda.grid(1)
+    if idx < y.size:
+        y[idx // bias.size, idx % bias.size] += bias[idx % bias.size]
+
+
+def _windows(x, w, stride, padding):
+    kh, kw, c, _ = w.shape
+    g = conv_geometry(x.shape[1], x.shape[2], kh, kw, stride, padding)
+    cols = cuda.device_array((x.shape[0] * g.out_h * g.out_w, kh * kw * c), dtype=x.dtype)
+    _launch(_im2col, cols.size, x, cols, kh, kw, stride[0], stride[1], g.pad_top, g.pad_left,
+            g.out_h, g.out_w)
+    return cols, g
+
+
+def conv2d_forward(x, w, b, stride, padding):
+    cols, g = _windows(x, w, stride, padding)
+    y = matmul(cols, w.reshape(-1, w.shape[3]))
+    _launch(_add_bias, y.size, y, b)
+    return y.reshape(x.shape[0], g.out_h, g.out_w, w.shape[3])
+
+
+def conv2d_backward(x, w, dy, stride, padding):
+    kh, kw, c, f = w.shape
+    cols, g = _windows(x, w, stride, padding)
+    dy2 = dy.reshape(dy.size // f, f)
+    dw = matmul(cols, dy2, trans_a=True).reshape(*w.shape)
+    dcols = matmul(dy2, w.reshape(kh * kw * c, f), trans_b=True)
+    dx = cuda.device_array(x.shape, dtype=x.dtype)
+    _launch(_col2im, dx.size, dcols, dx, kh, kw, stride[0], stride[1], g.pad_top, g.pad_left,
+            g.out_h, g.out_w)
+    return dx, dw, column_sum(dy2)
+
+
+# ----------------------------------------------------------------------------- pooling
+
+
+@cuda.jit
+def _maxpool_forward(x, y, arg, ph, pw, sh, sw):
+    idx = cuda.grid(1)
+    n, out_h, out_w, c = y.shape
+    if idx >= y.size:
+        return
+    ch = idx % c
+    j = (idx // c) % out_w
+    i = (idx // (c * out_w)) % out_h
+    b = idx // (c * out_w * out_h)
+    best = x[b, i * sh, j * sw, ch]
+    best_k = 0
+    for di in range(ph):
+        for dj in range(pw):
+            v = x[b, i * sh + di, j * sw + dj, ch]
+            if v > best:
+                best = v
+                best_k = di * pw + dj
+    y[b, i, j, ch] = best
+    arg[b, i, j, ch] = best_k
+
+
+@cuda.jit
+def _maxpool_backward(dy, arg, dx, pw, sh, sw):
+    """Scatter each output gradient onto its winner (atomic: windows may overlap)."""
+    idx = cuda.grid(1)
+    n, out_h, out_w, c = dy.shape
+    if idx >= dy.size:
+        return
+    ch = idx % c
+    j = (idx // c) % out_w
+    i = (idx // (c * out_w)) % out_h
+    b = idx // (c * out_w * out_h)
+    k = arg[b, i, j, ch]
+    cuda.atomic.add(dx, (b, i * sh + k // pw, j * sw + k % pw, ch), dy[b, i, j, ch])
+
+
+def maxpool2d_forward(x, pool, stride):
+    n, h, w, c = x.shape
+    oh, ow = pool_geometry(h, w, pool, stride)
+    y = cuda.device_array((n, oh, ow, c), dtype=x.dtype)
+    arg = cuda.device_array((n, oh, ow, c), dtype=np.int32)
+    _launch(_maxpool_forward, y.size, x, y, arg, pool[0], pool[1], stride[0], stride[1])
+    return y, arg
+
+
+def maxpool2d_backward(dy, cache, x_shape, pool, stride):
+    dx = cuda.device_array(x_shape, dtype=dy.dtype)
+    _launch(_fill, dx.size, _flat(dx), 0.0)
+    _launch(_maxpool_backward, dy.size, dy, cache, dx, pool[1], stride[0], stride[1])
+    return dx
+
+
+# ----------------------------------------------------------------------------- dense
+
+
+def dense_forward(x, w, b):
+    y = matmul(x, w)
+    _launch(_add_bias, y.size, y, b)
+    return y
+
+
+def dense_backward(x, w, dy):
+    return matmul(dy, w, trans_b=True), matmul(x, dy, trans_a=True), column_sum(dy)
+
+
+# ----------------------------------------------------------------------------- element-wise
+
+
+@cuda.jit
+def _fill(a, value):
+    idx = cuda.grid(1)
+    if idx < a.size:
+        a[idx] = value
+
+
+@cuda.jit
+def _activation(z, a, kind):
+    """kind 0: relu, 1: sigmoid (computed from e^-|z|, never overflowing)."""
+    idx = cuda.grid(1)
+    if idx >= z.size:
+        return
+    v = z[idx]
+    if kind == 0:
+        a[idx] = v if v > 0 else 0
+    elif v >= 0:
+        a[idx] = 1 / (1 + math.exp(-v))
+    else:
+        e = math.exp(v)
+        a[idx] = e / (1 + e)
+
+
+@cuda.jit
+def _activation_backward(a, da, dz, kind):
+    idx = cuda.grid(1)
+    if idx >= a.size:
+        return
+    if kind == 0:
+        dz[idx] = da[idx] if a[idx] > 0 else 0
+    else:
+        dz[idx] = da[idx] * a[idx] * (1 - a[idx])
+
+
+@cuda.jit
+def _softmax_rows(z, a):
+    r = cuda.grid(1)
+    if r >= z.shape[0]:
+        return
+    top = z[r, 0]
+    for k in range(1, z.shape[1]):
+        top = max(top, z[r, k])
+    total = z[r, 0] * 0
+    for k in range(z.shape[1]):
+        a[r, k] = math.exp(z[r, k] - top)
+        total += a[r, k]
+    for k in range(z.shape[1]):
+        a[r, k] /= total
+
+
+_KINDS = {"relu": 0, "sigmoid": 1}
+
+
+def activation_forward(name, z):
+    if name == "linear":
+        return z
+    a = empty_like(z)
+    if name == "softmax":
+        k = z.shape[len(z.shape) - 1]  # (simulated device arrays reject shape[-1])
+        rows = z.reshape(z.size // k, k)
+        _launch(_softmax_rows, rows.shape[0], rows, a.reshape(*rows.shape))
+    else:
+        _launch(_activation, z.size, _flat(z), _flat(a), _KINDS[name])
+    return a
+
+
+def activation_backward(name, a, da):
+    if name not in _KINDS:
+        return host_fallback(_reference().activation_backward)(name, a, da)
+    dz = empty_like(a)
+    _launch(_activation_backward, a.size, _flat(a), _flat(da), _flat(dz), _KINDS[name])
+    return dz
+
+
+def _reference():
+    from . import numpy_ref
+
+    return numpy_ref
+
+
+# ----------------------------------------------------------------------------- loss, metrics
+
+
+@cuda.jit
+def _softmax_cross_entropy(z, y, dz, loss):
+    """One thread per row: dz = (softmax(z) - y) / N; loss[0] += (logsumexp(z) - <y, z>) / N."""
+    r = cuda.grid(1)
+    n, k = z.shape
+    if r >= n:
+        return
+    top = z[r, 0]
+    for j in range(1, k):
+        top = max(top, z[r, j])
+    total = z[r, 0] * 0
+    for j in range(k):
+        total += math.exp(z[r, j] - top)
+    log_total = math.log(total) + top
+    row_loss = total * 0
+    for j in range(k):
+        row_loss += y[r, j] * (log_total - z[r, j])
+        dz[r, j] = (math.exp(z[r, j] - log_total) - y[r, j]) / n
+    cuda.atomic.add(loss, 0, row_loss / n)
+
+
+def softmax_cross_entropy(logits, y):
+    dz = empty_like(logits)
+    loss = cuda.to_device(np.zeros(1, dtype=np.float64))
+    _launch(_softmax_cross_entropy, logits.shape[0], logits, y, dz, loss)
+    return float(loss.copy_to_host()[0]), dz
+
+
+@cuda.jit
+def _count_correct(pred, y, threshold, count):
+    r = cuda.grid(1)
+    if r >= pred.shape[0]:
+        return
+    if pred.shape[1] == 1:
+        hit = (pred[r, 0] > threshold) == (y[r, 0] > 0.5)
+    else:
+        best, best_y = 0, 0
+        for j in range(1, pred.shape[1]):
+            if pred[r, j] > pred[r, best]:
+                best = j
+            if y[r, j] > y[r, best_y]:
+                best_y = j
+        hit = best == best_y
+    if hit:
+        cuda.atomic.add(count, 0, 1)
+
+
+def count_correct(pred, y, threshold: float = 0.5) -> int:
+    count = cuda.to_device(np.zeros(1, dtype=np.int64))
+    _launch(_count_correct, pred.shape[0], pred, y, threshold, count)
+    return int(count.copy_to_host()[0])
+
+
+# ----------------------------------------------------------------------------- optimizers
+
+
+@cuda.jit
+def _adam(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
+    i = cuda.grid(1)
+    if i < p.size:
+        m[i] += (1 - beta_1) * (g[i] - m[i])
+        v[i] += (1 - beta_2) * (g[i] * g[i] - v[i])
+        p[i] -= lr_t * m[i] / (math.sqrt(v[i]) + epsilon)
+
+
+@cuda.jit
+def _sgd(p, g, velocity, lr, momentum, use_momentum):
+    i = cuda.grid(1)
+    if i < p.size:
+        if use_momentum:
+            velocity[i] = momentum * velocity[i] - lr * g[i]
+            p[i] += velocity[i]
+        else:
+            p[i] -= lr * g[i]
+
+
+def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
+    _launch(_adam, p.size, _flat(p), _flat(g), _flat(m), _flat(v), lr_t, beta_1, beta_2,
+            epsilon)
+
+
+def sgd_update(p, g, velocity, lr, momentum):
+    v = _flat(velocity) if velocity is not None else _flat(p)  # unused without momentum
+    _launch(_sgd, p.size, _flat(p), _flat(g), v, lr, momentum, momentum != 0)
