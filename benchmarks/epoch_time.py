@@ -17,8 +17,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import minicnn  # noqa: E402
 from common import REFERENCE_BATCH, TorchTrainer, make_model, minicnn_epoch, random_data  # noqa: E402
+
+import minicnn  # noqa: E402
 
 
 def main(argv=None) -> list[dict]:

@@ -13,8 +13,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import minicnn  # noqa: E402
 from common import make_model, minicnn_epoch, random_data  # noqa: E402
+
+import minicnn  # noqa: E402
 
 
 def main(argv=None) -> None:

@@ -97,24 +97,30 @@ def _matmul_kernel(dtype: np.dtype):
     nb_type = from_dtype(dtype)
 
     @cuda.jit
-    def matmul(a, b, c, trans_a, trans_b):
-        """c (M, N) = op(a) (M, K) @ op(b) (K, N), op = transpose when trans_* is set."""
+    def matmul(a, b, out, trans_a, trans_b, k_chunk):
+        """out[z] (M, N) = op(a)[:, K_z] @ op(b)[K_z, :] over the z-th chunk of the K axis.
+
+        op = transpose when trans_* is set. With one chunk, out[0] is the whole product.
+        """
         a_tile = cuda.shared.array((TILE, TILE), nb_type)
         b_tile = cuda.shared.array((TILE, TILE), nb_type)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         row = cuda.blockIdx.y * TILE + ty
         col = cuda.blockIdx.x * TILE + tx
-        m, n = c.shape
+        z = cuda.blockIdx.z
+        m, n = out.shape[1], out.shape[2]
         k_total = a.shape[0] if trans_a else a.shape[1]
+        k_start = z * k_chunk
+        k_stop = min(k_start + k_chunk, k_total)
         acc = nb_type(0)
-        for t in range((k_total + TILE - 1) // TILE):
-            k = t * TILE + tx  # this thread loads a[row, k] ...
-            if row < m and k < k_total:
+        for t0 in range(k_start, k_stop, TILE):
+            k = t0 + tx  # this thread loads a[row, k] ...
+            if row < m and k < k_stop:
                 a_tile[ty, tx] = a[k, row] if trans_a else a[row, k]
             else:
                 a_tile[ty, tx] = 0
-            k = t * TILE + ty  # ... and b[k, col]
-            if col < n and k < k_total:
+            k = t0 + ty  # ... and b[k, col]
+            if col < n and k < k_stop:
                 b_tile[ty, tx] = b[col, k] if trans_b else b[k, col]
             else:
                 b_tile[ty, tx] = 0
@@ -123,18 +129,49 @@ def _matmul_kernel(dtype: np.dtype):
                 acc += a_tile[ty, kk] * b_tile[kk, tx]
             cuda.syncthreads()
         if row < m and col < n:
-            c[row, col] = acc
+            out[z, row, col] = acc
 
     return matmul
 
 
+@cuda.jit
+def _sum_chunks(partial, c):
+    """c = sum over z of partial[z], in a fixed order (deterministic, unlike atomics)."""
+    idx = cuda.grid(1)
+    m, n = c.shape
+    if idx >= m * n:
+        return
+    i, j = idx // n, idx % n
+    acc = partial[0, i, j]
+    for z in range(1, partial.shape[0]):
+        acc += partial[z, i, j]
+    c[i, j] = acc
+
+
+TARGET_BLOCKS = 256  # enough blocks to fill a large GPU (an H100 has 132 SMs)
+
+
 def matmul(a, b, trans_a: bool = False, trans_b: bool = False):
-    """op(a) @ op(b) on the device."""
+    """op(a) @ op(b) on the device.
+
+    A product with a small output but a long K axis (the kernel gradients: few filters,
+    many pixels) would give too few blocks to fill the GPU, so K is split into chunks
+    computed by separate blocks and summed afterwards (split-K).
+    """
     m = a.shape[1] if trans_a else a.shape[0]
     n = b.shape[0] if trans_b else b.shape[1]
+    k = a.shape[0] if trans_a else a.shape[1]
     c = cuda.device_array((m, n), dtype=a.dtype)
-    blocks = (math.ceil(n / TILE), math.ceil(m / TILE))
-    _matmul_kernel(np.dtype(a.dtype))[blocks, (TILE, TILE)](a, b, c, trans_a, trans_b)
+    tiles = math.ceil(n / TILE) * math.ceil(m / TILE)
+    splits = max(1, min(TARGET_BLOCKS // tiles, k // (8 * TILE)))
+    k_chunk = math.ceil(k / splits / TILE) * TILE
+    splits = math.ceil(k / k_chunk)
+    out = c.reshape(1, m, n) if splits == 1 else cuda.device_array((splits, m, n), a.dtype)
+    blocks = (math.ceil(n / TILE), math.ceil(m / TILE), splits)
+    _matmul_kernel(np.dtype(a.dtype))[blocks, (TILE, TILE)](a, b, out, trans_a, trans_b,
+                                                             k_chunk)
+    if splits > 1:
+        _launch(_sum_chunks, m * n, out, c)
     return c
 
 
