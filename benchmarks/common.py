@@ -25,9 +25,9 @@ def torch_model(name: str):
     """The same architecture in PyTorch (NCHW), built layer by layer from the minicnn model."""
     import torch
 
-    layers, shape = [], MODELS[name]().input_shape
-    channels = shape[-1]
-    for layer, (_, out_shape) in zip(MODELS[name]().layers, MODELS[name]()._shapes()):
+    reference = MODELS[name]()
+    layers, channels = [], reference.input_shape[-1]
+    for layer in reference.layers:
         if isinstance(layer, Conv2D):
             layers.append(torch.nn.Conv2d(channels, layer.filters, layer.kernel_size,
                                           layer.strides, padding=layer.padding))
