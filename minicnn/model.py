@@ -205,8 +205,8 @@ class Sequential:
     def train_step(self, x, y) -> tuple[float, int]:
         """One optimizer step on a batch already in backend memory; (loss, correct)."""
         value, correct, grad = self._loss_and_correct(x, y, training=True)
-        for layer in reversed(self.layers):
-            grad = layer.backward(grad)
+        for i in reversed(range(len(self.layers))):
+            grad = self.layers[i].backward(grad, need_input_grad=i > 0)
         self.optimizer.apply(self.layers)
         return value, correct
 

@@ -280,11 +280,13 @@ def conv2d_forward(x, w, b, stride, padding):
     return y.reshape(x.shape[0], g.out_h, g.out_w, w.shape[3])
 
 
-def conv2d_backward(x, w, dy, stride, padding):
+def conv2d_backward(x, w, dy, stride, padding, need_dx=True):
     kh, kw, c, f = w.shape
     cols, g = _windows(x, w, stride, padding)
     dy2 = dy.reshape(dy.size // f, f)
     dw = matmul(cols, dy2, trans_a=True).reshape(*w.shape)
+    if not need_dx:
+        return None, dw, column_sum(dy2)
     dcols = matmul(dy2, w.reshape(kh * kw * c, f), trans_b=True)
     dx = cuda.device_array(x.shape, dtype=x.dtype)
     _launch(_col2im, dx.size, dcols, dx, kh, kw, stride[0], stride[1], g.pad_top, g.pad_left,

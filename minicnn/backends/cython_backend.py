@@ -43,11 +43,13 @@ def conv2d_forward(x, w, b, stride, padding):
     return y.reshape(x.shape[0], g.out_h, g.out_w, w.shape[3])
 
 
-def conv2d_backward(x, w, dy, stride, padding):
+def conv2d_backward(x, w, dy, stride, padding, need_dx=True):
     kh, kw, c, f = w.shape
     cols, g = _windows(x, w, stride, padding)
     dy2 = np.ascontiguousarray(dy).reshape(-1, f)
     dw = (cols.T @ dy2).reshape(w.shape)
+    if not need_dx:
+        return None, dw, dy2.sum(axis=0)
     dx = np.empty_like(x)
     kernels.col2im(dy2 @ w.reshape(-1, f).T, kh, kw, stride[0], stride[1], g.pad_top, g.pad_left,
                    g.out_h, g.out_w, dx)

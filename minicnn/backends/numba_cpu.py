@@ -62,9 +62,12 @@ def _im2col(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols):
                     for dj in range(kw):
                         xx = j * sw + dj - pad_left
                         base = (di * kw + dj) * c
-                        inside = 0 <= y < h and 0 <= xx < w
-                        for ch in range(c):
-                            cols[row, base + ch] = x[b, y, xx, ch] if inside else 0.0
+                        if 0 <= y < h and 0 <= xx < w:
+                            for ch in range(c):  # contiguous in both arrays
+                                cols[row, base + ch] = x[b, y, xx, ch]
+                        else:
+                            for ch in range(c):
+                                cols[row, base + ch] = 0.0
 
 
 @njit(parallel=True, **JIT)
@@ -113,15 +116,17 @@ def conv2d_forward(x, w, b, stride, padding):
     return y.reshape(x.shape[0], g.out_h, g.out_w, w.shape[3])
 
 
-def conv2d_backward(x, w, dy, stride, padding):
+def conv2d_backward(x, w, dy, stride, padding, need_dx=True):
     """dW = cols^T dy, dcols = dy W^T (BLAS); col2im (JIT) adds the windows back."""
     kh, kw, c, f = w.shape
     cols, g = _windows(x, w, stride, padding)
     dy2 = dy.reshape(-1, f)
     dw = (cols.T @ dy2).reshape(w.shape)
-    dx = np.empty_like(x)
-    _col2im(dy2 @ w.reshape(-1, f).T, kh, kw, stride[0], stride[1], g.pad_top, g.pad_left,
-            g.out_h, g.out_w, dx)
+    dx = None
+    if need_dx:
+        dx = np.empty_like(x)
+        _col2im(dy2 @ w.reshape(-1, f).T, kh, kw, stride[0], stride[1], g.pad_top, g.pad_left,
+                g.out_h, g.out_w, dx)
     return dx, dw, dy2.sum(axis=0)
 
 
@@ -130,22 +135,24 @@ def conv2d_backward(x, w, dy, stride, padding):
 
 @njit(parallel=True, **JIT)
 def _maxpool_forward(x, ph, pw, sh, sw, y, arg):
-    """y = window max, arg = its offset di * pw + dj inside the window (first max wins)."""
+    """y = window max, arg = its offset di * pw + dj inside the window (first max wins).
+
+    The channel loop is innermost: it runs along contiguous memory and vectorises.
+    """
     n, out_h, out_w, c = y.shape
     for b in prange(n):
         for i in range(out_h):
             for j in range(out_w):
                 for ch in range(c):
-                    best = x[b, i * sh, j * sw, ch]
-                    best_k = 0
-                    for di in range(ph):
-                        for dj in range(pw):
+                    y[b, i, j, ch] = x[b, i * sh, j * sw, ch]
+                    arg[b, i, j, ch] = 0
+                for di in range(ph):
+                    for dj in range(pw):
+                        for ch in range(c):
                             v = x[b, i * sh + di, j * sw + dj, ch]
-                            if v > best:
-                                best = v
-                                best_k = di * pw + dj
-                    y[b, i, j, ch] = best
-                    arg[b, i, j, ch] = best_k
+                            if v > y[b, i, j, ch]:
+                                y[b, i, j, ch] = v
+                                arg[b, i, j, ch] = di * pw + dj
 
 
 @njit(parallel=True, **JIT)

@@ -79,8 +79,11 @@ def conv2d_forward(x, w, b, stride, padding):
     return y.reshape(x.shape[0], g.out_h, g.out_w, f)
 
 
-def conv2d_backward(x, w, dy, stride, padding):
-    """Gradients of conv2d_forward: dx = col2im(dy W^T), dw = cols^T dy, db = sum of dy."""
+def conv2d_backward(x, w, dy, stride, padding, need_dx=True):
+    """Gradients of conv2d_forward: dx = col2im(dy W^T), dw = cols^T dy, db = sum of dy.
+
+    ``need_dx=False`` (the model's first layer) skips dx and returns None for it.
+    """
     kh, kw, c, f = w.shape
     g = conv_geometry(x.shape[1], x.shape[2], kh, kw, stride, padding)
     xp = pad_images(x, g)
@@ -88,6 +91,8 @@ def conv2d_backward(x, w, dy, stride, padding):
     dy2 = dy.reshape(-1, f)
     dw = (cols.T @ dy2).reshape(w.shape)
     db = dy2.sum(axis=0)
+    if not need_dx:
+        return None, dw, db
     dxp = col2im(dy2 @ w.reshape(-1, f).T, xp.shape, kh, kw, stride, g.out_h, g.out_w)
     dx = dxp[:, g.pad_top : g.pad_top + x.shape[1], g.pad_left : g.pad_left + x.shape[2], :]
     return np.ascontiguousarray(dx), dw, db

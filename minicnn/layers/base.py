@@ -133,16 +133,19 @@ class Layer:
         self._output = z
         return z
 
-    def backward(self, dy):
-        """Gradient of the loss w.r.t. this layer's input; fills ``self.grads``."""
+    def backward(self, dy, need_input_grad: bool = True):
+        """Gradient of the loss w.r.t. this layer's input; fills ``self.grads``.
+
+        ``need_input_grad=False`` (the first layer of a model) may skip it and return None.
+        """
         if self._activated:
             dy = get_backend().activation_backward(self.activation, self._output, dy)
-        return self._backward(dy)
+        return self._backward(dy, need_input_grad)
 
     def _forward(self, x, training: bool):
         return x
 
-    def _backward(self, dz):
+    def _backward(self, dz, need_input_grad: bool = True):
         return dz
 
     def __repr__(self) -> str:

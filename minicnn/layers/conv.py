@@ -75,10 +75,10 @@ class Conv2D(Layer):
         k, b = self.params["kernel"], self.params["bias"]
         return get_backend().conv2d_forward(x, k, b, self.strides, self.padding)
 
-    def _backward(self, dz):
+    def _backward(self, dz, need_input_grad=True):
         backend = get_backend()
         dx, dw, db = backend.conv2d_backward(
-            self._x, self.params["kernel"], dz, self.strides, self.padding
+            self._x, self.params["kernel"], dz, self.strides, self.padding, need_input_grad
         )
         self.grads = {"kernel": dw, "bias": db}
         return dx
@@ -117,7 +117,7 @@ class MaxPool2D(Layer):
         y, self._cache = get_backend().maxpool2d_forward(x, self.pool_size, self.strides)
         return y
 
-    def _backward(self, dz):
+    def _backward(self, dz, need_input_grad=True):
         return get_backend().maxpool2d_backward(
             dz, self._cache, self._x_shape, self.pool_size, self.strides
         )

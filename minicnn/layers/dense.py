@@ -40,7 +40,7 @@ class Dense(Layer):
         self._x = x
         return get_backend().dense_forward(x, self.params["kernel"], self.params["bias"])
 
-    def _backward(self, dz):
+    def _backward(self, dz, need_input_grad=True):
         dx, dw, db = get_backend().dense_backward(self._x, self.params["kernel"], dz)
         self.grads = {"kernel": dw, "bias": db}
         return dx
@@ -62,5 +62,5 @@ class Flatten(Layer):
         self._shape = x.shape
         return x.reshape(x.shape[0], -1)
 
-    def _backward(self, dz):
+    def _backward(self, dz, need_input_grad=True):
         return dz.reshape(self._shape)
