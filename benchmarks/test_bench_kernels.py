@@ -1,0 +1,56 @@
+"""Per-kernel speed at the shapes of the reference CNNs, for every available backend.
+
+    python -m pytest benchmarks/test_bench_kernels.py --benchmark-group-by=param:shape
+"""
+
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn.backends import _load
+
+# (name, batch, input H=W, in channels, filters, kernel): the convolutions of cnn_a and cnn_b
+CONV_SHAPES = [
+    ("cnn_b.conv1", 32, 28, 1, 32, 3), ("cnn_b.conv2", 32, 13, 32, 64, 3),
+    ("cnn_b.conv3", 32, 5, 64, 128, 3), ("cnn_a.conv1", 64, 28, 1, 32, 2),
+    ("cnn_a.conv2", 64, 13, 32, 32, 2),
+]
+POOL_SHAPES = [("cnn_b.pool1", 32, 26, 32), ("cnn_a.pool1", 64, 27, 32)]
+BACKENDS = minicnn.available_backends()
+
+
+def _sync(backend, value):
+    """Wait for device work: bring one array back (no-op cost on the CPU backends)."""
+    first = value[0] if isinstance(value, tuple) else value
+    return backend.to_host(first) if backend.on_device else first
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("shape", CONV_SHAPES, ids=[s[0] for s in CONV_SHAPES])
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_conv(benchmark, backend_name, shape, direction):
+    _, n, size, c, f, k = shape
+    backend = _load(backend_name)
+    rng = np.random.default_rng(0)
+    x = backend.to_device(rng.random((n, size, size, c), dtype=np.float32))
+    w = backend.to_device(rng.random((k, k, c, f), dtype=np.float32))
+    b = backend.to_device(np.zeros(f, np.float32))
+    y = backend.conv2d_forward(x, w, b, (1, 1), "valid")
+    if direction == "forward":
+        benchmark(lambda: _sync(backend, backend.conv2d_forward(x, w, b, (1, 1), "valid")))
+    else:
+        benchmark(lambda: _sync(backend, backend.conv2d_backward(x, w, y, (1, 1), "valid")[1]))
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("shape", POOL_SHAPES, ids=[s[0] for s in POOL_SHAPES])
+def test_maxpool_forward_backward(benchmark, backend_name, shape):
+    _, n, size, c = shape
+    backend = _load(backend_name)
+    x = backend.to_device(np.random.default_rng(0).random((n, size, size, c), dtype=np.float32))
+
+    def step():
+        y, cache = backend.maxpool2d_forward(x, (2, 2), (2, 2))
+        return _sync(backend, backend.maxpool2d_backward(y, cache, x.shape, (2, 2), (2, 2)))
+
+    benchmark(step)
