@@ -245,14 +245,13 @@ class Sequential:
                 cut = len(x) - int(len(x) * validation_split)  # Keras: the last samples
                 if cut <= 0 or cut == len(x):
                     raise ValueError("validation_split leaves no training or no validation data")
-                x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
+                x, y, (xv, yv) = x[:cut], y[:cut], (x[cut:], y[cut:])
             steps = math.ceil(len(x) / batch_size)
         if validation_data is not None:
             if len(validation_data) != 2:
                 raise ValueError("validation_data must be a tuple (x_val, y_val)")
-            xv, yv = validation_data
-            if not (yv.ndim == 2 and yv.dtype == config.dtype() and xv.dtype == config.dtype()):
-                xv, yv = self._prepare(xv, yv, "validation x")
+            xv, yv = self._prepare(*validation_data, what="validation x")
+        validate = validation_data is not None or (validation_split and not flow)
 
         self._ensure_built(seed)
         backend = get_backend()
@@ -277,7 +276,7 @@ class Sequential:
                 loss_sum, correct, seen = loss_sum + value * len(xb), correct + ok, seen + len(xb)
                 bar.update(step + 1, self._logs(loss_sum, correct, seen))
             logs = self._logs(loss_sum, correct, seen)
-            if validation_data is not None:
+            if validate:
                 logs.update(self._evaluate_prepared(xv, yv, batch_size, prefix="val_"))
             bar.finish(logs)
             history.append(epoch, logs)
