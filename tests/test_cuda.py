@@ -9,6 +9,7 @@ import minicnn
 from minicnn.backends import numpy_ref
 from minicnn.gradcheck import check_layer
 from minicnn.layers import Conv2D, Dense, MaxPool2D
+from tests import test_equivalence as equivalence
 from tests.test_equivalence import _close, _compare
 
 pytestmark = pytest.mark.skipif("cuda" not in minicnn.available_backends(),
@@ -22,29 +23,15 @@ def cuda():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("x_shape, w_shape, stride, padding", [
-    ((2, 4, 5, 2), (2, 3, 2, 3), (1, 1), "valid"),
-    ((1, 5, 4, 1), (3, 2, 1, 2), (2, 2), "same"),
-])
-def test_conv_kernels_match_reference(cuda, dtype, x_shape, w_shape, stride, padding):
-    rng = np.random.default_rng(0)
-    x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
-    b = rng.standard_normal(w_shape[3]).astype(dtype)
-    dy = rng.standard_normal(numpy_ref.conv2d_forward(x, w, b, stride, padding).shape)
-    _compare(cuda, "conv2d_forward", (x, w, b, stride, padding), dtype)
-    _compare(cuda, "conv2d_backward", (x, w, dy.astype(dtype), stride, padding), dtype)
+@pytest.mark.parametrize("case", [((2, 4, 5, 2), (2, 3, 2, 3), (1, 1), "valid"),
+                                  ((1, 5, 4, 1), (3, 2, 1, 2), (2, 2), "same")])
+def test_conv_kernels_match_reference(cuda, case, dtype):
+    equivalence.test_conv_kernels(cuda, case, dtype)
 
 
-@pytest.mark.parametrize("pool, stride", [((2, 2), (2, 2)), ((3, 2), (1, 1))])
-def test_pool_kernels_match_reference(cuda, pool, stride):
-    x = np.random.default_rng(1).standard_normal((2, 5, 4, 2)).astype(np.float32)
-    y, cache = numpy_ref.maxpool2d_forward(x, pool, stride)
-    got, got_cache = cuda.maxpool2d_forward(cuda.to_device(x), pool, stride)
-    _close(cuda.to_host(got), y, np.float32)
-    dy = np.random.default_rng(2).standard_normal(y.shape).astype(np.float32)
-    dx = cuda.maxpool2d_backward(cuda.to_device(dy), got_cache, x.shape, pool, stride)
-    _close(cuda.to_host(dx), numpy_ref.maxpool2d_backward(dy, cache, x.shape, pool, stride),
-           np.float32)
+@pytest.mark.parametrize("case", [((2, 5, 4, 2), (2, 2), (2, 2)), ((1, 5, 4, 2), (3, 2), (1, 1))])
+def test_pool_kernels_match_reference(cuda, case):
+    equivalence.test_pool_kernels(cuda, case, np.float32)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

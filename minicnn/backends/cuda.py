@@ -236,13 +236,10 @@ def _im2col(x, cols, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w):
 def _col2im(cols, dx, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w):
     """One thread per input pixel: gather the window entries that read it (no atomics)."""
     idx = cuda.grid(1)
-    n, h, w, c = dx.shape
-    if idx >= n * h * w * c:
+    if idx >= dx.size:
         return
-    ch = idx % c
-    xx = (idx // c) % w
-    y = (idx // (c * w)) % h
-    b = idx // (c * w * h)
+    c = dx.shape[3]
+    b, y, xx, ch = _unravel_nhwc(idx, dx.shape[1], dx.shape[2], c)
     acc = cols[0, 0] * 0
     for di in range(kh):
         ty = y + pad_top - di  # = i * sh for the output row i whose window has tap di here
@@ -297,16 +294,18 @@ def conv2d_backward(x, w, dy, stride, padding, need_dx=True):
 # ----------------------------------------------------------------------------- pooling
 
 
+@cuda.jit(device=True)
+def _unravel_nhwc(idx, h, w, c):
+    """Flat index of a C-contiguous (N, H, W, C) array -> (n, y, x, channel)."""
+    return idx // (c * w * h), (idx // (c * w)) % h, (idx // c) % w, idx % c
+
+
 @cuda.jit
 def _maxpool_forward(x, y, arg, ph, pw, sh, sw):
     idx = cuda.grid(1)
-    n, out_h, out_w, c = y.shape
     if idx >= y.size:
         return
-    ch = idx % c
-    j = (idx // c) % out_w
-    i = (idx // (c * out_w)) % out_h
-    b = idx // (c * out_w * out_h)
+    b, i, j, ch = _unravel_nhwc(idx, y.shape[1], y.shape[2], y.shape[3])
     best = x[b, i * sh, j * sw, ch]
     best_k = 0
     for di in range(ph):
@@ -323,13 +322,9 @@ def _maxpool_forward(x, y, arg, ph, pw, sh, sw):
 def _maxpool_backward(dy, arg, dx, pw, sh, sw):
     """Scatter each output gradient onto its winner (atomic: windows may overlap)."""
     idx = cuda.grid(1)
-    n, out_h, out_w, c = dy.shape
     if idx >= dy.size:
         return
-    ch = idx % c
-    j = (idx // c) % out_w
-    i = (idx // (c * out_w)) % out_h
-    b = idx // (c * out_w * out_h)
+    b, i, j, ch = _unravel_nhwc(idx, dy.shape[1], dy.shape[2], dy.shape[3])
     k = arg[b, i, j, ch]
     cuda.atomic.add(dx, (b, i * sh + k // pw, j * sw + k % pw, ch), dy[b, i, j, ch])
 
