@@ -42,39 +42,50 @@ def _shift_index(size: int, shifts: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return np.clip(source, 0, size - 1), inside
 
 
-def random_shift(x, height_range: float = 0, width_range: float = 0,
-                 fill_mode: str = "nearest", cval: float = 0,
-                 rng: np.random.Generator | None = None) -> np.ndarray:
-    """Shift each image by a random whole number of pixels in [-range, range] on each axis.
+def shift_images(x, dy, dx, fill_mode: str = "nearest", cval: float = 0) -> np.ndarray:
+    """Move image k down by dy[k] and right by dx[k] whole pixels (negative: up / left).
 
-    A range below 1 is a fraction of the image size (Keras' convention). Pixels shifted in
-    repeat the edge (``"nearest"``) or take ``cval`` (``"constant"``). One gather, no loop.
+    Pixels shifted in repeat the edge (``"nearest"``) or take ``cval`` (``"constant"``).
+    One fancy-indexing gather for the whole batch, no loop over images.
     """
     x = _images(x)
     if fill_mode not in ("nearest", "constant"):
         raise ValueError(f"fill_mode must be 'nearest' or 'constant', got {fill_mode!r}")
-    rng = rng if rng is not None else np.random.default_rng()
     n, h, w = x.shape[:3]
-    dy = _random_shifts(rng, n, shift_pixels(height_range, h))
-    dx = _random_shifts(rng, n, shift_pixels(width_range, w))
-    rows, rows_in = _shift_index(h, dy)
-    cols, cols_in = _shift_index(w, dx)
+    rows, rows_in = _shift_index(h, np.asarray(dy))
+    cols, cols_in = _shift_index(w, np.asarray(dx))
     out = x[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
     if fill_mode == "constant":
-        outside = ~(rows_in[:, :, None] & cols_in[:, None, :])
-        out[outside] = cval
+        out[~(rows_in[:, :, None] & cols_in[:, None, :])] = cval
     return out
 
 
-def shift_pixels(value: float, size: int) -> int:
-    """Keras' range convention: a float below 1 is a fraction of ``size``, otherwise pixels."""
+def draw_shifts(rng: np.random.Generator, n: int, value: float, size: int) -> np.ndarray:
+    """n random whole-pixel shifts with Keras' ImageDataGenerator conventions.
+
+    An int r draws a magnitude from {0, ..., r - 1} and a random sign (so 3 gives -2..2,
+    exactly as Keras does); a float is a uniform range in pixels, or a fraction of
+    ``size`` when below 1, rounded to whole pixels.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ValueError(f"a shift range must be a non-negative number, got {value!r}")
-    return int(round(value * size)) if 0 < value < 1 else int(value)
+    if value == 0:
+        return np.zeros(n, dtype=np.int64)
+    if isinstance(value, int):
+        return rng.integers(0, value, size=n) * rng.choice([-1, 1], size=n)
+    limit = value * size if value < 1 else value
+    return np.rint(rng.uniform(-limit, limit, size=n)).astype(np.int64)
 
 
-def _random_shifts(rng: np.random.Generator, n: int, limit: int) -> np.ndarray:
-    return rng.integers(-limit, limit + 1, size=n) if limit else np.zeros(n, dtype=np.int64)
+def random_shift(x, height_range: float = 0, width_range: float = 0,
+                 fill_mode: str = "nearest", cval: float = 0,
+                 rng: np.random.Generator | None = None) -> np.ndarray:
+    """Shift each image by its own random offset (``draw_shifts``' conventions)."""
+    x = _images(x)
+    rng = rng if rng is not None else np.random.default_rng()
+    n, h, w = x.shape[:3]
+    dy, dx = draw_shifts(rng, n, height_range, h), draw_shifts(rng, n, width_range, w)
+    return shift_images(x, dy, dx, fill_mode, cval)
 
 
 class ImageDataGenerator:
@@ -85,7 +96,8 @@ class ImageDataGenerator:
                  fill_mode: str = "nearest", cval: float = 0.0):
         if fill_mode not in ("nearest", "constant"):
             raise ValueError(f"fill_mode must be 'nearest' or 'constant', got {fill_mode!r}")
-        shift_pixels(height_shift_range, 1), shift_pixels(width_shift_range, 1)  # validate
+        for value in (height_shift_range, width_shift_range):
+            draw_shifts(np.random.default_rng(0), 0, value, 1)  # validates the range
         self.horizontal_flip, self.vertical_flip = horizontal_flip, vertical_flip
         self.height_shift_range, self.width_shift_range = height_shift_range, width_shift_range
         self.fill_mode, self.cval = fill_mode, cval

@@ -2,27 +2,30 @@ import numpy as np
 import pytest
 
 from minicnn import Sequential
-from minicnn.augment import ImageDataGenerator, random_flip, random_shift, shift_pixels
+from minicnn.augment import (
+    ImageDataGenerator,
+    draw_shifts,
+    random_flip,
+    random_shift,
+    shift_images,
+)
 from minicnn.layers import Dense, Flatten
 
 IMAGES = np.arange(2 * 3 * 4).reshape(2, 3, 4)
 
 
 class FixedRng:
-    """Stands in for a Generator: fixed draws, to compare with hand-computed arrays."""
+    """Stands in for a Generator: fixed flip draws, to compare with hand-computed arrays."""
 
-    def __init__(self, uniform=None, integers=None):
-        self._uniform, self._integers = list(uniform or []), list(integers or [])
+    def __init__(self, uniform):
+        self._uniform = list(uniform)
 
     def random(self, n):
         return np.asarray(self._uniform.pop(0))
 
-    def integers(self, low, high, size):
-        return np.asarray(self._integers.pop(0))
-
 
 def test_flip_by_hand():
-    out = random_flip(IMAGES, rng=FixedRng(uniform=[[0.2, 0.9]]))
+    out = random_flip(IMAGES, rng=FixedRng([[0.2, 0.9]]))
     np.testing.assert_array_equal(out[0], [[3, 2, 1, 0], [7, 6, 5, 4], [11, 10, 9, 8]])
     np.testing.assert_array_equal(out[1], IMAGES[1])
     vertical = random_flip(IMAGES, horizontal=False, vertical=True, rng=FixedRng([[0.9, 0.1]]))
@@ -31,29 +34,40 @@ def test_flip_by_hand():
 
 
 def test_shift_nearest_by_hand():
-    out = random_shift(IMAGES, 1, 2, rng=FixedRng(integers=[[1, 0], [0, -2]]))
+    out = shift_images(IMAGES, [1, 0], [0, -2])
     np.testing.assert_array_equal(out[0], [[0, 1, 2, 3], [0, 1, 2, 3], [4, 5, 6, 7]])
     np.testing.assert_array_equal(out[1], [[14, 15, 15, 15], [18, 19, 19, 19], [22, 23, 23, 23]])
 
 
 def test_shift_constant_by_hand_with_channels():
     x = IMAGES[..., None].repeat(2, axis=3)
-    out = random_shift(x, 1, 1, fill_mode="constant", cval=-1,
-                       rng=FixedRng(integers=[[-1, 0], [1, 0]]))
+    out = shift_images(x, [-1, 0], [1, 0], fill_mode="constant", cval=-1)
     np.testing.assert_array_equal(out[0, ..., 1], [[-1, 4, 5, 6], [-1, 8, 9, 10], [-1, -1, -1, -1]])
     np.testing.assert_array_equal(out[1], x[1])
 
 
-def test_fraction_ranges_follow_keras():
-    assert shift_pixels(0.1, 28) == 3 and shift_pixels(3, 28) == 3 and shift_pixels(0, 28) == 0
+@pytest.mark.parametrize("value, size, allowed", [
+    (3, 28, range(-2, 3)),  # Keras: an int r draws from {0..r-1} with a random sign
+    (1, 28, [0]),
+    (0.1, 28, range(-3, 4)),  # a fraction of the size, rounded
+    (2.0, 28, range(-2, 3)),  # a float >= 1 is pixels
+])
+def test_shift_ranges_follow_keras(value, size, allowed):
+    shifts = draw_shifts(np.random.default_rng(0), 4000, value, size)
+    assert set(shifts.tolist()) == set(allowed)
+
+
+def test_negative_shift_range_is_rejected():
     with pytest.raises(ValueError, match="non-negative"):
-        shift_pixels(-1, 28)
+        draw_shifts(np.random.default_rng(0), 3, -1, 28)
+    with pytest.raises(ValueError, match="non-negative"):
+        ImageDataGenerator(width_shift_range=-0.5)
 
 
 def test_shifts_stay_in_range_and_inputs_are_untouched(rng):
     x = rng.random((50, 10, 10))
     before = x.copy()
-    out = random_shift(x, 0.2, 0.2, rng=rng)
+    out = random_shift(x, 0.2, 2, rng=rng)
     np.testing.assert_array_equal(x, before)
     assert out.shape == x.shape
     random_flip(x, rng=rng)
