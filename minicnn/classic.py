@@ -107,8 +107,8 @@ class NNClassifier:
     def _layers(self) -> tuple[Dense, Dense]:
         return self.hidden_, self.output_
 
-    def _step(self, X: np.ndarray, targets: np.ndarray, optimizer: SGD) -> float:
-        """One gradient-descent step on a slice; returns its error E."""
+    def _error_and_gradients(self, X: np.ndarray, targets: np.ndarray) -> float:
+        """E on a slice; fills every layer's ``grads`` with dE/dW (penalties included)."""
         logits = self.output_.forward(self.hidden_.forward(X, True), True, activate=False)
         mean_error, grad = get_backend().sigmoid_binary_cross_entropy(logits, targets)
         grad = grad * targets.size  # the classic error is a sum, not a mean
@@ -116,9 +116,7 @@ class NNClassifier:
         for layer in self._layers:
             w = layer.params["kernel"]
             layer.grads["kernel"] = layer.grads["kernel"] + self.l2 * w + self.l1 * np.sign(w)
-        error = mean_error * targets.size + self._penalty()
-        optimizer.apply(self._layers)
-        return error
+        return mean_error * targets.size + self._penalty()
 
     def fit(self, X, y) -> NNClassifier:
         """Train from scratch; ``error_`` holds the mean slice error of every epoch."""
@@ -133,8 +131,11 @@ class NNClassifier:
         self.error_ = []
         for _ in range(self.epochs):
             order = rng.permutation(len(X)) if self.shuffle else np.arange(len(X))
-            errors = [self._step(X[idx], targets[idx], optimizer)
-                      for idx in np.array_split(order, self.n_batches) if len(idx)]
+            errors = []
+            for idx in np.array_split(order, self.n_batches):
+                if len(idx):
+                    errors.append(self._error_and_gradients(X[idx], targets[idx]))
+                    optimizer.apply(self._layers)  # W <- W - learning_rate * dE/dW
             self.error_.append(float(np.mean(errors)))
         return self
 
@@ -148,7 +149,9 @@ class NNClassifier:
         return get_backend().activation_forward("softmax", self._outputs(X))
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self._outputs(X).argmax(axis=1)]
+        """The most likely class of each sample."""
+        labels = self._outputs(X).argmax(axis=1)
+        return self.classes_[labels]
 
     def score(self, X, y) -> float:
         """Mean accuracy on (X, y)."""
