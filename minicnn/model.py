@@ -229,6 +229,7 @@ class Sequential:
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         flow = hasattr(x, "__next__")
+        validation = None  # (x_val, y_val), prepared
         if flow:
             if y is not None:
                 raise ValueError("pass labels to the flow, not to fit, when x is a flow")
@@ -245,17 +246,23 @@ class Sequential:
                 cut = len(x) - int(len(x) * validation_split)  # Keras: the last samples
                 if cut <= 0 or cut == len(x):
                     raise ValueError("validation_split leaves no training or no validation data")
-                x, y, (xv, yv) = x[:cut], y[:cut], (x[cut:], y[cut:])
+                x, y, validation = x[:cut], y[:cut], (x[cut:], y[cut:])
             steps = math.ceil(len(x) / batch_size)
         if validation_data is not None:
             if len(validation_data) != 2:
                 raise ValueError("validation_data must be a tuple (x_val, y_val)")
-            xv, yv = self._prepare(*validation_data, what="validation x")
-        validate = validation_data is not None or (validation_split and not flow)
+            validation = self._prepare(*validation_data, what="validation x")
 
         self._ensure_built(seed)
         backend = get_backend()
         self._place(backend)
+        with backend.session():
+            return self._fit_loop(x, y, flow, steps, batch_size, epochs, verbose, shuffle, seed,
+                                  validation)
+
+    def _fit_loop(self, x, y, flow, steps, batch_size, epochs, verbose, shuffle, seed,
+                  validation) -> History:
+        backend = get_backend()
         rng = np.random.default_rng(seed)
         history = History()
         for epoch in range(epochs):
@@ -276,8 +283,8 @@ class Sequential:
                 loss_sum, correct, seen = loss_sum + value * len(xb), correct + ok, seen + len(xb)
                 bar.update(step + 1, self._logs(loss_sum, correct, seen))
             logs = self._logs(loss_sum, correct, seen)
-            if validate:
-                logs.update(self._evaluate_prepared(xv, yv, batch_size, prefix="val_"))
+            if validation is not None:
+                logs.update(self._evaluate_prepared(*validation, batch_size, prefix="val_"))
             bar.finish(logs)
             history.append(epoch, logs)
         return history
@@ -300,8 +307,10 @@ class Sequential:
         check_positive_int(batch_size, "batch_size")
         x, y = self._prepare(x, y)
         self._ensure_built()
-        self._place(get_backend())
-        logs = self._evaluate_prepared(x, y, batch_size)
+        backend = get_backend()
+        self._place(backend)
+        with backend.session():
+            logs = self._evaluate_prepared(x, y, batch_size)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
         values = list(logs.values())
@@ -314,8 +323,9 @@ class Sequential:
         self._ensure_built()
         backend = get_backend()
         self._place(backend)
-        out = [backend.to_host(self._forward(backend.to_device(x[i:i + batch_size]), False))
-               for i in range(0, len(x), batch_size)]
+        with backend.session():
+            out = [backend.to_host(self._forward(backend.to_device(x[i:i + batch_size]), False))
+                   for i in range(0, len(x), batch_size)]
         return np.concatenate(out)
 
     # -- persistence --------------------------------------------------------------------

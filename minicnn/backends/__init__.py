@@ -55,6 +55,11 @@ class Backend:
         setattr(self, kernel, fn)  # cache: the next lookup is a plain attribute
         return fn
 
+    def session(self) -> contextlib.AbstractContextManager:
+        """Context a model runs in (e.g. the numba backend keeps BLAS to one thread)."""
+        hook = getattr(self.module, "session", None)
+        return hook() if hook is not None else contextlib.nullcontext()
+
     def __repr__(self) -> str:
         return f"<minicnn backend {self.name!r}>"
 
