@@ -1,25 +1,46 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 # cython: initializedcheck=False
 """Cython kernels: the reference's im2col/col2im, pooling and element-wise passes,
-compiled, typed for float32 and float64 (the fused type ``real``) and parallel over the
-batch with OpenMP (prange). The matrix products stay in Python (NumPy's BLAS): see
-cython_backend.py for why.
+compiled, typed for float32 and float64 (the fused type ``real``) and parallel with
+OpenMP (prange). Convolutions and dense layers cut the batch into one chunk per thread;
+each thread builds its rows of the window matrix and multiplies them by calling BLAS
+directly (scipy.linalg.cython_blas, single-threaded), so one OpenMP pool does all the
+work. See cython_backend.py for the measurements behind that choice.
 """
 
 from cython.parallel cimport prange
 from libc.math cimport sqrt
+from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 ctypedef fused real:
     float
     double
 
 
-def im2col(real[:, :, :, ::1] x, int kh, int kw, int sh, int sw, int pad_top, int pad_left,
-           int out_h, int out_w, real[:, ::1] cols):
-    """cols[(n, i, j), (di, dj, c)] = x[n, i*sh + di - pad_top, j*sw + dj - pad_left, c] or 0."""
-    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
+cdef void gemm(real* a, real* b, real* c, int m, int n, int k, bint trans_a,
+               bint trans_b) noexcept nogil:
+    """Row-major C (m, n) = op(A) (m, k) @ op(B) (k, n), op = transpose where asked.
+
+    BLAS is column-major, where a row-major C is C^T: so it computes C^T = op(B)^T op(A)^T.
+    """
+    cdef char ta = b'T' if trans_b else b'N'
+    cdef char tb = b'T' if trans_a else b'N'
+    cdef int ldb = k if trans_b else n
+    cdef int lda = m if trans_a else k
+    cdef real one = 1, zero = 0
+    if real is float:
+        sgemm(&ta, &tb, &n, &m, &k, &one, b, &ldb, a, &lda, &zero, c, &n)
+    else:
+        dgemm(&ta, &tb, &n, &m, &k, &one, b, &ldb, a, &lda, &zero, c, &n)
+
+
+cdef void im2col_images(real[:, :, :, ::1] x, Py_ssize_t lo, Py_ssize_t hi, int kh, int kw,
+                        int sh, int sw, int pad_top, int pad_left, int out_h, int out_w,
+                        real[:, ::1] cols) noexcept nogil:
+    """Rows of images lo..hi: cols[(n, i, j), (di, dj, c)] = x[n, i*sh+di-pt, j*sw+dj-pl, c]."""
+    cdef Py_ssize_t h = x.shape[1], w = x.shape[2], c = x.shape[3]
     cdef Py_ssize_t b, i, j, di, dj, ch, row, base, y, xx
-    for b in prange(n, nogil=True, schedule="static"):
+    for b in range(lo, hi):
         for i in range(out_h):
             for j in range(out_w):
                 row = (b * out_h + i) * out_w + j
@@ -36,12 +57,13 @@ def im2col(real[:, :, :, ::1] x, int kh, int kw, int sh, int sw, int pad_top, in
                                 cols[row, base + ch] = 0
 
 
-def col2im(real[:, ::1] cols, int kh, int kw, int sh, int sw, int pad_top, int pad_left,
-           int out_h, int out_w, real[:, :, :, ::1] dx):
-    """dx[n, y, x, c] = sum of the window entries that read that pixel; one image per thread."""
-    cdef Py_ssize_t n = dx.shape[0], h = dx.shape[1], w = dx.shape[2], c = dx.shape[3]
+cdef void col2im_images(real[:, ::1] cols, Py_ssize_t lo, Py_ssize_t hi, int kh, int kw, int sh,
+                        int sw, int pad_top, int pad_left, int out_h, int out_w,
+                        real[:, :, :, ::1] dx) noexcept nogil:
+    """Images lo..hi of dx: the sum of the window entries that read each pixel."""
+    cdef Py_ssize_t h = dx.shape[1], w = dx.shape[2], c = dx.shape[3]
     cdef Py_ssize_t b, i, j, di, dj, ch, row, base, y, xx
-    for b in prange(n, nogil=True, schedule="static"):
+    for b in range(lo, hi):
         for y in range(h):
             for xx in range(w):
                 for ch in range(c):
@@ -62,12 +84,81 @@ def col2im(real[:, ::1] cols, int kh, int kw, int sh, int sw, int pad_top, int p
                             dx[b, y, xx, ch] += cols[row, base + ch]
 
 
-def add_bias(real[:, ::1] y, real[::1] bias):
-    """y[r, f] += bias[f] in place."""
-    cdef Py_ssize_t r, f
-    for r in prange(y.shape[0], nogil=True, schedule="static"):
-        for f in range(y.shape[1]):
-            y[r, f] += bias[f]
+def conv_forward(real[:, :, :, ::1] x, real[:, ::1] w2, real[::1] bias, int kh, int kw, int sh,
+                 int sw, int pad_top, int pad_left, int out_h, int out_w, real[:, ::1] cols,
+                 real[:, ::1] y2, int chunks):
+    """Per chunk of images (one per thread): im2col, y = cols @ W (BLAS), y += bias."""
+    cdef Py_ssize_t n = x.shape[0], per_image = out_h * out_w, f = w2.shape[1]
+    cdef Py_ssize_t step = (n + chunks - 1) // chunks
+    cdef Py_ssize_t chunk, lo, hi, r, u
+    for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        lo = chunk * step
+        hi = min(n, lo + step)
+        if lo < hi:
+            im2col_images(x, lo, hi, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols)
+            gemm(&cols[lo * per_image, 0], &w2[0, 0], &y2[lo * per_image, 0],
+                 (hi - lo) * per_image, f, cols.shape[1], False, False)
+            for r in range(lo * per_image, hi * per_image):
+                for u in range(f):
+                    y2[r, u] += bias[u]
+
+
+def conv_backward(real[:, :, :, ::1] x, real[:, ::1] w2, real[:, ::1] dy2, int kh, int kw,
+                  int sh, int sw, int pad_top, int pad_left, int out_h, int out_w,
+                  real[:, ::1] cols, real[:, ::1] dcols, real[:, :, ::1] dw_parts,
+                  real[:, :, :, ::1] dx, bint need_dx, int chunks):
+    """Per chunk: im2col, dW_chunk = cols^T dy, dcols = dy W^T (BLAS), col2im."""
+    cdef Py_ssize_t n = x.shape[0], per_image = out_h * out_w, f = w2.shape[1]
+    cdef Py_ssize_t k = cols.shape[1], step = (n + chunks - 1) // chunks
+    cdef Py_ssize_t chunk, lo, hi, i, j
+    for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        lo = chunk * step
+        hi = min(n, lo + step)
+        if lo < hi:
+            im2col_images(x, lo, hi, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols)
+            gemm(&cols[lo * per_image, 0], &dy2[lo * per_image, 0], &dw_parts[chunk, 0, 0],
+                 k, f, (hi - lo) * per_image, True, False)
+            if need_dx:
+                gemm(&dy2[lo * per_image, 0], &w2[0, 0], &dcols[lo * per_image, 0],
+                     (hi - lo) * per_image, k, f, False, True)
+                col2im_images(dcols, lo, hi, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w,
+                              dx)
+        else:
+            for i in range(k):
+                for j in range(f):
+                    dw_parts[chunk, i, j] = 0
+
+
+def dense_forward(real[:, ::1] x, real[:, ::1] w, real[::1] bias, real[:, ::1] y, int chunks):
+    """Per chunk of rows: y = x W (BLAS) + bias."""
+    cdef Py_ssize_t n = x.shape[0], step = (n + chunks - 1) // chunks
+    cdef Py_ssize_t chunk, lo, hi, r, u
+    for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        lo = chunk * step
+        hi = min(n, lo + step)
+        if lo < hi:
+            gemm(&x[lo, 0], &w[0, 0], &y[lo, 0], hi - lo, w.shape[1], w.shape[0], False, False)
+            for r in range(lo, hi):
+                for u in range(w.shape[1]):
+                    y[r, u] += bias[u]
+
+
+def dense_backward(real[:, ::1] x, real[:, ::1] w, real[:, ::1] dy, real[:, ::1] dx,
+                   real[:, :, ::1] dw_parts, int chunks):
+    """Per chunk of rows: dx = dy W^T, dW_chunk = x^T dy (BLAS)."""
+    cdef Py_ssize_t n = x.shape[0], step = (n + chunks - 1) // chunks
+    cdef Py_ssize_t chunk, lo, hi, i, j
+    for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        lo = chunk * step
+        hi = min(n, lo + step)
+        if lo < hi:
+            gemm(&dy[lo, 0], &w[0, 0], &dx[lo, 0], hi - lo, w.shape[0], w.shape[1], False, True)
+            gemm(&x[lo, 0], &dy[lo, 0], &dw_parts[chunk, 0, 0], w.shape[0], w.shape[1], hi - lo,
+                 True, False)
+        else:
+            for i in range(w.shape[0]):
+                for j in range(w.shape[1]):
+                    dw_parts[chunk, i, j] = 0
 
 
 def maxpool_forward(real[:, :, :, ::1] x, int ph, int pw, int sh, int sw,

@@ -18,19 +18,13 @@ reference up to float rounding (sums are split per chunk, in a fixed order).
 from __future__ import annotations
 
 import math
-import os
 
-# Numba's OpenMP threads must sleep as soon as a parallel loop ends, or they spin on the
-# cores that whatever runs next (NumPy's own BLAS calls included) needs.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numba  # noqa: E402
+import numba  # noqa: E402, I001
 import numpy as np  # noqa: E402
-import scipy.linalg.cython_blas  # noqa: E402, F401  (the BLAS np.dot uses inside the JIT)
 from numba import njit, prange  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
 
 from .shapes import conv_geometry, pool_geometry  # noqa: E402
+from .threads import blas_single_thread, chunks_for  # first: sets the OpenMP wait policy
 
 ON_DEVICE = False
 JIT = {"cache": True, "nogil": True}
@@ -57,11 +51,11 @@ def zeros_like(a):
 
 def session():
     """While a model trains or predicts: BLAS on one thread, the parallelism is ours."""
-    return threadpool_limits(1, user_api="blas")
+    return blas_single_thread()
 
 
 def _chunks(n: int) -> int:
-    return max(1, min(n, numba.get_num_threads()))
+    return chunks_for(n, numba.get_num_threads())
 
 
 @njit(**JIT)
