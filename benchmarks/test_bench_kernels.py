@@ -19,6 +19,13 @@ POOL_SHAPES = [("cnn_b.pool1", 32, 26, 32), ("cnn_a.pool1", 64, 27, 32)]
 BACKENDS = minicnn.available_backends()
 
 
+@pytest.fixture(autouse=True)
+def backend_session(request):
+    """Time kernels the way a model runs them: inside the backend's session (BLAS policy)."""
+    with _load(request.node.callspec.params["backend_name"]).session():
+        yield
+
+
 def _sync(backend, value):
     """Wait for device work: bring one array back (no-op cost on the CPU backends)."""
     first = value[0] if isinstance(value, tuple) else value
