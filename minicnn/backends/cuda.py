@@ -77,9 +77,14 @@ def host_fallback(fn):
     return run
 
 
+@functools.cache
+def _configured(kernel, blocks: int):
+    return kernel[blocks, THREADS]
+
+
 def _launch(kernel, n: int, *args) -> None:
     """Start ``kernel`` with one thread per element for ``n`` elements."""
-    kernel[max(1, math.ceil(n / THREADS)), THREADS](*args)
+    _configured(kernel, max(1, math.ceil(n / THREADS)))(*args)
 
 
 def _flat(a):
@@ -97,10 +102,11 @@ def _matmul_kernel(dtype: np.dtype):
     nb_type = from_dtype(dtype)
 
     @cuda.jit
-    def matmul(a, b, out, trans_a, trans_b, k_chunk):
+    def matmul(a, b, out, trans_a, trans_b, k_chunk, bias, has_bias):
         """out[z] (M, N) = op(a)[:, K_z] @ op(b)[K_z, :] over the z-th chunk of the K axis.
 
-        op = transpose when trans_* is set. With one chunk, out[0] is the whole product.
+        op = transpose when trans_* is set. With one chunk, out[0] is the whole product,
+        plus ``bias`` (N,) on every row when ``has_bias`` (the layer's bias, fused).
         """
         a_tile = cuda.shared.array((TILE, TILE), nb_type)
         b_tile = cuda.shared.array((TILE, TILE), nb_type)
@@ -129,14 +135,14 @@ def _matmul_kernel(dtype: np.dtype):
                 acc += a_tile[ty, kk] * b_tile[kk, tx]
             cuda.syncthreads()
         if row < m and col < n:
-            out[z, row, col] = acc
+            out[z, row, col] = acc + bias[col] if has_bias else acc
 
     return matmul
 
 
 @cuda.jit
-def _sum_chunks(partial, c):
-    """c = sum over z of partial[z], in a fixed order (deterministic, unlike atomics)."""
+def _sum_chunks(partial, c, bias, has_bias):
+    """c = sum over z of partial[z] (+ bias), in a fixed order (deterministic, unlike atomics)."""
     idx = cuda.grid(1)
     m, n = c.shape
     if idx >= m * n:
@@ -145,14 +151,14 @@ def _sum_chunks(partial, c):
     acc = partial[0, i, j]
     for z in range(1, partial.shape[0]):
         acc += partial[z, i, j]
-    c[i, j] = acc
+    c[i, j] = acc + bias[j] if has_bias else acc
 
 
 TARGET_BLOCKS = 256  # enough blocks to fill a large GPU (an H100 has 132 SMs)
 
 
-def matmul(a, b, trans_a: bool = False, trans_b: bool = False):
-    """op(a) @ op(b) on the device.
+def matmul(a, b, trans_a: bool = False, trans_b: bool = False, bias=None):
+    """op(a) @ op(b) (+ bias on every row) on the device.
 
     A product with a small output but a long K axis (the kernel gradients: few filters,
     many pixels) would give too few blocks to fill the GPU, so K is split into chunks
@@ -168,10 +174,12 @@ def matmul(a, b, trans_a: bool = False, trans_b: bool = False):
     splits = math.ceil(k / k_chunk)
     out = c.reshape(1, m, n) if splits == 1 else cuda.device_array((splits, m, n), a.dtype)
     blocks = (math.ceil(n / TILE), math.ceil(m / TILE), splits)
-    _matmul_kernel(np.dtype(a.dtype))[blocks, (TILE, TILE)](a, b, out, trans_a, trans_b,
-                                                             k_chunk)
+    has_bias = bias is not None
+    bias = bias if has_bias else c[0]  # a placeholder the kernel never reads
+    _matmul_kernel(np.dtype(a.dtype))[blocks, (TILE, TILE)](
+        a, b, out, trans_a, trans_b, k_chunk, bias, has_bias and splits == 1)
     if splits > 1:
-        _launch(_sum_chunks, m * n, out, c)
+        _launch(_sum_chunks, m * n, out, c, bias, has_bias)
     return c
 
 
@@ -254,13 +262,6 @@ def _col2im(cols, dx, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w):
     dx[b, y, xx, ch] = acc
 
 
-@cuda.jit
-def _add_bias(y, bias):
-    idx = cuda.grid(1)
-    if idx < y.size:
-        y[idx // bias.size, idx % bias.size] += bias[idx % bias.size]
-
-
 def _windows(x, w, stride, padding):
     kh, kw, c, _ = w.shape
     g = conv_geometry(x.shape[1], x.shape[2], kh, kw, stride, padding)
@@ -272,8 +273,7 @@ def _windows(x, w, stride, padding):
 
 def conv2d_forward(x, w, b, stride, padding):
     cols, g = _windows(x, w, stride, padding)
-    y = matmul(cols, w.reshape(-1, w.shape[3]))
-    _launch(_add_bias, y.size, y, b)
+    y = matmul(cols, w.reshape(-1, w.shape[3]), bias=b)
     return y.reshape(x.shape[0], g.out_h, g.out_w, w.shape[3])
 
 
@@ -338,10 +338,31 @@ def maxpool2d_forward(x, pool, stride):
     return y, arg
 
 
+@cuda.jit
+def _maxpool_backward_disjoint(dy, arg, dx, ph, pw, sh, sw):
+    """Windows that do not overlap: each input pixel lies in at most one window, so it
+    gathers its gradient (no zero-fill, no atomics)."""
+    idx = cuda.grid(1)
+    if idx >= dx.size:
+        return
+    b, y, xx, ch = _unravel_nhwc(idx, dx.shape[1], dx.shape[2], dx.shape[3])
+    i, j = y // sh, xx // sw
+    di, dj = y - i * sh, xx - j * sw
+    inside = i < dy.shape[1] and j < dy.shape[2] and di < ph and dj < pw
+    if inside and arg[b, i, j, ch] == di * pw + dj:
+        dx[b, y, xx, ch] = dy[b, i, j, ch]
+    else:
+        dx[b, y, xx, ch] = 0
+
+
 def maxpool2d_backward(dy, cache, x_shape, pool, stride):
     dx = cuda.device_array(x_shape, dtype=dy.dtype)
-    _launch(_fill, dx.size, _flat(dx), 0.0)
-    _launch(_maxpool_backward, dy.size, dy, cache, dx, pool[1], stride[0], stride[1])
+    if stride[0] >= pool[0] and stride[1] >= pool[1]:
+        _launch(_maxpool_backward_disjoint, dx.size, dy, cache, dx, pool[0], pool[1],
+                stride[0], stride[1])
+    else:
+        _launch(_fill, dx.size, _flat(dx), 0.0)
+        _launch(_maxpool_backward, dy.size, dy, cache, dx, pool[1], stride[0], stride[1])
     return dx
 
 
@@ -349,9 +370,7 @@ def maxpool2d_backward(dy, cache, x_shape, pool, stride):
 
 
 def dense_forward(x, w, b):
-    y = matmul(x, w)
-    _launch(_add_bias, y.size, y, b)
-    return y
+    return matmul(x, w, bias=b)
 
 
 def dense_backward(x, w, dy):
@@ -446,7 +465,7 @@ def _reference():
 
 @cuda.jit
 def _softmax_cross_entropy(z, y, dz, loss):
-    """One thread per row: dz = (softmax(z) - y) / N; loss[0] += (logsumexp(z) - <y, z>) / N."""
+    """One thread per row: dz = (softmax(z) - y) / N; loss[r] = logsumexp(z_r) - <y_r, z_r>."""
     r = cuda.grid(1)
     n, k = z.shape
     if r >= n:
@@ -462,18 +481,19 @@ def _softmax_cross_entropy(z, y, dz, loss):
     for j in range(k):
         row_loss += y[r, j] * (log_total - z[r, j])
         dz[r, j] = (math.exp(z[r, j] - log_total) - y[r, j]) / n
-    cuda.atomic.add(loss, 0, row_loss / n)
+    loss[r] = row_loss
 
 
 def softmax_cross_entropy(logits, y):
+    """The per-row losses come down (N numbers) and are averaged on the host."""
     dz = empty_like(logits)
-    loss = cuda.to_device(np.zeros(1, dtype=np.float64))
+    loss = cuda.device_array(logits.shape[0], dtype=np.float64)
     _launch(_softmax_cross_entropy, logits.shape[0], logits, y, dz, loss)
-    return float(loss.copy_to_host()[0]), dz
+    return float(loss.copy_to_host().mean()), dz
 
 
 @cuda.jit
-def _count_correct(pred, y, threshold, count):
+def _count_correct(pred, y, threshold, hits):
     r = cuda.grid(1)
     if r >= pred.shape[0]:
         return
@@ -487,14 +507,13 @@ def _count_correct(pred, y, threshold, count):
             if y[r, j] > y[r, best_y]:
                 best_y = j
         hit = best == best_y
-    if hit:
-        cuda.atomic.add(count, 0, 1)
+    hits[r] = 1 if hit else 0
 
 
 def count_correct(pred, y, threshold: float = 0.5) -> int:
-    count = cuda.to_device(np.zeros(1, dtype=np.int64))
-    _launch(_count_correct, pred.shape[0], pred, y, threshold, count)
-    return int(count.copy_to_host()[0])
+    hits = cuda.device_array(pred.shape[0], dtype=np.int8)
+    _launch(_count_correct, pred.shape[0], pred, y, threshold, hits)
+    return int(hits.copy_to_host().sum())
 
 
 # ----------------------------------------------------------------------------- optimizers
