@@ -3,7 +3,13 @@ and one timed training epoch."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+
+# PyTorch first, where installed: it then loads its OpenMP runtime with your environment,
+# before importing minicnn sets OMP_WAIT_POLICY=PASSIVE for its own (a fair comparison).
+with contextlib.suppress(ImportError):
+    import torch  # noqa: F401
 
 import numpy as np
 

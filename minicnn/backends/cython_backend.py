@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import os
 
-import numpy as np  # noqa: E402, I001
+import numpy as np
 
-from . import _cython_kernels as kernels  # noqa: E402  (ImportError when not built)
-from .numpy_ref import empty_like, to_device, to_host, zeros_like  # noqa: E402, F401
-from .shapes import conv_geometry, pool_geometry  # noqa: E402
-from .threads import blas_single_thread, chunks_for  # first: sets the OpenMP wait policy
+from . import _cython_kernels as kernels  # ImportError when not built
+from .numpy_ref import empty_like, to_device, to_host, zeros_like  # noqa: F401
+from .shapes import conv_geometry, pool_geometry
+from .threads import blas_single_thread, chunks_for
 
 ON_DEVICE = False
 COMPILED_FILE = kernels.__file__

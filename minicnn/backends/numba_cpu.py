@@ -19,31 +19,16 @@ from __future__ import annotations
 
 import math
 
-import numba  # noqa: E402, I001
-import numpy as np  # noqa: E402
-from numba import njit, prange  # noqa: E402
+import numba
+import numpy as np
+from numba import njit, prange
 
-from .shapes import conv_geometry, pool_geometry  # noqa: E402
-from .threads import blas_single_thread, chunks_for  # first: sets the OpenMP wait policy
+from .numpy_ref import empty_like, to_device, to_host, zeros_like  # noqa: F401
+from .shapes import conv_geometry, pool_geometry
+from .threads import blas_single_thread, chunks_for
 
 ON_DEVICE = False
 JIT = {"cache": True, "nogil": True}
-
-
-def to_device(a):
-    return a
-
-
-def to_host(a):
-    return np.asarray(a)
-
-
-def empty_like(a):
-    return np.empty_like(a)
-
-
-def zeros_like(a):
-    return np.zeros_like(a)
 
 
 # ----------------------------------------------------------------------------- conv

@@ -1,16 +1,13 @@
 """One thread pool at a time: the CPU backends parallelise their own loops, BLAS calls
-included, so while a model runs the BLAS libraries are held to one thread each."""
+included, so while a model runs the BLAS libraries are held to one thread each.
+
+(The OpenMP wait policy that goes with it is set in ``minicnn.backends.__init__``.)
+"""
 
 from __future__ import annotations
 
-import os
-
-# OpenMP threads (Numba's and Cython's) must sleep as soon as a parallel loop ends, or they
-# spin on the cores that whatever runs next needs. Read when the OpenMP runtime loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import scipy.linalg.cython_blas  # noqa: E402, F401  (load the BLAS our kernels call)
-from threadpoolctl import threadpool_limits  # noqa: E402
+import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS our kernels call)
+from threadpoolctl import threadpool_limits
 
 
 def blas_single_thread():
