@@ -3,13 +3,10 @@ and one timed training epoch."""
 
 from __future__ import annotations
 
-import contextlib
+import os
+import subprocess
+import sys
 import time
-
-# PyTorch first, where installed: it then loads its OpenMP runtime with your environment,
-# before importing minicnn sets OMP_WAIT_POLICY=PASSIVE for its own (a fair comparison).
-with contextlib.suppress(ImportError):
-    import torch  # noqa: F401
 
 import numpy as np
 
@@ -86,6 +83,36 @@ class TorchTrainer:
         if self.device != "cpu":
             torch.cuda.synchronize()
         return time.perf_counter() - start
+
+
+def torch_epoch_seconds(name: str, device: str, batch: int, samples: int, real: bool,
+                        epochs: int, threads: int | None) -> float:
+    """Best epoch time of the PyTorch twin, measured in a fresh process.
+
+    A separate process keeps the two engines' OpenMP thread pools from meeting: in one
+    process they share one OpenMP runtime, and whichever ran first slows the other down.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = (
+        f"import sys; sys.path.insert(0, {here!r}); import torch\n"
+        "from common import TorchTrainer, load_data\n"
+        f"x, y = load_data({real!r}, {samples!r})\n"
+        f"t = TorchTrainer({name!r}, {device!r}, {threads!r})\n"
+        f"t.epoch(x[:{batch} * 4], y[:{batch} * 4], {batch})\n"
+        f"print(min(t.epoch(x, y, {batch}) for _ in range({epochs})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def load_data(real: bool, samples: int):
+    """Fashion-MNIST's training set (scaled, channel axis) or random data of its shape."""
+    if real:
+        from minicnn.datasets import load_fashion_mnist, to_float_images
+        (x, y), _ = load_fashion_mnist()
+        return to_float_images(x), y
+    return random_data(samples)
 
 
 def random_data(n: int, seed: int = 0):

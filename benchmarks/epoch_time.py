@@ -5,7 +5,8 @@
     python benchmarks/epoch_time.py --models cnn_b --batch-size 128 --backends cuda \
         --torch cuda --real     # a full 60,000-image epoch on Fashion-MNIST
 
-Prints a Markdown table: samples/s, seconds per 60,000-image epoch, ratio to PyTorch.
+Prints a Markdown table: samples/s, seconds per 60,000-image epoch, ratio to PyTorch
+(PyTorch runs in a separate process on the same data, so the engines' thread pools never meet).
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import REFERENCE_BATCH, TorchTrainer, make_model, minicnn_epoch, random_data  # noqa: E402
+from common import (  # noqa: E402
+    REFERENCE_BATCH,
+    load_data,
+    make_model,
+    minicnn_epoch,
+    torch_epoch_seconds,
+)
 
 import minicnn  # noqa: E402
 
@@ -34,21 +41,15 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args(argv)
 
-    if args.real:
-        from minicnn.datasets import load_fashion_mnist, to_float_images
-        (x, y), _ = load_fashion_mnist()
-        x = to_float_images(x)
-    else:
-        x, y = random_data(args.samples)
+    x, y = load_data(args.real, args.samples)
     rows = []
     for model_name in args.models:
         batch = args.batch_size or REFERENCE_BATCH[model_name]
         timings = {}
         if args.torch:
-            trainer = TorchTrainer(model_name, args.torch, args.threads)
-            trainer.epoch(x[:batch * 4], y[:batch * 4], batch)  # warm-up
-            timings[f"pytorch-{args.torch}"] = min(trainer.epoch(x, y, batch)
-                                                   for _ in range(args.epochs))
+            timings[f"pytorch-{args.torch}"] = torch_epoch_seconds(
+                model_name, args.torch, batch, args.samples, args.real, args.epochs,
+                args.threads)
         for backend in args.backends:
             with minicnn.use_backend(backend):
                 model = make_model(model_name)

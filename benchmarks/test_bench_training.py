@@ -2,6 +2,10 @@
 available backend and (when installed) PyTorch on the CPU with as many threads as cores.
 
     python -m pytest benchmarks/test_bench_training.py --benchmark-group-by=param:model
+
+In one process PyTorch and minicnn's CPU backends share one OpenMP runtime and slow each
+other down; for the PyTorch ratios run the two halves apart (``-k pytorch`` and
+``-k minicnn``) or use epoch_time.py, which isolates PyTorch in its own process.
 """
 
 import os

@@ -50,3 +50,4 @@ def test_missing_backend_error_says_how_to_get_it(monkeypatch):
     with pytest.raises(RuntimeError, match="not available here.*install the ghost extra"):
         minicnn.set_backend("ghost")
     assert "ghost" not in minicnn.available_backends()
+

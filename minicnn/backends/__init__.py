@@ -15,13 +15,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-
-# The OpenMP threads of the Numba and Cython backends must sleep as soon as a parallel loop
-# ends, or they spin on the two cores that the next step needs (measured: 10x slower). The
-# runtime reads this when it loads, so it is set here, before any backend is imported; an
-# OMP_WAIT_POLICY you set yourself wins. (Libraries loading their own OpenMP runtime later
-# in the same process, PyTorch's for one, read it too.)
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from collections.abc import Iterator
 from types import ModuleType
 
