@@ -18,8 +18,9 @@ import os
 import numpy as np
 
 from . import _cython_kernels as kernels  # ImportError when not built
+from . import chunked
 from .numpy_ref import empty_like, to_device, to_host, zeros_like  # noqa: F401
-from .shapes import conv_geometry, pool_geometry
+from .shapes import pool_geometry
 from .threads import blas_single_thread, chunks_for
 
 ON_DEVICE = False
@@ -32,47 +33,21 @@ def session():
     return blas_single_thread()
 
 
-def _geometry(x, w, stride, padding):
-    kh, kw, c, f = w.shape
-    g = conv_geometry(x.shape[1], x.shape[2], kh, kw, stride, padding)
-    cols = np.empty((x.shape[0] * g.out_h * g.out_w, kh * kw * c), dtype=x.dtype)
-    return g, cols, (kh, kw, stride[0], stride[1], g.pad_top, g.pad_left, g.out_h, g.out_w)
-
-
 def conv2d_forward(x, w, b, stride, padding):
-    g, cols, args = _geometry(x, w, stride, padding)
-    y = np.empty((cols.shape[0], w.shape[3]), dtype=x.dtype)
-    kernels.conv_forward(np.ascontiguousarray(x), w.reshape(-1, w.shape[3]), b, *args, cols, y,
-                         chunks_for(len(x), THREADS))
-    return y.reshape(x.shape[0], g.out_h, g.out_w, w.shape[3])
+    return chunked.conv2d_forward(kernels, chunks_for(len(x), THREADS), x, w, b, stride, padding)
 
 
 def conv2d_backward(x, w, dy, stride, padding, need_dx=True):
-    g, cols, args = _geometry(x, w, stride, padding)
-    f = w.shape[3]
-    dy2 = np.ascontiguousarray(dy).reshape(-1, f)
     chunks = chunks_for(len(x), THREADS)
-    dw_parts = np.empty((chunks, cols.shape[1], f), dtype=x.dtype)
-    dcols = np.empty_like(cols) if need_dx else cols[:1]
-    dx = np.empty_like(x) if need_dx else x[:1]
-    kernels.conv_backward(np.ascontiguousarray(x), w.reshape(-1, f), dy2, *args, cols, dcols,
-                          dw_parts, dx, need_dx, chunks)
-    return (dx if need_dx else None), dw_parts.sum(axis=0).reshape(w.shape), dy2.sum(axis=0)
+    return chunked.conv2d_backward(kernels, chunks, x, w, dy, stride, padding, need_dx)
 
 
 def dense_forward(x, w, b):
-    y = np.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
-    kernels.dense_forward(np.ascontiguousarray(x), w, b, y, chunks_for(len(x), THREADS))
-    return y
+    return chunked.dense_forward(kernels, chunks_for(len(x), THREADS), x, w, b)
 
 
 def dense_backward(x, w, dy):
-    chunks = chunks_for(len(x), THREADS)
-    dx = np.empty_like(x)
-    dw_parts = np.empty((chunks, *w.shape), dtype=x.dtype)
-    dy = np.ascontiguousarray(dy)
-    kernels.dense_backward(np.ascontiguousarray(x), w, dy, dx, dw_parts, chunks)
-    return dx, dw_parts.sum(axis=0), dy.sum(axis=0)
+    return chunked.dense_backward(kernels, chunks_for(len(x), THREADS), x, w, dy)
 
 
 def maxpool2d_forward(x, pool, stride):

@@ -23,8 +23,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from . import chunked
 from .numpy_ref import empty_like, to_device, to_host, zeros_like  # noqa: F401
-from .shapes import conv_geometry, pool_geometry
+from .shapes import pool_geometry
 from .threads import blas_single_thread, chunks_for
 
 ON_DEVICE = False
@@ -125,31 +126,12 @@ def _conv_backward(x, w2, dy2, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, 
             _col2im_images(dcols, lo, hi, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, dx)
 
 
-def _geometry(x, w, stride, padding):
-    kh, kw, c, f = w.shape
-    g = conv_geometry(x.shape[1], x.shape[2], kh, kw, stride, padding)
-    cols = np.empty((x.shape[0] * g.out_h * g.out_w, kh * kw * c), dtype=x.dtype)
-    return g, cols, (kh, kw, stride[0], stride[1], g.pad_top, g.pad_left, g.out_h, g.out_w)
-
-
 def conv2d_forward(x, w, b, stride, padding):
-    g, cols, args = _geometry(x, w, stride, padding)
-    y = np.empty((cols.shape[0], w.shape[3]), dtype=x.dtype)
-    _conv_forward(x, w.reshape(-1, w.shape[3]), b, *args, cols, y, _chunks(len(x)))
-    return y.reshape(x.shape[0], g.out_h, g.out_w, w.shape[3])
+    return chunked.conv2d_forward(_Kernels, _chunks(len(x)), x, w, b, stride, padding)
 
 
 def conv2d_backward(x, w, dy, stride, padding, need_dx=True):
-    g, cols, args = _geometry(x, w, stride, padding)
-    f = w.shape[3]
-    dy2 = np.ascontiguousarray(dy).reshape(-1, f)
-    chunks = _chunks(len(x))
-    dw_parts = np.empty((chunks, cols.shape[1], f), dtype=x.dtype)
-    dcols = np.empty_like(cols) if need_dx else cols[:0]
-    dx = np.empty_like(x) if need_dx else x[:0]
-    _conv_backward(x, w.reshape(-1, f), dy2, *args, cols, dcols, dw_parts, dx, need_dx, chunks)
-    dw = dw_parts.sum(axis=0).reshape(w.shape)
-    return (dx if need_dx else None), dw, dy2.sum(axis=0)
+    return chunked.conv2d_backward(_Kernels, _chunks(len(x)), x, w, dy, stride, padding, need_dx)
 
 
 # ----------------------------------------------------------------------------- pooling
@@ -235,19 +217,21 @@ def _dense_backward(x, w, dy, dx, dw_parts, chunks):
             dw_parts[chunk] = 0.0
 
 
+class _Kernels:
+    """The four chunked kernels, under the names ``chunked`` calls them by."""
+
+    conv_forward = staticmethod(_conv_forward)
+    conv_backward = staticmethod(_conv_backward)
+    dense_forward = staticmethod(_dense_forward)
+    dense_backward = staticmethod(_dense_backward)
+
+
 def dense_forward(x, w, b):
-    y = np.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
-    _dense_forward(np.ascontiguousarray(x), w, b, y, _chunks(len(x)))
-    return y
+    return chunked.dense_forward(_Kernels, _chunks(len(x)), x, w, b)
 
 
 def dense_backward(x, w, dy):
-    chunks = _chunks(len(x))
-    dx = np.empty_like(x)
-    dw_parts = np.empty((chunks, *w.shape), dtype=x.dtype)
-    dy = np.ascontiguousarray(dy)
-    _dense_backward(np.ascontiguousarray(x), w, dy, dx, dw_parts, chunks)
-    return dx, dw_parts.sum(axis=0), dy.sum(axis=0)
+    return chunked.dense_backward(_Kernels, _chunks(len(x)), x, w, dy)
 
 
 # ----------------------------------------------------------------------------- activations

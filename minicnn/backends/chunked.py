@@ -1,0 +1,56 @@
+"""The Python side of the chunked CPU kernels, shared by the Numba and Cython backends.
+
+Both backends compile the same four kernels with the same signatures (``conv_forward``,
+``conv_backward``, ``dense_forward``, ``dense_backward``): each cuts the batch into
+``chunks`` runs of rows, one per thread, and multiplies with single-threaded BLAS. This
+module allocates their buffers and reduces the per-chunk weight gradients.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .shapes import conv_geometry
+
+
+def _windows(x, w, stride, padding):
+    """Geometry, an empty window matrix and the integer arguments every conv kernel takes."""
+    kh, kw, c, _ = w.shape
+    g = conv_geometry(x.shape[1], x.shape[2], kh, kw, stride, padding)
+    cols = np.empty((x.shape[0] * g.out_h * g.out_w, kh * kw * c), dtype=x.dtype)
+    return g, cols, (kh, kw, stride[0], stride[1], g.pad_top, g.pad_left, g.out_h, g.out_w)
+
+
+def conv2d_forward(kernels, chunks: int, x, w, b, stride, padding):
+    g, cols, args = _windows(x, w, stride, padding)
+    y = np.empty((cols.shape[0], w.shape[3]), dtype=x.dtype)
+    kernels.conv_forward(np.ascontiguousarray(x), w.reshape(-1, w.shape[3]), b, *args, cols, y,
+                         chunks)
+    return y.reshape(x.shape[0], g.out_h, g.out_w, w.shape[3])
+
+
+def conv2d_backward(kernels, chunks: int, x, w, dy, stride, padding, need_dx=True):
+    """dx (None unless need_dx), dW summed over the chunks in a fixed order, db."""
+    _, cols, args = _windows(x, w, stride, padding)
+    f = w.shape[3]
+    dy2 = np.ascontiguousarray(dy).reshape(-1, f)
+    dw_parts = np.empty((chunks, cols.shape[1], f), dtype=x.dtype)
+    dcols = np.empty_like(cols) if need_dx else cols[:1]  # untouched without need_dx
+    dx = np.empty_like(x) if need_dx else x[:1]
+    kernels.conv_backward(np.ascontiguousarray(x), w.reshape(-1, f), dy2, *args, cols, dcols,
+                          dw_parts, dx, need_dx, chunks)
+    return (dx if need_dx else None), dw_parts.sum(axis=0).reshape(w.shape), dy2.sum(axis=0)
+
+
+def dense_forward(kernels, chunks: int, x, w, b):
+    y = np.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
+    kernels.dense_forward(np.ascontiguousarray(x), w, b, y, chunks)
+    return y
+
+
+def dense_backward(kernels, chunks: int, x, w, dy):
+    dx = np.empty_like(x)
+    dw_parts = np.empty((chunks, *w.shape), dtype=x.dtype)
+    dy = np.ascontiguousarray(dy)
+    kernels.dense_backward(np.ascontiguousarray(x), w, dy, dx, dw_parts, chunks)
+    return dx, dw_parts.sum(axis=0), dy.sum(axis=0)
