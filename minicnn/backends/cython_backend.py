@@ -19,7 +19,6 @@ import numpy as np
 
 from . import _cython_kernels as kernels  # ImportError when not built
 from . import chunked
-from .numpy_ref import empty_like, to_device, to_host, zeros_like  # noqa: F401
 from .shapes import pool_geometry
 from .threads import blas_single_thread, chunks_for
 

@@ -24,7 +24,6 @@ import numpy as np
 from numba import njit, prange
 
 from . import chunked
-from .numpy_ref import empty_like, to_device, to_host, zeros_like  # noqa: F401
 from .shapes import pool_geometry
 from .threads import blas_single_thread, chunks_for
 
@@ -87,15 +86,21 @@ def _col2im_images(cols, lo, hi, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w
                             dx[b, y, xx, ch] += cols[row, base + ch]
 
 
+@njit(**JIT)
+def _chunk_rows(chunk, chunks, n):
+    """Rows lo..hi of the chunk-th of ``chunks`` near-equal runs of n rows (may be empty)."""
+    step = (n + chunks - 1) // chunks
+    return chunk * step, min(n, (chunk + 1) * step)
+
+
 @njit(parallel=True, **JIT)
 def _conv_forward(x, w2, bias, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols, y2,
                   chunks):
     """Per chunk of images: im2col, y = cols @ W (BLAS), y += bias."""
     n = x.shape[0]
     per_image = out_h * out_w
-    step = (n + chunks - 1) // chunks
     for chunk in prange(chunks):
-        lo, hi = chunk * step, min(n, (chunk + 1) * step)
+        lo, hi = _chunk_rows(chunk, chunks, n)
         if lo >= hi:
             continue
         _im2col_images(x, lo, hi, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols)
@@ -112,9 +117,8 @@ def _conv_backward(x, w2, dy2, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, 
     """Per chunk: im2col, dW_chunk = cols^T dy, dcols = dy W^T, col2im into its images."""
     n = x.shape[0]
     per_image = out_h * out_w
-    step = (n + chunks - 1) // chunks
     for chunk in prange(chunks):
-        lo, hi = chunk * step, min(n, (chunk + 1) * step)
+        lo, hi = _chunk_rows(chunk, chunks, n)
         if lo >= hi:
             dw_parts[chunk] = 0.0
             continue
@@ -193,9 +197,8 @@ def maxpool2d_backward(dy, cache, x_shape, pool, stride):
 def _dense_forward(x, w, bias, y, chunks):
     """Per chunk of rows: y = x W (BLAS) + bias."""
     n = x.shape[0]
-    step = (n + chunks - 1) // chunks
     for chunk in prange(chunks):
-        lo, hi = chunk * step, min(n, (chunk + 1) * step)
+        lo, hi = _chunk_rows(chunk, chunks, n)
         if lo < hi:
             np.dot(x[lo:hi], w, y[lo:hi])
             for r in range(lo, hi):
@@ -207,9 +210,8 @@ def _dense_forward(x, w, bias, y, chunks):
 def _dense_backward(x, w, dy, dx, dw_parts, chunks):
     """Per chunk of rows: dx = dy W^T, dW_chunk = x^T dy."""
     n = x.shape[0]
-    step = (n + chunks - 1) // chunks
     for chunk in prange(chunks):
-        lo, hi = chunk * step, min(n, (chunk + 1) * step)
+        lo, hi = _chunk_rows(chunk, chunks, n)
         if lo < hi:
             np.dot(dy[lo:hi], w.T, dx[lo:hi])
             np.dot(x[lo:hi].T, dy[lo:hi], dw_parts[chunk])

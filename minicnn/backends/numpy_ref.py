@@ -28,10 +28,6 @@ def to_host(a) -> np.ndarray:
     return np.asarray(a)
 
 
-def empty_like(a: np.ndarray) -> np.ndarray:
-    return np.empty_like(a)
-
-
 def zeros_like(a: np.ndarray) -> np.ndarray:
     return np.zeros_like(a)
 
