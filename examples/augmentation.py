@@ -37,14 +37,26 @@ def train(x, y, x_test, y_test, epochs: int, seed: int, augment: bool):
 
 def main(argv=None) -> dict[str, list[float]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=500)
-    parser.add_argument("--epochs-plain", type=int, default=20)
-    parser.add_argument("--epochs-augmented", type=int, default=50)
-    parser.add_argument("--seeds", type=int, default=5, help="how many seeds to average over")
-    parser.add_argument("--limit", type=int, default=None, help="test on the first N images")
-    parser.add_argument("--backend", choices=["numpy", "numba", "cython", "cuda"], default=None)
-    parser.add_argument("--data", default=None)
-    parser.add_argument("--out", default="runs")
+    parser.add_argument("--samples", type=int, default=500,
+                        help="train on the first N training images (default: %(default)s)")
+    parser.add_argument("--epochs-plain", type=int, default=20,
+                        help="epochs of the model trained without augmentation"
+                        " (default: %(default)s)")
+    parser.add_argument("--epochs-augmented", type=int, default=50,
+                        help="epochs of the model trained on flipped and shifted batches"
+                        " (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, default=5, help="how many seeds to average over"
+                        " (default: %(default)s)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="test on the first N test images (default: all 10,000)")
+    parser.add_argument("--backend", choices=["numpy", "numba", "cython", "cuda"], default=None,
+                        help="kernel backend (default: $MINICNN_BACKEND, else numba)")
+    parser.add_argument("--data", default=None,
+                        help="folder with the four Fashion-MNIST IDX files (default: look in "
+                        "$MINICNN_DATA, the user cache, /usr/share/datasets/fashion-mnist, then "
+                        "download)")
+    parser.add_argument("--out", default="runs", help="folder for the augmented-samples figure"
+                        " (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.backend:
         minicnn.set_backend(args.backend)

@@ -26,18 +26,30 @@ DEFAULT_BATCH = {"mlp": 64, "cnn_a": 64, "cnn_b": 32}
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=["mlp", "cnn_a", "cnn_b"], default="cnn_b")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--model", choices=["mlp", "cnn_a", "cnn_b"], default="cnn_b",
+                        help="mlp: Dense(256); cnn_a: two 2x2 convs; cnn_b: three 3x3 convs"
+                        " (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=10, help="passes over the training set"
+                        " (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=None,
-                        help="default: 64 for mlp and cnn_a, 32 for cnn_b (the references)")
+                        help="images per step (default: 64 for mlp and cnn_a, 32 for cnn_b, "
+                        "as the reference notebooks)")
     parser.add_argument("--backend", choices=["numpy", "numba", "cython", "cuda"], default=None,
                         help="kernel backend (default: $MINICNN_BACKEND, else numba)")
     parser.add_argument("--limit", type=int, default=None,
-                        help="train on the first N images only (smoke runs)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", default=None, help="folder with the four IDX files")
-    parser.add_argument("--out", default="runs", help="folder for the model and figures")
-    parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
+                        help="train on the first N images only, for smoke runs (default: all "
+                        "60,000)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the initial weights and the shuffling (default: %(default)s)")
+    parser.add_argument("--data", default=None,
+                        help="folder with the four Fashion-MNIST IDX files (default: look in "
+                        "$MINICNN_DATA, the user cache, /usr/share/datasets/fashion-mnist, then "
+                        "download)")
+    parser.add_argument("--out", default="runs", help="folder for the model and figures"
+                        " (default: %(default)s)")
+    parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1,
+                        help="0: silent, 1: a progress bar, 2: one line per epoch"
+                        " (default: %(default)s)")
     return parser.parse_args(argv)
 
 
@@ -67,16 +79,24 @@ def main(argv=None) -> float:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / f"{args.model}.npz")
-    probs = model.predict(x_test[:1000], batch_size=256)
-    plotting.plot_history(history, path=out / f"{args.model}_history.png")
+    probs = model.predict(x_test, batch_size=256)
+    predicted = probs.argmax(axis=1)
+    plotting.plot_history(history, path=out / f"{args.model}_history.png",
+                          val_name="test-set",
+                          title=f"{args.model} on Fashion-MNIST (the test set is only "
+                          "measured, never trained on)")
     plotting.plot_prediction(x_test[0], probs[0], int(y_test[0]),
                              path=out / f"{args.model}_prediction.png")
-    plotting.plot_confusion_matrix(y_test[:1000], probs.argmax(axis=1),
-                                   path=out / f"{args.model}_confusion.png")
-    plotting.plot_samples(x_test[:25], np.asarray(probs[:25].argmax(axis=1)),
+    plotting.plot_confusion_matrix(
+        y_test, predicted, path=out / f"{args.model}_confusion.png",
+        title=f"{args.model}: confusion matrix of the {len(y_test):,} test images\n"
+        f"accuracy {np.mean(predicted == y_test):.2%}")
+    plotting.plot_samples(x_test[:25], y_test[:25], predicted=predicted[:25],
                           path=out / f"{args.model}_samples.png")
-    if model.layers[0].params.get("kernel") is not None and args.model != "mlp":
-        plotting.plot_filters(model.layers[0], path=out / f"{args.model}_filters.png")
+    if args.model != "mlp":
+        plotting.plot_filters(model.layers[0], path=out / f"{args.model}_filters.png",
+                              title=f"{args.model}: the {model.layers[0].filters} kernels of "
+                              "the first convolution")
     print(f"saved the model and figures in {out}/")
     return accuracy
 

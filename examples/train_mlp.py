@@ -22,11 +22,19 @@ from minicnn.datasets import load_fashion_mnist
 
 def main(argv=None) -> dict[str, tuple[float, float]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=300)
-    parser.add_argument("--limit", type=int, default=None, help="use the first N training images")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--data", default=None, help="folder with the four IDX files")
-    parser.add_argument("--out", default="runs")
+    parser.add_argument("--epochs", type=int, default=300, help="passes over the training set"
+                        " (default: %(default)s)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="use the first N training images (default: all 60,000)")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="random_seed of NNClassifier: initial weights and shuffling"
+                        " (default: %(default)s)")
+    parser.add_argument("--data", default=None,
+                        help="folder with the four Fashion-MNIST IDX files (default: look in "
+                        "$MINICNN_DATA, the user cache, /usr/share/datasets/fashion-mnist, then "
+                        "download)")
+    parser.add_argument("--out", default="runs", help="folder for the error-curve figure"
+                        " (default: %(default)s)")
     args = parser.parse_args(argv)
 
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist(args.data)

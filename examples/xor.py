@@ -17,9 +17,12 @@ from minicnn.optimizers import SGD
 
 def main(argv=None) -> np.ndarray:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=2000)
-    parser.add_argument("--learning-rate", type=float, default=2.0)
-    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=2000, help="passes over the four rows"
+                        " (default: %(default)s)")
+    parser.add_argument("--learning-rate", type=float, default=2.0,
+                        help="SGD learning rate (momentum 0.9) (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=3, help="seed of the initial weights"
+                        " (default: %(default)s)")
     args = parser.parse_args(argv)
 
     x, y = load_xor()

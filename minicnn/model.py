@@ -14,11 +14,21 @@ import numpy as np
 from . import config, losses, optimizers
 from .backends import get_backend
 from .layers import LAYER_CLASSES, Layer
-from .progress import Progbar
-from .validation import check_inputs, check_labels, check_positive_int
+from .progress import Progbar, SlowStartNotice
+from .validation import check_inputs, check_labels, check_positive_int, warn_if_unscaled
 
 FORMAT_VERSION = 1
 _METRICS = {"accuracy": "accuracy", "acc": "accuracy"}
+
+
+def _flow_steps(flow) -> int:
+    """Batches per epoch of an augmentation flow (``len`` or ``n / batch_size``)."""
+    if hasattr(flow, "__len__"):
+        return len(flow)
+    if hasattr(flow, "n") and hasattr(flow, "batch_size"):
+        return math.ceil(flow.n / flow.batch_size)
+    raise ValueError(f"fit cannot tell how many batches make an epoch of this "
+                     f"{type(flow).__name__}; pass steps_per_epoch=... (batches per epoch)")
 
 
 class History:
@@ -179,6 +189,7 @@ class Sequential:
     def _prepare(self, x, y, what: str = "x") -> tuple[np.ndarray, np.ndarray]:
         """Check x and y and return them as float arrays in the compute dtype (copies)."""
         x = check_inputs(x, self.input_shape, what)
+        warn_if_unscaled(x, what)
         targets = check_labels(y, len(x), self.output_shape[0], self.loss.sparse,
                                self.loss.categorical)
         return x.astype(config.dtype()), targets.astype(config.dtype())
@@ -233,8 +244,10 @@ class Sequential:
         if flow:
             if y is not None:
                 raise ValueError("pass labels to the flow, not to fit, when x is a flow")
-            steps = check_positive_int(steps_per_epoch or math.ceil(x.n / x.batch_size),
-                                       "steps_per_epoch")
+            if validation_split:
+                raise ValueError("validation_split needs arrays; with a flow or generator pass "
+                                 "validation_data=(x_val, y_val) instead")
+            steps = check_positive_int(steps_per_epoch or _flow_steps(x), "steps_per_epoch")
         else:
             if y is None:
                 raise ValueError("fit needs labels y when x is an array")
@@ -265,6 +278,7 @@ class Sequential:
         backend = get_backend()
         rng = np.random.default_rng(seed)
         history = History()
+        notice = getattr(backend.module, "COMPILE_NOTICE", None) if verbose else None
         for epoch in range(epochs):
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs}")
@@ -279,7 +293,12 @@ class Sequential:
                     idx = slice(step * batch_size, (step + 1) * batch_size)
                     idx = order[idx] if order is not None else idx
                     xb, yb = x[idx], y[idx]
-                value, ok = self.train_step(backend.to_device(xb), backend.to_device(yb))
+                xb_dev, yb_dev = backend.to_device(xb), backend.to_device(yb)
+                if notice and epoch == 0 and step == 0:  # may compile kernels: say so if slow
+                    with SlowStartNotice(notice, after=2.0):
+                        value, ok = self.train_step(xb_dev, yb_dev)
+                else:
+                    value, ok = self.train_step(xb_dev, yb_dev)
                 loss_sum, correct, seen = loss_sum + value * len(xb), correct + ok, seen + len(xb)
                 bar.update(step + 1, self._logs(loss_sum, correct, seen))
             logs = self._logs(loss_sum, correct, seen)
@@ -319,7 +338,9 @@ class Sequential:
     def predict(self, x, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
         """Outputs for every sample of ``x`` (probabilities after a softmax), as a host array."""
         check_positive_int(batch_size, "batch_size")
-        x = check_inputs(x, self.input_shape).astype(config.dtype())
+        x = check_inputs(x, self.input_shape)
+        warn_if_unscaled(x)
+        x = x.astype(config.dtype())
         self._ensure_built()
         backend = get_backend()
         self._place(backend)

@@ -9,6 +9,8 @@ import os
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from .backends import to_numpy
 from .datasets import CLASS_NAMES
@@ -27,40 +29,71 @@ def _image(x: np.ndarray) -> np.ndarray:
     return x[..., 0] if x.ndim == 3 and x.shape[-1] == 1 else x
 
 
-def plot_samples(x, y, class_names=CLASS_NAMES, n: int = 25, path=None) -> Figure:
-    """A grid of the first ``n`` images titled with their class names."""
+def plot_samples(x, y, class_names=CLASS_NAMES, n: int = 25, path=None, predicted=None,
+                 title: str | None = None) -> Figure:
+    """A grid of the first ``n`` images.
+
+    Without ``predicted`` each image is titled with its label ``y``. With it, each is titled
+    with the predicted class: black when right, red with the true class below when wrong.
+    """
     n = min(n, len(x))
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    fig = Figure(figsize=(1.6 * cols, 1.8 * rows))
+    fig = Figure(figsize=(1.7 * cols, 2.0 * rows + 0.6))
+    wrong = 0
     for i in range(n):
         ax = fig.add_subplot(rows, cols, i + 1)
         ax.imshow(_image(x[i]), cmap="binary")
-        ax.set_title(class_names[int(y[i])], fontsize=8)
         ax.axis("off")
+        true = class_names[int(y[i])]
+        if predicted is None:
+            ax.set_title(true, fontsize=8)
+            continue
+        guess = class_names[int(predicted[i])]
+        if guess == true:
+            ax.set_title(guess, fontsize=8)
+        else:
+            wrong += 1
+            ax.set_title(f"{guess}\n(true: {true})", fontsize=8, color="red")
+    if title is None:
+        title = ("label of each image" if predicted is None else
+                 f"predicted class of each image; red: wrong ({wrong} of {n}), true class below")
+    fig.suptitle(title, fontsize=10)
     return _finish(fig, path)
 
 
-def plot_history(history, path=None) -> Figure:
-    """Loss and accuracy per epoch, training and (if present) validation."""
+def plot_history(history, path=None, val_name: str = "validation",
+                 title: str = "Training history") -> Figure:
+    """Loss and accuracy per epoch: training, and the held-out data (``val_name``) if present.
+
+    ``val_name`` says what the ``val_*`` curves were measured on, e.g. "test set".
+    """
     logs = getattr(history, "history", history)
     panels = [k for k in ("loss", "accuracy") if k in logs]
-    fig = Figure(figsize=(5 * len(panels), 4))
+    fig = Figure(figsize=(5 * len(panels), 4.3))
     for i, key in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
         epochs = np.arange(1, len(logs[key]) + 1)
         ax.plot(epochs, logs[key], "o-", label=f"training {key}")
         if "val_" + key in logs:
-            ax.plot(epochs, logs["val_" + key], "s--", label=f"validation {key}")
+            ax.plot(epochs, logs["val_" + key], "s--", label=f"{val_name} {key}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(key)
+        ax.set_title(f"{key} per epoch")
         ax.legend()
         ax.grid(alpha=0.3)
+    fig.suptitle(title)
     return _finish(fig, path)
 
 
-def plot_filters(layer_or_kernel, path=None, max_filters: int = 64) -> Figure:
-    """A conv layer's kernels (kh, kw, in, filters) as images, first input channel."""
+def plot_filters(layer_or_kernel, path=None, max_filters: int = 64,
+                 title: str = "Convolution kernels (first input channel)") -> Figure:
+    """A conv layer's kernels (kh, kw, in, filters) as images, first input channel.
+
+    Each kernel is divided by its own largest |weight|, so every one uses the full
+    diverging scale: red positive, blue negative, white zero.
+    """
     kernel = layer_or_kernel
     if hasattr(layer_or_kernel, "params"):
         kernel = to_numpy(layer_or_kernel.params["kernel"])
@@ -71,13 +104,21 @@ def plot_filters(layer_or_kernel, path=None, max_filters: int = 64) -> Figure:
     n = min(kernel.shape[3], max_filters)
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    fig = Figure(figsize=(1.2 * cols, 1.2 * rows))
-    limit = np.abs(kernel[..., 0, :n]).max() or 1.0
+    fig = Figure(figsize=(1.2 * cols + 1.2, 1.2 * rows + 0.8))
+    image = None
     for i in range(n):
+        k = kernel[:, :, 0, i]
         ax = fig.add_subplot(rows, cols, i + 1)
-        ax.imshow(kernel[:, :, 0, i], cmap="coolwarm", vmin=-limit, vmax=limit)
+        image = ax.imshow(k / (np.abs(k).max() or 1.0), cmap="RdBu_r", vmin=-1, vmax=1)
+        ax.set_title(str(i), fontsize=7)
         ax.axis("off")
-    return _finish(fig, path)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
+    bar = fig.colorbar(image, ax=fig.axes, fraction=0.04, pad=0.04)
+    bar.set_label("weight / largest |weight| of that kernel")
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
 
 
 def plot_prediction(image, probs, true_label: int, class_names=CLASS_NAMES, path=None) -> Figure:
@@ -88,22 +129,31 @@ def plot_prediction(image, probs, true_label: int, class_names=CLASS_NAMES, path
     ax = fig.add_subplot(1, 2, 1)
     ax.imshow(_image(image), cmap="binary")
     color = "blue" if predicted == true_label else "red"
-    ax.set_title(f"{class_names[predicted]} {probs[predicted]:.0%} "
-                 f"({class_names[true_label]})", color=color)
+    ax.set_title(f"predicted {class_names[predicted]} ({probs[predicted]:.0%})\n"
+                 f"true: {class_names[true_label]}", color=color)
     ax.axis("off")
     ax = fig.add_subplot(1, 2, 2)
     bars = ax.bar(range(len(probs)), probs, color="#777777")
     bars[predicted].set_color("red")
     bars[true_label].set_color("blue")
     ax.set_ylim(0, 1)
+    ax.set_ylabel("predicted probability")
     ax.set_xticks(range(len(probs)))
     ax.set_xticklabels(class_names, rotation=90)
+    ax.legend(handles=[Patch(color="blue", label="true class"),
+                       Patch(color="red", label="predicted class, when wrong"),
+                       Patch(color="#777777", label="other classes")], fontsize=8)
     return _finish(fig, path)
 
 
-def plot_confusion_matrix(y_true, y_pred, class_names=CLASS_NAMES, path=None) -> Figure:
-    """Counts of true (rows) against predicted (columns) classes."""
+def plot_confusion_matrix(y_true, y_pred, class_names=CLASS_NAMES, path=None,
+                          title: str | None = None) -> Figure:
+    """Counts of true (rows) against predicted (columns) classes, titled with the accuracy."""
     counts = confusion_matrix(y_true, y_pred, len(class_names))
+    total = int(counts.sum())
+    if title is None:
+        title = (f"Confusion matrix of {total:,} images\n"
+                 f"accuracy {np.trace(counts) / max(total, 1):.2%}")
     fig = Figure(figsize=(7, 6))
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(counts, cmap="Blues")
@@ -113,8 +163,9 @@ def plot_confusion_matrix(y_true, y_pred, class_names=CLASS_NAMES, path=None) ->
     ax.set_xticklabels(class_names, rotation=90)
     ax.set_yticks(ticks)
     ax.set_yticklabels(class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
     for (i, j), value in np.ndenumerate(counts):
         ax.text(j, i, str(value), ha="center", va="center", fontsize=7,
                 color="white" if value > counts.max() / 2 else "black")

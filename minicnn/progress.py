@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 
@@ -14,13 +15,18 @@ class Progbar:
     """``verbose=1``: a live bar per epoch; ``verbose=2``: one line per epoch; ``0``: silent.
 
         1875/1875 [==============================] - 12s 6ms/step - loss: 0.4964 - accuracy: 0.8230
+
+    The ETA is measured from the end of the first step on: that step may include
+    compiling the kernels (JIT backends, first run), which says nothing about the rest.
     """
 
     def __init__(self, steps: int, verbose: int, stream=None, width: int = 30):
         self.steps, self.verbose, self.width = steps, verbose, width
         self.stream = stream or sys.stdout
         self.start = time.perf_counter()
+        self._first_step_done: float | None = None
         self._last_draw = 0.0
+        self._drawn = 0  # length of the line on screen, to blank what a shorter one leaves
         self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
 
     def _metrics(self, values: dict[str, float]) -> str:
@@ -29,34 +35,71 @@ class Progbar:
     def update(self, step: int, values: dict[str, float]) -> None:
         """Redraw the bar after ``step`` steps (ten times a second at most; live on a terminal)."""
         now = time.perf_counter()
+        if self._first_step_done is None:
+            self._first_step_done = now
         if self.verbose != 1 or not self.live or now - self._last_draw < 0.1:
             return
         self._last_draw = now
-        self.stream.write("\r" + self._line(step, now) + self._metrics(values))
+        self._redraw(self._line(step, now) + self._metrics(values))
         self.stream.flush()
+
+    def _redraw(self, line: str, end: str = "") -> None:
+        """Overwrite the current terminal line, padding with blanks past a shorter line."""
+        self.stream.write("\r" + line.ljust(self._drawn) + end)
+        self._drawn = 0 if end else len(line)
 
     def _line(self, step: int, now: float) -> str:
         done = int(self.width * step / self.steps)
         bar = "=" * max(done - 1, 0) + (">" if done < self.width else "=") if done else ""
-        elapsed = now - self.start
         line = f"{step}/{self.steps} [{bar:<{self.width}}]"
         if step < self.steps:
-            eta = elapsed / max(step, 1) * (self.steps - step)
-            line += f" - ETA: {_fmt_time(eta)}"
+            if step > 1 and self._first_step_done is not None:
+                per_step = (now - self._first_step_done) / (step - 1)
+                line += f" - ETA: {_fmt_time(per_step * (self.steps - step))}"
         else:
+            elapsed = now - self.start
             line += f" - {_fmt_time(elapsed)} {elapsed / self.steps * 1000:.0f}ms/step"
         return line
 
     def finish(self, values: dict[str, float]) -> None:
         """End the epoch's line with the final metrics (validation ones included)."""
-        elapsed = time.perf_counter() - self.start
+        now = time.perf_counter()
+        elapsed = now - self.start
         if self.verbose == 1:
-            end = "\r" if self.live else ""
-            line = self._line(self.steps, time.perf_counter())
-            self.stream.write(end + line + self._metrics(values) + "\n")
+            line = self._line(self.steps, now) + self._metrics(values)
+            if self.live:
+                self._redraw(line, "\n")
+            else:
+                self.stream.write(line + "\n")
         elif self.verbose == 2:
             self.stream.write(
                 f"{self.steps}/{self.steps} - {_fmt_time(elapsed)} - "
                 f"{elapsed / self.steps * 1000:.0f}ms/step{self._metrics(values)}\n"
             )
         self.stream.flush()
+
+
+class SlowStartNotice:
+    """Prints ``message`` once if the ``with`` block runs longer than ``after`` seconds.
+
+    Wraps a model's first training step: on a cold JIT cache it compiles the kernels,
+    which can take many seconds, and the user should know the run is not stuck.
+    """
+
+    def __init__(self, message: str, after: float = 1.0, stream=None):
+        self.message, self.after = message, after
+        self.stream = stream or sys.stdout
+        self._timer: threading.Timer | None = None
+
+    def _say(self) -> None:
+        self.stream.write(self.message + "\n")
+        self.stream.flush()
+
+    def __enter__(self) -> SlowStartNotice:
+        self._timer = threading.Timer(self.after, self._say)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()

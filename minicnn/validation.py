@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 
@@ -47,8 +49,14 @@ def check_labels(y, n: int, n_outputs: int, sparse: bool, categorical: bool) -> 
     if sparse:
         if arr.ndim == 2 and arr.shape[1] == 1:
             arr = arr[:, 0]
+        if arr.ndim == 2 and arr.shape[1] == n_outputs:
+            raise ValueError(
+                f"y has shape {arr.shape}: one-hot labels, but the loss "
+                "'sparse_categorical_crossentropy' takes class indices of shape (N,). Compile "
+                "with loss='categorical_crossentropy', or pass y.argmax(axis=1)"
+            )
         if arr.ndim != 1:
-            raise ValueError(f"sparse labels must have shape (N,), got {arr.shape}")
+            raise ValueError(f"sparse labels must be class indices of shape (N,), got {arr.shape}")
         if not np.all(arr == np.round(arr)):
             raise ValueError("sparse labels must be whole numbers (class indices)")
         lo, hi = arr.min(), arr.max()
@@ -71,3 +79,26 @@ def check_positive_int(value, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(f"{what} must be a positive int, got {value!r}")
     return int(value)
+
+
+_warned_unscaled = False
+
+
+def warn_if_unscaled(x: np.ndarray, what: str = "x") -> None:
+    """Warn once per process when images look like raw 0..255 pixels (uint8, or max > 1.5).
+
+    Raw pixels saturate the first layer (losses in the tens); scale them to [0, 1] first.
+    """
+    global _warned_unscaled
+    if _warned_unscaled or x.ndim != 4 or x.size == 0:
+        return
+    raw = x.dtype == np.uint8 or (np.issubdtype(x.dtype, np.floating) and x.min() >= 0
+                                  and x.max() > 1.5)
+    if raw:
+        _warned_unscaled = True
+        warnings.warn(
+            f"{what} looks like raw pixels ({x.dtype}, values up to {x.max():g}); networks train "
+            "badly on 0..255 inputs. Scale them to [0, 1] first, e.g. with "
+            "minicnn.datasets.to_float_images(x) or x / 255.0",
+            UserWarning, stacklevel=4,
+        )

@@ -1,6 +1,7 @@
 """Each example runs: --help, and a tiny smoke run on small IDX files made here."""
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,10 @@ def test_help(name):
     result = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), "--help"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "usage:" in result.stdout
+    options = re.split(r"\n  (?=--)", result.stdout.split("options:")[1])[1:]
+    assert options, result.stdout
+    for option in options:  # every option explains itself and gives its default
+        assert "default" in option, option
 
 
 @pytest.fixture

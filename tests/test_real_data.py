@@ -33,3 +33,13 @@ def test_scratch_mlp_learns_standardised_pixels(data):
                       n_batches=25, random_seed=1).fit((X - mean) / std, y[:3000])
     Xt = (xt[:2000].reshape(2000, -1) - mean) / std
     assert nn.score(Xt, yt[:2000]) > 0.7
+
+
+def test_main_example_on_real_data(tmp_path):
+    """The README's main job, shortened: real data, every figure written."""
+    from tests.test_examples import load
+    accuracy = load("train_cnn").main(["--epochs", "1", "--limit", "3000", "--out",
+                                       str(tmp_path), "--verbose", "0"])
+    assert accuracy > 0.7
+    for figure in ("history", "prediction", "confusion", "samples", "filters"):
+        assert (tmp_path / f"cnn_b_{figure}.png").stat().st_size > 10_000

@@ -22,6 +22,7 @@ from numba import cuda
 from .shapes import conv_geometry, pool_geometry
 
 ON_DEVICE = True
+COMPILE_NOTICE = "minicnn: compiling the CUDA kernels (once per process) ..."
 # Numba's simulator runs every GPU thread as a Python thread: tests there use small blocks.
 SIMULATED = bool(numba_config.ENABLE_CUDASIM)
 TILE = 4 if SIMULATED else 16  # matrix-product tile: TILE x TILE threads per block

@@ -28,6 +28,9 @@ from .shapes import pool_geometry
 from .threads import blas_single_thread, chunks_for
 
 ON_DEVICE = False
+# Shown when a model's first step is slow: Numba compiles the kernels on first use.
+COMPILE_NOTICE = ("minicnn: compiling the numba kernels for this model (first run only; "
+                  "they are cached on disk afterwards) ...")
 JIT = {"cache": True, "nogil": True}
 
 
