@@ -17,7 +17,7 @@ from . import config
 from .backends import get_backend
 from .layers import Dense
 from .optimizers import SGD
-from .validation import as_array, check_finite, check_positive_int
+from .validation import as_array, as_finite, check_positive_int
 
 
 class NNClassifier:
@@ -76,8 +76,7 @@ class NNClassifier:
                              "reshape images with X.reshape(len(X), -1)")
         if len(X) == 0:
             raise ValueError("X is empty; expected at least one sample")
-        check_finite(X, "X")
-        return X.astype(config.dtype())
+        return as_finite(X, config.dtype(), "X")
 
     def _check_y(self, y, n: int) -> np.ndarray:
         y = as_array(y, "y")

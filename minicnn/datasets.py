@@ -5,13 +5,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import math
 import os
 import sys
 import tempfile
+import time
 import urllib.request
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -46,29 +52,59 @@ class DatasetError(ValueError):
 # ----------------------------------------------------------------------------- IDX format
 
 
-def _read_bytes(path: Path) -> bytes:
-    """A file's bytes, gunzipped when it starts with the gzip magic number."""
+IDX_MAX_BYTES = 1 << 30  # read_idx refuses headers that promise more (Fashion-MNIST: 47 MB)
+
+
+@contextlib.contextmanager
+def _open_payload(path: Path) -> Iterator[BinaryIO]:
+    """The file as a stream of its decompressed bytes (gzip detected by its magic number).
+
+    Every error a damaged file can cause becomes a DatasetError naming the file.
+    """
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
-        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        with open(path, "rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            yield gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+    except DatasetError:
+        raise
+    except (OSError, EOFError, zlib.error, ValueError) as exc:  # BadGzipFile is an OSError
         raise DatasetError(f"{path}: cannot read or decompress the file ({exc})") from None
+
+
+def _read_bytes(path: Path, limit: int) -> bytes:
+    """At most ``limit`` decompressed bytes of a file: a longer one is an error, found while
+    streaming (a small .gz that inflates to gigabytes is never inflated in full)."""
+    with _open_payload(path) as stream:
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise DatasetError(f"{path}: decompresses to more than the {limit} bytes expected; "
+                           "it is not the file it claims to be")
+    return data
+
+
+def _idx_header(head: bytes, name: str) -> tuple[np.dtype, tuple[int, ...], int]:
+    """dtype, shape and header length from an IDX file's first bytes (4 + 4 * ndim)."""
+    if len(head) < 4 or head[0] != 0 or head[1] != 0:
+        raise DatasetError(f"{name}: not an IDX file (bad magic number)")
+    code, ndim = head[2], head[3]
+    if code not in _DTYPES or ndim == 0:
+        raise DatasetError(f"{name}: bad IDX header (type code 0x{code:02x}, {ndim} dimensions)")
+    header = 4 + 4 * ndim
+    if len(head) < header:
+        raise DatasetError(f"{name}: truncated IDX header")
+    shape = tuple(int(d) for d in np.frombuffer(head, ">u4", ndim, 4))
+    return np.dtype(_DTYPES[code]), shape, header
+
+
+def _payload_bytes(dtype: np.dtype, shape: tuple[int, ...]) -> int:
+    return math.prod(shape) * dtype.itemsize  # Python ints: no overflow
 
 
 def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """IDX bytes -> array. Header: 0, 0, dtype code, ndim, then ndim big-endian uint32 sizes."""
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise DatasetError(f"{name}: not an IDX file (bad magic number)")
-    code, ndim = data[2], data[3]
-    if code not in _DTYPES or ndim == 0:
-        raise DatasetError(f"{name}: bad IDX header (type code 0x{code:02x}, {ndim} dimensions)")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DatasetError(f"{name}: truncated IDX header")
-    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, 4))
-    dtype = np.dtype(_DTYPES[code])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    dtype, shape, header = _idx_header(data, name)
+    expected = header + _payload_bytes(dtype, shape)
     if len(data) != expected:
         raise DatasetError(
             f"{name}: the header promises shape {shape} ({expected} bytes) but the file has "
@@ -77,10 +113,21 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file, gzipped or raw."""
+def read_idx(path: str | os.PathLike, max_bytes: int = IDX_MAX_BYTES) -> np.ndarray:
+    """Read an IDX file, gzipped or raw, streaming: its header is checked (and its promised
+    size against ``max_bytes``) before the payload is read."""
     path = Path(path)
-    return parse_idx(_read_bytes(path), str(path))
+    with _open_payload(path) as stream:
+        head = stream.read(4)
+        if len(head) == 4:
+            head += stream.read(4 * head[3])
+        dtype, shape, _ = _idx_header(head, str(path))
+        size = _payload_bytes(dtype, shape)
+        if size > max_bytes:
+            raise DatasetError(f"{path}: the header promises shape {shape} ({size} bytes), more "
+                               f"than the {max_bytes} bytes allowed; damaged or not an image file")
+        payload = stream.read(size + 1)
+    return parse_idx(head + payload, str(path))
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None = None) -> None:
@@ -106,7 +153,11 @@ def _candidates(path) -> list[Path]:
         return [Path(path)]
     folders = []
     if os.environ.get("MINICNN_DATA"):
-        folders.append(Path(os.environ["MINICNN_DATA"]))
+        folder = Path(os.environ["MINICNN_DATA"])
+        if not folder.is_dir():
+            raise DatasetError(f"MINICNN_DATA={str(folder)!r} is not a folder; point it at the "
+                               "folder that holds the four Fashion-MNIST files, or unset it")
+        folders.append(folder)
     return folders + [cache_dir(), DEBIAN_DIR]
 
 
@@ -125,8 +176,8 @@ def _find(folder: Path, name: str) -> Path | None:
 
 def _verified(path: Path, name: str) -> bytes:
     """The decompressed bytes of a data file whose SHA-256 matches the official one."""
-    data = _read_bytes(path)
     digest, size = FILES[name]
+    data = _read_bytes(path, size)
     if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
         raise DatasetError(
             f"{path}: checksum mismatch ({len(data)} bytes, expected {size}); the file is "
@@ -135,19 +186,30 @@ def _verified(path: Path, name: str) -> bytes:
     return data
 
 
-def _download(name: str, folder: Path) -> Path:
-    """Fetch ``name``.gz into ``folder`` through a temporary file renamed when complete."""
+DOWNLOAD_DEADLINE = 900.0  # seconds for one file, however slowly the server sends it
+
+
+def _download(name: str, folder: Path, deadline: float | None = None) -> Path:
+    """Fetch ``name``.gz into ``folder`` through a temporary file renamed when complete.
+
+    Each mirror gets ``deadline`` seconds in all (a server that trickles bytes cannot make
+    the download last for ever), besides the 30 s limit on every read.
+    """
+    deadline = DOWNLOAD_DEADLINE if deadline is None else deadline
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / (name + ".gz")
     errors = []
     for mirror in MIRRORS:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}-", suffix=".part")
+        give_up = time.monotonic() + deadline
         try:
             with urllib.request.urlopen(mirror + name + ".gz", timeout=30) as response, \
                     os.fdopen(fd, "wb") as out:
                 total = int(response.headers.get("Content-Length") or 0)
                 done = 0
                 while chunk := response.read(1 << 16):
+                    if time.monotonic() > give_up:
+                        raise DatasetError(f"gave up after {deadline:.0f} s (too slow)")
                     out.write(chunk)
                     done += len(chunk)
                     _progress(name, done, total)

@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-import zipfile
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
 
-from . import config, losses, optimizers
+from . import config, losses, optimizers, saving
 from .backends import get_backend
 from .layers import LAYER_CLASSES, Layer
 from .progress import Progbar, SlowStartNotice
-from .validation import check_inputs, check_labels, check_positive_int, warn_if_unscaled
+from .validation import as_finite, check_inputs, check_labels, check_positive_int
 
 FORMAT_VERSION = 1
 _METRICS = {"accuracy": "accuracy", "acc": "accuracy"}
@@ -29,6 +28,14 @@ def _flow_steps(flow) -> int:
         return math.ceil(flow.n / flow.batch_size)
     raise ValueError(f"fit cannot tell how many batches make an epoch of this "
                      f"{type(flow).__name__}; pass steps_per_epoch=... (batches per epoch)")
+
+
+def _warn_diverged(epoch: int, step: int, value: float) -> None:
+    warnings.warn(
+        f"fit stopped at epoch {epoch + 1}, step {step + 1}: the loss became {value} (training "
+        "diverged). The weights are those from before that batch. Try a lower learning rate, "
+        "scaled inputs (e.g. x / 255) or check the data for extreme values.",
+        RuntimeWarning, stacklevel=4)
 
 
 class History:
@@ -110,17 +117,21 @@ class Sequential:
             self.build(seed)
 
     def _place(self, backend) -> None:
-        """Keep parameters and optimizer state in the active backend's memory."""
-        if self._placed_on is backend:
+        """Keep parameters and optimizer state in the active backend's memory, in floatx."""
+        where = (backend, config.floatx())
+        if self._placed_on == where:
             return
         for layer in self.layers:
             layer.place(backend)
         if self.optimizer is not None:
             self.optimizer.place(backend)
-        self._placed_on = backend
+        self._placed_on = where
 
-    def count_params(self) -> int:
-        return sum(layer.count_params(s[0]) for layer, s in zip(self.layers, self._shapes()))
+    def count_params(self, trainable: bool | None = None) -> int:
+        """Number of parameters (only the trainable or non-trainable ones when asked)."""
+        return sum(layer.count_params(shapes[0])
+                   for layer, shapes in zip(self.layers, self._shapes())
+                   if trainable is None or layer.trainable == trainable)
 
     def summary(self, print_fn=print) -> None:
         """Print layer, output shape and parameter count, as Keras does."""
@@ -137,9 +148,9 @@ class Sequential:
             lines.append(row(f" {layer.name} ({type(layer).__name__})", shape,
                              f"{layer.count_params(in_shape):,}"))
             lines.append(rule if i < len(self.layers) - 1 else "=" * sum(widths))
-        total = self.count_params()
-        lines += [f"Total params: {total:,}", f"Trainable params: {total:,}",
-                  "Non-trainable params: 0", rule]
+        lines += [f"Total params: {self.count_params():,}",
+                  f"Trainable params: {self.count_params(trainable=True):,}",
+                  f"Non-trainable params: {self.count_params(trainable=False):,}", rule]
         for line in lines:
             print_fn(line)
 
@@ -165,19 +176,22 @@ class Sequential:
             for layer, old in zip(self.layers, saved):  # all or nothing
                 layer.set_weights(old)
             raise
-        self._placed_on = None
 
     # -- training -----------------------------------------------------------------------
 
     def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None):
-        """Choose the optimizer ("adam", "sgd" or an instance), loss and metrics (["accuracy"])."""
-        metrics = list(metrics or [])
+        """Choose the optimizer ("adam", "sgd" or an instance), loss and metrics (["accuracy"]).
+
+        An optimizer instance keeps per-parameter state, so it belongs to one model.
+        """
+        metrics = [metrics] if isinstance(metrics, str) else list(metrics or [])
         unknown = [m for m in metrics if m not in _METRICS]
         if unknown:
             raise ValueError(f"unknown metric(s) {unknown}; expected 'accuracy'")
         opt, loss_ = optimizers.get(optimizer), losses.get(loss)
         if "accuracy" in [_METRICS[m] for m in metrics] and not loss_.categorical:
             raise ValueError(f"accuracy needs a classification loss, not {loss_.name!r}")
+        opt.attach(self)
         self.optimizer, self.loss = opt, loss_
         self.metrics = [_METRICS[m] for m in metrics]
         self._placed_on = None
@@ -188,11 +202,10 @@ class Sequential:
 
     def _prepare(self, x, y, what: str = "x") -> tuple[np.ndarray, np.ndarray]:
         """Check x and y and return them as float arrays in the compute dtype (copies)."""
-        x = check_inputs(x, self.input_shape, what)
-        warn_if_unscaled(x, what)
+        x = check_inputs(x, self.input_shape, config.dtype(), what)
         targets = check_labels(y, len(x), self.output_shape[0], self.loss.sparse,
                                self.loss.categorical)
-        return x.astype(config.dtype()), targets.astype(config.dtype())
+        return x, targets.astype(config.dtype())
 
     @property
     def _fused(self) -> bool:
@@ -214,8 +227,13 @@ class Sequential:
         return value, correct, grad
 
     def train_step(self, x, y) -> tuple[float, int]:
-        """One optimizer step on a batch already in backend memory; (loss, correct)."""
+        """One optimizer step on a batch already in backend memory; (loss, correct).
+
+        A non-finite loss changes nothing: its gradients would only poison the weights.
+        """
         value, correct, grad = self._loss_and_correct(x, y, training=True)
+        if not math.isfinite(value):
+            return value, correct
         for i in reversed(range(len(self.layers))):
             grad = self.layers[i].backward(grad, need_input_grad=i > 0)
         self.optimizer.apply(self.layers)
@@ -229,11 +247,14 @@ class Sequential:
 
     def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1,
             validation_data=None, validation_split: float = 0.0, shuffle: bool = True,
-            seed: int | None = None, steps_per_epoch: int | None = None) -> History:
+            seed: int | None = None, steps_per_epoch: int | None = None,
+            terminate_on_nan: bool = True) -> History:
         """Train for ``epochs``; ``x`` is an array (with labels ``y``) or an augmentation flow.
 
         ``seed`` fixes the weight initialisation (if not built yet) and the shuffling.
         Returns a History whose ``history`` holds loss/accuracy (and val_*) per epoch.
+        A batch whose loss is NaN or inf is never applied; ``terminate_on_nan`` (default)
+        then stops training with a warning, keeping the weights and the history so far.
         """
         self._require_compiled()
         check_positive_int(epochs, "epochs")
@@ -271,10 +292,10 @@ class Sequential:
         self._place(backend)
         with backend.session():
             return self._fit_loop(x, y, flow, steps, batch_size, epochs, verbose, shuffle, seed,
-                                  validation)
+                                  validation, terminate_on_nan)
 
     def _fit_loop(self, x, y, flow, steps, batch_size, epochs, verbose, shuffle, seed,
-                  validation) -> History:
+                  validation, terminate_on_nan) -> History:
         backend = get_backend()
         rng = np.random.default_rng(seed)
         history = History()
@@ -300,6 +321,10 @@ class Sequential:
                 else:
                     value, ok = self.train_step(xb_dev, yb_dev)
                 loss_sum, correct, seen = loss_sum + value * len(xb), correct + ok, seen + len(xb)
+                if terminate_on_nan and not math.isfinite(value):
+                    history.append(epoch, self._logs(loss_sum, correct, seen))
+                    _warn_diverged(epoch, step, value)
+                    return history
                 bar.update(step + 1, self._logs(loss_sum, correct, seen))
             logs = self._logs(loss_sum, correct, seen)
             if validation is not None:
@@ -338,9 +363,7 @@ class Sequential:
     def predict(self, x, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
         """Outputs for every sample of ``x`` (probabilities after a softmax), as a host array."""
         check_positive_int(batch_size, "batch_size")
-        x = check_inputs(x, self.input_shape)
-        warn_if_unscaled(x)
-        x = x.astype(config.dtype())
+        x = check_inputs(x, self.input_shape, config.dtype())
         self._ensure_built()
         backend = get_backend()
         self._place(backend)
@@ -355,15 +378,35 @@ class Sequential:
         return {
             "format_version": FORMAT_VERSION,
             "name": self.name,
-            "layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers],
+            "layers": [{"class": type(l).__name__, "config": l.get_config(),
+                        "trainable": l.trainable} for l in self.layers],
             "optimizer": self.optimizer.get_config() if self.optimizer else None,
             "loss": self.loss.name if self.loss else None,
             "metrics": self.metrics,
             "optimizer_iterations": self.optimizer.iterations if self.optimizer else 0,
         }
 
+    def _expected_arrays(self) -> dict[str, tuple[int, ...]]:
+        """Every array a saved file of this model holds, with its shape (optimizer state may
+        be absent for a parameter never updated), computed without building anything."""
+        shapes = {}
+        slots = self.optimizer.slot_names if self.optimizer else ()
+        for i, (layer, (in_shape, _)) in enumerate(zip(self.layers, self._shapes())):
+            for key, shape in layer.param_shapes(in_shape).items():
+                shapes[f"weights/{i}/{key}"] = shape
+                for slot in slots:
+                    shapes[f"optimizer/{i}/{key}/{slot}"] = shape
+        return shapes
+
     def save(self, path: str | os.PathLike) -> None:
-        """Write architecture, weights and optimizer state to one ``.npz`` file, atomically."""
+        """Write architecture, weights and optimizer state to one ``.npz`` file, atomically.
+
+        Non-finite weights (a diverged run) are refused, and the existing file is kept.
+        """
+        if not os.fspath(path).endswith(".npz"):
+            raise ValueError(f"minicnn saves models as .npz files, not {os.fspath(path)!r} "
+                             "(Keras' .keras and .h5 formats are not supported); use a name "
+                             "ending in .npz")
         self._ensure_built()
         arrays = {"config": np.frombuffer(json.dumps(self.get_config()).encode(), np.uint8)}
         for i, layer in enumerate(self.layers):
@@ -372,45 +415,102 @@ class Sequential:
         if self.optimizer is not None:
             for key, value in self.optimizer.state_arrays().items():
                 arrays[f"optimizer/{key}"] = value
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".minicnn-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)  # readers see the old file or the new one, never half
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        for key, value in arrays.items():
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise ValueError(f"cannot save {os.fspath(path)!r}: {key} contains NaN or inf "
+                                 "(the training diverged); the existing file was left as it was")
+        saving.atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+_CONFIG_BYTES = 1 << 20  # a model's JSON config is a few KB; more is not a minicnn file
+
+
+def _checked_config(cfg) -> dict:
+    """The parsed JSON config, with the type of every field checked."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ValueError(f"config: {what}")
+
+    need(isinstance(cfg, dict), "not a JSON object")
+    need(cfg.get("format_version") == FORMAT_VERSION,
+         f"unsupported format_version {cfg.get('format_version')!r}")
+    need(isinstance(cfg.get("name"), str), "name must be a string")
+    need(isinstance(cfg.get("layers"), list) and cfg["layers"], "layers must be a list")
+    for spec in cfg["layers"]:
+        need(isinstance(spec, dict) and spec.get("class") in LAYER_CLASSES
+             and isinstance(spec.get("config"), dict)
+             and isinstance(spec.get("trainable", True), bool), f"bad layer entry {spec!r:.80}")
+    need(cfg.get("loss") is None or isinstance(cfg["loss"], str), "loss must be a string")
+    need(cfg.get("optimizer") is None or (isinstance(cfg["optimizer"], dict)
+                                          and isinstance(cfg["optimizer"].get("name"), str)),
+         "optimizer must be an object with a name")
+    need(isinstance(cfg.get("metrics"), list)
+         and all(isinstance(m, str) for m in cfg["metrics"]), "metrics must be a list of names")
+    iterations = cfg.get("optimizer_iterations")
+    need(type(iterations) is int and iterations >= 0,
+         "optimizer_iterations must be an int >= 0")
+    return cfg
+
+
+def _model_from_config(cfg: dict) -> Sequential:
+    """The model a config describes: layers made and compiled, no weights allocated yet."""
+    model = Sequential(name=cfg["name"])
+    for spec in cfg["layers"]:
+        layer = LAYER_CLASSES[spec["class"]](**spec["config"])
+        layer.trainable = spec.get("trainable", True)
+        model.add(layer)
+    if cfg["loss"] is not None:
+        if cfg["optimizer"] is None:
+            raise ValueError("config: a compiled model needs an optimizer")
+        model.compile(optimizers.from_config(cfg["optimizer"]), cfg["loss"], cfg["metrics"])
+    return model
 
 
 def load_model(path: str | os.PathLike) -> Sequential:
-    """Rebuild a model saved by ``Sequential.save`` (weights and optimizer state included)."""
+    """Rebuild a model saved by ``Sequential.save`` (weights and optimizer state included).
+
+    Every array is checked against what the config implies (names, shapes, dtypes, sizes)
+    before anything is allocated, and for NaN/inf in the current floatx after. A bad file
+    raises ValueError naming it; nothing half-built is returned.
+    """
     path = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-        cfg = json.loads(arrays.pop("config").tobytes().decode())
-        if cfg.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"unsupported format_version {cfg.get('format_version')!r}")
-        model = Sequential(name=cfg["name"])
-        for spec in cfg["layers"]:
-            model.add(LAYER_CLASSES[spec["class"]](**spec["config"]))
+        with saving.NpzArchive(path) as archive:
+            cfg = _checked_config(json.loads(archive.small_bytes("config", _CONFIG_BYTES)))
+            model = _model_from_config(cfg)
+            expected = model._expected_arrays()
+            stored = archive.names() - {"config"}
+            unknown = stored - set(expected)
+            if unknown:
+                raise ValueError(f"unexpected arrays {sorted(unknown)[:5]}")
+            weights = {k: v for k, v in expected.items() if k.startswith("weights/")}
+            archive.check(weights)
+            state = {k: v for k, v in expected.items()
+                     if k in stored and k.startswith("optimizer/")}
+            archive.check(state)
+            _check_complete_slots(state, model)
+            values = {key: as_finite(archive.array(key), config.dtype(), key)
+                      for key in [*weights, *state]}
         model.build()
-        weights = [arrays.pop(f"weights/{i}/{key}")
-                   for i, layer in enumerate(model.layers) for key in layer.params]
-        model.set_weights(weights)
-        if cfg["loss"] is not None:
-            model.compile(optimizers.from_config(cfg["optimizer"]), cfg["loss"], cfg["metrics"])
-            state = {k.removeprefix("optimizer/"): v.astype(config.dtype())
-                     for k, v in arrays.items() if k.startswith("optimizer/")}
-            model.optimizer.load_state(cfg["optimizer_iterations"], state)
+        model.set_weights([values[key] for key in weights])
+        if model.optimizer is not None:
+            model.optimizer.load_state(cfg["optimizer_iterations"],
+                                       {k.removeprefix("optimizer/"): values[k] for k in state})
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError,
-            json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (*saving.BAD_FILE_ERRORS, json.JSONDecodeError) as exc:
         raise ValueError(f"cannot load model from {path!r}: the file is corrupt, truncated or "
                          f"not a minicnn model ({type(exc).__name__}: {exc})") from None
     return model
+
+
+def _check_complete_slots(state: dict, model: Sequential) -> None:
+    """Each parameter has all of its optimizer's slots or none (none: never updated)."""
+    per_param: dict[str, int] = {}
+    for key in state:
+        param = key.rsplit("/", 1)[0]
+        per_param[param] = per_param.get(param, 0) + 1
+    wanted = len(model.optimizer.slot_names) if model.optimizer else 0
+    partial = [p for p, n in per_param.items() if n != wanted]
+    if partial:
+        raise ValueError(f"incomplete optimizer state for {partial[:3]}")

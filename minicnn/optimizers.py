@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import math
+import numbers
+import weakref
 
+import numpy as np
+
+from . import config
 from .backends import get_backend, to_numpy
 
 
+def _is_number(value) -> bool:
+    """A real number: Python's or NumPy's (np.float32(0.01) included), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def _check(value: float, name: str, low: float, high: float | None = None) -> float:
-    ok = isinstance(value, (int, float)) and math.isfinite(value) and value > low
+    ok = _is_number(value) and math.isfinite(value) and value > low
     if high is not None:
         ok = ok and value < high
     if not ok:
@@ -27,6 +37,17 @@ class Optimizer:
         self.learning_rate = _check(learning_rate, "learning_rate", 0.0)
         self.iterations = 0
         self.slots: dict[tuple[int, str], dict[str, object]] = {}
+        self._model = None  # weak reference to the model this optimizer trains
+
+    def attach(self, model) -> None:
+        """Bind to ``model`` (``compile`` does): state from another model would be wrong here."""
+        owner = self._model() if self._model is not None else None
+        if owner is not None and owner is not model:
+            raise ValueError(
+                f"this {type(self).__name__} optimizer already trains model {owner.name!r} and "
+                "holds its state; give each model its own, e.g. compile(optimizer=Adam())"
+            )
+        self._model = weakref.ref(model)
 
     def _slots_for(self, key, param) -> dict[str, object]:
         if key not in self.slots:
@@ -38,6 +59,8 @@ class Optimizer:
         """One update of every parameter of ``layers`` from its ``grads``."""
         self.iterations += 1
         for i, layer in enumerate(layers):
+            if not layer.trainable:
+                continue
             for key, param in layer.params.items():
                 self._update(param, layer.grads[key], self._slots_for((i, key), param))
 
@@ -61,9 +84,10 @@ class Optimizer:
 
     def place(self, backend) -> None:
         """Move the state into ``backend``'s memory."""
+        dtype = config.dtype()
         for slots in self.slots.values():
             for slot, value in slots.items():
-                slots[slot] = backend.to_device(to_numpy(value))
+                slots[slot] = backend.to_device(np.ascontiguousarray(to_numpy(value), dtype))
 
 
 class SGD(Optimizer):
@@ -73,7 +97,7 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0):
         super().__init__(learning_rate)
-        if not (isinstance(momentum, (int, float)) and 0.0 <= momentum < 1.0):
+        if not (_is_number(momentum) and 0.0 <= momentum < 1.0):
             raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
         self.momentum = float(momentum)
         self.slot_names = ("velocity",) if self.momentum else ()

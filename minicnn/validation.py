@@ -20,11 +20,22 @@ def as_array(x, what: str) -> np.ndarray:
 def check_finite(arr: np.ndarray, what: str) -> None:
     if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
         bad = int(np.size(arr) - np.isfinite(arr).sum())
-        raise ValueError(f"{what} contains {bad} NaN or inf value(s); clean or impute them first")
+        raise ValueError(f"{what} contains {bad} NaN or inf value(s) (as {arr.dtype}); clean, "
+                         "impute or rescale them first")
 
 
-def check_inputs(x, expected: tuple[int, ...], what: str = "x") -> np.ndarray:
-    """x must be (N, *expected) with N >= 1 and finite; returns it as an array."""
+def as_finite(arr: np.ndarray, dtype, what: str) -> np.ndarray:
+    """A copy of ``arr`` in ``dtype``, checked finite after the cast (1e300 is inf in float32)."""
+    with np.errstate(over="ignore"):
+        out = arr.astype(dtype)
+    check_finite(out, what)
+    return out
+
+
+def check_inputs(x, expected: tuple[int, ...], dtype, what: str = "x") -> np.ndarray:
+    """x must be (N, *expected) with N >= 1, finite in ``dtype``; returns a copy in ``dtype``.
+
+    Warns (once) when images look like raw 0..255 pixels."""
     arr = as_array(x, what)
     want = "(N, " + ", ".join(str(d) for d in expected) + ")"
     if arr.ndim == len(expected) and arr.shape[1:] == tuple(expected[:-1]) and expected[-1] == 1:
@@ -36,8 +47,8 @@ def check_inputs(x, expected: tuple[int, ...], what: str = "x") -> np.ndarray:
         raise ValueError(f"{what} has shape {arr.shape}, expected {want}")
     if arr.shape[0] == 0:
         raise ValueError(f"{what} is empty; expected at least one sample")
-    check_finite(arr, what)
-    return arr
+    warn_if_unscaled(arr, what)
+    return as_finite(arr, dtype, what)
 
 
 def check_labels(y, n: int, n_outputs: int, sparse: bool, categorical: bool) -> np.ndarray:
@@ -92,13 +103,14 @@ def warn_if_unscaled(x: np.ndarray, what: str = "x") -> None:
     global _warned_unscaled
     if _warned_unscaled or x.ndim != 4 or x.size == 0:
         return
+    top = x.max()
     raw = x.dtype == np.uint8 or (np.issubdtype(x.dtype, np.floating) and x.min() >= 0
-                                  and x.max() > 1.5)
+                                  and 1.5 < top < np.inf)
     if raw:
         _warned_unscaled = True
         warnings.warn(
-            f"{what} looks like raw pixels ({x.dtype}, values up to {x.max():g}); networks train "
+            f"{what} looks like raw pixels ({x.dtype}, values up to {top:g}); networks train "
             "badly on 0..255 inputs. Scale them to [0, 1] first, e.g. with "
             "minicnn.datasets.to_float_images(x) or x / 255.0",
-            UserWarning, stacklevel=4,
+            UserWarning, stacklevel=5,
         )

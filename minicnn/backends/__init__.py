@@ -13,6 +13,7 @@ device backend (CUDA) wraps that fallback so arrays cross to the host and back.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib
 import os
 from collections.abc import Iterator
@@ -80,10 +81,19 @@ def _load(name: str) -> Backend:
     path, remedy = _REGISTRY[name]
     try:
         module = importlib.import_module(path)
+    except ImportError as exc:
+        raise RuntimeError(
+            f"backend {name!r} is not available here: {exc}. To get it, {remedy}."
+        ) from None
+    except (RuntimeError, OSError) as exc:  # installed, but it broke while loading
+        raise RuntimeError(
+            f"backend {name!r} is installed but failed to load: {type(exc).__name__}: {exc}"
+        ) from None
+    try:
         check = getattr(module, "check_available", None)
         if check is not None:
             check()
-    except (ImportError, RuntimeError) as exc:
+    except RuntimeError as exc:
         raise RuntimeError(
             f"backend {name!r} is not available here: {exc}. To get it, {remedy}."
         ) from None
@@ -114,30 +124,40 @@ def _default_name() -> str:
         return "numpy"
 
 
-_active: Backend | None = None
+# The process-wide choice (set_backend, $MINICNN_BACKEND) and, per thread and asyncio task,
+# a temporary override (use_backend): a ContextVar, so one thread's ``with`` block does
+# not switch the backend under another thread.
+_default: Backend | None = None
+_override: contextvars.ContextVar[Backend | None] = contextvars.ContextVar(
+    "minicnn_backend", default=None)
 
 
 def get_backend() -> Backend:
-    """The active backend (``$MINICNN_BACKEND``, else numba if it imports, else numpy)."""
-    global _active
-    if _active is None:
-        _active = _load(_default_name())
-    return _active
+    """The active backend: this context's ``use_backend``, else ``set_backend``'s choice,
+    else ``$MINICNN_BACKEND``, else numba if it imports, else numpy."""
+    global _default
+    override = _override.get()
+    if override is not None:
+        return override
+    if _default is None:
+        _default = _load(_default_name())
+    return _default
 
 
 def set_backend(name: str) -> None:
-    """Make ``name`` ("numpy", "numba", "cython" or "cuda") the active backend."""
-    global _active
-    _active = _load(name)
+    """Make ``name`` ("numpy", "numba", "cython" or "cuda") the active backend everywhere
+    (inside a ``use_backend`` block, for the rest of that block too)."""
+    global _default
+    _default = _load(name)
+    if _override.get() is not None:
+        _override.set(_default)
 
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[Backend]:
-    """Temporarily switch backend: ``with use_backend("numba"): model.fit(...)``."""
-    global _active
-    previous = get_backend()
-    _active = _load(name)
+    """Temporarily switch backend in this thread or task: ``with use_backend("numba"): ...``."""
+    token = _override.set(_load(name))
     try:
-        yield _active
+        yield _override.get()
     finally:
-        _active = previous
+        _override.reset(token)

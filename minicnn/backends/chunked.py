@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .shapes import conv_geometry
+from .shapes import conv_geometry, require_conv_shapes, require_dense_shapes
 
 
 def _windows(x, w, stride, padding):
@@ -22,6 +22,7 @@ def _windows(x, w, stride, padding):
 
 
 def conv2d_forward(kernels, chunks: int, x, w, b, stride, padding):
+    require_conv_shapes(x, w, b=b)
     g, cols, args = _windows(x, w, stride, padding)
     y = np.empty((cols.shape[0], w.shape[3]), dtype=x.dtype)
     kernels.conv_forward(np.ascontiguousarray(x), w.reshape(-1, w.shape[3]), b, *args, cols, y,
@@ -31,6 +32,7 @@ def conv2d_forward(kernels, chunks: int, x, w, b, stride, padding):
 
 def conv2d_backward(kernels, chunks: int, x, w, dy, stride, padding, need_dx=True):
     """dx (None unless need_dx), dW summed over the chunks in a fixed order, db."""
+    require_conv_shapes(x, w, dy=dy, stride=stride, padding=padding)
     _, cols, args = _windows(x, w, stride, padding)
     f = w.shape[3]
     dy2 = np.ascontiguousarray(dy).reshape(-1, f)
@@ -43,12 +45,14 @@ def conv2d_backward(kernels, chunks: int, x, w, dy, stride, padding, need_dx=Tru
 
 
 def dense_forward(kernels, chunks: int, x, w, b):
+    require_dense_shapes(x, w, b=b)
     y = np.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
     kernels.dense_forward(np.ascontiguousarray(x), w, b, y, chunks)
     return y
 
 
 def dense_backward(kernels, chunks: int, x, w, dy):
+    require_dense_shapes(x, w, dy=dy)
     dx = np.empty_like(x)
     dw_parts = np.empty((chunks, *w.shape), dtype=x.dtype)
     dy = np.ascontiguousarray(dy)

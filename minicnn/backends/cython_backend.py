@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _cython_kernels as kernels  # ImportError when not built
 from . import chunked
-from .shapes import pool_geometry
+from .shapes import pool_geometry, require_same_shape
 from .threads import blas_single_thread, chunks_for
 
 ON_DEVICE = False
@@ -85,5 +85,6 @@ def activation_backward(name, a, da):
 
 
 def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
+    require_same_shape(param=p, grad=g, m=m, v=v)
     kernels.adam(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1),
                  v.reshape(-1), lr_t, beta_1, beta_2, epsilon)

@@ -18,20 +18,40 @@ reference up to float rounding (sums are split per chunk, in a fixed order).
 from __future__ import annotations
 
 import math
+import warnings
 
 import numba
 import numpy as np
 from numba import njit, prange
 
 from . import chunked
-from .shapes import pool_geometry
+from .shapes import pool_geometry, require_same_shape
 from .threads import blas_single_thread, chunks_for
 
 ON_DEVICE = False
 # Shown when a model's first step is slow: Numba compiles the kernels on first use.
 COMPILE_NOTICE = ("minicnn: compiling the numba kernels for this model (first run only; "
                   "they are cached on disk afterwards) ...")
-JIT = {"cache": True, "nogil": True}
+
+
+def _cache_probe(x):
+    return x
+
+
+def _caching_works() -> bool:
+    """Numba caches compiled kernels beside this file or in the user's cache folder; where
+    neither is writable, compile in memory on every run rather than lose the backend."""
+    try:
+        njit(cache=True)(_cache_probe)
+    except RuntimeError as exc:
+        warnings.warn(f"minicnn: numba cannot cache its compiled kernels here ({exc}); they "
+                      "are compiled in memory on every run. Set NUMBA_CACHE_DIR to a writable "
+                      "folder to keep them.", RuntimeWarning, stacklevel=2)
+        return False
+    return True
+
+
+JIT = {"cache": _caching_works(), "nogil": True}
 
 
 # ----------------------------------------------------------------------------- conv
@@ -353,11 +373,13 @@ def _sgd_momentum(p, g, velocity, lr, momentum):
 
 
 def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
+    require_same_shape(param=p, grad=g, m=m, v=v)
     _adam(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1),
           lr_t, beta_1, beta_2, epsilon)
 
 
 def sgd_update(p, g, velocity, lr, momentum):
+    require_same_shape(param=p, grad=g, velocity=velocity)
     if momentum == 0:
         p -= lr * g
     else:

@@ -39,3 +39,40 @@ def pool_geometry(
 ) -> tuple[int, int]:
     """Max pooling uses 'valid' windows: out = floor((n - p) / s) + 1."""
     return (h - pool[0]) // stride[0] + 1, (w - pool[1]) // stride[1] + 1
+
+
+def require_same_shape(**arrays) -> None:
+    """Compiled kernels run without bounds checks: their wrappers call this first.
+
+    ``require_same_shape(param=p, grad=g, m=m)`` raises ValueError naming any mismatch.
+    """
+    (first, ref), *rest = arrays.items()
+    for name, a in rest:
+        if a is not None and tuple(a.shape) != tuple(ref.shape):
+            raise ValueError(f"{name} has shape {tuple(a.shape)} but {first} has "
+                             f"{tuple(ref.shape)}; they must match")
+
+
+def require_conv_shapes(x, w, dy=None, b=None, stride=(1, 1), padding="valid") -> None:
+    """x (N, H, W, C), w (kh, kw, C, F), b (F,), dy (N, OH, OW, F) consistent, or ValueError."""
+    if len(x.shape) != 4 or len(w.shape) != 4 or x.shape[3] != w.shape[2]:
+        raise ValueError(f"conv: input {tuple(x.shape)} and kernel {tuple(w.shape)} disagree "
+                         "(expected (N, H, W, C) and (kh, kw, C, filters))")
+    if b is not None and tuple(b.shape) != (w.shape[3],):
+        raise ValueError(f"conv: bias has shape {tuple(b.shape)}, expected ({w.shape[3]},)")
+    if dy is not None:
+        g = conv_geometry(x.shape[1], x.shape[2], w.shape[0], w.shape[1], stride, padding)
+        want = (x.shape[0], g.out_h, g.out_w, w.shape[3])
+        if tuple(dy.shape) != want:
+            raise ValueError(f"conv: output gradient has shape {tuple(dy.shape)}, expected {want}")
+
+
+def require_dense_shapes(x, w, b=None, dy=None) -> None:
+    """x (N, D), w (D, U), b (U,), dy (N, U) consistent, or ValueError."""
+    if len(x.shape) != 2 or len(w.shape) != 2 or x.shape[1] != w.shape[0]:
+        raise ValueError(f"dense: input {tuple(x.shape)} and kernel {tuple(w.shape)} disagree")
+    if b is not None and tuple(b.shape) != (w.shape[1],):
+        raise ValueError(f"dense: bias has shape {tuple(b.shape)}, expected ({w.shape[1]},)")
+    if dy is not None and tuple(dy.shape) != (x.shape[0], w.shape[1]):
+        raise ValueError(f"dense: output gradient has shape {tuple(dy.shape)}, expected "
+                         f"{(x.shape[0], w.shape[1])}")

@@ -52,7 +52,9 @@ class Layer:
         self.output_shape: tuple[int, ...] | None = None
         self.params: dict[str, object] = {}
         self.grads: dict[str, object] = {}
+        self.trainable = True  # False: the optimizer leaves this layer's parameters alone
         self.built = False
+        self._placed_on = None  # the backend whose memory holds the parameters
         self._output = None
         self._activated = False
 
@@ -102,15 +104,24 @@ class Layer:
                     f"layer {self.name!r}: {key} must have shape {tuple(old.shape)}, "
                     f"got {value.shape}"
                 )
+            with np.errstate(over="ignore"):
+                value = value.astype(config.dtype())  # checked after the cast: 1e300 -> inf
             if not np.all(np.isfinite(value)):
-                raise ValueError(f"layer {self.name!r}: {key} contains NaN or inf")
-            new[key] = value.astype(config.dtype())
-        self.params = new  # all checked first: a rejected call changes nothing
+                raise ValueError(f"layer {self.name!r}: {key} contains NaN or inf (as "
+                                 f"{config.floatx()})")
+            new[key] = value
+        # All checked first: a rejected call changes nothing. Placed where the old ones were.
+        self.params = new
+        if self._placed_on is not None:
+            self.place(self._placed_on)
 
     def place(self, backend) -> None:
-        """Move the parameters into the memory of ``backend`` (host for CPU backends)."""
+        """Move the parameters into the memory of ``backend`` (host for CPU backends), in
+        the current floatx (a model built before ``set_floatx`` is converted)."""
         for key, value in self.params.items():
-            self.params[key] = backend.to_device(np.ascontiguousarray(to_numpy(value)))
+            host = np.ascontiguousarray(to_numpy(value), dtype=config.dtype())
+            self.params[key] = backend.to_device(host)
+        self._placed_on = backend
 
     def get_config(self) -> dict:
         """Constructor arguments, enough to rebuild the layer (used by ``save``)."""
