@@ -207,7 +207,7 @@ def _download(name: str, folder: Path, deadline: float | None = None) -> Path:
                     os.fdopen(fd, "wb") as out:
                 total = int(response.headers.get("Content-Length") or 0)
                 done = 0
-                while chunk := response.read(1 << 16):
+                while chunk := response.read1(1 << 16):  # what has arrived, at once
                     if time.monotonic() > give_up:
                         raise DatasetError(f"gave up after {deadline:.0f} s (too slow)")
                     out.write(chunk)

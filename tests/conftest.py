@@ -12,6 +12,15 @@ BACKENDS = [b for b in minicnn.available_backends() if not (b == "cuda" and SIMU
 FAST_BACKENDS = [b for b in BACKENDS if b != "numpy"]
 
 
+@pytest.fixture(autouse=True)
+def restore_default_backend():
+    """A test that calls set_backend leaves the process-wide choice as it found it."""
+    from minicnn import backends
+    before = backends._default
+    yield
+    backends._default = before
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     """Run the test once per backend available here (the CUDA one under the simulator in CI)."""

@@ -1,0 +1,508 @@
+"""Hostile files, non-finite numbers and settings that must not be silently ignored."""
+
+import gzip
+import http.server
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn import Sequential, datasets, load_model
+from minicnn.datasets import DatasetError, load_fashion_mnist, read_idx
+from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D
+from minicnn.optimizers import SGD, Adam
+from tests.test_datasets import fake_fashion_folder
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def trained_model(optimizer="adam"):
+    model = Sequential([Conv2D(2, (3, 3), activation="relu", input_shape=(6, 6, 1)),
+                        MaxPool2D((2, 2)), Flatten(), Dense(3, activation="softmax")])
+    model.compile(optimizer, "sparse_categorical_crossentropy", ["accuracy"])
+    x = np.random.default_rng(0).random((8, 6, 6, 1)).astype(np.float32)
+    model.fit(x, np.arange(8) % 3, batch_size=4, epochs=1, verbose=0, seed=0)
+    return model
+
+
+def read_npz(path):
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def write_npz(path, arrays, config=None):
+    if config is not None:
+        arrays = {**arrays, "config": np.frombuffer(json.dumps(config).encode(), np.uint8)}
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def config_of(arrays):
+    return json.loads(arrays["config"].tobytes())
+
+
+# -- 1, 4, 5: crafted model files ------------------------------------------------------------
+
+
+M_KEY = "optimizer/3/kernel/m"
+DENSE_KERNEL = "weights/3/kernel"
+
+
+def _with_array(key, value):
+    return lambda plain, cfg: ({**plain, key: value(plain)}, cfg)
+
+
+def _without(key):
+    return lambda plain, cfg: ({k: v for k, v in plain.items() if k != key}, cfg)
+
+
+def _with_config(**changes):
+    return lambda plain, cfg: (plain, {**cfg, **changes})
+
+
+def _with_layer(i, field="config", **changes):
+    def mutate(plain, cfg):
+        layers = [dict(spec) for spec in cfg["layers"]]
+        layers[i][field] = ({**layers[i]["config"], **changes} if field == "config"
+                            else changes["value"])
+        return plain, {**cfg, "layers": layers}
+    return mutate
+
+
+# name -> mutation of a good file's (arrays, config): what a hostile or broken writer makes
+MUTATIONS = {
+    "short optimizer state": _with_array(M_KEY, lambda a: a[M_KEY].reshape(-1)[:-1]),
+    "long optimizer state": _with_array(M_KEY, lambda a: np.tile(a[M_KEY].reshape(-1), 2)),
+    "missing optimizer slot": _without(M_KEY),
+    "missing weight": _without(DENSE_KERNEL),
+    "extra array": _with_array("weights/9/kernel", lambda a: np.zeros(3, np.float32)),
+    "wrong shape": _with_array(DENSE_KERNEL, lambda a: np.zeros((3, 3), np.float32)),
+    "int weights": _with_array(DENSE_KERNEL, lambda a: a[DENSE_KERNEL].astype(np.int64)),
+    "float16 weights": _with_array(DENSE_KERNEL, lambda a: a[DENSE_KERNEL].astype(np.float16)),
+    "nan weights": _with_array(DENSE_KERNEL, lambda a: np.full_like(a[DENSE_KERNEL], np.nan)),
+    "huge float64 weights": _with_array(DENSE_KERNEL,
+                                        lambda a: np.full(a[DENSE_KERNEL].shape, 1e300)),
+    "config is a list": lambda plain, cfg: (plain, [cfg]),
+    "config is a number": lambda plain, cfg: (plain, 3),
+    "negative iterations": _with_config(optimizer_iterations=-1),
+    "string iterations": _with_config(optimizer_iterations="3"),
+    "float iterations": _with_config(optimizer_iterations=2.5),
+    "future format": _with_config(format_version=2),
+    "unknown layer class": _with_config(layers=[{"class": "Lambda", "config": {}}]),
+    "unknown layer option": _with_layer(0, dilation_rate=2),
+    "lying dense width": _with_layer(3, units=100_000),
+    "lying conv filters": _with_layer(0, filters=50_000),
+    "lying input shape": _with_layer(0, input_shape=[60_000, 60_000, 1]),
+    "trainable not a bool": _with_layer(0, field="trainable", value="yes"),
+    "unknown optimizer": _with_config(optimizer={"name": "adagrad"}),
+    "bad learning rate": _with_config(optimizer={"name": "adam", "learning_rate": -1}),
+    "metrics not a list": _with_config(metrics="accuracy"),
+    "no layers": _with_config(layers=[]),
+}
+
+
+def mutated(saved, name):
+    arrays = read_npz(saved)
+    plain = {k: v for k, v in arrays.items() if k != "config"}
+    return MUTATIONS[name](plain, config_of(arrays))
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "good.npz"
+    trained_model().save(path)
+    return path
+
+
+@pytest.mark.parametrize("name", list(MUTATIONS))
+def test_crafted_model_file_is_a_clear_error(saved, tmp_path, name):
+    arrays, cfg = mutated(saved, name)
+    path = tmp_path / "crafted.npz"
+    write_npz(path, arrays, cfg)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="cannot load model from .*crafted.npz"):
+        load_model(path)
+    assert time.perf_counter() - start < 5  # nothing huge was allocated
+
+
+def test_zip_member_that_inflates_past_its_header_is_refused(saved, tmp_path):
+    """A deflated member whose size disagrees with its .npy header is never read in full."""
+    import zipfile
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(saved) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "weights/3/kernel.npy":
+                data += b"\0" * 50_000_000  # 50 MB of zeros, ~50 KB compressed
+            dst.writestr(info.filename, data)
+    with pytest.raises(ValueError, match="size does not match"):
+        load_model(path)
+
+
+def test_good_file_still_loads_and_trains(saved):
+    model = load_model(saved)
+    assert model.optimizer.iterations == 2
+    x = np.random.default_rng(1).random((4, 6, 6, 1)).astype(np.float32)
+    model.fit(x, np.arange(4) % 3, epochs=1, verbose=0)
+
+
+FUZZ_SCRIPT = """
+import json, sys, warnings
+import numpy as np
+import minicnn
+from minicnn import load_model
+warnings.simplefilter("ignore")
+x = np.random.default_rng(0).random((4, 6, 6, 1)).astype(np.float32)
+y = np.array([0, 1, 2, 0])
+for path in sys.argv[1:]:
+    try:
+        model = load_model(path)
+    except ValueError as exc:
+        outcome = "named error" if path in str(exc) else "unnamed error: " + str(exc)
+    else:
+        outcome = "loaded"
+        for backend in minicnn.available_backends():
+            if backend == "cuda":
+                continue
+            with minicnn.use_backend(backend):
+                if model.loss is not None:
+                    model.fit(x, y, batch_size=2, epochs=1, verbose=0)
+                model.predict(x)
+        if not all(np.isfinite(w).all() for w in model.get_weights()):
+            outcome = "loaded non-finite weights"
+    print(json.dumps([path, outcome]), flush=True)
+"""
+
+
+def _fuzzed_files(saved, folder, count, seed):
+    """Copies of a good file with a few random bytes overwritten, and other mutations."""
+    rng = np.random.default_rng(seed)
+    good = saved.read_bytes()
+    paths = []
+    for i in range(count):
+        data = bytearray(good)
+        for pos in rng.integers(0, len(data), rng.integers(1, 8)):
+            data[pos] = rng.integers(0, 256)
+        path = folder / f"flipped-{i}.npz"
+        path.write_bytes(bytes(data))
+        paths.append(path)
+    for i, name in enumerate(MUTATIONS):
+        path = folder / f"mutated-{i}.npz"
+        write_npz(path, *mutated(saved, name))
+        paths.append(path)
+    return paths
+
+
+def test_fuzzed_model_files_never_crash_a_process(saved, tmp_path):
+    """Each load-and-train runs in a child process: a segfault or hang fails this test."""
+    paths = _fuzzed_files(saved, tmp_path, count=40, seed=7)
+    result = subprocess.run([sys.executable, "-c", FUZZ_SCRIPT, *map(str, paths)],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcomes = dict(json.loads(line) for line in result.stdout.splitlines())
+    assert len(outcomes) == len(paths)
+    bad = {p: o for p, o in outcomes.items() if o not in ("named error", "loaded")}
+    assert not bad, bad
+    mutated = [o for p, o in outcomes.items() if "mutated" in p]
+    assert set(mutated) == {"named error"}
+
+
+def test_compiled_kernels_check_shapes_in_their_wrappers():
+    for name in minicnn.available_backends():
+        if name == "cuda":
+            continue
+        with minicnn.use_backend(name) as backend:
+            p, g = np.zeros(10, np.float32), np.zeros(10, np.float32)
+            with pytest.raises(ValueError, match="shape"):
+                backend.adam_update(p, g, np.zeros(9, np.float32), np.zeros(10, np.float32),
+                                    0.1, 0.9, 0.999, 1e-7)
+            with pytest.raises(ValueError, match="shape"):
+                backend.sgd_update(p, g, np.zeros(11, np.float32), 0.1, 0.9)
+
+
+# -- 2, 3: non-finite numbers ---------------------------------------------------------------
+
+
+def test_fit_stops_on_a_non_finite_loss_and_keeps_history_and_weights():
+    model = Sequential([Dense(3, activation="softmax", input_shape=(2,))])
+    model.compile(SGD(1e35), "sparse_categorical_crossentropy", ["accuracy"])
+    x = np.array([[1e3, -1e3], [-1e3, 1e3], [5.0, 5.0]] * 4, np.float32)
+    y = np.array([0, 1, 2] * 4)
+    with pytest.warns(RuntimeWarning, match="fit stopped at epoch"), np.errstate(all="ignore"):
+        history = model.fit(x, y, batch_size=3, epochs=5, verbose=0, seed=0)
+    assert 1 <= len(history.history["loss"]) < 5
+    assert not np.isfinite(history.history["loss"][-1])
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_save_refuses_non_finite_weights_and_keeps_the_old_file(tmp_path):
+    model = trained_model()
+    path = tmp_path / "m.npz"
+    model.save(path)
+    before = path.read_bytes()
+    model.layers[-1].params["kernel"][0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        model.save(path)
+    assert path.read_bytes() == before
+
+
+def test_finiteness_is_checked_after_the_cast_to_floatx():
+    model = Sequential([Dense(2, input_shape=(3,))])
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        model.fit(np.full((2, 3), 1e300), np.zeros((2, 2)), verbose=0)
+    model.build(seed=0)
+    kernel, bias = model.get_weights()
+    with pytest.raises(ValueError, match="NaN or inf"):
+        model.set_weights([np.full(kernel.shape, 1e300), bias])
+
+
+# -- 4, 5: data files --------------------------------------------------------------------------
+
+
+def test_idx_header_promising_too_much_is_refused_before_reading(tmp_path):
+    path = tmp_path / "huge-idx"
+    path.write_bytes(b"\x00\x00\x08\x03" + b"\xff\xff\xff\xff" * 3)
+    with pytest.raises(DatasetError, match="huge-idx.*more than"):
+        read_idx(path)
+
+
+def test_gzip_bomb_is_not_inflated_past_the_known_size(tmp_path, monkeypatch):
+    _, table = fake_fashion_folder(tmp_path / "data")
+    monkeypatch.setattr(datasets, "FILES", table)
+    bomb = tmp_path / "data" / "train-labels-idx1-ubyte.gz"
+    bomb.write_bytes(gzip.compress(b"\0" * 200_000_000, compresslevel=1))
+    start = time.perf_counter()
+    with pytest.raises(DatasetError, match="train-labels.*more than"):
+        load_fashion_mnist(tmp_path / "data")
+    assert time.perf_counter() - start < 2  # stopped after a few bytes, not 200 MB
+
+
+def test_corrupt_deflate_block_is_a_dataset_error(tmp_path):
+    data = bytearray(gzip.compress(np.arange(5000, dtype=np.uint8).tobytes()))
+    data[30:40] = b"\xff" * 10
+    path = tmp_path / "bad.gz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match="bad.gz"):
+        read_idx(path)
+
+
+# -- 6: data lookup -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_minicnn_data_that_is_not_a_folder_is_an_error(tmp_path, monkeypatch, kind):
+    target = tmp_path / "nowhere"
+    if kind == "file":
+        target.write_text("x")
+    monkeypatch.setenv("MINICNN_DATA", str(target))
+    with pytest.raises(DatasetError, match="MINICNN_DATA"):
+        load_fashion_mnist()
+
+
+def test_a_trickling_download_gives_up_at_the_deadline(tmp_path, monkeypatch):
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            for _ in range(200):
+                try:
+                    self.wfile.write(b"\x1f")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.05)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(datasets, "MIRRORS", (f"http://127.0.0.1:{server.server_port}/",))
+        monkeypatch.setattr(datasets, "DOWNLOAD_DEADLINE", 0.5)
+        monkeypatch.setattr(datasets.sys, "stderr", open(os.devnull, "w"))
+        start = time.perf_counter()
+        with pytest.raises(DatasetError, match="gave up after"):
+            datasets._download("t10k-labels-idx1-ubyte", tmp_path)
+        assert time.perf_counter() - start < 5
+        assert list(tmp_path.iterdir()) == []  # no partial file left
+    finally:
+        server.shutdown()
+
+
+# -- 7: saves -------------------------------------------------------------------------------------
+
+
+def test_save_removes_temporaries_of_dead_saves(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = tmp_path / f".m.npz.{dead}.abc123.minicnn-tmp"
+    stale.write_bytes(b"x" * 1000)
+    other = tmp_path / f".other.npz.{dead}.abc123.minicnn-tmp"  # another target's: kept
+    other.write_bytes(b"x")
+    trained_model().save(tmp_path / "m.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "m.npz"]
+
+
+def test_save_keeps_the_mode_of_an_existing_file_and_umask_for_new_ones(tmp_path):
+    model = trained_model()
+    path = tmp_path / "m.npz"
+    old_umask = os.umask(0o022)
+    try:
+        model.save(path)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        path.chmod(0o640)
+        model.save(path)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    finally:
+        os.umask(old_umask)
+
+
+def test_save_writes_through_a_symlink(tmp_path):
+    target = tmp_path / "real" / "m.npz"
+    target.parent.mkdir()
+    link = tmp_path / "link.npz"
+    link.symlink_to(target)
+    trained_model().save(link)
+    assert link.is_symlink() and target.is_file()
+    load_model(link)
+
+
+@pytest.mark.parametrize("name", ["m.keras", "m.h5", "m"])
+def test_save_refuses_names_that_promise_another_format(tmp_path, name):
+    with pytest.raises(ValueError, match=r"\.npz"):
+        trained_model().save(tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- 8: settings that were ignored ----------------------------------------------------------------
+
+
+def test_trainable_false_freezes_a_layer_and_summary_counts_it(tmp_path, capsys):
+    model = trained_model()
+    model.layers[0].trainable = False
+    frozen = model.layers[0].get_weights()
+    moving = model.layers[-1].get_weights()
+    x = np.random.default_rng(2).random((8, 6, 6, 1)).astype(np.float32)
+    model.fit(x, np.arange(8) % 3, batch_size=4, epochs=1, verbose=0)
+    for a, b in zip(frozen, model.layers[0].get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(moving[0], model.layers[-1].get_weights()[0])
+    model.summary()
+    out = capsys.readouterr().out
+    assert "Trainable params: 27" in out and "Non-trainable params: 20" in out
+    model.save(tmp_path / "m.npz")
+    assert load_model(tmp_path / "m.npz").layers[0].trainable is False
+
+
+def test_validation_split_with_a_flow_is_an_error():
+    from minicnn.augment import ImageDataGenerator
+    x = np.zeros((8, 6, 6, 1), np.float32)
+    flow = ImageDataGenerator().flow(x, np.arange(8) % 3, batch_size=4)
+    with pytest.raises(ValueError, match="validation_split"):
+        trained_model().fit(flow, epochs=1, validation_split=0.2, verbose=0)
+
+
+def test_metrics_as_one_string():
+    model = Sequential([Dense(2, activation="softmax", input_shape=(3,))])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics="accuracy")
+    assert model.metrics == ["accuracy"]
+
+
+def test_numpy_scalars_are_accepted_as_hyperparameters():
+    opt = Adam(learning_rate=np.float32(0.01), beta_1=np.float64(0.8))
+    assert opt.learning_rate == pytest.approx(0.01) and opt.beta_1 == 0.8
+    assert SGD(np.float32(0.1), momentum=np.float32(0.5)).momentum == 0.5
+    with pytest.raises(ValueError):
+        Adam(learning_rate=True)
+
+
+def test_one_optimizer_cannot_train_two_models():
+    opt = Adam()
+    first = Sequential([Dense(2, input_shape=(3,))], name="first")
+    first.compile(opt, "mse")
+    first.compile(opt, "mse")  # recompiling the same model is fine
+    with pytest.raises(ValueError, match="already trains model 'first'"):
+        Sequential([Dense(2, input_shape=(3,))]).compile(opt, "mse")
+
+
+def test_set_floatx_after_build_converts_the_model():
+    model = trained_model()
+    x = np.random.default_rng(3).random((4, 6, 6, 1))
+    try:
+        minicnn.set_floatx("float64")
+        model.fit(x, np.arange(4) % 3, epochs=1, verbose=0)
+        assert model.get_weights()[0].dtype == np.float64
+        assert model.predict(x).dtype == np.float64
+    finally:
+        minicnn.set_floatx("float32")
+    assert model.predict(x).dtype == np.float32
+
+
+def test_numba_without_a_writable_cache_compiles_in_memory(monkeypatch):
+    if "numba" not in minicnn.available_backends():
+        pytest.skip("numba is not installed")
+    from minicnn.backends import numba_cpu
+
+    def no_locator(*args, **kwargs):
+        raise RuntimeError("cannot cache function '_cache_probe': no locator available")
+
+    monkeypatch.setattr(numba_cpu, "njit", no_locator)
+    with pytest.warns(RuntimeWarning, match="compiled in memory"):
+        assert numba_cpu._caching_works() is False
+
+
+def test_a_backend_that_fails_to_load_reports_the_real_error(monkeypatch):
+    from minicnn import backends
+
+    monkeypatch.setitem(backends._REGISTRY, "broken", ("tests.no_such_module", "remedy"))
+    with pytest.raises(RuntimeError, match="not available here.*no_such_module"):
+        backends._load("broken")
+
+    def boom(path):
+        raise RuntimeError("cannot cache function 'f': no locator available")
+
+    monkeypatch.setattr(backends.importlib, "import_module", boom)
+    with pytest.raises(RuntimeError, match="installed but failed to load.*no locator"):
+        backends._load("broken")
+
+
+# -- 9: threads ------------------------------------------------------------------------------
+
+
+def test_use_backend_in_one_thread_leaves_the_others_alone():
+    inside, seen = threading.Event(), []
+    release = threading.Event()
+
+    def switcher():
+        with minicnn.use_backend("numpy"):
+            inside.set()
+            release.wait(5)
+
+    minicnn.set_backend(minicnn.available_backends()[-1])
+    main_backend = minicnn.get_backend().name
+    thread = threading.Thread(target=switcher)
+    thread.start()
+    inside.wait(5)
+    seen.append(minicnn.get_backend().name)
+    release.set()
+    thread.join()
+    assert seen == [main_backend]
+
+
+def test_set_backend_inside_use_backend_applies_there_and_after():
+    names = minicnn.available_backends()
+    with minicnn.use_backend("numpy"):
+        minicnn.set_backend(names[-1])
+        assert minicnn.get_backend().name == names[-1]
+    assert minicnn.get_backend().name == names[-1]
