@@ -4,11 +4,14 @@ parametrised test in test_gradcheck.py and test_equivalence.py."""
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 import minicnn
+from minicnn import Sequential
 from minicnn.gradcheck import check_layer
-from minicnn.layers import Conv2D, Dense, MaxPool2D
+from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D
 from tests import test_equivalence as equivalence
+from tests import test_properties as properties
 
 pytestmark = pytest.mark.skipif("cuda" not in minicnn.available_backends(),
                                 reason="needs a GPU or NUMBA_ENABLE_CUDASIM=1 (CI sets it)")
@@ -56,8 +59,6 @@ def test_gradients_float64(cuda, float64, make, shape):
 
 
 def test_training_steps_match_reference(float64):
-    from minicnn import Sequential
-    from minicnn.layers import Flatten
     x = np.random.default_rng(5).random((4, 5, 5, 1))
     y = np.array([0, 1, 2, 1])
     weights = {}
@@ -70,3 +71,49 @@ def test_training_steps_match_reference(float64):
             weights[name] = model.get_weights() + [np.array(history.history["loss"])]
     for ref, got in zip(weights["numpy"], weights["cuda"]):
         np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
+@given(case=properties.models(max_side=6, max_filters=3, max_batch=5))
+def test_random_models_train_like_the_reference(case):
+    """The property of test_properties.py, on shapes small enough for the simulator."""
+    properties.assert_same_training("cuda", case)
+
+
+def test_small_model_trains_like_the_reference_over_many_steps():
+    """Once trained to NaN under the simulator: a cached launch configuration kept the last
+    grid size set, so a later large ReLU ran on too few blocks and left garbage."""
+    rng = np.random.default_rng(3)
+    x = rng.random((8, 6, 6, 1), dtype=np.float32)
+    y = rng.integers(0, 3, 8)
+    histories = {}
+    for name in ("numpy", "cuda"):
+        with minicnn.use_backend(name):
+            model = Sequential([Conv2D(3, (3, 3), activation="relu", input_shape=(6, 6, 1)),
+                                MaxPool2D((2, 2)), Flatten(), Dense(5, activation="relu"),
+                                Dense(3, activation="softmax")])
+            model.compile("sgd", "sparse_categorical_crossentropy", ["accuracy"])
+            history = model.fit(x, y, batch_size=4, epochs=2, verbose=0, seed=7, shuffle=False)
+            histories[name] = history.history["loss"], model.get_weights()
+    np.testing.assert_allclose(histories["cuda"][0], histories["numpy"][0], rtol=1e-5)
+    for got, ref in zip(histories["cuda"][1], histories["numpy"][1]):
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-6)
+
+
+def test_set_weights_on_a_placed_model_reaches_the_device():
+    """set_weights after training on the device: the next fit starts from what was set."""
+    x = np.random.default_rng(6).random((4, 3)).astype(np.float32)
+    y = np.array([0, 1, 0, 1])
+    results = {}
+    for name in ("numpy", "cuda"):
+        with minicnn.use_backend(name):
+            model = Sequential([Dense(2, activation="softmax", input_shape=(3,))])
+            model.compile("sgd", "sparse_categorical_crossentropy")
+            model.fit(x, y, epochs=1, verbose=0, seed=0)
+            model.layers[0].set_weights([np.ones((3, 2)), np.zeros(2)])
+            np.testing.assert_array_equal(model.get_weights()[0], np.ones((3, 2)))
+            model.fit(x, y, epochs=1, verbose=0, seed=0)
+            results[name] = model.get_weights()
+    for got, ref in zip(results["cuda"], results["numpy"]):
+        np.testing.assert_allclose(got, ref, rtol=1e-6)

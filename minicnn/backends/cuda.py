@@ -78,14 +78,13 @@ def host_fallback(fn):
     return run
 
 
-@functools.cache
-def _configured(kernel, blocks: int):
-    return kernel[blocks, THREADS]
-
-
 def _launch(kernel, n: int, *args) -> None:
-    """Start ``kernel`` with one thread per element for ``n`` elements."""
-    _configured(kernel, max(1, math.ceil(n / THREADS)))(*args)
+    """Start ``kernel`` with one thread per element for ``n`` elements.
+
+    (Never cache ``kernel[blocks, threads]``: Numba's simulator configures the kernel
+    object in place, so a cached configuration silently takes the last grid size set.)
+    """
+    kernel[max(1, math.ceil(n / THREADS)), THREADS](*args)
 
 
 def _flat(a):

@@ -1,0 +1,103 @@
+"""Property-based equivalence: random small models, trained a few steps on every backend,
+end with the weights the NumPy reference computes.
+
+Hypothesis draws the stack (kernel sizes, strides, both paddings, pool sizes and strides,
+dense widths, activations), the batch size (1 included, and sizes that are no multiple of
+any tile or thread count), the dtype and the optimizer. test_cuda.py runs the same property
+on the CUDA backend under Numba's simulator, with smaller shapes.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import minicnn
+from minicnn import Sequential
+from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D
+from minicnn.optimizers import SGD, Adam
+from tests.conftest import FAST_BACKENDS
+
+ACTIVATIONS = ["relu", "sigmoid", None]
+
+
+@st.composite
+def models(draw, max_side: int = 9, max_filters: int = 4, max_batch: int = 6):
+    """(layer factories, input shape, batch size, n classes, dtype, optimizer factory)."""
+    shape = (draw(st.integers(3, max_side)), draw(st.integers(3, max_side)),
+             draw(st.integers(1, 3)))
+    layers = []
+    for _ in range(draw(st.integers(0, 2))):
+        conv = dict(filters=draw(st.integers(1, max_filters)),
+                    kernel_size=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+                    strides=(draw(st.integers(1, 2)), draw(st.integers(1, 2))),
+                    padding=draw(st.sampled_from(["valid", "same"])),
+                    activation=draw(st.sampled_from(ACTIVATIONS)))
+        layers.append(lambda c=conv: Conv2D(**c))
+        if draw(st.booleans()):
+            pool = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+            strides = draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
+            layers.append(lambda p=pool, s=strides: MaxPool2D(p, s))
+    layers.append(Flatten)
+    if draw(st.booleans()):
+        units, act = draw(st.integers(1, 6)), draw(st.sampled_from(ACTIVATIONS))
+        layers.append(lambda u=units, a=act: Dense(u, activation=a))
+    classes = draw(st.integers(2, 4))
+    layers.append(lambda: Dense(classes, activation="softmax"))
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    # Adam divides by sqrt(v): in float32 a gradient that is zero up to rounding becomes a
+    # full step either way, so float32 runs use (momentum) SGD, float64 runs any optimizer.
+    optimizers = [lambda: SGD(0.1), lambda: SGD(0.05, momentum=0.9)]
+    if dtype == "float64":
+        optimizers.append(lambda: Adam(0.01))
+    optimizer = draw(st.sampled_from(optimizers))
+    batch = draw(st.integers(1, max_batch))
+    return layers, shape, batch, classes, dtype, optimizer
+
+
+def build(case) -> Sequential:
+    layers, shape, *_ = case
+    made = [make() for make in layers]
+    made[0].input_shape = shape
+    return Sequential(made, name="drawn")
+
+
+def train(backend: str, case, steps: int = 2, seed: int = 0) -> list[np.ndarray]:
+    _, shape, batch, classes, dtype, optimizer = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch * steps, *shape))
+    y = rng.integers(0, classes, batch * steps)
+    minicnn.set_floatx(dtype)
+    try:
+        with minicnn.use_backend(backend):
+            model = build(case)
+            model.compile(optimizer(), "sparse_categorical_crossentropy", ["accuracy"])
+            model.fit(x, y, batch_size=batch, epochs=1, seed=seed, shuffle=False, verbose=0)
+            return model.get_weights()
+    finally:
+        minicnn.set_floatx("float32")
+
+
+def valid(case) -> bool:
+    try:
+        build(case).output_shape  # noqa: B018  (raises for kernels larger than their input)
+    except ValueError:
+        return False
+    return True
+
+
+def assert_same_training(backend: str, case) -> None:
+    assume(valid(case))
+    expected, got = train("numpy", case), train(backend, case)
+    tol = 1e-9 if case[4] == "float64" else 2e-4
+    for e, g in zip(expected, got):
+        assert g.dtype == e.dtype
+        np.testing.assert_allclose(g, e, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.filter_too_much,
+                                                           HealthCheck.function_scoped_fixture])
+@given(case=models())
+def test_random_models_train_like_the_reference(backend, case):
+    assert_same_training(backend, case)
