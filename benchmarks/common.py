@@ -53,23 +53,44 @@ def minicnn_epoch(model, x: np.ndarray, y: np.ndarray, batch_size: int) -> float
     return time.perf_counter() - start
 
 
-class TorchTrainer:
-    """Adam + cross-entropy training of ``torch_model(name)`` on ``device``."""
+def nchw(x: np.ndarray) -> np.ndarray:
+    """NHWC images -> a new NCHW array with PyTorch's default (contiguous NCHW) strides.
 
-    def __init__(self, name: str, device: str, threads: int | None = None):
+    ``np.ascontiguousarray(x.transpose(0, 3, 1, 2))`` is not enough: with one channel NumPy
+    calls the transposed view contiguous and copies nothing, ``torch.from_numpy`` keeps its
+    strides (H*W*C, 1, W*C, C), and PyTorch then runs the whole network channels-last.
+    """
+    n, h, w, c = x.shape
+    out = np.empty((n, c, h, w), dtype=np.float32)
+    out[...] = x.transpose(0, 3, 1, 2)
+    return out
+
+
+class TorchTrainer:
+    """Adam + cross-entropy training of ``torch_model(name)`` on ``device``, in PyTorch's
+    default NCHW layout or, with ``channels_last``, its NHWC one (model and inputs)."""
+
+    def __init__(self, name: str, device: str, threads: int | None = None,
+                 channels_last: bool = False):
         import torch
 
         if threads:
             torch.set_num_threads(threads)
         self.torch, self.device = torch, device
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = torch_model(name).to(device)
         self.model(torch.zeros((2, 1, 28, 28), device=device))  # materialise lazy layers
+        self.model = self.model.to(memory_format=self.memory_format)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3, eps=1e-7)
         self.loss = torch.nn.CrossEntropyLoss()
 
+    def inputs(self, x: np.ndarray):
+        """NHWC NumPy images -> the tensor this trainer's layout wants."""
+        return self.torch.from_numpy(nchw(x)).contiguous(memory_format=self.memory_format)
+
     def epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> float:
         torch = self.torch
-        xs = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        xs = self.inputs(x)
         ys = torch.from_numpy(y.astype(np.int64))
         if self.device != "cpu":
             torch.cuda.synchronize()
@@ -85,25 +106,63 @@ class TorchTrainer:
         return time.perf_counter() - start
 
 
+TORCH_LAYOUTS = {"nchw": False, "channels_last": True}
+
+
 def torch_epoch_seconds(name: str, device: str, batch: int, samples: int, real: bool,
-                        epochs: int, threads: int | None) -> float:
-    """Best epoch time of the PyTorch twin, measured in a fresh process.
+                        epochs: int, threads: int | None) -> dict[str, float]:
+    """Best epoch time of the PyTorch twin in each layout, each measured in a fresh process.
 
     A separate process keeps the two engines' OpenMP thread pools from meeting: in one
     process they share one OpenMP runtime, and whichever ran first slows the other down.
     """
     here = os.path.dirname(os.path.abspath(__file__))
-    code = (
-        f"import sys; sys.path.insert(0, {here!r}); import torch\n"
-        "from common import TorchTrainer, load_data\n"
-        f"x, y = load_data({real!r}, {samples!r})\n"
-        f"t = TorchTrainer({name!r}, {device!r}, {threads!r})\n"
-        f"t.epoch(x[:{batch} * 4], y[:{batch} * 4], {batch})\n"
-        f"print(min(t.epoch(x, y, {batch}) for _ in range({epochs})))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    seconds = {}
+    for layout, channels_last in TORCH_LAYOUTS.items():
+        code = (
+            f"import sys; sys.path.insert(0, {here!r}); import torch\n"
+            "from common import TorchTrainer, load_data\n"
+            f"x, y = load_data({real!r}, {samples!r})\n"
+            f"t = TorchTrainer({name!r}, {device!r}, {threads!r}, {channels_last!r})\n"
+            f"t.epoch(x[:{batch} * 4], y[:{batch} * 4], {batch})\n"
+            f"print(min(t.epoch(x, y, {batch}) for _ in range({epochs})))\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True)
+        seconds[layout] = float(out.stdout.strip().splitlines()[-1])
+    return seconds
+
+
+def training_flops_per_sample(model) -> int:
+    """FLOPs of one training sample's matrix products, counted from the layer shapes:
+    forward, input gradient (not for the first layer: nobody needs it) and weight gradient,
+    2 FLOPs per multiply-add. Pooling, activations and the optimizer are left out."""
+    total = 0
+    for i, (layer, (in_shape, out_shape)) in enumerate(zip(model.layers, model._shapes())):
+        if isinstance(layer, Conv2D):
+            kh, kw = layer.kernel_size
+            macs = out_shape[0] * out_shape[1] * kh * kw * in_shape[2] * layer.filters
+        elif isinstance(layer, Dense):
+            macs = in_shape[0] * layer.units
+        else:
+            continue
+        total += 2 * macs * (3 if i > 0 else 2)
+    return total
+
+
+def gemm_peak_gflops(threads: int, n: int = 4096, repeats: int = 3) -> float:
+    """The machine's float32 matrix-product speed: a large square product through NumPy's
+    BLAS on ``threads`` threads, best of ``repeats``."""
+    from threadpoolctl import threadpool_limits
+
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    best = float("inf")
+    with threadpool_limits(threads, user_api="blas"):
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ a
+            best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
 
 
 def load_data(real: bool, samples: int):

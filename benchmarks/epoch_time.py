@@ -1,12 +1,17 @@
 """Training throughput of the reference models per backend, and PyTorch, in one run.
 
-    python benchmarks/epoch_time.py --models cnn_a cnn_b --backends numpy numba cython \
-        --torch cpu --samples 4096
+    python benchmarks/epoch_time.py --models mlp cnn_a cnn_b --backends numpy numba cython \
+        --torch cpu --samples 3072
     python benchmarks/epoch_time.py --models cnn_b --batch-size 128 --backends cuda \
         --torch cuda --real     # a full 60,000-image epoch on Fashion-MNIST
+    python benchmarks/epoch_time.py --models nnclassifier --backends numpy numba cython
 
-Prints a Markdown table: samples/s, seconds per 60,000-image epoch, ratio to PyTorch
-(PyTorch runs in a separate process on the same data, so the engines' thread pools never meet).
+Prints a Markdown table: samples/s, seconds per 60,000-image epoch, the ratio to PyTorch
+at its best, and the GFLOP/s of the model's matrix products with their fraction of the
+machine's float32 GEMM peak, measured in the same run. PyTorch runs in separate processes
+on the same data with the same thread count, once in its default NCHW layout and once
+channels-last; the faster is the 1.00x reference. ``nnclassifier`` times the scratch MLP
+(``NNClassifier``, 784-50-10, 25 mini-batches, float64) per epoch.
 """
 
 from __future__ import annotations
@@ -20,36 +25,73 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (  # noqa: E402
     REFERENCE_BATCH,
+    gemm_peak_gflops,
     load_data,
     make_model,
     minicnn_epoch,
     torch_epoch_seconds,
+    training_flops_per_sample,
 )
 
 import minicnn  # noqa: E402
+from minicnn.backends.threads import cpu_threads  # noqa: E402
+
+
+def classic_epoch_seconds(x, y, epochs: int) -> float:
+    """Best seconds per epoch of the scratch NNClassifier on flattened float64 images."""
+    from minicnn.classic import NNClassifier
+
+    flat = x.reshape(len(x), -1).astype("float64")
+    best = float("inf")
+    for _ in range(epochs):
+        nn = NNClassifier(10, flat.shape[1], n_hidden_units=50, l2=0.5, epochs=1,
+                          learning_rate=0.001, n_batches=25, random_seed=1)
+        start = time.perf_counter()
+        nn.fit(flat, y)
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["cnn_a", "cnn_b"])
-    parser.add_argument("--backends", nargs="+", default=minicnn.available_backends())
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the reference's")
-    parser.add_argument("--samples", type=int, default=4096, help="images per timed epoch")
+    parser.add_argument("--models", nargs="+", default=["cnn_a", "cnn_b"],
+                        help="mlp, cnn_a, cnn_b and/or nnclassifier (default: %(default)s)")
+    parser.add_argument("--backends", nargs="+", default=minicnn.available_backends(),
+                        help="minicnn backends to time (default: all available)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images per step (default: the reference's per model)")
+    parser.add_argument("--samples", type=int, default=4096,
+                        help="images per timed epoch (default: %(default)s)")
     parser.add_argument("--real", action="store_true", help="time full epochs of Fashion-MNIST")
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs (best one counts)")
-    parser.add_argument("--torch", choices=["cpu", "cuda"], default=None)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--epochs", type=int, default=2,
+                        help="timed epochs, the best one counts (default: %(default)s)")
+    parser.add_argument("--torch", choices=["cpu", "cuda"], default=None,
+                        help="also time the PyTorch twin on this device (default: no)")
+    parser.add_argument("--threads", type=int, default=cpu_threads(),
+                        help="PyTorch's and the GEMM peak's threads (default: minicnn's, "
+                        "%(default)s)")
     args = parser.parse_args(argv)
 
     x, y = load_data(args.real, args.samples)
+    peak = gemm_peak_gflops(args.threads)
+    print(f"# float32 GEMM peak: {peak:.0f} GFLOP/s (NumPy, 4096^2, {args.threads} threads)")
     rows = []
     for model_name in args.models:
+        if model_name == "nnclassifier":
+            for backend in args.backends:
+                with minicnn.use_backend(backend):
+                    seconds = classic_epoch_seconds(x, y, args.epochs)
+                rows.append({"model": model_name, "batch": len(x) // 25, "backend": backend,
+                             "seconds": seconds, "gflops": None, "reference": None})
+            continue
         batch = args.batch_size or REFERENCE_BATCH[model_name]
+        flops = training_flops_per_sample(make_model(model_name)) * len(x)
         timings = {}
         if args.torch:
-            timings[f"pytorch-{args.torch}"] = torch_epoch_seconds(
-                model_name, args.torch, batch, args.samples, args.real, args.epochs,
-                args.threads)
+            layouts = torch_epoch_seconds(model_name, args.torch, batch, args.samples,
+                                          args.real, args.epochs, args.threads)
+            for layout, seconds in layouts.items():
+                timings[f"pytorch-{args.torch} ({layout})"] = seconds
         for backend in args.backends:
             with minicnn.use_backend(backend):
                 model = make_model(model_name)
@@ -59,19 +101,26 @@ def main(argv=None) -> list[dict]:
                 timings[backend] = min(minicnn_epoch(model, x, y, batch)
                                        for _ in range(args.epochs))
                 print(f"# {model_name} {backend}: first two steps {warmup:.2f} s", flush=True)
-        reference = timings.get(f"pytorch-{args.torch}")
+        reference = min((t for k, t in timings.items() if k.startswith("pytorch")), default=None)
         for name, seconds in timings.items():
-            row = {"model": model_name, "batch": batch, "backend": name,
-                   "samples_per_s": len(x) / seconds, "epoch_s": 60000 * seconds / len(x),
-                   "vs_pytorch": reference / seconds if reference else None}
-            rows.append(row)
-    print("| model | batch | backend | samples/s | s per 60k epoch | speed vs PyTorch |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        ratio = f"{r['vs_pytorch']:.2f}x" if r["vs_pytorch"] else "-"
-        print(f"| {r['model']} | {r['batch']} | {r['backend']} | {r['samples_per_s']:,.0f} | "
-              f"{r['epoch_s']:.1f} | {ratio} |")
+            rows.append({"model": model_name, "batch": batch, "backend": name,
+                         "seconds": seconds, "gflops": flops / seconds / 1e9,
+                         "reference": reference})
+    print_table(rows, len(x), peak)
     return rows
+
+
+def print_table(rows: list[dict], samples: int, peak: float) -> None:
+    print("| model | batch | engine | samples/s | s per 60k epoch | vs PyTorch at its best "
+          "| GFLOP/s | % of GEMM peak |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        r["samples_per_s"] = samples / r["seconds"]
+        r["vs_pytorch"] = r["reference"] / r["seconds"] if r["reference"] else None
+        ratio = f"{r['vs_pytorch']:.2f}x" if r["vs_pytorch"] else "-"
+        gflops = f"{r['gflops']:.0f} | {r['gflops'] / peak:.0%}" if r["gflops"] else "- | -"
+        print(f"| {r['model']} | {r['batch']} | {r['backend']} | {r['samples_per_s']:,.0f} | "
+              f"{60000 * r['seconds'] / samples:.2f} | {ratio} | {gflops} |")
 
 
 if __name__ == "__main__":

@@ -18,10 +18,11 @@ import resource, sys
 sys.path.insert(0, {bench!r})
 from common import REFERENCE_BATCH, TorchTrainer, make_model, minicnn_epoch, random_data
 import minicnn
+from minicnn.backends.threads import cpu_threads
 x, y = random_data({samples})
 batch = REFERENCE_BATCH[{model!r}]
 if {backend!r} == "pytorch":
-    TorchTrainer({model!r}, "cpu", 2).epoch(x, y, batch)
+    TorchTrainer({model!r}, "cpu", cpu_threads()).epoch(x, y, batch)
 else:
     minicnn.set_backend({backend!r})
     minicnn_epoch(make_model({model!r}), x, y, batch)

@@ -8,12 +8,12 @@ other down; for the PyTorch ratios run the two halves apart (``-k pytorch`` and
 ``-k minicnn``) or use epoch_time.py, which isolates PyTorch in its own process.
 """
 
-import os
-
+import numpy as np
 import pytest
-from common import TorchTrainer, make_model, random_data
+from common import TorchTrainer, make_model, nchw, random_data
 
 import minicnn
+from minicnn.backends.threads import cpu_threads
 
 MODELS = ["mlp", "cnn_a", "cnn_b"]
 BATCHES = [32, 64]
@@ -37,7 +37,7 @@ def test_minicnn_training_step(benchmark, backend_name, model, batch):
 @pytest.mark.parametrize("model", MODELS)
 def test_pytorch_cpu_training_step(benchmark, model, batch):
     pytest.importorskip("torch")
-    trainer = TorchTrainer(model, "cpu", os.cpu_count())
+    trainer = TorchTrainer(model, "cpu", cpu_threads())
     x, y = random_data(batch)
     trainer.epoch(x, y, batch)
     benchmark.extra_info["samples_per_step"] = batch
@@ -50,3 +50,17 @@ def test_models_agree_on_parameter_count():
     for name in MODELS:
         twin = TorchTrainer(name, "cpu").model
         assert sum(p.numel() for p in twin.parameters()) == make_model(name).count_params(), name
+
+
+def test_pytorch_gets_nchw_contiguous_images():
+    """With one channel a transposed NumPy view looks contiguous yet reaches PyTorch as
+    channels-last: the benchmark hands PyTorch a freshly laid-out NCHW array instead."""
+    x, _ = random_data(3)
+    images = nchw(x)
+    assert images.shape == (3, 1, 28, 28)
+    assert images.strides == (784 * 4, 784 * 4, 28 * 4, 4)  # N, C, H, W: PyTorch's default
+    np.testing.assert_array_equal(images[:, 0], x[..., 0])
+    torch = pytest.importorskip("torch")
+    tensor = TorchTrainer("cnn_b", "cpu").inputs(x)
+    assert tensor.is_contiguous() and tensor.stride()[1] == 28 * 28
+    assert not tensor.is_contiguous(memory_format=torch.channels_last) or tensor.stride(1) != 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import config
-from .backends import get_backend
+from .backends import get_backend, in_session
 from .layers import Dense
 from .optimizers import SGD
 from .validation import as_array, as_finite, check_positive_int
@@ -117,6 +117,7 @@ class NNClassifier:
             layer.grads["kernel"] = layer.grads["kernel"] + self.l2 * w + self.l1 * np.sign(w)
         return mean_error * targets.size + self._penalty()
 
+    @in_session
     def fit(self, X, y) -> NNClassifier:
         """Train from scratch; ``error_`` holds the mean slice error of every epoch."""
         self._check_params()
@@ -138,6 +139,7 @@ class NNClassifier:
             self.error_.append(float(np.mean(errors)))
         return self
 
+    @in_session
     def _outputs(self, X) -> np.ndarray:
         if not hasattr(self, "hidden_"):
             raise RuntimeError("this NNClassifier is not fitted yet; call fit(X, y) first")

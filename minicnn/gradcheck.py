@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .backends import get_backend, to_numpy
+from .backends import get_backend, in_session, to_numpy
 
 
 def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
@@ -42,6 +42,7 @@ def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray,
     return grad
 
 
+@in_session
 def check_layer(layer, x: np.ndarray, seed: int = 0, eps: float = 1e-6) -> dict[str, float]:
     """Relative errors of a layer's input and parameter gradients on the active backend.
 
@@ -75,6 +76,7 @@ def check_layer(layer, x: np.ndarray, seed: int = 0, eps: float = 1e-6) -> dict[
     return errors
 
 
+@in_session
 def check_model(model, x: np.ndarray, y: np.ndarray, eps: float = 1e-6) -> float:
     """Largest relative error over all parameters of a compiled model's loss gradient."""
     backend = get_backend()

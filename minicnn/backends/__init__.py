@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import importlib
 import os
 from collections.abc import Iterator
@@ -151,6 +152,19 @@ def set_backend(name: str) -> None:
     _default = _load(name)
     if _override.get() is not None:
         _override.set(_default)
+
+
+def in_session(method):
+    """Decorator for public entry points that run kernels: the body runs inside the active
+    backend's ``session()`` (its thread policy: BLAS held to one thread for the CPU
+    backends, whose own pools do the parallel work), like ``Sequential.fit``."""
+
+    @functools.wraps(method)
+    def run(*args, **kwargs):
+        with get_backend().session():
+            return method(*args, **kwargs)
+
+    return run
 
 
 @contextlib.contextmanager

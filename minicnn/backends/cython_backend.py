@@ -13,18 +13,16 @@ ImportError and the registry leaves the backend out.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from . import _cython_kernels as kernels  # ImportError when not built
 from . import chunked
 from .shapes import pool_geometry, require_same_shape
-from .threads import blas_single_thread, chunks_for
+from .threads import blas_single_thread, chunks_for, cpu_threads
 
 ON_DEVICE = False
 COMPILED_FILE = kernels.__file__
-THREADS = os.cpu_count() or 1
+THREADS = cpu_threads()
 
 
 def session():

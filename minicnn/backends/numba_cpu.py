@@ -26,7 +26,7 @@ from numba import njit, prange
 
 from . import chunked
 from .shapes import pool_geometry, require_same_shape
-from .threads import blas_single_thread, chunks_for
+from .threads import blas_single_thread, chunks_for, cpu_threads
 
 ON_DEVICE = False
 # Shown when a model's first step is slow: Numba compiles the kernels on first use.
@@ -52,6 +52,8 @@ def _caching_works() -> bool:
 
 
 JIT = {"cache": _caching_works(), "nogil": True}
+# Numba sizes its pool from the host's CPU count; use the cores this process may run on.
+numba.set_num_threads(min(numba.config.NUMBA_NUM_THREADS, cpu_threads()))
 
 
 # ----------------------------------------------------------------------------- conv

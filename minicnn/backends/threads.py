@@ -4,6 +4,8 @@ on two cores oversubscribe each other: measured 10x slower)."""
 
 from __future__ import annotations
 
+import os
+
 import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS our kernels call)
 from threadpoolctl import threadpool_limits
 
@@ -16,3 +18,14 @@ def blas_single_thread():
 def chunks_for(n: int, threads: int) -> int:
     """How many contiguous chunks of n rows to give the threads (one each, none empty)."""
     return max(1, min(n, threads))
+
+
+def cpu_threads() -> int:
+    """Threads the CPU backends run: ``$MINICNN_NUM_THREADS`` if set, else the cores this
+    process may use (its affinity mask: ``os.cpu_count()`` counts a container's host)."""
+    configured = os.environ.get("MINICNN_NUM_THREADS")
+    if configured:
+        return max(1, int(configured))
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # no affinity masks on this OS
