@@ -78,15 +78,18 @@ def check_layer(layer, x: np.ndarray, seed: int = 0, eps: float = 1e-6) -> dict[
 
 @in_session
 def check_model(model, x: np.ndarray, y: np.ndarray, eps: float = 1e-6) -> float:
-    """Largest relative error over all parameters of a compiled model's loss gradient."""
+    """Largest relative error over all parameters of a compiled model's loss gradient.
+
+    Uses the public ``compute_gradients`` (analytic) and ``compute_loss`` (numeric). In
+    training mode, so a model with Dropout needs rate 0 here (its masks are random) and
+    BatchNorm uses batch statistics (its moving ones drift, harmlessly).
+    """
     backend = get_backend()
     xs, ys = model._prepare(x, y)
     model._ensure_built(0)
     model._place(backend)
     xd, yd = backend.to_device(xs), backend.to_device(ys)
-    _, _, grad = model._loss_and_correct(xd, yd, training=True)
-    for layer in reversed(model.layers):
-        grad = layer.backward(grad)
+    model.compute_gradients(xd, yd)
     worst = 0.0
     for layer in model.layers:
         analytic = {k: backend.to_host(g) for k, g in layer.grads.items()}
@@ -95,7 +98,7 @@ def check_model(model, x: np.ndarray, y: np.ndarray, eps: float = 1e-6) -> float
 
             def loss_of_param(p, layer=layer, key=key):
                 layer.params[key] = backend.to_device(p)
-                return model._loss_and_correct(xd, yd, training=True)[0]
+                return model.compute_loss(xd, yd, training=True)
 
             numeric = numerical_gradient(loss_of_param, host, eps)
             layer.params[key] = backend.to_device(host)

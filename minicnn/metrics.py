@@ -19,3 +19,16 @@ def confusion_matrix(y_true, y_pred, n_classes: int | None = None) -> np.ndarray
     counts = np.zeros((n, n), dtype=np.int64)
     np.add.at(counts, (y_true, y_pred), 1)
     return counts
+
+
+# compile(metrics=[...]) names -> (the name its logs use, k: right when the true class is
+# among the k highest scores). Targets are one-hot inside the model, so the sparse and
+# categorical variants count the same way.
+TRAINING_METRICS = {
+    "accuracy": ("accuracy", 1),
+    "acc": ("accuracy", 1),
+    "categorical_accuracy": ("categorical_accuracy", 1),
+    "sparse_categorical_accuracy": ("sparse_categorical_accuracy", 1),
+    "top_k_categorical_accuracy": ("top_k_categorical_accuracy", 5),
+    "sparse_top_k_categorical_accuracy": ("sparse_top_k_categorical_accuracy", 5),
+}

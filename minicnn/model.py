@@ -12,12 +12,14 @@ import numpy as np
 
 from . import config, losses, optimizers, saving
 from .backends import get_backend
-from .layers import LAYER_CLASSES, Layer
+from .callbacks import Callback
+from .layers import LAYER_CLASSES, Input, Layer
+from .layers.base import KernelLayer
+from .metrics import TRAINING_METRICS
 from .progress import Progbar, SlowStartNotice
 from .validation import as_finite, check_inputs, check_labels, check_positive_int
 
 FORMAT_VERSION = 1
-_METRICS = {"accuracy": "accuracy", "acc": "accuracy"}
 
 
 def _flow_steps(flow) -> int:
@@ -31,11 +33,12 @@ def _flow_steps(flow) -> int:
 
 
 def _warn_diverged(epoch: int, step: int, value: float) -> None:
+    """fit stops on a non-finite loss (``terminate_on_nan``): say why, once."""
     warnings.warn(
         f"fit stopped at epoch {epoch + 1}, step {step + 1}: the loss became {value} (training "
         "diverged). The weights are those from before that batch. Try a lower learning rate, "
         "scaled inputs (e.g. x / 255) or check the data for extreme values.",
-        RuntimeWarning, stacklevel=4)
+        RuntimeWarning, stacklevel=5)
 
 
 class History:
@@ -61,17 +64,29 @@ class Sequential:
         self.loss: losses.Loss | None = None
         self.metrics: list[str] = []
         self._placed_on = None
+        self._input: Input | None = None
+        self.stop_training = False
         for layer in layers or []:
             self.add(layer)
 
     # -- structure ----------------------------------------------------------------------
 
-    def add(self, layer: Layer) -> None:
-        """Append a layer (its name is made unique inside the model, as Keras does)."""
+    def add(self, layer: Layer | Input) -> None:
+        """Append a layer (its name is made unique inside the model, as Keras does).
+
+        ``Input(shape)`` first, as in Keras, gives the shape to the next (first) layer.
+        """
+        if isinstance(layer, Input):
+            if self.layers:
+                raise ValueError("Input(...) must come first, before any layer")
+            self._input = layer
+            return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a minicnn layer, got {type(layer).__name__}")
         if self.built:
             raise ValueError("cannot add layers to a model whose weights are already built")
+        if not self.layers and self._input is not None:
+            layer.input_shape = self._input.shape
         names = {existing.name for existing in self.layers}
         base, k = layer.name, 0
         while layer.name in names:
@@ -105,8 +120,21 @@ class Sequential:
     def output_shape(self) -> tuple[int, ...]:
         return self._shapes()[-1][1]
 
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """The layer called ``name``, or at position ``index``."""
+        if (name is None) == (index is None):
+            raise ValueError("get_layer needs exactly one of name= or index=")
+        if index is not None:
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer named {name!r}; the layers are "
+                         f"{[layer.name for layer in self.layers]}")
+
     def build(self, seed: int | None = None) -> None:
-        """Create every layer's weights (glorot-uniform kernels, zero biases) from ``seed``."""
+        """Create every layer's weights (by their initialisers, e.g. glorot-uniform kernels
+        and zero biases) from ``seed``."""
         rng = np.random.default_rng(seed)
         for layer, (in_shape, _) in zip(self.layers, self._shapes()):
             layer.build(in_shape, rng)
@@ -163,13 +191,13 @@ class Sequential:
     def set_weights(self, weights) -> None:
         self._ensure_built()
         weights = list(weights)
-        expected = sum(len(layer.params) for layer in self.layers)
+        expected = sum(len(layer.get_weights()) for layer in self.layers)
         if len(weights) != expected:
             raise ValueError(f"expected {expected} weight arrays, got {len(weights)}")
         saved = [layer.get_weights() for layer in self.layers]
         try:
             for layer in self.layers:
-                n = len(layer.params)
+                n = len(layer.get_weights())
                 layer.set_weights(weights[:n])
                 weights = weights[n:]
         except ValueError:
@@ -185,15 +213,17 @@ class Sequential:
         An optimizer instance keeps per-parameter state, so it belongs to one model.
         """
         metrics = [metrics] if isinstance(metrics, str) else list(metrics or [])
-        unknown = [m for m in metrics if m not in _METRICS]
+        unknown = [m for m in metrics if m not in TRAINING_METRICS]
         if unknown:
-            raise ValueError(f"unknown metric(s) {unknown}; expected 'accuracy'")
+            raise ValueError(f"unknown metric(s) {unknown}; expected some of "
+                             f"{sorted(TRAINING_METRICS)}")
         opt, loss_ = optimizers.get(optimizer), losses.get(loss)
-        if "accuracy" in [_METRICS[m] for m in metrics] and not loss_.categorical:
-            raise ValueError(f"accuracy needs a classification loss, not {loss_.name!r}")
+        if metrics and not loss_.categorical:
+            raise ValueError(f"{metrics} need a classification loss, not {loss_.name!r}")
         opt.attach(self)
         self.optimizer, self.loss = opt, loss_
-        self.metrics = [_METRICS[m] for m in metrics]
+        self.metrics = list(dict.fromkeys(TRAINING_METRICS[m][0] for m in metrics))
+        self._metric_k = {TRAINING_METRICS[m][0]: TRAINING_METRICS[m][1] for m in metrics}
         self._placed_on = None
 
     def _require_compiled(self) -> None:
@@ -216,43 +246,65 @@ class Sequential:
             x = layer.forward(x, training=training)
         return self.layers[-1].forward(x, training=training, activate=activate_last)
 
-    def _loss_and_correct(self, x, y, training: bool) -> tuple[float, int, object]:
-        """Forward a device batch; returns (mean loss, number correct, d loss / d output)."""
+    def _loss_and_counts(self, x, y, training: bool) -> tuple[float, dict, object]:
+        """Forward a device batch; returns (mean data loss, {metric: rows right}, d loss / d
+        output). The loss excludes weight penalties (see ``_penalty``)."""
         fused = self._fused
         out = self._forward(x, training, activate_last=not fused)
         value, grad = (self.loss.fused if fused else self.loss)(out, y)
-        correct = 0
-        if self.metrics:
-            correct = get_backend().count_correct(out, y, 0.0 if fused else 0.5)
-        return value, correct, grad
+        backend = get_backend()
+        counts = {name: backend.count_correct(out, y, 0.0 if fused else 0.5) if k == 1
+                  else backend.count_top_k(out, y, k) for name, k in self._metric_k.items()}
+        return value, counts, grad
 
-    def train_step(self, x, y) -> tuple[float, int]:
-        """One optimizer step on a batch already in backend memory; (loss, correct).
+    def _penalty(self) -> float:
+        """The kernel_regularizer penalties of every layer (part of the reported loss)."""
+        return sum(layer.penalty() for layer in self.layers if isinstance(layer, KernelLayer))
+
+    def compute_loss(self, x, y, training: bool = True) -> float:
+        """Loss of one batch (already in backend memory, y as the model's targets), weight
+        penalties included; nothing changes but BatchNorm's moving statistics in training."""
+        return self._loss_and_counts(x, y, training)[0] + self._penalty()
+
+    def compute_gradients(self, x, y) -> float:
+        """Loss of one batch (already in backend memory, y as the model's targets) and the
+        gradients of every layer's parameters into ``layer.grads``. Returns the loss,
+        weight penalties included; the weights do not change."""
+        value, _, grad = self._loss_and_counts(x, y, training=True)
+        for i in reversed(range(len(self.layers))):
+            grad = self.layers[i].backward(grad, need_input_grad=i > 0)
+        return value + sum(layer.last_penalty for layer in self.layers
+                           if isinstance(layer, KernelLayer))
+
+    def train_step(self, x, y) -> tuple[float, dict]:
+        """One optimizer step on a batch already in backend memory; (loss, metric counts).
 
         A non-finite loss changes nothing: its gradients would only poison the weights.
         """
-        value, correct, grad = self._loss_and_correct(x, y, training=True)
+        value, counts, grad = self._loss_and_counts(x, y, training=True)
         if not math.isfinite(value):
-            return value, correct
+            return value, counts
         for i in reversed(range(len(self.layers))):
             grad = self.layers[i].backward(grad, need_input_grad=i > 0)
+        value += sum(layer.last_penalty for layer in self.layers if isinstance(layer, KernelLayer))
         self.optimizer.apply(self.layers)
-        return value, correct
+        return value, counts
 
-    def _logs(self, loss_sum: float, correct: int, seen: int, prefix: str = "") -> dict:
+    def _logs(self, loss_sum: float, counts: dict, seen: int, prefix: str = "") -> dict:
         logs = {prefix + "loss": loss_sum / seen}
-        if self.metrics:
-            logs[prefix + "accuracy"] = correct / seen
+        for name in self.metrics:
+            logs[prefix + name] = counts.get(name, 0) / seen
         return logs
 
     def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1,
-            validation_data=None, validation_split: float = 0.0, shuffle: bool = True,
-            seed: int | None = None, steps_per_epoch: int | None = None,
+            callbacks=None, validation_data=None, validation_split: float = 0.0,
+            shuffle: bool = True, seed: int | None = None, steps_per_epoch: int | None = None,
             terminate_on_nan: bool = True) -> History:
         """Train for ``epochs``; ``x`` is an array (with labels ``y``) or an augmentation flow.
 
-        ``seed`` fixes the weight initialisation (if not built yet) and the shuffling.
-        Returns a History whose ``history`` holds loss/accuracy (and val_*) per epoch.
+        ``seed`` fixes the weight initialisation (if not built yet), the shuffling and the
+        Dropout masks. ``callbacks`` are ``minicnn.callbacks.Callback`` objects (Keras' hooks).
+        Returns a History whose ``history`` holds loss/metrics (and val_*) per epoch.
         A batch whose loss is NaN or inf is never applied; ``terminate_on_nan`` (default)
         then stops training with a warning, keeping the weights and the history so far.
         """
@@ -260,6 +312,10 @@ class Sequential:
         check_positive_int(epochs, "epochs")
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        callbacks = list(callbacks or [])
+        bad = [c for c in callbacks if not isinstance(c, Callback)]
+        if bad:
+            raise TypeError(f"callbacks must be minicnn.callbacks.Callback objects, got {bad}")
         flow = hasattr(x, "__next__")
         validation = None  # (x_val, y_val), prepared
         if flow:
@@ -288,25 +344,36 @@ class Sequential:
             validation = self._prepare(*validation_data, what="validation x")
 
         self._ensure_built(seed)
+        for i, layer in enumerate(self.layers):  # Dropout masks: reproducible from seed
+            if layer.uses_rng and getattr(layer, "seed", None) is None:
+                layer.rng = np.random.default_rng(None if seed is None else [seed, i])
         backend = get_backend()
         self._place(backend)
         with backend.session():
             return self._fit_loop(x, y, flow, steps, batch_size, epochs, verbose, shuffle, seed,
-                                  validation, terminate_on_nan)
+                                  validation, terminate_on_nan, callbacks)
 
     def _fit_loop(self, x, y, flow, steps, batch_size, epochs, verbose, shuffle, seed,
-                  validation, terminate_on_nan) -> History:
+                  validation, terminate_on_nan, callbacks) -> History:
         backend = get_backend()
         rng = np.random.default_rng(seed)
         history = History()
         notice = getattr(backend.module, "COMPILE_NOTICE", None) if verbose else None
+        self.stop_training = False
+        for callback in callbacks:
+            callback.set_model(self)
+            callback.on_train_begin()
         for epoch in range(epochs):
+            for callback in callbacks:
+                callback.on_epoch_begin(epoch)
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs}")
             bar = Progbar(steps, verbose)
             order = rng.permutation(len(x)) if (shuffle and not flow) else None
-            loss_sum, correct, seen = 0.0, 0, 0
+            loss_sum, counts, seen = 0.0, {}, 0
             for step in range(steps):
+                for callback in callbacks:
+                    callback.on_train_batch_begin(step)
                 if flow:
                     xb, yb = next(x)
                     xb, yb = self._prepare(xb, yb)
@@ -320,33 +387,48 @@ class Sequential:
                         value, ok = self.train_step(xb_dev, yb_dev)
                 else:
                     value, ok = self.train_step(xb_dev, yb_dev)
-                loss_sum, correct, seen = loss_sum + value * len(xb), correct + ok, seen + len(xb)
+                loss_sum, seen = loss_sum + value * len(xb), seen + len(xb)
+                counts = {k: counts.get(k, 0) + v for k, v in ok.items()}
+                logs = self._logs(loss_sum, counts, seen)
+                for callback in callbacks:
+                    callback.on_train_batch_end(step, {**logs, "batch_loss": value})
                 if terminate_on_nan and not math.isfinite(value):
-                    history.append(epoch, self._logs(loss_sum, correct, seen))
                     _warn_diverged(epoch, step, value)
-                    return history
-                bar.update(step + 1, self._logs(loss_sum, correct, seen))
-            logs = self._logs(loss_sum, correct, seen)
-            if validation is not None:
+                    self.stop_training = True
+                if self.stop_training:
+                    break
+                bar.update(step + 1, logs)
+            logs = self._logs(loss_sum, counts, seen)
+            if validation is not None and math.isfinite(loss_sum):
                 logs.update(self._evaluate_prepared(*validation, batch_size, prefix="val_"))
-            bar.finish(logs)
+            for callback in callbacks:
+                callback.on_epoch_end(epoch, logs)
+            if not self.stop_training or step == steps - 1:
+                bar.finish(logs)
             history.append(epoch, logs)
+            if self.stop_training:
+                break
+        for callback in callbacks:
+            callback.on_train_end()
         return history
 
     # -- inference ----------------------------------------------------------------------
 
     def _evaluate_prepared(self, x, y, batch_size: int, prefix: str = "") -> dict:
         backend = get_backend()
-        loss_sum, correct = 0.0, 0
+        loss_sum, counts = 0.0, {}
         for start in range(0, len(x), batch_size):
             xb = backend.to_device(x[start:start + batch_size])
             yb = backend.to_device(y[start:start + batch_size])
-            value, ok, _ = self._loss_and_correct(xb, yb, training=False)
-            loss_sum, correct = loss_sum + value * len(xb), correct + ok
-        return self._logs(loss_sum, correct, len(x), prefix)
+            value, ok, _ = self._loss_and_counts(xb, yb, training=False)
+            loss_sum += value * len(xb)
+            counts = {k: counts.get(k, 0) + v for k, v in ok.items()}
+        loss_sum += self._penalty() * len(x)
+        return self._logs(loss_sum, counts, len(x), prefix)
 
-    def evaluate(self, x, y, batch_size: int = 32, verbose: int = 0):
-        """``[loss, accuracy]`` (just the loss when compiled without metrics)."""
+    def evaluate(self, x, y, batch_size: int = 32, verbose: int = 0, return_dict: bool = False):
+        """``[loss, metric, ...]`` (just the loss when compiled without metrics), or with
+        ``return_dict`` ``{"loss": ..., "accuracy": ...}``."""
         self._require_compiled()
         check_positive_int(batch_size, "batch_size")
         x, y = self._prepare(x, y)
@@ -357,6 +439,8 @@ class Sequential:
             logs = self._evaluate_prepared(x, y, batch_size)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+        if return_dict:
+            return logs
         values = list(logs.values())
         return values if len(values) > 1 else values[0]
 
@@ -392,10 +476,10 @@ class Sequential:
         shapes = {}
         slots = self.optimizer.slot_names if self.optimizer else ()
         for i, (layer, (in_shape, _)) in enumerate(zip(self.layers, self._shapes())):
-            for key, shape in layer.param_shapes(in_shape).items():
-                shapes[f"weights/{i}/{key}"] = shape
-                for slot in slots:
-                    shapes[f"optimizer/{i}/{key}/{slot}"] = shape
+            for key, spec in layer.weight_specs(in_shape).items():
+                shapes[f"weights/{i}/{key}"] = spec.shape
+                for slot in slots if spec.trainable else ():
+                    shapes[f"optimizer/{i}/{key}/{slot}"] = spec.shape
         return shapes
 
     def save(self, path: str | os.PathLike) -> None:
@@ -410,7 +494,7 @@ class Sequential:
         self._ensure_built()
         arrays = {"config": np.frombuffer(json.dumps(self.get_config()).encode(), np.uint8)}
         for i, layer in enumerate(self.layers):
-            for key, value in zip(layer.params, layer.get_weights()):
+            for key, value in zip(layer.weight_specs(layer.input_shape), layer.get_weights()):
                 arrays[f"weights/{i}/{key}"] = value
         if self.optimizer is not None:
             for key, value in self.optimizer.state_arrays().items():

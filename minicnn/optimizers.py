@@ -1,4 +1,9 @@
-"""SGD (with momentum) and Adam, Keras defaults; the update arithmetic is a backend kernel."""
+"""SGD (momentum, Nesterov), Adam, AdamW and RMSprop with Keras' defaults, and learning-rate
+schedules; the update arithmetic is a backend kernel.
+
+A learning rate is a number or a schedule, a function of the step count:
+``Adam(learning_rate=CosineDecay(1e-3, decay_steps=10_000))``.
+"""
 
 from __future__ import annotations
 
@@ -27,14 +32,92 @@ def _check(value: float, name: str, low: float, high: float | None = None) -> fl
     return float(value)
 
 
+# ----------------------------------------------------------------------------- schedules
+
+
+class LearningRateSchedule:
+    """A learning rate that changes with the optimizer's step count (0 for the first step)."""
+
+    def __call__(self, step: int) -> float:
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {"class_name": type(self).__name__, "config": dict(self.__dict__)}
+
+
+class ExponentialDecay(LearningRateSchedule):
+    """initial * decay_rate ** (step / decay_steps) (the exponent floored with ``staircase``)."""
+
+    def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float,
+                 staircase: bool = False):
+        self.initial_learning_rate = _check(initial_learning_rate, "initial_learning_rate", 0.0)
+        self.decay_steps = _check(decay_steps, "decay_steps", 0.0)
+        self.decay_rate = _check(decay_rate, "decay_rate", 0.0)
+        self.staircase = bool(staircase)
+
+    def __call__(self, step):
+        power = step / self.decay_steps
+        return self.initial_learning_rate * self.decay_rate ** (
+            math.floor(power) if self.staircase else power)
+
+
+class CosineDecay(LearningRateSchedule):
+    """Half a cosine from initial to initial * alpha over ``decay_steps``, then flat."""
+
+    def __init__(self, initial_learning_rate: float, decay_steps: int, alpha: float = 0.0):
+        self.initial_learning_rate = _check(initial_learning_rate, "initial_learning_rate", 0.0)
+        self.decay_steps = _check(decay_steps, "decay_steps", 0.0)
+        if not (_is_number(alpha) and 0.0 <= alpha <= 1.0):
+            raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+        self.alpha = float(alpha)
+
+    def __call__(self, step):
+        progress = min(step, self.decay_steps) / self.decay_steps
+        cosine = 0.5 * (1 + math.cos(math.pi * progress))
+        return self.initial_learning_rate * ((1 - self.alpha) * cosine + self.alpha)
+
+
+class PiecewiseConstantDecay(LearningRateSchedule):
+    """values[0] until boundaries[0], values[1] until boundaries[1], ..., then values[-1]."""
+
+    def __init__(self, boundaries, values):
+        boundaries, values = list(boundaries), list(values)
+        if len(values) != len(boundaries) + 1 or boundaries != sorted(boundaries):
+            raise ValueError("PiecewiseConstantDecay needs increasing boundaries and one more "
+                             f"value than boundaries, got {boundaries} and {values}")
+        self.boundaries = [int(b) for b in boundaries]
+        self.values = [_check(v, "values", 0.0) for v in values]
+
+    def __call__(self, step):
+        for boundary, value in zip(self.boundaries, self.values):
+            if step <= boundary:
+                return value
+        return self.values[-1]
+
+
+SCHEDULES = {cls.__name__: cls for cls in (ExponentialDecay, CosineDecay, PiecewiseConstantDecay)}
+
+
+def _learning_rate(value):
+    """A positive number or a schedule (or a schedule's saved config)."""
+    if isinstance(value, LearningRateSchedule):
+        return value
+    if isinstance(value, dict) and value.get("class_name") in SCHEDULES:
+        return SCHEDULES[value["class_name"]](**value["config"])
+    return _check(value, "learning_rate", 0.0)
+
+
+# ----------------------------------------------------------------------------- optimizers
+
+
 class Optimizer:
     """Keeps per-parameter state (``slots``) keyed by ``(layer index, parameter name)``."""
 
     name = ""
     slot_names: tuple[str, ...] = ()
 
-    def __init__(self, learning_rate: float):
-        self.learning_rate = _check(learning_rate, "learning_rate", 0.0)
+    def __init__(self, learning_rate):
+        self.learning_rate = _learning_rate(learning_rate)
         self.iterations = 0
         self.slots: dict[tuple[int, str], dict[str, object]] = {}
         self._model = None  # weak reference to the model this optimizer trains
@@ -55,8 +138,18 @@ class Optimizer:
             self.slots[key] = {name: zeros(param) for name in self.slot_names}
         return self.slots[key]
 
+    def current_learning_rate(self) -> float:
+        """The learning rate of the next step (a schedule's value at this step count)."""
+        lr = self.learning_rate
+        return float(lr(self.iterations)) if isinstance(lr, LearningRateSchedule) else lr
+
+    def set_learning_rate(self, value: float) -> None:
+        """Replace the learning rate (callbacks do: LearningRateScheduler, ReduceLROnPlateau)."""
+        self.learning_rate = _check(value, "learning_rate", 0.0)
+
     def apply(self, layers) -> None:
         """One update of every parameter of ``layers`` from its ``grads``."""
+        self.lr = self.current_learning_rate()  # this step's rate, for _update
         self.iterations += 1
         for i, layer in enumerate(layers):
             if not layer.trainable:
@@ -68,7 +161,9 @@ class Optimizer:
         raise NotImplementedError
 
     def get_config(self) -> dict:
-        return {"name": self.name, "learning_rate": self.learning_rate}
+        lr = self.learning_rate
+        return {"name": self.name,
+                "learning_rate": lr.get_config() if isinstance(lr, LearningRateSchedule) else lr}
 
     def state_arrays(self) -> dict[str, object]:
         """Flat ``{"i/param/slot": host array}`` of the state, for ``save``."""
@@ -91,23 +186,24 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """v <- momentum v - lr g; w <- w + v (plain gradient descent when momentum = 0)."""
+    """v <- momentum v - lr g; w <- w + v (plain gradient descent when momentum = 0);
+    ``nesterov``: w <- w + momentum v - lr g."""
 
     name = "sgd"
 
-    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0):
+    def __init__(self, learning_rate=0.01, momentum: float = 0.0, nesterov: bool = False):
         super().__init__(learning_rate)
         if not (_is_number(momentum) and 0.0 <= momentum < 1.0):
             raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
-        self.momentum = float(momentum)
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
         self.slot_names = ("velocity",) if self.momentum else ()
 
     def _update(self, param, grad, slots):
-        get_backend().sgd_update(param, grad, slots.get("velocity"), self.learning_rate,
-                                 self.momentum)
+        get_backend().sgd_update(param, grad, slots.get("velocity"), self.lr, self.momentum,
+                                 self.nesterov)
 
     def get_config(self):
-        return {**super().get_config(), "momentum": self.momentum}
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
 class Adam(Optimizer):
@@ -116,7 +212,7 @@ class Adam(Optimizer):
     name = "adam"
     slot_names = ("m", "v")
 
-    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+    def __init__(self, learning_rate=0.001, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-7):
         super().__init__(learning_rate)
         self.beta_1 = _check(beta_1, "beta_1", 0.0, 1.0)
@@ -125,7 +221,7 @@ class Adam(Optimizer):
 
     def _update(self, param, grad, slots):
         t = self.iterations
-        lr_t = self.learning_rate * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+        lr_t = self.lr * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
         get_backend().adam_update(param, grad, slots["m"], slots["v"], lr_t, self.beta_1,
                                   self.beta_2, self.epsilon)
 
@@ -134,11 +230,51 @@ class Adam(Optimizer):
                 "epsilon": self.epsilon}
 
 
-_OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): w <- w - lr wd w, then Adam."""
+
+    name = "adamw"
+
+    def __init__(self, learning_rate=0.001, weight_decay: float = 0.004, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = 1e-7):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon)
+        if not (_is_number(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
+        self.weight_decay = float(weight_decay)
+
+    def _update(self, param, grad, slots):
+        get_backend().add_scaled(param, param, -self.lr * self.weight_decay)
+        super()._update(param, grad, slots)
+
+    def get_config(self):
+        return {**super().get_config(), "weight_decay": self.weight_decay}
+
+
+class RMSprop(Optimizer):
+    """v <- rho v + (1 - rho) g^2; w <- w - lr g / sqrt(v + epsilon)   (Keras' form)."""
+
+    name = "rmsprop"
+    slot_names = ("velocity",)
+
+    def __init__(self, learning_rate=0.001, rho: float = 0.9, epsilon: float = 1e-7):
+        super().__init__(learning_rate)
+        self.rho = _check(rho, "rho", 0.0, 1.0)
+        self.epsilon = _check(epsilon, "epsilon", 0.0)
+
+    def _update(self, param, grad, slots):
+        get_backend().rmsprop_update(param, grad, slots["velocity"], self.lr, self.rho,
+                                     self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+
+
+_OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, AdamW, RMSprop)}
 
 
 def get(identifier: str | Optimizer) -> Optimizer:
-    """An optimizer from its name ("sgd", "adam") with Keras defaults, or an instance."""
+    """An optimizer from its name ("sgd", "adam", "adamw", "rmsprop") with Keras defaults,
+    or an instance."""
     if isinstance(identifier, Optimizer):
         return identifier
     if not isinstance(identifier, str) or identifier.lower() not in _OPTIMIZERS:

@@ -51,3 +51,53 @@ def test_missing_backend_error_says_how_to_get_it(monkeypatch):
         minicnn.set_backend("ghost")
     assert "ghost" not in minicnn.available_backends()
 
+
+
+BACKEND_MODULES = {
+    "numpy": "minicnn.backends.numpy_ref",
+    "numba": "minicnn.backends.numba_cpu",
+    "cython": "minicnn.backends.cython_backend",
+    "cuda": "minicnn.backends.cuda",
+}
+
+
+def _public_functions(module):
+    import inspect
+    return {name: fn for name, fn in vars(module).items()
+            if inspect.isfunction(fn) and not name.startswith("_")
+            and fn.__module__ == module.__name__}
+
+
+@pytest.mark.parametrize("name", list(BACKEND_MODULES))
+def test_backend_modules_follow_the_contract(name):
+    """Every public function of a backend module is a contract kernel with the contract's
+    argument names (or a registry hook): a misnamed kernel must not fall back silently."""
+    import importlib
+    import inspect
+
+    from minicnn.backends.contract import HOOKS, KERNELS
+    if name == "cuda" and "cuda" not in minicnn.available_backends():
+        pytest.skip("the CUDA module imports only with a GPU or NUMBA_ENABLE_CUDASIM=1")
+    if name == "cython" and "cython" not in minicnn.available_backends():
+        pytest.skip("the Cython extension is not built here")
+    module = importlib.import_module(BACKEND_MODULES[name])
+    helpers = getattr(module, "HELPERS", ())
+    for fn_name, fn in _public_functions(module).items():
+        if fn_name in HOOKS or fn_name in helpers:
+            continue
+        assert fn_name in KERNELS, f"{name}: {fn_name} is not in the kernel contract"
+        args = tuple(inspect.signature(fn).parameters)
+        assert args == KERNELS[fn_name][0], f"{name}.{fn_name}{args} != {KERNELS[fn_name][0]}"
+
+
+def test_the_reference_provides_every_kernel():
+    from minicnn.backends import numpy_ref
+    from minicnn.backends.contract import KERNELS
+    missing = [k for k in KERNELS if not callable(getattr(numpy_ref, k, None))]
+    assert not missing
+
+
+def test_a_name_outside_the_contract_is_an_error_not_a_fallback():
+    backend = _load("numpy")
+    with pytest.raises(AttributeError, match="not a kernel of the backend contract"):
+        backend.conv2d_forwards  # noqa: B018

@@ -79,18 +79,19 @@ def test_dense_activation_loss_and_optimizer_kernels(fast, dtype):
     _compare(fast, "dense_forward", (x, w, b), dtype)
     _compare(fast, "dense_backward", (x, w, dy), dtype)
     z = (10 * rng.standard_normal((6, 3, 4))).astype(dtype)
-    for name in ("relu", "sigmoid", "softmax", "linear"):
+    for name in numpy_ref.ACTIVATIONS:
         a = numpy_ref.activation_forward(name, z)
         _compare(fast, "activation_forward", (name, z), dtype)
-        _compare(fast, "activation_backward", (name, a, rng.standard_normal(z.shape).astype(dtype)),
-                 dtype)
+        da = rng.standard_normal(z.shape).astype(dtype)
+        _compare(fast, "activation_backward", (name, z, a, da), dtype)
     y = np.eye(4, dtype=dtype)[rng.integers(0, 4, 5)]
     for name in ("softmax_cross_entropy", "mean_squared_error", "count_correct"):
         _compare(fast, name, (dy * 30, y), dtype)
     p, g = rng.standard_normal(9).astype(dtype), rng.standard_normal(9).astype(dtype)
     m, v = rng.standard_normal(9).astype(dtype), rng.random(9).astype(dtype)
     for update, args in (("adam_update", (0.01, 0.9, 0.999, 1e-7)),
-                         ("sgd_update", (0.1, 0.9)), ("sgd_update", (0.1, 0.0))):
+                         ("sgd_update", (0.1, 0.9, False)), ("sgd_update", (0.1, 0.0, False)),
+                         ("sgd_update", (0.1, 0.9, True))):
         ref = [a.copy() for a in (p, g, m, v)]
         dev = [fast.to_device(a.copy()) for a in (p, g, m, v)]
         state_ref = ref[2:] if update == "adam_update" else ref[2:3]

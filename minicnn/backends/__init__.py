@@ -1,8 +1,9 @@
 """Backend registry: which kernel implementation the layers call.
 
-A backend is a module of kernel functions (see ``numpy_ref`` for the full list and
-their shapes). A backend that lacks a kernel falls back to the NumPy reference; a
-device backend (CUDA) wraps that fallback so arrays cross to the host and back.
+A backend is a module of kernel functions; ``contract.KERNELS`` lists every kernel with
+its arguments and shapes. A backend that lacks a kernel falls back to the NumPy
+reference (which has them all); a device backend (CUDA) wraps that fallback so arrays
+cross to the host and back.
 
     >>> import minicnn
     >>> minicnn.set_backend("numpy")
@@ -23,6 +24,7 @@ from types import ModuleType
 import numpy as np
 
 from . import numpy_ref
+from .contract import KERNELS
 
 # name -> (module path, how to get it when it cannot be imported)
 _REGISTRY = {
@@ -49,6 +51,9 @@ class Backend:
         self.on_device = getattr(module, "ON_DEVICE", False)
 
     def __getattr__(self, kernel: str):
+        if kernel not in KERNELS:
+            raise AttributeError(f"{kernel!r} is not a kernel of the backend contract "
+                                 "(minicnn/backends/contract.py lists them)")
         fn = getattr(self.module, kernel, None)
         if fn is None:
             fn = getattr(numpy_ref, kernel)

@@ -19,9 +19,11 @@ import numpy as np
 from numba import config as numba_config
 from numba import cuda
 
+from . import numpy_ref
 from .shapes import conv_geometry, pool_geometry
 
 ON_DEVICE = True
+HELPERS = ("empty_like", "matmul", "column_sum")  # building blocks, not contract kernels
 COMPILE_NOTICE = "minicnn: compiling the CUDA kernels (once per process) ..."
 # Numba's simulator runs every GPU thread as a Python thread: tests there use small blocks.
 SIMULATED = bool(numba_config.ENABLE_CUDASIM)
@@ -329,7 +331,9 @@ def _maxpool_backward(dy, arg, dx, pw, sh, sw):
     cuda.atomic.add(dx, (b, i * sh + k // pw, j * sw + k % pw, ch), dy[b, i, j, ch])
 
 
-def maxpool2d_forward(x, pool, stride):
+def maxpool2d_forward(x, pool, stride, padding="valid"):
+    if padding != "valid":  # the -inf padding lives in the reference
+        return host_fallback(numpy_ref.maxpool2d_forward)(x, pool, stride, padding)
     n, h, w, c = x.shape
     oh, ow = pool_geometry(h, w, pool, stride)
     y = cuda.device_array((n, oh, ow, c), dtype=x.dtype)
@@ -355,7 +359,10 @@ def _maxpool_backward_disjoint(dy, arg, dx, ph, pw, sh, sw):
         dx[b, y, xx, ch] = 0
 
 
-def maxpool2d_backward(dy, cache, x_shape, pool, stride):
+def maxpool2d_backward(dy, cache, x_shape, pool, stride, padding="valid"):
+    if padding != "valid":
+        return host_fallback(numpy_ref.maxpool2d_backward)(dy, cache, x_shape, pool, stride,
+                                                           padding)
     dx = cuda.device_array(x_shape, dtype=dy.dtype)
     if stride[0] >= pool[0] and stride[1] >= pool[1]:
         _launch(_maxpool_backward_disjoint, dx.size, dy, cache, dx, pool[0], pool[1],
@@ -436,6 +443,8 @@ _KINDS = {"relu": 0, "sigmoid": 1}
 def activation_forward(name, z):
     if name == "linear":
         return z
+    if name not in _KINDS and name != "softmax":  # tanh, elu, ...: the reference, on the host
+        return host_fallback(numpy_ref.activation_forward)(name, z)
     a = empty_like(z)
     if name == "softmax":
         k = z.shape[len(z.shape) - 1]  # (simulated device arrays reject shape[-1])
@@ -446,18 +455,12 @@ def activation_forward(name, z):
     return a
 
 
-def activation_backward(name, a, da):
+def activation_backward(name, z, a, da):
     if name not in _KINDS:
-        return host_fallback(_reference().activation_backward)(name, a, da)
+        return host_fallback(numpy_ref.activation_backward)(name, z, a, da)
     dz = empty_like(a)
     _launch(_activation_backward, a.size, _flat(a), _flat(da), _flat(dz), _KINDS[name])
     return dz
-
-
-def _reference():
-    from . import numpy_ref
-
-    return numpy_ref
 
 
 # ----------------------------------------------------------------------------- loss, metrics
@@ -544,6 +547,8 @@ def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
             epsilon)
 
 
-def sgd_update(p, g, velocity, lr, momentum):
+def sgd_update(p, g, velocity, lr, momentum, nesterov=False):
+    if nesterov:
+        return host_fallback(numpy_ref.sgd_update)(p, g, velocity, lr, momentum, nesterov)
     v = _flat(velocity) if velocity is not None else _flat(p)  # unused without momentum
     _launch(_sgd, p.size, _flat(p), _flat(g), v, lr, momentum, momentum != 0)

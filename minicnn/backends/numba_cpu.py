@@ -24,11 +24,14 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from . import chunked
+from . import chunked, numpy_ref
+from .numpy_ref import LEAKY_SLOPE
 from .shapes import pool_geometry, require_same_shape
 from .threads import blas_single_thread, chunks_for, cpu_threads
 
 ON_DEVICE = False
+SQRT_HALF = math.sqrt(0.5)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 # Shown when a model's first step is slow: Numba compiles the kernels on first use.
 COMPILE_NOTICE = ("minicnn: compiling the numba kernels for this model (first run only; "
                   "they are cached on disk afterwards) ...")
@@ -200,7 +203,9 @@ def _maxpool_backward(dy, arg, pw, sh, sw, dx):
                     dx[b, i * sh + k // pw, j * sw + k % pw, ch] += dy[b, i, j, ch]
 
 
-def maxpool2d_forward(x, pool, stride):
+def maxpool2d_forward(x, pool, stride, padding="valid"):
+    if padding != "valid":  # the -inf padding lives in the reference
+        return numpy_ref.maxpool2d_forward(x, pool, stride, padding)
     n, h, w, c = x.shape
     oh, ow = pool_geometry(h, w, pool, stride)
     y = np.empty((n, oh, ow, c), dtype=x.dtype)
@@ -209,7 +214,9 @@ def maxpool2d_forward(x, pool, stride):
     return y, arg
 
 
-def maxpool2d_backward(dy, cache, x_shape, pool, stride):
+def maxpool2d_backward(dy, cache, x_shape, pool, stride, padding="valid"):
+    if padding != "valid":
+        return numpy_ref.maxpool2d_backward(dy, cache, x_shape, pool, stride, padding)
     dx = np.empty(x_shape, dtype=dy.dtype)
     _maxpool_backward(np.ascontiguousarray(dy), cache, pool[1], stride[0], stride[1], dx)
     return dx
@@ -272,7 +279,7 @@ def _relu(z, a):
 
 
 @njit(parallel=True, **JIT)
-def _relu_backward(a, da, dz):
+def _relu_backward(z, a, da, dz):
     for i in prange(a.size):
         dz[i] = da[i] if a[i] > 0 else 0.0
 
@@ -288,9 +295,92 @@ def _sigmoid(z, a):
 
 
 @njit(parallel=True, **JIT)
-def _sigmoid_backward(a, da, dz):
+def _sigmoid_backward(z, a, da, dz):
     for i in prange(a.size):
         dz[i] = da[i] * a[i] * (1.0 - a[i])
+
+
+@njit(parallel=True, **JIT)
+def _tanh(z, a):
+    for i in prange(z.size):
+        a[i] = math.tanh(z[i])
+
+
+@njit(parallel=True, **JIT)
+def _tanh_backward(z, a, da, dz):
+    for i in prange(a.size):
+        dz[i] = da[i] * (1.0 - a[i] * a[i])
+
+
+@njit(parallel=True, **JIT)
+def _elu(z, a):
+    for i in prange(z.size):
+        a[i] = z[i] if z[i] > 0 else math.expm1(z[i])
+
+
+@njit(parallel=True, **JIT)
+def _elu_backward(z, a, da, dz):
+    for i in prange(a.size):
+        dz[i] = da[i] if z[i] > 0 else da[i] * (a[i] + 1.0)
+
+
+@njit(parallel=True, **JIT)
+def _leaky_relu(z, a):
+    for i in prange(z.size):
+        a[i] = z[i] if z[i] > 0 else LEAKY_SLOPE * z[i]
+
+
+@njit(parallel=True, **JIT)
+def _leaky_relu_backward(z, a, da, dz):
+    for i in prange(a.size):
+        dz[i] = da[i] if z[i] > 0 else LEAKY_SLOPE * da[i]
+
+
+@njit(**JIT)
+def _stable_sigmoid(v):
+    if v >= 0:
+        return 1.0 / (1.0 + math.exp(-v))
+    e = math.exp(v)
+    return e / (1.0 + e)
+
+
+@njit(parallel=True, **JIT)
+def _silu(z, a):
+    for i in prange(z.size):
+        a[i] = z[i] * _stable_sigmoid(z[i])
+
+
+@njit(parallel=True, **JIT)
+def _silu_backward(z, a, da, dz):
+    for i in prange(a.size):
+        s = _stable_sigmoid(z[i])
+        dz[i] = da[i] * s * (1.0 + z[i] * (1.0 - s))
+
+
+@njit(parallel=True, **JIT)
+def _gelu(z, a):
+    for i in prange(z.size):
+        a[i] = z[i] * 0.5 * (1.0 + math.erf(z[i] * SQRT_HALF))
+
+
+@njit(parallel=True, **JIT)
+def _gelu_backward(z, a, da, dz):
+    for i in prange(a.size):
+        cdf = 0.5 * (1.0 + math.erf(z[i] * SQRT_HALF))
+        dz[i] = da[i] * (cdf + z[i] * INV_SQRT_2PI * math.exp(-0.5 * z[i] * z[i]))
+
+
+# name -> (forward kernel (z, a), backward kernel (z, a, da, dz)), all on flat arrays.
+# Softmax works on rows and linear is the identity: both are handled by name below.
+ELEMENTWISE = {
+    "relu": (_relu, _relu_backward),
+    "sigmoid": (_sigmoid, _sigmoid_backward),
+    "tanh": (_tanh, _tanh_backward),
+    "elu": (_elu, _elu_backward),
+    "leaky_relu": (_leaky_relu, _leaky_relu_backward),
+    "silu": (_silu, _silu_backward),
+    "gelu": (_gelu, _gelu_backward),
+}
 
 
 @njit(parallel=True, **JIT)
@@ -313,20 +403,20 @@ def activation_forward(name, z):
     a = np.empty_like(z)
     if name == "softmax":
         _softmax_rows(z.reshape(-1, z.shape[-1]), a.reshape(-1, z.shape[-1]))
-    else:
-        (_relu if name == "relu" else _sigmoid)(z.reshape(-1), a.reshape(-1))
+        return a
+    if name not in ELEMENTWISE:
+        return numpy_ref.activation_forward(name, z)  # raises for an unknown name
+    ELEMENTWISE[name][0](np.ascontiguousarray(z).reshape(-1), a.reshape(-1))
     return a
 
 
-def activation_backward(name, a, da):
-    if name in ("relu", "sigmoid"):
-        dz = np.empty_like(a)
-        kernel = _relu_backward if name == "relu" else _sigmoid_backward
-        kernel(a.reshape(-1), np.ascontiguousarray(da).reshape(-1), dz.reshape(-1))
-        return dz
-    from . import numpy_ref  # softmax's Jacobian product and linear are one-liners there
-
-    return numpy_ref.activation_backward(name, a, da)
+def activation_backward(name, z, a, da):
+    if name not in ELEMENTWISE:  # softmax's Jacobian product and linear: one-liners there
+        return numpy_ref.activation_backward(name, z, a, da)
+    dz = np.empty_like(a)
+    ELEMENTWISE[name][1](np.ascontiguousarray(z).reshape(-1), a.reshape(-1),
+                         np.ascontiguousarray(da).reshape(-1), dz.reshape(-1))
+    return dz
 
 
 # ----------------------------------------------------------------------------- loss
@@ -380,9 +470,11 @@ def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
           lr_t, beta_1, beta_2, epsilon)
 
 
-def sgd_update(p, g, velocity, lr, momentum):
+def sgd_update(p, g, velocity, lr, momentum, nesterov=False):
     require_same_shape(param=p, grad=g, velocity=velocity)
-    if momentum == 0:
+    if nesterov:
+        numpy_ref.sgd_update(p, g, velocity, lr, momentum, nesterov)
+    elif momentum == 0:
         p -= lr * g
     else:
         _sgd_momentum(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), velocity.reshape(-1),

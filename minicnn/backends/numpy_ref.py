@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from scipy.special import erf
 
-from .shapes import conv_geometry, pool_geometry
+from .shapes import conv_geometry
 
 ON_DEVICE = False
+# Public building blocks of the kernels below (not kernels themselves: see contract.py).
+HELPERS = ("pad_images", "im2col", "col2im")
 
 
 def to_device(a: np.ndarray) -> np.ndarray:
@@ -35,12 +38,13 @@ def zeros_like(a: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- conv
 
 
-def pad_images(x: np.ndarray, geometry) -> np.ndarray:
-    """Zero-pad the two spatial axes of (N, H, W, C) images."""
+def pad_images(x: np.ndarray, geometry, value: float = 0.0) -> np.ndarray:
+    """Pad the two spatial axes of (N, H, W, C) images with ``value`` (zeros by default)."""
     g = geometry
     if g.pad_top == g.pad_bottom == g.pad_left == g.pad_right == 0:
         return x
-    return np.pad(x, ((0, 0), (g.pad_top, g.pad_bottom), (g.pad_left, g.pad_right), (0, 0)))
+    return np.pad(x, ((0, 0), (g.pad_top, g.pad_bottom), (g.pad_left, g.pad_right), (0, 0)),
+                  constant_values=value)
 
 
 def im2col(xp: np.ndarray, kh: int, kw: int, stride, out_h: int, out_w: int) -> np.ndarray:
@@ -90,45 +94,137 @@ def conv2d_backward(x, w, dy, stride, padding, need_dx=True):
     if not need_dx:
         return None, dw, db
     dxp = col2im(dy2 @ w.reshape(-1, f).T, xp.shape, kh, kw, stride, g.out_h, g.out_w)
-    dx = dxp[:, g.pad_top : g.pad_top + x.shape[1], g.pad_left : g.pad_left + x.shape[2], :]
-    return np.ascontiguousarray(dx), dw, db
+    return _unpad(dxp, x.shape, g), dw, db
 
 
 # ----------------------------------------------------------------------------- pooling
 
 
-def maxpool2d_forward(x, pool, stride):
-    """y[n, i, j, c] = max of the pool window at (i*sh, j*sw); cache = argmax inside the window."""
-    n, h, w, c = x.shape
-    oh, ow = pool_geometry(h, w, pool, stride)
-    windows = sliding_window_view(x, pool, axis=(1, 2))[
-        :, : oh * stride[0] : stride[0], : ow * stride[1] : stride[1]
+def _pool_windows(xp, pool, stride, out_h: int, out_w: int):
+    """Padded images (N, Hp, Wp, C) -> every pooling window, (N, OH, OW, C, ph * pw)."""
+    n, c = xp.shape[0], xp.shape[3]
+    windows = sliding_window_view(xp, pool, axis=(1, 2))[
+        :, : out_h * stride[0] : stride[0], : out_w * stride[1] : stride[1]
     ]  # (N, OH, OW, C, ph, pw)
-    flat = windows.reshape(n, oh, ow, c, pool[0] * pool[1])
+    return windows.reshape(n, out_h, out_w, c, pool[0] * pool[1])
+
+
+def _unpad(xp, x_shape, g):
+    """Crop the padding conv_geometry added back off (N, Hp, Wp, C) images."""
+    return np.ascontiguousarray(
+        xp[:, g.pad_top : g.pad_top + x_shape[1], g.pad_left : g.pad_left + x_shape[2], :])
+
+
+def maxpool2d_forward(x, pool, stride, padding="valid"):
+    """y[n, i, j, c] = max of the pool window at (i*sh, j*sw); cache = argmax inside the window.
+
+    'same' pads with -inf (TensorFlow's rule: out = ceil(n / s)), so padding never wins.
+    """
+    g = conv_geometry(x.shape[1], x.shape[2], *pool, stride, padding)
+    xp = pad_images(x, g, -np.inf)
+    flat = _pool_windows(xp, pool, stride, g.out_h, g.out_w)
     arg = flat.argmax(axis=-1)
     y = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
     return y, arg
 
 
-def maxpool2d_backward(dy, cache, x_shape, pool, stride):
+def maxpool2d_backward(dy, cache, x_shape, pool, stride, padding="valid"):
     """Route each output gradient to the input pixel that won its window (summed on overlap)."""
-    n, h, w, c = x_shape
+    g = conv_geometry(x_shape[1], x_shape[2], *pool, stride, padding)
+    n, h, w, c = x_shape[0], x_shape[1] + g.pad_top + g.pad_bottom, \
+        x_shape[2] + g.pad_left + g.pad_right, x_shape[3]
     _, oh, ow, _ = dy.shape
     di, dj = np.divmod(cache, pool[1])  # winner's offset inside its window
     rows = np.arange(oh)[None, :, None, None] * stride[0] + di
     cols = np.arange(ow)[None, None, :, None] * stride[1] + dj
     flat = ((np.arange(n)[:, None, None, None] * h + rows) * w + cols) * c + np.arange(c)
-    dx = np.zeros(n * h * w * c, dtype=dy.dtype)
-    np.add.at(dx, flat.ravel(), dy.ravel())
-    return dx.reshape(x_shape)
+    dxp = np.zeros(n * h * w * c, dtype=dy.dtype)
+    np.add.at(dxp, flat.ravel(), dy.ravel())
+    return _unpad(dxp.reshape(n, h, w, c), x_shape, g)
+
+
+def _window_sizes(x_shape, pool, stride, g):
+    """How many real (not padding) pixels each pooling window covers, (OH, OW, 1)."""
+    ones = pad_images(np.ones((1, x_shape[1], x_shape[2], 1)), g)
+    return _pool_windows(ones, pool, stride, g.out_h, g.out_w).sum(axis=-1)[0]
+
+
+def avgpool2d_forward(x, pool, stride, padding="valid"):
+    """y[n, i, j, c] = mean of the window at (i*sh, j*sw) over its pixels inside the image."""
+    g = conv_geometry(x.shape[1], x.shape[2], *pool, stride, padding)
+    sums = _pool_windows(pad_images(x, g), pool, stride, g.out_h, g.out_w).sum(axis=-1)
+    return (sums / _window_sizes(x.shape, pool, stride, g)).astype(x.dtype, copy=False)
+
+
+def avgpool2d_backward(dy, x_shape, pool, stride, padding="valid"):
+    """Each window spreads dy / (its size) evenly over its pixels: col2im of a constant."""
+    g = conv_geometry(x_shape[1], x_shape[2], *pool, stride, padding)
+    share = (dy / _window_sizes(x_shape, pool, stride, g)).astype(dy.dtype, copy=False)
+    n, c = x_shape[0], x_shape[3]
+    cols = np.broadcast_to(share[:, :, :, None, None, :], (n, g.out_h, g.out_w, *pool, c))
+    padded = (n, x_shape[1] + g.pad_top + g.pad_bottom, x_shape[2] + g.pad_left + g.pad_right, c)
+    dxp = col2im(cols.reshape(-1, pool[0] * pool[1] * c), padded, *pool, stride, g.out_h,
+                 g.out_w)
+    return _unpad(dxp, x_shape, g)
+
+
+# ----------------------------------------------------------------------------- batch norm
+# BatchNormalization works on (M, C): images (N, H, W, C) are viewed as (N*H*W, C).
+
+
+def moments(x):
+    """Per-channel mean and biased variance of x (M, C), as Keras' moving statistics use."""
+    mean = x.mean(axis=0)
+    return mean, ((x - mean) ** 2).mean(axis=0)
+
+
+def batchnorm_forward(x, gamma, beta, mean, var, epsilon: float):
+    """x_hat = (x - mean) / sqrt(var + eps); y = gamma x_hat + beta. Returns y, x_hat."""
+    x_hat = (x - mean) / np.sqrt(var + epsilon)
+    return x_hat * gamma + beta, x_hat
+
+
+def batchnorm_backward(x_hat, gamma, var, epsilon: float, dy, batch_stats: bool):
+    """dgamma = sum dy x_hat, dbeta = sum dy; dx through x_hat and, when mean and var were
+    the batch's own (training), through them too:
+    dx = gamma / sqrt(var + eps) * (dy - mean(dy) - x_hat mean(dy x_hat))."""
+    dgamma, dbeta = (dy * x_hat).sum(axis=0), dy.sum(axis=0)
+    scale = gamma / np.sqrt(var + epsilon)
+    if not batch_stats:
+        return dy * scale, dgamma, dbeta
+    m = dy.shape[0]
+    return scale * (dy - dbeta / m - x_hat * (dgamma / m)), dgamma, dbeta
+
+
+def moving_average(average, value, momentum: float) -> None:
+    """average <- momentum average + (1 - momentum) value, in place (BatchNorm's statistics)."""
+    average *= momentum
+    average += (1 - momentum) * value
+
+
+def weight_penalty(w, l1: float, l2: float, g=None) -> float:
+    """l1 sum|w| + l2 sum w^2; with a gradient g, also g += l1 sign(w) + 2 l2 w in place."""
+    if g is not None:
+        g += l1 * np.sign(w) + 2 * l2 * w
+    return float(l1 * np.abs(w).sum() + l2 * (w * w).sum())
+
+
+def add_scaled(y, x, alpha: float) -> None:
+    """y <- y + alpha x, in place (AdamW's decoupled weight decay: p <- p - lr wd p)."""
+    y += alpha * x
+
+
+def multiply(a, b):
+    """a * b element-wise, same shapes (Dropout applies its scaled mask with it)."""
+    return a * b
 
 
 # ----------------------------------------------------------------------------- dense
 
 
 def dense_forward(x, w, b):
-    """y = x W + b, x (N, D), W (D, U)."""
-    return x @ w + b
+    """y = x W + b, x (N, D), W (D, U); b None: no bias."""
+    return x @ w if b is None else x @ w + b
 
 
 def dense_backward(x, w, dy):
@@ -150,26 +246,49 @@ def _softmax(z):
     return e / e.sum(axis=-1, keepdims=True)
 
 
+LEAKY_SLOPE = 0.2  # Keras' activations.leaky_relu default negative_slope
+_SQRT_HALF = np.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
+
+
+def _gelu_cdf(z):
+    """Phi(z), the standard normal CDF, as exact GELU uses (Keras' approximate=False)."""
+    return 0.5 * (1.0 + erf(z * _SQRT_HALF))
+
+
+# name -> (f(z), f'(z) applied to da: (z, a, da) -> dz). Each gradient uses whichever of the
+# input z and the output a gives the shortest exact formula.
+ACTIVATIONS = {
+    "linear": (lambda z: z, lambda z, a, da: da),
+    "relu": (lambda z: np.maximum(z, 0), lambda z, a, da: da * (a > 0)),
+    "sigmoid": (_stable_sigmoid, lambda z, a, da: da * a * (1 - a)),
+    "softmax": (_softmax, lambda z, a, da: a * (da - (da * a).sum(axis=-1, keepdims=True))),
+    "tanh": (np.tanh, lambda z, a, da: da * (1 - a * a)),
+    "elu": (lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0))),
+            lambda z, a, da: da * np.where(z > 0, 1, a + 1)),
+    "leaky_relu": (lambda z: np.where(z > 0, z, LEAKY_SLOPE * z),
+                   lambda z, a, da: da * np.where(z > 0, 1, LEAKY_SLOPE)),
+    "silu": (lambda z: z * _stable_sigmoid(z),
+             lambda z, a, da: da * (s := _stable_sigmoid(z)) * (1 + z * (1 - s))),
+    "gelu": (lambda z: z * _gelu_cdf(z),
+             lambda z, a, da: da * (_gelu_cdf(z) + z * _INV_SQRT_2PI * np.exp(-0.5 * z * z))),
+}
+
+
+def _activation(name: str):
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
 def activation_forward(name: str, z):
-    """a = f(z) for f in relu, sigmoid, softmax (over the last axis), linear."""
-    if name == "relu":
-        return np.maximum(z, 0)
-    if name == "sigmoid":
-        return _stable_sigmoid(z)
-    if name == "softmax":
-        return _softmax(z)
-    return z
+    """a = f(z) for f in ACTIVATIONS (softmax over the last axis), in z's dtype."""
+    return np.asarray(_activation(name)[0](z), dtype=z.dtype)
 
 
-def activation_backward(name: str, a, da):
-    """dz from the activation's *output* a: relu 1[a>0], sigmoid a(1-a), softmax a(da - <da, a>)."""
-    if name == "relu":
-        return da * (a > 0)
-    if name == "sigmoid":
-        return da * a * (1 - a)
-    if name == "softmax":
-        return a * (da - (da * a).sum(axis=-1, keepdims=True))
-    return da
+def activation_backward(name: str, z, a, da):
+    """dz = da f'(z), from the pre-activation z and the output a = f(z)."""
+    return np.asarray(_activation(name)[1](z, a, da), dtype=da.dtype)
 
 
 # ----------------------------------------------------------------------------- losses
@@ -222,18 +341,28 @@ def count_correct(pred, y, threshold: float = 0.5) -> int:
     return int((pred.argmax(axis=1) == y.argmax(axis=1)).sum())
 
 
+def count_top_k(pred, y, k: int) -> int:
+    """Rows whose true class (one-hot y) is among the k highest scores of pred."""
+    true_score = (pred * y).sum(axis=1, keepdims=True)  # pred at the true class
+    return int(((pred > true_score).sum(axis=1) < k).sum())
+
+
 # ----------------------------------------------------------------------------- optimizers
 # Updates are in place: parameters and optimizer state keep their memory.
 
 
-def sgd_update(p, g, velocity, lr: float, momentum: float) -> None:
-    """v <- momentum v - lr g;  p <- p + v   (Keras' SGD; v is unused when momentum = 0)."""
+def sgd_update(p, g, velocity, lr: float, momentum: float, nesterov: bool = False) -> None:
+    """v <- momentum v - lr g;  p <- p + v, or with Nesterov p <- p + momentum v - lr g
+    (Keras' SGD; v is unused when momentum = 0)."""
     if momentum == 0:
         p -= lr * g
         return
     velocity *= momentum
     velocity -= lr * g
-    p += velocity
+    if nesterov:
+        p += momentum * velocity - lr * g
+    else:
+        p += velocity
 
 
 def adam_update(p, g, m, v, lr_t: float, beta_1: float, beta_2: float, epsilon: float) -> None:
@@ -241,3 +370,9 @@ def adam_update(p, g, m, v, lr_t: float, beta_1: float, beta_2: float, epsilon: 
     m += (1 - beta_1) * (g - m)
     v += (1 - beta_2) * (g * g - v)
     p -= lr_t * m / (np.sqrt(v) + epsilon)
+
+
+def rmsprop_update(p, g, v, lr: float, rho: float, epsilon: float) -> None:
+    """v <- rho v + (1 - rho) g^2;  p <- p - lr g / sqrt(v + eps)   (Keras' RMSprop)."""
+    v += (1 - rho) * (g * g - v)
+    p -= lr * g / np.sqrt(v + epsilon)

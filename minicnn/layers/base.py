@@ -6,20 +6,27 @@ A layer keeps shapes and parameters; the arithmetic belongs to the active backen
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import numpy as np
 
-from .. import config
+from .. import config, initializers, regularizers
 from ..backends import get_backend, to_numpy
 
-ACTIVATIONS = ("relu", "sigmoid", "softmax", "linear")
+ACTIVATIONS = ("linear", "relu", "sigmoid", "softmax", "tanh", "elu", "leaky_relu", "silu",
+               "gelu")
+ALIASES = {"swish": "silu"}
 
 
 def check_activation(name: str | None) -> str:
-    """Normalise an ``activation=`` argument; None means linear."""
+    """Normalise an ``activation=`` argument; None means linear, "swish" is "silu"."""
     if name is None:
         return "linear"
+    name = ALIASES.get(name, name) if isinstance(name, str) else name
     if not isinstance(name, str) or name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS} or None")
+        raise ValueError(f"unknown activation {name!r}; expected one of "
+                         f"{ACTIVATIONS + tuple(ALIASES)} or None")
     return name
 
 
@@ -31,19 +38,28 @@ def check_positive_pair(value, what: str) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
-def glorot_uniform(shape, fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
-    """Keras' default kernel initialiser: U(-l, l) with l = sqrt(6 / (fan_in + fan_out))."""
-    limit = np.sqrt(6.0 / (fan_in + fan_out))
-    return rng.uniform(-limit, limit, size=shape).astype(config.dtype())
+class Weight(NamedTuple):
+    """How a layer spells one weight: its shape, initialiser and whether the optimizer
+    trains it (BatchNorm's moving statistics are weights that it does not)."""
+
+    shape: tuple[int, ...]
+    initializer: str = "zeros"
+    trainable: bool = True
 
 
 class Layer:
     """Base of every layer.
 
-    Subclasses implement ``compute_output_shape``, ``_build_params`` (if they have
-    weights), ``_forward`` (pre-activation output) and ``_backward`` (gradient of the
-    pre-activation output -> gradient of the input, filling ``self.grads``).
+    Subclasses implement ``compute_output_shape``, ``weight_specs`` (if they have weights),
+    ``_forward`` (pre-activation output) and ``_backward`` (gradient of the pre-activation
+    output -> gradient of the input, filling ``self.grads``).
+
+    Weights live in two dicts: ``params`` (trained: the optimizer updates them from
+    ``grads``, same keys) and ``state`` (not trained, e.g. BatchNorm's moving averages).
+    ``get_weights()`` returns both in the order ``weight_specs`` spells them (Keras' order).
     """
+
+    uses_rng = False  # True: fit gives the layer a seeded ``rng`` (Dropout's masks)
 
     def __init__(self, activation: str | None = None, input_shape=None, name: str | None = None):
         self.activation = check_activation(activation)
@@ -51,53 +67,63 @@ class Layer:
         self.name = name or type(self).__name__.lower()
         self.output_shape: tuple[int, ...] | None = None
         self.params: dict[str, object] = {}
+        self.state: dict[str, object] = {}
         self.grads: dict[str, object] = {}
         self.trainable = True  # False: the optimizer leaves this layer's parameters alone
         self.built = False
-        self._placed_on = None  # the backend whose memory holds the parameters
-        self._output = None
+        self.rng: np.random.Generator = np.random.default_rng()
+        self._placed_on = None  # the backend whose memory holds the weights
+        self._pre = self._output = None
         self._activated = False
 
-    # -- shapes and parameters --------------------------------------------------------
+    # -- shapes and weights -----------------------------------------------------------
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(input_shape)
 
-    def param_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-        """Shapes of the parameters this layer creates for that input (empty: none)."""
+    def weight_specs(self, input_shape: tuple[int, ...]) -> dict[str, Weight]:
+        """The weights this layer creates for that input, in Keras' order (empty: none)."""
         return {}
 
     def build(self, input_shape, rng: np.random.Generator | None = None) -> None:
-        """Create the parameters for inputs of ``input_shape`` (no batch axis)."""
+        """Create the weights for inputs of ``input_shape`` (no batch axis)."""
         input_shape = tuple(int(d) for d in input_shape)
         self.output_shape = self.compute_output_shape(input_shape)
         self.input_shape = input_shape
         rng = rng if rng is not None else np.random.default_rng()
-        self.params = self._init_params(input_shape, rng)
+        self.params, self.state = {}, {}
+        for key, spec in self.weight_specs(input_shape).items():
+            value = initializers.get(spec.initializer)(spec.shape, rng)
+            (self.params if spec.trainable else self.state)[key] = value
         self.grads = {k: None for k in self.params}
         self.built = True
 
-    def _init_params(self, input_shape, rng) -> dict[str, np.ndarray]:
-        return {}
-
-    def count_params(self, input_shape=None) -> int:
+    def count_params(self, input_shape=None, trainable: bool | None = None) -> int:
+        """Number of weights (only those the optimizer trains, or only the others)."""
         shape = input_shape if input_shape is not None else self.input_shape
-        return sum(int(np.prod(s)) for s in self.param_shapes(tuple(shape)).values())
+        return sum(math.prod(spec.shape) for spec in self.weight_specs(tuple(shape)).values()
+                   if trainable is None or (spec.trainable and self.trainable) == trainable)
+
+    def _weights(self) -> dict[str, object]:
+        """Every weight, parameters and state, in spec order."""
+        both = {**self.params, **self.state}
+        return {key: both[key] for key in self.weight_specs(self.input_shape)}
 
     def get_weights(self) -> list[np.ndarray]:
-        """Host copies of the parameters, Keras order (kernel, bias)."""
-        return [to_numpy(self.params[k]).copy() for k in self.params]
+        """Host copies of every weight, Keras order (kernel, bias; gamma, beta, moving ...)."""
+        return [to_numpy(value).copy() for value in self._weights().values()]
 
     def set_weights(self, weights) -> None:
-        """Replace the parameters; shapes must match ``get_weights()``."""
+        """Replace every weight; shapes must match ``get_weights()``."""
         if not self.built:
             raise ValueError(f"layer {self.name!r} is not built yet; build it before set_weights")
-        if len(weights) != len(self.params):
+        current = self._weights()
+        if len(weights) != len(current):
             raise ValueError(
-                f"layer {self.name!r} expects {len(self.params)} weight arrays, got {len(weights)}"
+                f"layer {self.name!r} expects {len(current)} weight arrays, got {len(weights)}"
             )
         new = {}
-        for (key, old), value in zip(self.params.items(), weights):
+        for (key, old), value in zip(current.items(), weights):
             value = np.asarray(value)
             if value.shape != tuple(old.shape):
                 raise ValueError(
@@ -111,16 +137,18 @@ class Layer:
                                  f"{config.floatx()})")
             new[key] = value
         # All checked first: a rejected call changes nothing. Placed where the old ones were.
-        self.params = new
+        self.params = {key: new[key] for key in self.params}
+        self.state = {key: new[key] for key in self.state}
         if self._placed_on is not None:
             self.place(self._placed_on)
 
     def place(self, backend) -> None:
-        """Move the parameters into the memory of ``backend`` (host for CPU backends), in
-        the current floatx (a model built before ``set_floatx`` is converted)."""
-        for key, value in self.params.items():
-            host = np.ascontiguousarray(to_numpy(value), dtype=config.dtype())
-            self.params[key] = backend.to_device(host)
+        """Move the weights into the memory of ``backend`` (host for CPU backends), in the
+        current floatx (a model built before ``set_floatx`` is converted)."""
+        for weights in (self.params, self.state):
+            for key, value in weights.items():
+                host = np.ascontiguousarray(to_numpy(value), dtype=config.dtype())
+                weights[key] = backend.to_device(host)
         self._placed_on = backend
 
     def get_config(self) -> dict:
@@ -139,6 +167,7 @@ class Layer:
         """
         z = self._forward(x, training)
         self._activated = activate and self.activation != "linear"
+        self._pre = z
         if self._activated:
             z = get_backend().activation_forward(self.activation, z)
         self._output = z
@@ -150,7 +179,7 @@ class Layer:
         ``need_input_grad=False`` (the first layer of a model) may skip it and return None.
         """
         if self._activated:
-            dy = get_backend().activation_backward(self.activation, self._output, dy)
+            dy = get_backend().activation_backward(self.activation, self._pre, self._output, dy)
         return self._backward(dy, need_input_grad)
 
     def _forward(self, x, training: bool):
@@ -161,3 +190,53 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+class KernelLayer(Layer):
+    """A layer with a kernel and an optional bias (Dense, Conv2D), with Keras' options:
+    ``use_bias``, ``kernel_initializer``, ``bias_initializer`` and ``kernel_regularizer``."""
+
+    def __init__(self, activation=None, input_shape=None, name=None, use_bias: bool = True,
+                 kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros",
+                 kernel_regularizer=None):
+        super().__init__(activation, input_shape, name)
+        if not isinstance(use_bias, bool):
+            raise ValueError(f"use_bias must be True or False, got {use_bias!r}")
+        for init in (kernel_initializer, bias_initializer):
+            initializers.get(init)  # unknown names fail here, not at build
+        self.use_bias = use_bias
+        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+
+    def kernel_shape(self, input_shape) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def weight_specs(self, input_shape):
+        kernel = self.kernel_shape(input_shape)
+        specs = {"kernel": Weight(kernel, self.kernel_initializer)}
+        if self.use_bias:
+            specs["bias"] = Weight(kernel[-1:], self.bias_initializer)
+        return specs
+
+    @property
+    def bias(self):
+        return self.params.get("bias")
+
+    def penalty(self, with_gradient: bool = False) -> float:
+        """The kernel_regularizer's penalty (0 without one); adds its gradient when asked."""
+        reg = self.kernel_regularizer
+        if reg is None:
+            return 0.0
+        grad = self.grads["kernel"] if with_gradient else None
+        return get_backend().weight_penalty(self.params["kernel"], reg.l1, reg.l2, grad)
+
+    def _set_grads(self, dw, db) -> None:
+        self.grads = {"kernel": dw, "bias": db} if self.use_bias else {"kernel": dw}
+        self.last_penalty = self.penalty(with_gradient=True)
+
+    def get_config(self):
+        reg = self.kernel_regularizer
+        return {**super().get_config(), "activation": self.activation, "use_bias": self.use_bias,
+                "kernel_initializer": self.kernel_initializer,
+                "bias_initializer": self.bias_initializer,
+                "kernel_regularizer": reg.get_config() if reg else None}

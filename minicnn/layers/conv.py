@@ -1,13 +1,18 @@
-"""Conv2D and MaxPool2D: shape logic and parameters; the kernels do the math."""
+"""Conv2D and the pooling layers: shape logic and parameters; the kernels do the math."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import config
 from ..backends import get_backend
-from ..backends.shapes import conv_geometry, pool_geometry
-from .base import Layer, check_positive_pair, glorot_uniform
+from ..backends.shapes import conv_geometry
+from .base import KernelLayer, Layer, check_positive_pair
+
+
+def check_padding(padding, kind: str) -> str:
+    if padding not in ("valid", "same"):
+        raise ValueError(f"{kind} padding must be 'valid' or 'same', got {padding!r}")
+    return padding
 
 
 def _check_image_shape(layer: Layer, input_shape) -> tuple[int, int, int]:
@@ -19,7 +24,7 @@ def _check_image_shape(layer: Layer, input_shape) -> tuple[int, int, int]:
     return tuple(input_shape)
 
 
-class Conv2D(Layer):
+class Conv2D(KernelLayer):
     """2-D convolution (cross-correlation, as Keras), channels-last.
 
     x (N, H, W, C) -> y (N, OH, OW, filters); kernel (kh, kw, C, filters), bias (filters,).
@@ -35,16 +40,19 @@ class Conv2D(Layer):
         activation: str | None = None,
         input_shape=None,
         name=None,
+        use_bias: bool = True,
+        kernel_initializer: str = "glorot_uniform",
+        bias_initializer: str = "zeros",
+        kernel_regularizer=None,
     ):
         if not isinstance(filters, (int, np.integer)) or filters <= 0:
             raise ValueError(f"Conv2D filters must be a positive int, got {filters!r}")
-        if padding not in ("valid", "same"):
-            raise ValueError(f"Conv2D padding must be 'valid' or 'same', got {padding!r}")
-        super().__init__(activation, input_shape, name)
+        super().__init__(activation, input_shape, name, use_bias, kernel_initializer,
+                         bias_initializer, kernel_regularizer)
         self.filters = int(filters)
         self.kernel_size = check_positive_pair(kernel_size, "Conv2D kernel_size")
         self.strides = check_positive_pair(strides, "Conv2D strides")
-        self.padding = padding
+        self.padding = check_padding(padding, "Conv2D")
 
     def compute_output_shape(self, input_shape):
         h, w, _ = _check_image_shape(self, input_shape)
@@ -57,30 +65,19 @@ class Conv2D(Layer):
         g = conv_geometry(h, w, kh, kw, self.strides, self.padding)
         return (g.out_h, g.out_w, self.filters)
 
-    def param_shapes(self, input_shape):
-        kernel = (*self.kernel_size, input_shape[2], self.filters)
-        return {"kernel": kernel, "bias": (self.filters,)}
-
-    def _init_params(self, input_shape, rng):
-        kh, kw = self.kernel_size
-        c = input_shape[2]
-        shape = (kh, kw, c, self.filters)
-        return {
-            "kernel": glorot_uniform(shape, kh * kw * c, kh * kw * self.filters, rng),
-            "bias": np.zeros(self.filters, dtype=config.dtype()),
-        }
+    def kernel_shape(self, input_shape):
+        return (*self.kernel_size, input_shape[2], self.filters)
 
     def _forward(self, x, training):
         self._x = x
-        k, b = self.params["kernel"], self.params["bias"]
-        return get_backend().conv2d_forward(x, k, b, self.strides, self.padding)
+        return get_backend().conv2d_forward(x, self.params["kernel"], self.bias, self.strides,
+                                            self.padding)
 
     def _backward(self, dz, need_input_grad=True):
-        backend = get_backend()
-        dx, dw, db = backend.conv2d_backward(
+        dx, dw, db = get_backend().conv2d_backward(
             self._x, self.params["kernel"], dz, self.strides, self.padding, need_input_grad
         )
-        self.grads = {"kernel": dw, "bias": db}
+        self._set_grads(dw, db)
         return dx
 
     def get_config(self):
@@ -90,41 +87,84 @@ class Conv2D(Layer):
             "kernel_size": list(self.kernel_size),
             "strides": list(self.strides),
             "padding": self.padding,
-            "activation": self.activation,
         }
 
 
-class MaxPool2D(Layer):
-    """Max over ``pool_size`` windows every ``strides`` pixels ('valid'); strides = pool_size."""
+class _Pool2D(Layer):
+    """Shared shape logic of the pooling layers: ``pool_size`` windows every ``strides``
+    pixels (default: pool_size), 'valid' or 'same' (TensorFlow's: out = ceil(n / s))."""
 
-    def __init__(self, pool_size=(2, 2), strides=None, input_shape=None, name=None):
+    def __init__(self, pool_size=(2, 2), strides=None, padding: str = "valid", input_shape=None,
+                 name=None):
         super().__init__(None, input_shape, name)
-        self.pool_size = check_positive_pair(pool_size, "MaxPool2D pool_size")
+        kind = type(self).__name__
+        self.pool_size = check_positive_pair(pool_size, f"{kind} pool_size")
         self.strides = (
-            self.pool_size if strides is None else check_positive_pair(strides, "MaxPool2D strides")
+            self.pool_size if strides is None else check_positive_pair(strides, f"{kind} strides")
         )
+        self.padding = check_padding(padding, kind)
 
     def compute_output_shape(self, input_shape):
         h, w, c = _check_image_shape(self, input_shape)
-        if self.pool_size[0] > h or self.pool_size[1] > w:
+        if self.padding == "valid" and (self.pool_size[0] > h or self.pool_size[1] > w):
             raise ValueError(
-                f"MaxPool2D pool_size {self.pool_size} is larger than its input {h}x{w}"
+                f"{type(self).__name__} pool_size {self.pool_size} is larger than its input "
+                f"{h}x{w}; use padding='same' or a smaller pool"
             )
-        return (*pool_geometry(h, w, self.pool_size, self.strides), c)
-
-    def _forward(self, x, training):
-        self._x_shape = x.shape
-        y, self._cache = get_backend().maxpool2d_forward(x, self.pool_size, self.strides)
-        return y
-
-    def _backward(self, dz, need_input_grad=True):
-        return get_backend().maxpool2d_backward(
-            dz, self._cache, self._x_shape, self.pool_size, self.strides
-        )
+        g = conv_geometry(h, w, *self.pool_size, self.strides, self.padding)
+        return (g.out_h, g.out_w, c)
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size),
-                "strides": list(self.strides)}
+                "strides": list(self.strides), "padding": self.padding}
 
 
-MaxPooling2D = MaxPool2D  # the Keras alias
+class MaxPool2D(_Pool2D):
+    """The largest value of each window, per channel."""
+
+    def _forward(self, x, training):
+        self._x_shape = x.shape
+        y, self._cache = get_backend().maxpool2d_forward(x, self.pool_size, self.strides,
+                                                         self.padding)
+        return y
+
+    def _backward(self, dz, need_input_grad=True):
+        return get_backend().maxpool2d_backward(dz, self._cache, self._x_shape, self.pool_size,
+                                                self.strides, self.padding)
+
+
+class AveragePooling2D(_Pool2D):
+    """The mean of each window, per channel ('same': over the pixels inside the image)."""
+
+    def _forward(self, x, training):
+        self._x_shape = x.shape
+        return get_backend().avgpool2d_forward(x, self.pool_size, self.strides, self.padding)
+
+    def _backward(self, dz, need_input_grad=True):
+        return get_backend().avgpool2d_backward(dz, self._x_shape, self.pool_size, self.strides,
+                                                self.padding)
+
+
+class GlobalAveragePooling2D(Layer):
+    """(N, H, W, C) -> (N, C): the mean of each channel over the whole image."""
+
+    def __init__(self, input_shape=None, name=None):
+        super().__init__(None, input_shape, name)
+
+    def compute_output_shape(self, input_shape):
+        return (_check_image_shape(self, input_shape)[2],)
+
+    def _forward(self, x, training):
+        self._x_shape, window = x.shape, (x.shape[1], x.shape[2])
+        y = get_backend().avgpool2d_forward(x, window, window, "valid")
+        return y.reshape(x.shape[0], x.shape[3])
+
+    def _backward(self, dz, need_input_grad=True):
+        n, h, w, c = self._x_shape
+        return get_backend().avgpool2d_backward(dz.reshape(n, 1, 1, c), self._x_shape, (h, w),
+                                                (h, w), "valid")
+
+
+MaxPooling2D = MaxPool2D  # the Keras aliases
+AvgPool2D = AveragePooling2D
+GlobalAvgPool2D = GlobalAveragePooling2D

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import config
 from ..backends import get_backend
-from .base import Layer, glorot_uniform
+from .base import KernelLayer, Layer
 
 
-class Dense(Layer):
+class Dense(KernelLayer):
     """y = activation(x W + b); x (N, D), kernel W (D, units), bias b (units,)."""
 
-    def __init__(self, units: int, activation: str | None = None, input_shape=None, name=None):
+    def __init__(self, units: int, activation: str | None = None, input_shape=None, name=None,
+                 use_bias: bool = True, kernel_initializer: str = "glorot_uniform",
+                 bias_initializer: str = "zeros", kernel_regularizer=None):
         if not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Dense units must be a positive int, got {units!r}")
-        super().__init__(activation, input_shape, name)
+        super().__init__(activation, input_shape, name, use_bias, kernel_initializer,
+                         bias_initializer, kernel_regularizer)
         self.units = int(units)
 
     def compute_output_shape(self, input_shape):
@@ -26,27 +28,20 @@ class Dense(Layer):
             )
         return (self.units,)
 
-    def param_shapes(self, input_shape):
-        return {"kernel": (input_shape[0], self.units), "bias": (self.units,)}
-
-    def _init_params(self, input_shape, rng):
-        d = input_shape[0]
-        return {
-            "kernel": glorot_uniform((d, self.units), d, self.units, rng),
-            "bias": np.zeros(self.units, dtype=config.dtype()),
-        }
+    def kernel_shape(self, input_shape):
+        return (input_shape[0], self.units)
 
     def _forward(self, x, training):
         self._x = x
-        return get_backend().dense_forward(x, self.params["kernel"], self.params["bias"])
+        return get_backend().dense_forward(x, self.params["kernel"], self.bias)
 
     def _backward(self, dz, need_input_grad=True):
         dx, dw, db = get_backend().dense_backward(self._x, self.params["kernel"], dz)
-        self.grads = {"kernel": dw, "bias": db}
+        self._set_grads(dw, db)
         return dx
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "activation": self.activation}
+        return {**super().get_config(), "units": self.units}
 
 
 class Flatten(Layer):

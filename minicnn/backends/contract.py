@@ -1,0 +1,71 @@
+"""The backend contract: every kernel a backend may provide, with its arguments and shapes.
+
+A backend module defines any subset of these functions (the NumPy reference defines all
+of them); the registry takes the rest from the reference. A public function in a backend
+module that is not listed here, or whose arguments differ, is an error caught by
+``tests/test_backends.py`` -- a misnamed kernel must never fall back silently.
+
+Shapes are channels-last: images (N, H, W, C), conv kernels (kh, kw, C, F), dense
+kernels (D, U). ``real`` is the compute dtype (float32 or float64).
+"""
+
+from __future__ import annotations
+
+# name -> (argument names, what it computes)
+KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
+    # memory
+    "to_device": (("a",), "host array -> the backend's memory (CPU backends: the same array)"),
+    "to_host": (("a",), "backend array -> host NumPy array"),
+    "zeros_like": (("a",), "zeros of a's shape and dtype, in the backend's memory"),
+    # convolution and pooling
+    "conv2d_forward": (("x", "w", "b", "stride", "padding"),
+                       "x (N,H,W,C), w (kh,kw,C,F), b (F,) -> y (N,OH,OW,F)"),
+    "conv2d_backward": (("x", "w", "dy", "stride", "padding", "need_dx"),
+                        "dy (N,OH,OW,F) -> dx (N,H,W,C) or None, dw like w, db (F,)"),
+    "maxpool2d_forward": (("x", "pool", "stride", "padding"),
+                          "x (N,H,W,C) -> y (N,OH,OW,C), cache (where each max came from)"),
+    "maxpool2d_backward": (("dy", "cache", "x_shape", "pool", "stride", "padding"),
+                           "dy (N,OH,OW,C) -> dx of x_shape"),
+    "avgpool2d_forward": (("x", "pool", "stride", "padding"),
+                          "x (N,H,W,C) -> y (N,OH,OW,C): window means ('same': over the "
+                          "pixels inside the image)"),
+    "avgpool2d_backward": (("dy", "x_shape", "pool", "stride", "padding"),
+                           "dy (N,OH,OW,C) -> dx of x_shape"),
+    # dense
+    "dense_forward": (("x", "w", "b"), "x (N,D), w (D,U), b (U,) or None -> y (N,U)"),
+    "dense_backward": (("x", "w", "dy"), "dy (N,U) -> dx (N,D), dw (D,U), db (U,)"),
+    # element-wise and per-row
+    "activation_forward": (("name", "z"), "a = f(z), any shape (softmax: over the last axis)"),
+    "activation_backward": (("name", "z", "a", "da"),
+                            "dz = da * f'(z), from the input z and/or the output a"),
+    "multiply": (("a", "b"), "a * b element-wise, same shapes (Dropout's scaled mask)"),
+    "add_scaled": (("y", "x", "alpha"), "y <- y + alpha x, in place"),
+    "weight_penalty": (("w", "l1", "l2", "g"),
+                       "l1 sum|w| + l2 sum w^2; with g, also g += l1 sign(w) + 2 l2 w in place"),
+    "moments": (("x",), "x (M,C) -> per-channel mean (C,) and biased variance (C,)"),
+    "moving_average": (("average", "value", "momentum"),
+                       "average <- momentum average + (1 - momentum) value, in place"),
+    "batchnorm_forward": (("x", "gamma", "beta", "mean", "var", "epsilon"),
+                          "x (M,C) -> (x - mean) / sqrt(var + eps) * gamma + beta, x_hat"),
+    "batchnorm_backward": (("x_hat", "gamma", "var", "epsilon", "dy", "batch_stats"),
+                           "dy (M,C) -> dx (M,C), dgamma (C,), dbeta (C,)"),
+    # losses and metrics: (mean loss as a float, gradient w.r.t. the first argument)
+    "softmax_cross_entropy": (("logits", "y"), "logits (N,K), one-hot y -> loss, dlogits"),
+    "sigmoid_binary_cross_entropy": (("logits", "y"), "logits (N,K), 0/1 y -> loss, dlogits"),
+    "probability_cross_entropy": (("probs", "y", "eps"), "probabilities (N,K) -> loss, dprobs"),
+    "probability_binary_cross_entropy": (("probs", "y", "eps"),
+                                         "probabilities (N,K) -> loss, dprobs"),
+    "mean_squared_error": (("pred", "y"), "pred (N,K) -> loss, dpred"),
+    "count_correct": (("pred", "y", "threshold"), "number of rows whose class is right"),
+    "count_top_k": (("pred", "y", "k"), "rows whose true class is among the k top scores"),
+    # optimizers: update p (and the state arrays) in place from the gradient g
+    "sgd_update": (("p", "g", "velocity", "lr", "momentum", "nesterov"),
+                   "v <- m v - lr g; p <- p + v (nesterov: p <- p + m v - lr g)"),
+    "adam_update": (("p", "g", "m", "v", "lr_t", "beta_1", "beta_2", "epsilon"),
+                    "m, v <- moving averages of g, g^2; p <- p - lr_t m / (sqrt(v) + eps)"),
+    "rmsprop_update": (("p", "g", "v", "lr", "rho", "epsilon"),
+                       "v <- rho v + (1 - rho) g^2; p <- p - lr g / sqrt(v + eps)"),
+}
+
+# Module-level names a backend may define besides kernels (hooks the registry calls).
+HOOKS = ("session", "check_available", "host_fallback")

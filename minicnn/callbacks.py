@@ -1,0 +1,221 @@
+"""Callbacks with Keras' names and hooks: ``model.fit(..., callbacks=[EarlyStopping()])``.
+
+``fit`` calls, on every callback in order: ``on_train_begin``, then per epoch
+``on_epoch_begin``, per step ``on_train_batch_begin`` / ``on_train_batch_end`` (logs: the
+running loss and metrics of the epoch), ``on_epoch_end`` (logs: the epoch's, ``val_*``
+included), and finally ``on_train_end``. Setting ``model.stop_training = True`` ends
+training after the current step.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+
+import numpy as np
+
+
+class Callback:
+    """Base class: override the hooks you need; ``self.model`` is the model being trained."""
+
+    def __init__(self):
+        self.model = None
+
+    def set_model(self, model) -> None:
+        self.model = model
+
+    def on_train_begin(self, logs=None): ...
+    def on_train_end(self, logs=None): ...
+    def on_epoch_begin(self, epoch: int, logs=None): ...
+    def on_epoch_end(self, epoch: int, logs=None): ...
+    def on_train_batch_begin(self, batch: int, logs=None): ...
+    def on_train_batch_end(self, batch: int, logs=None): ...
+
+
+def _improvement(mode: str, monitor: str):
+    """(is a better than b by min_delta?) for mode "min", "max" or "auto" (max for accuracy)."""
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        mode = "max" if "acc" in monitor else "min"
+    if mode == "min":
+        return lambda a, b, delta: a < b - delta, math.inf
+    return lambda a, b, delta: a > b + delta, -math.inf
+
+
+def _monitored(logs: dict, monitor: str, who: str) -> float | None:
+    if monitor not in (logs or {}):
+        print(f"{who}: metric {monitor!r} is not in the logs (available: "
+              f"{sorted(logs or {})}); skipping", file=sys.stderr)
+        return None
+    return logs[monitor]
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs;
+    ``restore_best_weights`` puts back the weights of the best epoch when training ends."""
+
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
+                 verbose: int = 0, mode: str = "auto", baseline: float | None = None,
+                 restore_best_weights: bool = False, start_from_epoch: int = 0):
+        super().__init__()
+        self.monitor, self.min_delta, self.patience = monitor, abs(min_delta), patience
+        self.verbose, self.baseline = verbose, baseline
+        self.restore_best_weights, self.start_from_epoch = restore_best_weights, start_from_epoch
+        self._better, self._worst = _improvement(mode, monitor)
+
+    def on_train_begin(self, logs=None):
+        self.wait, self.stopped_epoch, self.best_epoch = 0, 0, 0
+        self.best = self._worst if self.baseline is None else self.baseline
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = _monitored(logs, self.monitor, "EarlyStopping")
+        if value is None or epoch < self.start_from_epoch:
+            return
+        self.wait += 1
+        if self._better(value, self.best, self.min_delta):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+        elif self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch and self.verbose:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose:
+                print(f"Restoring model weights from the end of the best epoch: "
+                      f"{self.best_epoch + 1}.")
+            self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model after every epoch to ``filepath`` (which may contain ``{epoch}`` and
+    log names, e.g. ``"ckpt-{epoch:02d}-{val_loss:.3f}.npz"``); ``save_best_only`` saves
+    only when ``monitor`` improves."""
+
+    def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", verbose: int = 0,
+                 save_best_only: bool = False, mode: str = "auto"):
+        super().__init__()
+        self.filepath, self.monitor, self.verbose = os.fspath(filepath), monitor, verbose
+        self.save_best_only = save_best_only
+        self._better, self.best = _improvement(mode, monitor)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_best_only:
+            value = _monitored(logs, self.monitor, "ModelCheckpoint")
+            if value is None or not self._better(value, self.best, 0.0):
+                return
+            if self.verbose:
+                print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to "
+                      f"{value:.5f}, saving model to {path}")
+            self.best = value
+        self.model.save(path)
+
+
+class LearningRateScheduler(Callback):
+    """At the start of each epoch set the learning rate to ``schedule(epoch, lr)``."""
+
+    def __init__(self, schedule, verbose: int = 0):
+        super().__init__()
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        lr = float(self.schedule(epoch, optimizer.current_learning_rate()))
+        optimizer.set_learning_rate(lr)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = self.model.optimizer.current_learning_rate()
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved for
+    ``patience`` epochs (then wait ``cooldown`` epochs), never below ``min_lr``."""
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
+                 verbose: int = 0, mode: str = "auto", min_delta: float = 1e-4,
+                 cooldown: int = 0, min_lr: float = 0.0):
+        super().__init__()
+        if not 0.0 < factor < 1.0:
+            raise ValueError(f"ReduceLROnPlateau factor must be in (0, 1), got {factor!r}")
+        self.monitor, self.factor, self.patience, self.verbose = monitor, factor, patience, verbose
+        self.min_delta, self.cooldown, self.min_lr = min_delta, cooldown, min_lr
+        self._better, self._worst = _improvement(mode, monitor)
+
+    def on_train_begin(self, logs=None):
+        self.best, self.wait, self.cooldown_left = self._worst, 0, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        if logs is not None:
+            logs["learning_rate"] = optimizer.current_learning_rate()
+        value = _monitored(logs, self.monitor, "ReduceLROnPlateau")
+        if value is None:
+            return
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.wait = 0
+        if self._better(value, self.best, self.min_delta):
+            self.best, self.wait = value, 0
+        elif self.cooldown_left == 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                old = optimizer.current_learning_rate()
+                new = max(old * self.factor, self.min_lr)
+                if new < old:
+                    optimizer.set_learning_rate(new)
+                    if self.verbose:
+                        print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "
+                              f"to {new}.")
+                self.cooldown_left, self.wait = self.cooldown, 0
+
+
+class TerminateOnNaN(Callback):
+    """Stop training as soon as a step's loss is NaN or inf (that step is not applied)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("batch_loss")
+        if loss is not None and not np.isfinite(loss):
+            print(f"Batch {batch}: invalid loss, terminating training")
+            self.model.stop_training = True
+
+
+class CSVLogger(Callback):
+    """Write each epoch's logs as a row of a CSV file (``append`` keeps earlier rows)."""
+
+    def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False):
+        super().__init__()
+        self.filename, self.separator, self.append = os.fspath(filename), separator, append
+        self._file = self._writer = None
+
+    def on_train_begin(self, logs=None):
+        exists = self.append and os.path.exists(self.filename) and \
+            os.path.getsize(self.filename) > 0
+        self._file = open(self.filename, "a" if self.append else "w", newline="")
+        self._header_written = exists
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch, **(logs or {})}
+        if self._writer is None:
+            self._writer = csv.DictWriter(self._file, fieldnames=list(row),
+                                          delimiter=self.separator)
+            if not self._header_written:
+                self._writer.writeheader()
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        if self._file is not None:
+            self._file.close()
+        self._file = self._writer = None

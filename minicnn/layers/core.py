@@ -1,0 +1,63 @@
+"""Input (the shape a model starts from) and Dropout."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import config
+from ..backends import get_backend
+from .base import Layer
+
+
+class Input:
+    """``Sequential([Input((28, 28, 1)), Conv2D(...), ...])``: the shape of one sample.
+
+    Not a layer of its own (as in Keras, it is not listed in ``model.layers``): it hands its
+    shape to the model's first layer as that layer's ``input_shape``.
+    """
+
+    def __init__(self, shape, name: str | None = None):
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        if not shape or not all(isinstance(d, (int, np.integer)) and d > 0 for d in shape):
+            raise ValueError(f"Input shape must be positive ints (no batch axis), got {shape!r}")
+        self.shape = tuple(int(d) for d in shape)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Input(shape={self.shape})"
+
+
+class Dropout(Layer):
+    """While training, zero each input with probability ``rate`` and scale the rest by
+    1 / (1 - rate) (so the expected output equals the input); at inference, the identity.
+
+    Masks come from ``self.rng``, which ``fit(seed=...)`` seeds: same seed, same masks.
+    """
+
+    uses_rng = True
+
+    def __init__(self, rate: float, seed: int | None = None, input_shape=None, name=None):
+        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) \
+                or not 0.0 <= rate < 1.0:
+            raise ValueError(f"Dropout rate must be a number in [0, 1), got {rate!r}")
+        super().__init__(None, input_shape, name)
+        self.rate = float(rate)
+        self.seed = seed
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self._mask = None
+
+    def _forward(self, x, training):
+        if not training or self.rate == 0.0:
+            self._mask = None
+            return x
+        keep = self.rng.random(tuple(x.shape)) >= self.rate
+        backend = get_backend()
+        self._mask = backend.to_device((keep / (1.0 - self.rate)).astype(config.dtype()))
+        return backend.multiply(x, self._mask)
+
+    def _backward(self, dz, need_input_grad=True):
+        return dz if self._mask is None else get_backend().multiply(dz, self._mask)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
