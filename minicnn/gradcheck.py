@@ -57,7 +57,11 @@ def check_layer(layer, x: np.ndarray, seed: int = 0, eps: float = 1e-6) -> dict[
     dy = rng.standard_normal((len(x), *layer.compute_output_shape(x.shape[1:])))
 
     def loss_of_input(x_host):
-        return float((backend.to_host(layer.forward(backend.to_device(x_host), True)) * dy).sum())
+        out = backend.to_host(layer.forward(backend.to_device(x_host), True))
+        return float((out * dy).sum()) + penalty()
+
+    def penalty() -> float:  # a kernel_regularizer's term is part of the loss
+        return layer.penalty() if hasattr(layer, "penalty") else 0.0
 
     layer.forward(backend.to_device(x), training=True)
     analytic_dx = backend.to_host(layer.backward(backend.to_device(dy)))

@@ -157,13 +157,13 @@ class Sequential:
 
     def count_params(self, trainable: bool | None = None) -> int:
         """Number of parameters (only the trainable or non-trainable ones when asked)."""
-        return sum(layer.count_params(shapes[0])
-                   for layer, shapes in zip(self.layers, self._shapes())
-                   if trainable is None or layer.trainable == trainable)
+        return sum(layer.count_params(shapes[0], trainable)
+                   for layer, shapes in zip(self.layers, self._shapes()))
 
     def summary(self, print_fn=print) -> None:
         """Print layer, output shape and parameter count, as Keras does."""
-        widths = (29, 26, 10)
+        longest = max(len(f" {l.name} ({type(l).__name__})") for l in self.layers)
+        widths = (max(29, longest + 2), 26, 10)  # Keras' widths, wider for long names
         rule = "_" * sum(widths)
 
         def row(*cells):

@@ -5,7 +5,19 @@ import pytest
 
 from minicnn import Sequential
 from minicnn.gradcheck import check_layer, check_model, relative_error
-from minicnn.layers import Activation, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sigmoid, Softmax
+from minicnn.layers import (
+    Activation,
+    AveragePooling2D,
+    BatchNormalization,
+    Conv2D,
+    Dense,
+    Flatten,
+    GlobalAveragePooling2D,
+    MaxPool2D,
+    ReLU,
+    Sigmoid,
+    Softmax,
+)
 
 TOL = 1e-6
 
@@ -21,6 +33,13 @@ IMAGE_LAYERS = [
     lambda: Flatten(),
     lambda: ReLU(),
     lambda: Sigmoid(),
+    lambda: MaxPool2D((2, 2), padding="same"),
+    lambda: MaxPool2D((3, 2), strides=(2, 1), padding="same"),
+    lambda: AveragePooling2D((2, 2)),
+    lambda: AveragePooling2D((3, 3), strides=2, padding="same"),
+    lambda: AveragePooling2D((2, 3), strides=1),
+    lambda: GlobalAveragePooling2D(),
+    lambda: Conv2D(3, (2, 2), use_bias=False, kernel_regularizer="l2"),
 ]
 FLAT_LAYERS = [
     lambda: Dense(5),
@@ -29,6 +48,13 @@ FLAT_LAYERS = [
     lambda: Dense(6, activation="softmax"),
     lambda: Softmax(),
     lambda: Activation("sigmoid"),
+    lambda: Dense(4, activation="tanh"),
+    lambda: Dense(4, activation="elu"),
+    lambda: Dense(4, activation="leaky_relu"),
+    lambda: Dense(4, activation="silu"),
+    lambda: Dense(4, activation="swish"),
+    lambda: Dense(4, activation="gelu"),
+    lambda: Dense(3, use_bias=False),
 ]
 
 
@@ -85,3 +111,35 @@ def test_unfused_probability_cross_entropy_gradient(float64):
 def test_relative_error_detects_a_wrong_gradient():
     assert relative_error(np.ones(3), np.ones(3)) == 0
     assert relative_error(np.ones(3), 1.01 * np.ones(3)) > 1e-3
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 5, 3), (1, 6, 6, 1), (3, 7)])
+def test_batchnorm_gradients(backend, float64, shape):
+    """BatchNorm's input gradient is small next to its output (the output is normalised),
+    so eps=1e-6 central differences drown in rounding noise: 1e-4 is the honest step."""
+    x = np.random.default_rng(0).standard_normal(shape)
+    errors = check_layer(BatchNormalization(), x, eps=1e-4)
+    assert max(errors.values()) < TOL, errors
+
+
+def test_inference_mode_batchnorm_gradient(backend, float64):
+    """With moving statistics (inference) BatchNorm is an affine map per channel."""
+    layer = BatchNormalization()
+    x = np.random.default_rng(4).standard_normal((3, 4, 4, 2))
+    layer.build(x.shape[1:])
+    layer.set_weights([np.array([1.5, 0.5]), np.array([0.1, -0.2]), np.array([0.3, -0.1]),
+                       np.array([2.0, 0.5])])
+    analytic_dx = layer.backward(layer.forward(x, training=False) * 0 + 1.0)
+    scale = np.array([1.5, 0.5]) / np.sqrt(np.array([2.0, 0.5]) + 1e-3)
+    np.testing.assert_allclose(np.asarray(analytic_dx), np.broadcast_to(scale, x.shape),
+                               rtol=1e-12)
+
+
+def test_regularized_model_gradient_includes_the_penalty(backend, float64):
+    rng = np.random.default_rng(5)
+    model = Sequential([Dense(4, activation="gelu", kernel_regularizer="l1_l2",
+                              input_shape=(3,)),
+                        BatchNormalization(),
+                        Dense(3, activation="softmax", kernel_regularizer="l2")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    assert check_model(model, rng.standard_normal((6, 3)), rng.integers(0, 3, 6)) < TOL

@@ -21,7 +21,13 @@ def _windows(x, w, stride, padding):
     return g, cols, (kh, kw, stride[0], stride[1], g.pad_top, g.pad_left, g.out_h, g.out_w)
 
 
+def _bias(b, w):
+    """The bias the compiled kernels always add: zeros for a layer without one."""
+    return np.zeros(w.shape[-1], dtype=w.dtype) if b is None else b
+
+
 def conv2d_forward(kernels, chunks: int, x, w, b, stride, padding):
+    b = _bias(b, w)
     require_conv_shapes(x, w, b=b)
     g, cols, args = _windows(x, w, stride, padding)
     y = np.empty((cols.shape[0], w.shape[3]), dtype=x.dtype)
@@ -45,6 +51,7 @@ def conv2d_backward(kernels, chunks: int, x, w, dy, stride, padding, need_dx=Tru
 
 
 def dense_forward(kernels, chunks: int, x, w, b):
+    b = _bias(b, w)
     require_dense_shapes(x, w, b=b)
     y = np.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
     kernels.dense_forward(np.ascontiguousarray(x), w, b, y, chunks)

@@ -71,11 +71,14 @@ def col2im(cols: np.ndarray, padded_shape, kh: int, kw: int, stride, out_h: int,
 
 
 def conv2d_forward(x, w, b, stride, padding):
-    """y[n, i, j, f] = b[f] + sum_{di, dj, c} xpad[n, i*sh + di, j*sw + dj, c] * w[di, dj, c, f]."""
+    """y[n, i, j, f] = b[f] + sum_{di, dj, c} xpad[n, i*sh + di, j*sw + dj, c] * w[di, dj, c, f]
+
+    (b None: no bias).
+    """
     kh, kw, c, f = w.shape
     g = conv_geometry(x.shape[1], x.shape[2], kh, kw, stride, padding)
     cols = im2col(pad_images(x, g), kh, kw, stride, g.out_h, g.out_w)
-    y = cols @ w.reshape(kh * kw * c, f) + b
+    y = dense_forward(cols, w.reshape(kh * kw * c, f), b)  # b None: no bias
     return y.reshape(x.shape[0], g.out_h, g.out_w, f)
 
 
