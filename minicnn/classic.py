@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import config
+from . import config, losses
 from .backends import get_backend, in_session
 from .layers import Dense
 from .optimizers import SGD
@@ -109,7 +109,7 @@ class NNClassifier:
     def _error_and_gradients(self, X: np.ndarray, targets: np.ndarray) -> float:
         """E on a slice; fills every layer's ``grads`` with dE/dW (penalties included)."""
         logits = self.output_.forward(self.hidden_.forward(X, True), True, activate=False)
-        mean_error, grad = get_backend().sigmoid_binary_cross_entropy(logits, targets)
+        mean_error, grad = losses.BinaryCrossentropy().fused(logits, targets)
         grad = grad * targets.size  # the classic error is a sum, not a mean
         self.hidden_.backward(self.output_.backward(grad))
         for layer in self._layers:

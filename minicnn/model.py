@@ -17,7 +17,7 @@ from .layers import LAYER_CLASSES, Input, Layer
 from .layers.base import KernelLayer
 from .metrics import TRAINING_METRICS
 from .progress import Progbar, SlowStartNotice
-from .validation import as_finite, check_inputs, check_labels, check_positive_int
+from .validation import as_array, as_finite, check_inputs, check_labels, check_positive_int
 
 FORMAT_VERSION = 1
 
@@ -246,12 +246,13 @@ class Sequential:
             x = layer.forward(x, training=training)
         return self.layers[-1].forward(x, training=training, activate=activate_last)
 
-    def _loss_and_counts(self, x, y, training: bool) -> tuple[float, dict, object]:
+    def _loss_and_counts(self, x, y, training: bool, weights=None) -> tuple[float, dict, object]:
         """Forward a device batch; returns (mean data loss, {metric: rows right}, d loss / d
-        output). The loss excludes weight penalties (see ``_penalty``)."""
+        output), rows weighted by ``weights`` (N,) if given. The loss excludes weight
+        penalties (see ``_penalty``)."""
         fused = self._fused
         out = self._forward(x, training, activate_last=not fused)
-        value, grad = (self.loss.fused if fused else self.loss)(out, y)
+        value, grad = (self.loss.fused if fused else self.loss)(out, y, weights)
         backend = get_backend()
         counts = {name: backend.count_correct(out, y, 0.0 if fused else 0.5) if k == 1
                   else backend.count_top_k(out, y, k) for name, k in self._metric_k.items()}
@@ -276,12 +277,13 @@ class Sequential:
         return value + sum(layer.last_penalty for layer in self.layers
                            if isinstance(layer, KernelLayer))
 
-    def train_step(self, x, y) -> tuple[float, dict]:
+    def train_step(self, x, y, sample_weight=None) -> tuple[float, dict]:
         """One optimizer step on a batch already in backend memory; (loss, metric counts).
+        ``sample_weight`` (N,) host array weights the rows of the loss.
 
         A non-finite loss changes nothing: its gradients would only poison the weights.
         """
-        value, counts, grad = self._loss_and_counts(x, y, training=True)
+        value, counts, grad = self._loss_and_counts(x, y, training=True, weights=sample_weight)
         if not math.isfinite(value):
             return value, counts
         for i in reversed(range(len(self.layers))):
@@ -298,12 +300,15 @@ class Sequential:
 
     def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1,
             callbacks=None, validation_data=None, validation_split: float = 0.0,
-            shuffle: bool = True, seed: int | None = None, steps_per_epoch: int | None = None,
+            shuffle: bool = True, class_weight: dict | None = None, sample_weight=None,
+            seed: int | None = None, steps_per_epoch: int | None = None,
             terminate_on_nan: bool = True) -> History:
         """Train for ``epochs``; ``x`` is an array (with labels ``y``) or an augmentation flow.
 
         ``seed`` fixes the weight initialisation (if not built yet), the shuffling and the
-        Dropout masks. ``callbacks`` are ``minicnn.callbacks.Callback`` objects (Keras' hooks).
+        Dropout masks. ``sample_weight`` (N,) and ``class_weight`` ({class: weight}) weight
+        each sample's loss (Keras' meaning; both multiply when given together).
+        ``callbacks`` are ``minicnn.callbacks.Callback`` objects (Keras' hooks).
         Returns a History whose ``history`` holds loss/metrics (and val_*) per epoch.
         A batch whose loss is NaN or inf is never applied; ``terminate_on_nan`` (default)
         then stops training with a warning, keeping the weights and the history so far.
@@ -324,6 +329,9 @@ class Sequential:
             if validation_split:
                 raise ValueError("validation_split needs arrays; with a flow or generator pass "
                                  "validation_data=(x_val, y_val) instead")
+            if sample_weight is not None or class_weight is not None:
+                raise ValueError("sample_weight and class_weight need arrays, not a flow")
+            weights = None
             steps = check_positive_int(steps_per_epoch or _flow_steps(x), "steps_per_epoch")
         else:
             if y is None:
@@ -332,11 +340,13 @@ class Sequential:
             if not 0.0 <= validation_split < 1.0:
                 raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
             x, y = self._prepare(x, y)
+            weights = self._sample_weights(y, sample_weight, class_weight)
             if validation_split and validation_data is None:
                 cut = len(x) - int(len(x) * validation_split)  # Keras: the last samples
                 if cut <= 0 or cut == len(x):
                     raise ValueError("validation_split leaves no training or no validation data")
                 x, y, validation = x[:cut], y[:cut], (x[cut:], y[cut:])
+                weights = None if weights is None else weights[:cut]
             steps = math.ceil(len(x) / batch_size)
         if validation_data is not None:
             if len(validation_data) != 2:
@@ -350,10 +360,37 @@ class Sequential:
         backend = get_backend()
         self._place(backend)
         with backend.session():
-            return self._fit_loop(x, y, flow, steps, batch_size, epochs, verbose, shuffle, seed,
-                                  validation, terminate_on_nan, callbacks)
+            return self._fit_loop(x, y, weights, flow, steps, batch_size, epochs, verbose,
+                                  shuffle, seed, validation, terminate_on_nan, callbacks)
 
-    def _fit_loop(self, x, y, flow, steps, batch_size, epochs, verbose, shuffle, seed,
+    def _sample_weights(self, targets, sample_weight, class_weight) -> np.ndarray | None:
+        """Per-sample loss weights (N,) from sample_weight and class_weight, or None."""
+        if sample_weight is None and class_weight is None:
+            return None
+        weights = np.ones(len(targets))
+        if sample_weight is not None:
+            sample_weight = as_finite(as_array(sample_weight, "sample_weight"), np.float64,
+                                      "sample_weight")
+            if sample_weight.shape != (len(targets),) or (sample_weight < 0).any():
+                raise ValueError(f"sample_weight must be {len(targets)} numbers >= 0, one per "
+                                 f"sample; got shape {sample_weight.shape}")
+            weights *= sample_weight
+        if class_weight is not None:
+            if not self.loss.categorical or not isinstance(class_weight, dict):
+                raise ValueError("class_weight must be a dict {class index: weight} and needs "
+                                 "a classification loss")
+            labels = (targets.argmax(axis=1) if targets.shape[1] > 1
+                      else (targets[:, 0] > 0.5).astype(int))
+            table = np.ones(max(targets.shape[1], 2))
+            for label, weight in class_weight.items():
+                if not (0 <= int(label) < len(table)) or not float(weight) >= 0:
+                    raise ValueError(f"class_weight entry {label!r}: {weight!r} is not a class "
+                                     "index with a weight >= 0")
+                table[int(label)] = float(weight)
+            weights *= table[labels]
+        return weights
+
+    def _fit_loop(self, x, y, weights, flow, steps, batch_size, epochs, verbose, shuffle, seed,
                   validation, terminate_on_nan, callbacks) -> History:
         backend = get_backend()
         rng = np.random.default_rng(seed)
@@ -377,16 +414,18 @@ class Sequential:
                 if flow:
                     xb, yb = next(x)
                     xb, yb = self._prepare(xb, yb)
+                    wb = None
                 else:
                     idx = slice(step * batch_size, (step + 1) * batch_size)
                     idx = order[idx] if order is not None else idx
                     xb, yb = x[idx], y[idx]
+                    wb = None if weights is None else weights[idx]
                 xb_dev, yb_dev = backend.to_device(xb), backend.to_device(yb)
                 if notice and epoch == 0 and step == 0:  # may compile kernels: say so if slow
                     with SlowStartNotice(notice, after=2.0):
-                        value, ok = self.train_step(xb_dev, yb_dev)
+                        value, ok = self.train_step(xb_dev, yb_dev, wb)
                 else:
-                    value, ok = self.train_step(xb_dev, yb_dev)
+                    value, ok = self.train_step(xb_dev, yb_dev, wb)
                 loss_sum, seen = loss_sum + value * len(xb), seen + len(xb)
                 counts = {k: counts.get(k, 0) + v for k, v in ok.items()}
                 logs = self._logs(loss_sum, counts, seen)
@@ -414,29 +453,33 @@ class Sequential:
 
     # -- inference ----------------------------------------------------------------------
 
-    def _evaluate_prepared(self, x, y, batch_size: int, prefix: str = "") -> dict:
+    def _evaluate_prepared(self, x, y, batch_size: int, prefix: str = "",
+                           weights=None) -> dict:
         backend = get_backend()
         loss_sum, counts = 0.0, {}
         for start in range(0, len(x), batch_size):
             xb = backend.to_device(x[start:start + batch_size])
             yb = backend.to_device(y[start:start + batch_size])
-            value, ok, _ = self._loss_and_counts(xb, yb, training=False)
+            wb = None if weights is None else weights[start:start + batch_size]
+            value, ok, _ = self._loss_and_counts(xb, yb, training=False, weights=wb)
             loss_sum += value * len(xb)
             counts = {k: counts.get(k, 0) + v for k, v in ok.items()}
         loss_sum += self._penalty() * len(x)
         return self._logs(loss_sum, counts, len(x), prefix)
 
-    def evaluate(self, x, y, batch_size: int = 32, verbose: int = 0, return_dict: bool = False):
+    def evaluate(self, x, y, batch_size: int = 32, verbose: int = 0, sample_weight=None,
+                 return_dict: bool = False):
         """``[loss, metric, ...]`` (just the loss when compiled without metrics), or with
-        ``return_dict`` ``{"loss": ..., "accuracy": ...}``."""
+        ``return_dict`` ``{"loss": ..., "accuracy": ...}``; ``sample_weight`` weights the loss."""
         self._require_compiled()
         check_positive_int(batch_size, "batch_size")
         x, y = self._prepare(x, y)
+        weights = self._sample_weights(y, sample_weight, None)
         self._ensure_built()
         backend = get_backend()
         self._place(backend)
         with backend.session():
-            logs = self._evaluate_prepared(x, y, batch_size)
+            logs = self._evaluate_prepared(x, y, batch_size, weights=weights)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
         if return_dict:

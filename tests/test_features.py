@@ -335,3 +335,47 @@ def test_new_layers_save_and_load(tmp_path):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(loaded.predict(x), model.predict(x), rtol=1e-6)
     loaded.fit(x, y, batch_size=8, epochs=1, verbose=0)
+
+
+# -- sample and class weights ---------------------------------------------------------------------
+
+
+def _weighted_run(backend, lr=0.1, **fit_kwargs):
+    x, y = synthetic_images(24, 8)
+    with minicnn.use_backend(backend):
+        model = _compiled(SGD(lr))
+        history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, seed=0, **fit_kwargs)
+        return model.get_weights(), history.history["loss"], model
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_sample_weight_scales_the_loss_like_keras(backend):
+    x, y = synthetic_images(24, 8)
+    plain_w, plain_loss, _ = _weighted_run(backend, lr=0.2)
+    double_w, double_loss, model = _weighted_run(backend, lr=0.1, sample_weight=np.full(24, 2.0))
+    for a, b in zip(plain_w, double_w):  # SGD: weight 2 at lr 0.1 == weight 1 at lr 0.2
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    unweighted = model.evaluate(x, y)
+    assert model.evaluate(x, y, sample_weight=np.full(24, 2.0))[0] == pytest.approx(
+        2 * unweighted[0], rel=1e-6)
+
+
+def test_class_weight_equals_the_matching_sample_weight():
+    _, y = synthetic_images(24, 8)
+    by_class, _, _ = _weighted_run("numpy", class_weight={0: 3.0, 2: 0.5})
+    by_sample, _, _ = _weighted_run("numpy",
+                                    sample_weight=np.select([y == 0, y == 2], [3.0, 0.5], 1.0))
+    for a, b in zip(by_class, by_sample):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"sample_weight": np.ones(5)}, "sample_weight must be 24 numbers"),
+    ({"sample_weight": -np.ones(24)}, "sample_weight must be 24 numbers"),
+    ({"class_weight": {7: 1.0}}, "class_weight entry 7"),
+    ({"class_weight": [1.0, 2.0]}, "class_weight must be a dict"),
+])
+def test_bad_weights_are_clear_errors(kwargs, message):
+    x, y = synthetic_images(24, 8)
+    with pytest.raises(ValueError, match=message):
+        _compiled().fit(x, y, epochs=1, verbose=0, **kwargs)

@@ -49,13 +49,14 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
                           "x (M,C) -> (x - mean) / sqrt(var + eps) * gamma + beta, x_hat"),
     "batchnorm_backward": (("x_hat", "gamma", "var", "epsilon", "dy", "batch_stats"),
                            "dy (M,C) -> dx (M,C), dgamma (C,), dbeta (C,)"),
-    # losses and metrics: (mean loss as a float, gradient w.r.t. the first argument)
-    "softmax_cross_entropy": (("logits", "y"), "logits (N,K), one-hot y -> loss, dlogits"),
-    "sigmoid_binary_cross_entropy": (("logits", "y"), "logits (N,K), 0/1 y -> loss, dlogits"),
-    "probability_cross_entropy": (("probs", "y", "eps"), "probabilities (N,K) -> loss, dprobs"),
+    # losses: (per-row losses (N,) float64, gradient of their mean w.r.t. the first argument)
+    "softmax_cross_entropy": (("logits", "y"), "logits (N,K), one-hot y -> rows, dlogits"),
+    "sigmoid_binary_cross_entropy": (("logits", "y"), "logits (N,K), 0/1 y -> rows, dlogits"),
+    "probability_cross_entropy": (("probs", "y", "eps"), "probabilities (N,K) -> rows, dprobs"),
     "probability_binary_cross_entropy": (("probs", "y", "eps"),
-                                         "probabilities (N,K) -> loss, dprobs"),
-    "mean_squared_error": (("pred", "y"), "pred (N,K) -> loss, dpred"),
+                                         "probabilities (N,K) -> rows, dprobs"),
+    "mean_squared_error": (("pred", "y"), "pred (N,K) -> rows, dpred"),
+    # metrics
     "count_correct": (("pred", "y", "threshold"), "number of rows whose class is right"),
     "count_top_k": (("pred", "y", "k"), "rows whose true class is among the k top scores"),
     # optimizers: update p (and the state arrays) in place from the gradient g

@@ -423,10 +423,9 @@ def activation_backward(name, z, a, da):
 
 
 @njit(**JIT)
-def _softmax_cross_entropy(z, y, dz):
-    """Per row: loss += logsumexp(z) - <y, z>; dz = (softmax(z) - y) / N."""
+def _softmax_cross_entropy(z, y, rows, dz):
+    """Per row: rows[r] = logsumexp(z_r) - <y_r, z_r>; dz = (softmax(z) - y) / N."""
     n, k = z.shape
-    loss = 0.0
     for r in range(n):
         top = z[r, 0]
         for j in range(1, k):
@@ -435,15 +434,17 @@ def _softmax_cross_entropy(z, y, dz):
         for j in range(k):
             total += math.exp(z[r, j] - top)
         log_total = math.log(total) + top
+        loss = 0.0
         for j in range(k):
             loss += y[r, j] * (log_total - z[r, j])
             dz[r, j] = (math.exp(z[r, j] - log_total) - y[r, j]) / n
-    return loss / n
+        rows[r] = loss
 
 
 def softmax_cross_entropy(logits, y):
-    dz = np.empty_like(logits)
-    return float(_softmax_cross_entropy(logits, y, dz)), dz
+    rows, dz = np.empty(len(logits)), np.empty_like(logits)
+    _softmax_cross_entropy(logits, y, rows, dz)
+    return rows, dz
 
 
 # ----------------------------------------------------------------------------- optimizers

@@ -295,23 +295,24 @@ def activation_backward(name: str, z, a, da):
 
 
 # ----------------------------------------------------------------------------- losses
-# Every loss is a mean over the batch and returns (loss as float, gradient w.r.t. its input).
+# Every loss returns (its per-row values (N,), the gradient of their mean w.r.t. its input);
+# the Loss classes take the mean, or a weighted one (sample_weight, class_weight).
 
 
 def softmax_cross_entropy(logits, y):
-    """loss = mean_n [logsumexp(z_n) - <y_n, z_n>]; dz = (softmax(z) - y) / N. y is one-hot."""
+    """rows: logsumexp(z_n) - <y_n, z_n>; dz = (softmax(z) - y) / N. y is one-hot."""
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_sum = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     log_probs = shifted - log_sum
-    n = logits.shape[0]
-    loss = -(y * log_probs).sum() / n
-    return float(loss), (np.exp(log_probs) - y) / n
+    rows = -(y * log_probs).sum(axis=1)
+    return rows.astype(np.float64), (np.exp(log_probs) - y) / logits.shape[0]
 
 
 def sigmoid_binary_cross_entropy(logits, y):
-    """loss = mean of log(1 + e^z) - y z (the stable form); dz = (sigmoid(z) - y) / size."""
+    """rows: mean over columns of log(1 + e^z) - y z (the stable form); dz = (sigmoid(z) - y)
+    / size."""
     loss = np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits)))
-    return float(loss.mean()), (_stable_sigmoid(logits) - y) / logits.size
+    return loss.mean(axis=1, dtype=np.float64), (_stable_sigmoid(logits) - y) / logits.size
 
 
 def probability_cross_entropy(probs, y, eps: float = 1e-7):
@@ -319,22 +320,22 @@ def probability_cross_entropy(probs, y, eps: float = 1e-7):
     p = np.clip(probs, eps, 1 - eps)
     n = probs.shape[0]
     grad = np.where((probs > eps) & (probs < 1 - eps), -y / p, 0) / n
-    return float(-(y * np.log(p)).sum() / n), grad.astype(probs.dtype)
+    return -(y * np.log(p)).sum(axis=1, dtype=np.float64), grad.astype(probs.dtype)
 
 
 def probability_binary_cross_entropy(probs, y, eps: float = 1e-7):
     """Binary cross-entropy of probabilities in (0, 1), clipped like Keras."""
     p = np.clip(probs, eps, 1 - eps)
-    loss = -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()
+    loss = -(y * np.log(p) + (1 - y) * np.log(1 - p))
     inside = (probs > eps) & (probs < 1 - eps)
     grad = np.where(inside, (p - y) / (p * (1 - p)), 0) / probs.size
-    return float(loss), grad.astype(probs.dtype)
+    return loss.mean(axis=1, dtype=np.float64), grad.astype(probs.dtype)
 
 
 def mean_squared_error(pred, y):
-    """loss = mean (pred - y)^2 over all entries; d pred = 2 (pred - y) / size."""
+    """rows: mean over columns of (pred - y)^2; d pred = 2 (pred - y) / size."""
     diff = pred - y
-    return float((diff * diff).mean()), 2 * diff / diff.size
+    return (diff * diff).mean(axis=1, dtype=np.float64), 2 * diff / diff.size
 
 
 def count_correct(pred, y, threshold: float = 0.5) -> int:
