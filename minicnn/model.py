@@ -342,7 +342,7 @@ class Sequential:
             x, y = self._prepare(x, y)
             weights = self._sample_weights(y, sample_weight, class_weight)
             if validation_split and validation_data is None:
-                cut = len(x) - int(len(x) * validation_split)  # Keras: the last samples
+                cut = math.floor(len(x) * (1.0 - validation_split))  # Keras: the last ones
                 if cut <= 0 or cut == len(x):
                     raise ValueError("validation_split leaves no training or no validation data")
                 x, y, validation = x[:cut], y[:cut], (x[cut:], y[cut:])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .layers import Conv2D, Dense, Flatten, MaxPool2D
+from .layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, Input, MaxPool2D, ReLU
 from .model import Sequential
 
 
@@ -40,4 +40,22 @@ def small_data_cnn() -> Sequential:
     ])
 
 
-MODELS = {"mlp": mlp, "cnn_a": cnn_a, "cnn_b": cnn_b, "small_data_cnn": small_data_cnn}
+def _conv_bn_relu(filters: int) -> list:
+    """Conv (no bias: BatchNorm's beta replaces it) -> BatchNorm -> ReLU."""
+    return [Conv2D(filters, (3, 3), padding="same", use_bias=False), BatchNormalization(),
+            ReLU()]
+
+
+def best() -> Sequential:
+    """Past the seeds: two conv blocks with BatchNorm, Dropout, Dense(128) with BatchNorm."""
+    return Sequential([
+        Input((28, 28, 1)),
+        *_conv_bn_relu(32), MaxPool2D((2, 2)),
+        *_conv_bn_relu(64), MaxPool2D((2, 2)), Dropout(0.25),
+        Flatten(), Dense(128, use_bias=False), BatchNormalization(), ReLU(), Dropout(0.5),
+        Dense(10, activation="softmax"),
+    ], name="best")
+
+
+MODELS = {"mlp": mlp, "cnn_a": cnn_a, "cnn_b": cnn_b, "small_data_cnn": small_data_cnn,
+          "best": best}

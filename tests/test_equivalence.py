@@ -130,3 +130,18 @@ def test_training_run_matches_reference(name, float64):
             weights[backend] = model.get_weights()
     for ref, got in zip(weights["numpy"], weights[name]):
         np.testing.assert_allclose(got, ref, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [1, 7, 1000])
+def test_batchnorm_kernels(fast, dtype, rows):
+    rng = np.random.default_rng(4)
+    x = (3 * rng.standard_normal((rows, 5)) + 2).astype(dtype)
+    gamma, beta = rng.random(5).astype(dtype), rng.standard_normal(5).astype(dtype)
+    _compare(fast, "moments", (x,), dtype)
+    mean, var = numpy_ref.moments(x)
+    _compare(fast, "batchnorm_forward", (x, gamma, beta, mean, var, 1e-3), dtype)
+    _, x_hat = numpy_ref.batchnorm_forward(x, gamma, beta, mean, var, 1e-3)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    for batch_stats in (True, False):
+        _compare(fast, "batchnorm_backward", (x_hat, gamma, var, 1e-3, dy, batch_stats), dtype)

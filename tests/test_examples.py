@@ -46,10 +46,10 @@ def test_xor_example_learns():
     np.testing.assert_array_equal(predictions > 0.5, [False, True, True, False])
 
 
-@pytest.mark.parametrize("model", ["mlp", "cnn_a", "cnn_b"])
+@pytest.mark.parametrize("model", ["mlp", "cnn_a", "cnn_b", "best"])
 def test_train_cnn_smoke(tiny_data, tmp_path, model):
     out = tmp_path / "out"
-    accuracy = load("train_cnn").main(["--model", model, "--epochs", "1", "--limit", "5",
+    accuracy = load("train_cnn").main(["--model", model, "--epochs", "1", "--limit", "6",
                                        "--data", str(tiny_data), "--out", str(out),
                                        "--verbose", "0"])
     assert 0 <= accuracy <= 1

@@ -419,6 +419,103 @@ def activation_backward(name, z, a, da):
     return dz
 
 
+# ----------------------------------------------------------------------------- batch norm
+# The reference's formulas on (M, C) rows, one pass each: per chunk of rows partial sums
+# (accumulated in float64, added in a fixed order: deterministic), then an element-wise pass.
+
+
+@njit(parallel=True, **JIT)
+def _column_sums(a, b, chunks, parts):
+    """parts[chunk, 0] = sum of a's rows, parts[chunk, 1] = sum of (a * b)'s rows (b given)."""
+    m, c = a.shape
+    for chunk in prange(chunks):
+        lo, hi = _chunk_rows(chunk, chunks, m)
+        for k in range(c):
+            parts[chunk, 0, k] = 0.0
+            parts[chunk, 1, k] = 0.0
+        for r in range(lo, hi):
+            for k in range(c):
+                parts[chunk, 0, k] += a[r, k]
+                parts[chunk, 1, k] += a[r, k] * b[r, k]
+
+
+@njit(parallel=True, **JIT)
+def _centred_squares(x, mean, chunks, parts):
+    """parts[chunk, k] = sum over the chunk's rows of (x - mean)^2."""
+    m, c = x.shape
+    for chunk in prange(chunks):
+        lo, hi = _chunk_rows(chunk, chunks, m)
+        for k in range(c):
+            parts[chunk, k] = 0.0
+        for r in range(lo, hi):
+            for k in range(c):
+                d = x[r, k] - mean[k]
+                parts[chunk, k] += d * d
+
+
+@njit(parallel=True, **JIT)
+def _normalize(x, mean, scale, gamma, beta, x_hat, y, chunks):
+    """x_hat = (x - mean) * scale; y = gamma x_hat + beta (scale = 1 / sqrt(var + eps))."""
+    m, c = x.shape
+    for chunk in prange(chunks):
+        lo, hi = _chunk_rows(chunk, chunks, m)
+        for r in range(lo, hi):
+            for k in range(c):
+                v = (x[r, k] - mean[k]) * scale[k]
+                x_hat[r, k] = v
+                y[r, k] = v * gamma[k] + beta[k]
+
+
+@njit(parallel=True, **JIT)
+def _batchnorm_dx(x_hat, dy, scale, mean_dy, mean_dy_xhat, dx, chunks):
+    """dx = scale (dy - mean(dy) - x_hat mean(dy x_hat)) (scale = gamma / sqrt(var + eps))."""
+    m, c = dy.shape
+    for chunk in prange(chunks):
+        lo, hi = _chunk_rows(chunk, chunks, m)
+        for r in range(lo, hi):
+            for k in range(c):
+                dx[r, k] = scale[k] * (dy[r, k] - mean_dy[k] - x_hat[r, k] * mean_dy_xhat[k])
+
+
+def moments(x):
+    x = np.ascontiguousarray(x)
+    chunks = _chunks(len(x))
+    parts = np.empty((chunks, 2, x.shape[1]))
+    _column_sums(x, x, chunks, parts)
+    mean = (parts[:, 0].sum(axis=0) / len(x)).astype(x.dtype)
+    squares = np.empty((chunks, x.shape[1]))
+    _centred_squares(x, mean, chunks, squares)
+    return mean, (squares.sum(axis=0) / len(x)).astype(x.dtype)
+
+
+def batchnorm_forward(x, gamma, beta, mean, var, epsilon):
+    x = np.ascontiguousarray(x)
+    require_same_shape(gamma=gamma, beta=beta, mean=mean, var=var)
+    if x.shape[1:] != gamma.shape:
+        raise ValueError(f"batchnorm: rows {x.shape} and gamma {gamma.shape} disagree")
+    scale = (1.0 / np.sqrt(var + epsilon)).astype(x.dtype)
+    x_hat, y = np.empty_like(x), np.empty_like(x)
+    _normalize(x, mean, scale, gamma, beta, x_hat, y, _chunks(len(x)))
+    return y, x_hat
+
+
+def batchnorm_backward(x_hat, gamma, var, epsilon, dy, batch_stats):
+    dy = np.ascontiguousarray(dy)
+    require_same_shape(x_hat=x_hat, dy=dy)
+    m, chunks = len(dy), _chunks(len(dy))
+    parts = np.empty((chunks, 2, dy.shape[1]))
+    _column_sums(dy, x_hat, chunks, parts)
+    dbeta, dgamma = parts.sum(axis=0).astype(dy.dtype)
+    scale = (gamma / np.sqrt(var + epsilon)).astype(dy.dtype)
+    zeros = np.zeros_like(dbeta)
+    dx = np.empty_like(dy)
+    if batch_stats:
+        _batchnorm_dx(x_hat, dy, scale, dbeta / m, dgamma / m, dx, chunks)
+    else:
+        _batchnorm_dx(x_hat, dy, scale, zeros, zeros, dx, chunks)
+    return dx, dgamma, dbeta
+
+
 # ----------------------------------------------------------------------------- loss
 
 
