@@ -40,19 +40,25 @@ def small_data_cnn() -> Sequential:
     ])
 
 
-def _conv_bn_relu(filters: int) -> list:
-    """Conv (no bias: BatchNorm's beta replaces it) -> BatchNorm -> ReLU."""
+def _conv_relu(filters: int, batchnorm: bool) -> list:
+    """Conv -> BatchNorm -> ReLU (no conv bias: BatchNorm's beta replaces it), or Conv-ReLU."""
+    if not batchnorm:
+        return [Conv2D(filters, (3, 3), padding="same", activation="relu")]
     return [Conv2D(filters, (3, 3), padding="same", use_bias=False), BatchNormalization(),
             ReLU()]
 
 
-def best() -> Sequential:
-    """Past the seeds: two conv blocks with BatchNorm, Dropout, Dense(128) with BatchNorm."""
+def best(batchnorm: bool = True, dropout: bool = True) -> Sequential:
+    """Past the seeds: two conv blocks with BatchNorm, Dropout, Dense(128) with BatchNorm
+    (``batchnorm`` / ``dropout`` False leave those out, for the ablation)."""
+    drop = (lambda rate: [Dropout(rate)]) if dropout else (lambda rate: [])
+    dense = ([Dense(128, use_bias=False), BatchNormalization(), ReLU()] if batchnorm
+             else [Dense(128, activation="relu")])
     return Sequential([
         Input((28, 28, 1)),
-        *_conv_bn_relu(32), MaxPool2D((2, 2)),
-        *_conv_bn_relu(64), MaxPool2D((2, 2)), Dropout(0.25),
-        Flatten(), Dense(128, use_bias=False), BatchNormalization(), ReLU(), Dropout(0.5),
+        *_conv_relu(32, batchnorm), MaxPool2D((2, 2)),
+        *_conv_relu(64, batchnorm), MaxPool2D((2, 2)), *drop(0.25),
+        Flatten(), *dense, *drop(0.5),
         Dense(10, activation="softmax"),
     ], name="best")
 
