@@ -442,8 +442,7 @@ class Sequential:
                 logs.update(self._evaluate_prepared(*validation, batch_size, prefix="val_"))
             for callback in callbacks:
                 callback.on_epoch_end(epoch, logs)
-            if not self.stop_training or step == steps - 1:
-                bar.finish(logs)
+            bar.finish(logs, step + 1)
             history.append(epoch, logs)
             if self.stop_training:
                 break

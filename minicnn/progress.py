@@ -61,20 +61,22 @@ class Progbar:
             line += f" - {_fmt_time(elapsed)} {elapsed / self.steps * 1000:.0f}ms/step"
         return line
 
-    def finish(self, values: dict[str, float]) -> None:
-        """End the epoch's line with the final metrics (validation ones included)."""
+    def finish(self, values: dict[str, float], step: int | None = None) -> None:
+        """End the epoch's line with the final metrics (validation ones included); ``step``:
+        where an epoch that stopped early (a callback, a NaN loss) got to."""
         now = time.perf_counter()
         elapsed = now - self.start
+        step = self.steps if step is None else step
         if self.verbose == 1:
-            line = self._line(self.steps, now) + self._metrics(values)
+            line = self._line(step, now) + self._metrics(values)
             if self.live:
                 self._redraw(line, "\n")
             else:
                 self.stream.write(line + "\n")
         elif self.verbose == 2:
             self.stream.write(
-                f"{self.steps}/{self.steps} - {_fmt_time(elapsed)} - "
-                f"{elapsed / self.steps * 1000:.0f}ms/step{self._metrics(values)}\n"
+                f"{step}/{self.steps} - {_fmt_time(elapsed)} - "
+                f"{elapsed / max(step, 1) * 1000:.0f}ms/step{self._metrics(values)}\n"
             )
         self.stream.flush()
 
