@@ -37,6 +37,7 @@ def models(draw, max_side: int = 9, max_filters: int = 4, max_batch: int = 6):
     """(layer factories, input shape, batch size, n classes, dtype, optimizer factory)."""
     shape = (draw(st.integers(3, max_side)), draw(st.integers(3, max_side)),
              draw(st.integers(1, 3)))
+    dtype = draw(st.sampled_from(["float32", "float64"]))
     layers = []
     for _ in range(draw(st.integers(0, 2))):
         conv = dict(filters=draw(st.integers(1, max_filters)),
@@ -46,7 +47,10 @@ def models(draw, max_side: int = 9, max_filters: int = 4, max_batch: int = 6):
                     activation=draw(st.sampled_from(ACTIVATIONS)),
                     use_bias=draw(st.booleans()))
         layers.append(lambda c=conv: Conv2D(**c))
-        if draw(st.booleans()):
+        # BatchNorm divides by the batch's spread: on a few near-equal float32 values the
+        # backends' last-bit rounding differences flip ReLUs and diverge. Not a backend bug,
+        # an ill-conditioned input (hypothesis found one); float64 tests BatchNorm exactly.
+        if dtype == "float64" and draw(st.booleans()):
             layers.append(BatchNormalization)
         if draw(st.booleans()):
             pool = dict(pool_size=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
@@ -63,7 +67,6 @@ def models(draw, max_side: int = 9, max_filters: int = 4, max_batch: int = 6):
             layers.append(lambda: Dropout(0.3))  # masks from fit's seed: the same everywhere
     classes = draw(st.integers(2, 4))
     layers.append(lambda: Dense(classes, activation="softmax"))
-    dtype = draw(st.sampled_from(["float32", "float64"]))
     # Adam and RMSprop divide by sqrt(v): in float32 a gradient that is zero up to rounding
     # becomes a full step either way, so float32 runs use SGD, float64 runs any optimizer.
     optimizers = [lambda: SGD(0.1), lambda: SGD(0.05, momentum=0.9),
