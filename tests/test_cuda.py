@@ -118,3 +118,10 @@ def test_set_weights_on_a_placed_model_reaches_the_device():
             results[name] = model.get_weights()
     for got, ref in zip(results["cuda"], results["numpy"]):
         np.testing.assert_allclose(got, ref, rtol=1e-6)
+
+
+def test_host_fallback_keeps_aliased_arguments_aliased(cuda):
+    """AdamW's decay calls add_scaled(p, p, -lr wd): both arguments are one array."""
+    p = cuda.to_device(np.array([1.0, 2.0]))
+    cuda.add_scaled(p, p, -0.5)
+    np.testing.assert_array_equal(cuda.to_host(p), [0.5, 1.0])

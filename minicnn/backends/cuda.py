@@ -64,15 +64,18 @@ def zeros_like(a):
 
 
 def host_fallback(fn):
-    """Run a reference kernel on host copies; arrays in its result go back to the device."""
+    """Run a reference kernel on host copies; arrays in its result go back to the device.
+
+    One host copy per device array, however often it is passed (``add_scaled(p, p, a)``
+    must see the same array twice), and each is copied back once (in-place kernels).
+    """
 
     @functools.wraps(fn)
     def run(*args):
-        host_args = [to_host(a) if _is_device(a) else a for a in args]
-        out = fn(*host_args)
-        for dev, host in zip(args, host_args):  # in-place kernels (optimizer updates)
-            if _is_device(dev):
-                dev.copy_to_device(host)
+        copies = {id(a): (a, to_host(a)) for a in args if _is_device(a)}
+        out = fn(*[copies[id(a)][1] if _is_device(a) else a for a in args])
+        for dev, host in copies.values():
+            dev.copy_to_device(host)
         if isinstance(out, tuple):
             return tuple(to_device(o) if isinstance(o, np.ndarray) else o for o in out)
         return to_device(out) if isinstance(out, np.ndarray) else out
