@@ -15,8 +15,19 @@ keeps the weights of the epoch with the best validation accuracy (EarlyStopping 
 restore_best_weights) and lets Adam's learning rate fall along a cosine (CosineDecay).
 Its choices: BatchNormalization after each convolution and the hidden Dense layer (so the
 first epochs already train fast), Dropout (0.25 after the convolutions, 0.5 before the
-output) against over-fitting, and the cosine schedule for the last fine steps. The
-measured effect of each, one left out at a time, is not in yet: see the README.
+output) against over-fitting, and the cosine schedule for the last fine steps.
+
+What each buys, measured one change at a time (seed 0, 20 epochs, test accuracy; one seed
+each, so differences of a few tenths are within seed-to-seed noise):
+
+    --model best                      93.16%  (val 93.18%, 8.2 min)
+    --model best --without schedule   92.49%  (-0.67: constant learning rate 1e-3)
+    --model best --without batchnorm  92.76%  (-0.40)
+    --model best --without dropout    92.95%  (-0.21; train accuracy 100%, test loss
+                                               0.325 against 0.205: over-fitting)
+    --model best --augment            92.84%  (-0.32: flips and 2-pixel shifts slow the
+                                               fit, train accuracy 92.3%; 20 epochs are
+                                               too few for them to pay off)
 """
 
 from __future__ import annotations
