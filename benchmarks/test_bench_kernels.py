@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn.backends import _load
+from minicnn.backends import load
 
 # (name, batch, input H=W, in channels, filters, kernel): the convolutions of cnn_a and cnn_b
 CONV_SHAPES = [
@@ -22,7 +22,7 @@ BACKENDS = minicnn.available_backends()
 @pytest.fixture(autouse=True)
 def backend_session(request):
     """Time kernels the way a model runs them: inside the backend's session (BLAS policy)."""
-    with _load(request.node.callspec.params["backend_name"]).session():
+    with load(request.node.callspec.params["backend_name"]).session():
         yield
 
 
@@ -37,7 +37,7 @@ def _sync(backend, value):
 @pytest.mark.parametrize("direction", ["forward", "backward"])
 def test_conv(benchmark, backend_name, shape, direction):
     _, n, size, c, f, k = shape
-    backend = _load(backend_name)
+    backend = load(backend_name)
     rng = np.random.default_rng(0)
     x = backend.to_device(rng.random((n, size, size, c), dtype=np.float32))
     w = backend.to_device(rng.random((k, k, c, f), dtype=np.float32))
@@ -53,7 +53,7 @@ def test_conv(benchmark, backend_name, shape, direction):
 @pytest.mark.parametrize("shape", POOL_SHAPES, ids=[s[0] for s in POOL_SHAPES])
 def test_maxpool_forward_backward(benchmark, backend_name, shape):
     _, n, size, c = shape
-    backend = _load(backend_name)
+    backend = load(backend_name)
     x = backend.to_device(np.random.default_rng(0).random((n, size, size, c), dtype=np.float32))
 
     def step():

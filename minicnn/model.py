@@ -267,29 +267,30 @@ class Sequential:
         penalties included; nothing changes but BatchNorm's moving statistics in training."""
         return self._loss_and_counts(x, y, training)[0] + self._penalty()
 
-    def compute_gradients(self, x, y) -> float:
+    def compute_gradients(self, x, y, sample_weight=None) -> float:
         """Loss of one batch (already in backend memory, y as the model's targets) and the
         gradients of every layer's parameters into ``layer.grads``. Returns the loss,
-        weight penalties included; the weights do not change."""
-        value, _, grad = self._loss_and_counts(x, y, training=True)
-        for i in reversed(range(len(self.layers))):
-            grad = self.layers[i].backward(grad, need_input_grad=i > 0)
-        return value + sum(layer.last_penalty for layer in self.layers
-                           if isinstance(layer, KernelLayer))
+        weight penalties included; the weights do not change. A NaN or inf loss returns
+        at once (no gradients: they would only poison the weights)."""
+        return self._gradients(x, y, sample_weight)[0]
 
-    def train_step(self, x, y, sample_weight=None) -> tuple[float, dict]:
-        """One optimizer step on a batch already in backend memory; (loss, metric counts).
-        ``sample_weight`` (N,) host array weights the rows of the loss.
-
-        A non-finite loss changes nothing: its gradients would only poison the weights.
-        """
+    def _gradients(self, x, y, sample_weight=None) -> tuple[float, dict]:
+        """compute_gradients, also returning the batch's metric counts."""
         value, counts, grad = self._loss_and_counts(x, y, training=True, weights=sample_weight)
         if not math.isfinite(value):
             return value, counts
         for i in reversed(range(len(self.layers))):
             grad = self.layers[i].backward(grad, need_input_grad=i > 0)
         value += sum(layer.last_penalty for layer in self.layers if isinstance(layer, KernelLayer))
-        self.optimizer.apply(self.layers)
+        return value, counts
+
+    def train_step(self, x, y, sample_weight=None) -> tuple[float, dict]:
+        """One optimizer step on a batch already in backend memory: ``compute_gradients``,
+        then the update; returns (loss, metric counts). ``sample_weight`` (N,) host array
+        weights the rows of the loss. A non-finite loss changes nothing."""
+        value, counts = self._gradients(x, y, sample_weight)
+        if math.isfinite(value):
+            self.optimizer.apply(self.layers)
         return value, counts
 
     def _logs(self, loss_sum: float, counts: dict, seen: int, prefix: str = "") -> dict:

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 import minicnn
-from minicnn.backends import _load
+from minicnn.backends import load
 
 
 def test_reference_and_numba_are_always_there():
@@ -16,7 +16,7 @@ def test_reference_and_numba_are_always_there():
 def test_ci_really_compiled_the_cython_extension():
     """A silent fallback must not pass CI: the compiled module has to be importable."""
     assert "cython" in minicnn.available_backends()
-    backend = _load("cython")
+    backend = load("cython")
     assert backend.module.COMPILED_FILE.endswith((".so", ".pyd"))
 
 
@@ -29,7 +29,7 @@ def test_use_backend_restores_the_previous_one():
 
 def test_missing_kernels_fall_back_to_the_reference():
     from minicnn.backends import numpy_ref
-    numba = _load("numba")
+    numba = load("numba")
     assert numba.mean_squared_error is numpy_ref.mean_squared_error
     assert numba.conv2d_forward is not numpy_ref.conv2d_forward
 
@@ -98,6 +98,6 @@ def test_the_reference_provides_every_kernel():
 
 
 def test_a_name_outside_the_contract_is_an_error_not_a_fallback():
-    backend = _load("numpy")
+    backend = load("numpy")
     with pytest.raises(AttributeError, match="not a kernel of the backend contract"):
         backend.conv2d_forwards  # noqa: B018

@@ -25,7 +25,7 @@ def _close(a, b, dtype):
 
 @pytest.fixture(params=FAST_BACKENDS)
 def fast(request):
-    return minicnn.backends._load(request.param)
+    return minicnn.backends.load(request.param)
 
 
 def _host(backend, value):

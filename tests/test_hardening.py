@@ -467,14 +467,14 @@ def test_a_backend_that_fails_to_load_reports_the_real_error(monkeypatch):
 
     monkeypatch.setitem(backends._REGISTRY, "broken", ("tests.no_such_module", "remedy"))
     with pytest.raises(RuntimeError, match="not available here.*no_such_module"):
-        backends._load("broken")
+        backends.load("broken")
 
     def boom(path):
         raise RuntimeError("cannot cache function 'f': no locator available")
 
     monkeypatch.setattr(backends.importlib, "import_module", boom)
     with pytest.raises(RuntimeError, match="installed but failed to load.*no locator"):
-        backends._load("broken")
+        backends.load("broken")
 
 
 # -- 9: threads ------------------------------------------------------------------------------

@@ -107,6 +107,12 @@ def _load(name: str) -> Backend:
     return _loaded[name]
 
 
+def load(name: str) -> Backend:
+    """The backend object called ``name`` (its kernels as attributes), without activating it:
+    ``minicnn.backends.load("numba").conv2d_forward(...)``. Raises like ``set_backend``."""
+    return _load(name)
+
+
 def available_backends() -> list[str]:
     """Names of the backends that can run on this machine, reference first."""
     names = []

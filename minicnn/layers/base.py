@@ -207,6 +207,7 @@ class KernelLayer(Layer):
         self.use_bias = use_bias
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.last_penalty = 0.0  # the penalty at the last backward pass (part of the loss)
 
     def kernel_shape(self, input_shape) -> tuple[int, ...]:
         raise NotImplementedError
