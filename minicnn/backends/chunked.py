@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .shapes import conv_geometry, require_conv_shapes, require_dense_shapes
+from .shapes import (
+    conv_geometry,
+    require_conv_shapes,
+    require_dense_shapes,
+    require_same_shape,
+)
 
 
 def _windows(x, w, stride, padding):
@@ -65,3 +70,44 @@ def dense_backward(kernels, chunks: int, x, w, dy):
     dy = np.ascontiguousarray(dy)
     kernels.dense_backward(np.ascontiguousarray(x), w, dy, dx, dw_parts, chunks)
     return dx, dw_parts.sum(axis=0), dy.sum(axis=0)
+
+
+# ----------------------------------------------------------------------------- batch norm
+
+
+def moments(kernels, chunks: int, x):
+    """Per-channel mean and biased variance of x (M, C): two passes (exact, not E[x^2] -
+    E[x]^2), each a set of per-chunk float64 partial sums added in a fixed order."""
+    x = np.ascontiguousarray(x)
+    parts = np.empty((chunks, 2, x.shape[1]))
+    kernels.column_sums(x, x, chunks, parts)
+    mean = (parts[:, 0].sum(axis=0) / len(x)).astype(x.dtype)
+    squares = np.empty((chunks, x.shape[1]))
+    kernels.centred_squares(x, mean, chunks, squares)
+    return mean, (squares.sum(axis=0) / len(x)).astype(x.dtype)
+
+
+def batchnorm_forward(kernels, x, gamma, beta, mean, var, epsilon):
+    x = np.ascontiguousarray(x)
+    require_same_shape(gamma=gamma, beta=beta, mean=mean, var=var)
+    if x.shape[1:] != gamma.shape:
+        raise ValueError(f"batchnorm: rows {x.shape} and gamma {gamma.shape} disagree")
+    scale = (1.0 / np.sqrt(var + epsilon)).astype(x.dtype)
+    x_hat, y = np.empty_like(x), np.empty_like(x)
+    kernels.normalize(x, mean, scale, gamma, beta, x_hat, y)
+    return y, x_hat
+
+
+def batchnorm_backward(kernels, chunks: int, x_hat, gamma, var, epsilon, dy, batch_stats):
+    dy = np.ascontiguousarray(dy)
+    require_same_shape(x_hat=x_hat, dy=dy)
+    parts = np.empty((chunks, 2, dy.shape[1]))
+    kernels.column_sums(dy, x_hat, chunks, parts)
+    dbeta, dgamma = parts.sum(axis=0).astype(dy.dtype)
+    scale = (gamma / np.sqrt(var + epsilon)).astype(dy.dtype)
+    m = len(dy)
+    mean_dy, mean_dy_xhat = (dbeta / m, dgamma / m) if batch_stats else \
+        (np.zeros_like(dbeta), np.zeros_like(dgamma))
+    dx = np.empty_like(dy)
+    kernels.batchnorm_dx(x_hat, dy, scale, mean_dy, mean_dy_xhat, dx)
+    return dx, dgamma, dbeta

@@ -82,6 +82,19 @@ def activation_backward(name, z, a, da):
     return dz
 
 
+def moments(x):
+    return chunked.moments(kernels, chunks_for(len(x), THREADS), x)
+
+
+def batchnorm_forward(x, gamma, beta, mean, var, epsilon):
+    return chunked.batchnorm_forward(kernels, x, gamma, beta, mean, var, epsilon)
+
+
+def batchnorm_backward(x_hat, gamma, var, epsilon, dy, batch_stats):
+    return chunked.batchnorm_backward(kernels, chunks_for(len(dy), THREADS), x_hat, gamma, var,
+                                      epsilon, dy, batch_stats)
+
+
 def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
     require_same_shape(param=p, grad=g, m=m, v=v)
     kernels.adam(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1),

@@ -252,7 +252,8 @@ def _dense_backward(x, w, dy, dx, dw_parts, chunks):
 
 
 class _Kernels:
-    """The four chunked kernels, under the names ``chunked`` calls them by."""
+    """The compiled kernels ``chunked`` drives, under the names it calls them by (the
+    Cython extension defines the same names)."""
 
     conv_forward = staticmethod(_conv_forward)
     conv_backward = staticmethod(_conv_backward)
@@ -420,8 +421,8 @@ def activation_backward(name, z, a, da):
 
 
 # ----------------------------------------------------------------------------- batch norm
-# The reference's formulas on (M, C) rows, one pass each: per chunk of rows partial sums
-# (accumulated in float64, added in a fixed order: deterministic), then an element-wise pass.
+# The reference's formulas on (M, C) rows (wrappers in chunked.py): per chunk of rows
+# partial sums (in float64, added in a fixed order: deterministic), then element-wise passes.
 
 
 @njit(parallel=True, **JIT)
@@ -454,66 +455,42 @@ def _centred_squares(x, mean, chunks, parts):
 
 
 @njit(parallel=True, **JIT)
-def _normalize(x, mean, scale, gamma, beta, x_hat, y, chunks):
+def _normalize(x, mean, scale, gamma, beta, x_hat, y):
     """x_hat = (x - mean) * scale; y = gamma x_hat + beta (scale = 1 / sqrt(var + eps))."""
     m, c = x.shape
-    for chunk in prange(chunks):
-        lo, hi = _chunk_rows(chunk, chunks, m)
-        for r in range(lo, hi):
-            for k in range(c):
-                v = (x[r, k] - mean[k]) * scale[k]
-                x_hat[r, k] = v
-                y[r, k] = v * gamma[k] + beta[k]
+    for r in prange(m):
+        for k in range(c):
+            v = (x[r, k] - mean[k]) * scale[k]
+            x_hat[r, k] = v
+            y[r, k] = v * gamma[k] + beta[k]
 
 
 @njit(parallel=True, **JIT)
-def _batchnorm_dx(x_hat, dy, scale, mean_dy, mean_dy_xhat, dx, chunks):
+def _batchnorm_dx(x_hat, dy, scale, mean_dy, mean_dy_xhat, dx):
     """dx = scale (dy - mean(dy) - x_hat mean(dy x_hat)) (scale = gamma / sqrt(var + eps))."""
     m, c = dy.shape
-    for chunk in prange(chunks):
-        lo, hi = _chunk_rows(chunk, chunks, m)
-        for r in range(lo, hi):
-            for k in range(c):
-                dx[r, k] = scale[k] * (dy[r, k] - mean_dy[k] - x_hat[r, k] * mean_dy_xhat[k])
+    for r in prange(m):
+        for k in range(c):
+            dx[r, k] = scale[k] * (dy[r, k] - mean_dy[k] - x_hat[r, k] * mean_dy_xhat[k])
+
+
+_Kernels.column_sums = staticmethod(_column_sums)
+_Kernels.centred_squares = staticmethod(_centred_squares)
+_Kernels.normalize = staticmethod(_normalize)
+_Kernels.batchnorm_dx = staticmethod(_batchnorm_dx)
 
 
 def moments(x):
-    x = np.ascontiguousarray(x)
-    chunks = _chunks(len(x))
-    parts = np.empty((chunks, 2, x.shape[1]))
-    _column_sums(x, x, chunks, parts)
-    mean = (parts[:, 0].sum(axis=0) / len(x)).astype(x.dtype)
-    squares = np.empty((chunks, x.shape[1]))
-    _centred_squares(x, mean, chunks, squares)
-    return mean, (squares.sum(axis=0) / len(x)).astype(x.dtype)
+    return chunked.moments(_Kernels, _chunks(len(x)), x)
 
 
 def batchnorm_forward(x, gamma, beta, mean, var, epsilon):
-    x = np.ascontiguousarray(x)
-    require_same_shape(gamma=gamma, beta=beta, mean=mean, var=var)
-    if x.shape[1:] != gamma.shape:
-        raise ValueError(f"batchnorm: rows {x.shape} and gamma {gamma.shape} disagree")
-    scale = (1.0 / np.sqrt(var + epsilon)).astype(x.dtype)
-    x_hat, y = np.empty_like(x), np.empty_like(x)
-    _normalize(x, mean, scale, gamma, beta, x_hat, y, _chunks(len(x)))
-    return y, x_hat
+    return chunked.batchnorm_forward(_Kernels, x, gamma, beta, mean, var, epsilon)
 
 
 def batchnorm_backward(x_hat, gamma, var, epsilon, dy, batch_stats):
-    dy = np.ascontiguousarray(dy)
-    require_same_shape(x_hat=x_hat, dy=dy)
-    m, chunks = len(dy), _chunks(len(dy))
-    parts = np.empty((chunks, 2, dy.shape[1]))
-    _column_sums(dy, x_hat, chunks, parts)
-    dbeta, dgamma = parts.sum(axis=0).astype(dy.dtype)
-    scale = (gamma / np.sqrt(var + epsilon)).astype(dy.dtype)
-    zeros = np.zeros_like(dbeta)
-    dx = np.empty_like(dy)
-    if batch_stats:
-        _batchnorm_dx(x_hat, dy, scale, dbeta / m, dgamma / m, dx, chunks)
-    else:
-        _batchnorm_dx(x_hat, dy, scale, zeros, zeros, dx, chunks)
-    return dx, dgamma, dbeta
+    return chunked.batchnorm_backward(_Kernels, _chunks(len(dy)), x_hat, gamma, var, epsilon,
+                                      dy, batch_stats)
 
 
 # ----------------------------------------------------------------------------- loss
