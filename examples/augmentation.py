@@ -19,7 +19,7 @@ import numpy as np
 import minicnn
 from minicnn import plotting
 from minicnn.augment import ImageDataGenerator
-from minicnn.datasets import load_fashion_mnist, to_float_images
+from minicnn.datasets import DATA_HELP, load_fashion_mnist, to_float_images
 from minicnn.zoo import small_data_cnn
 
 
@@ -52,9 +52,7 @@ def main(argv=None) -> dict[str, list[float]]:
     parser.add_argument("--backend", choices=["numpy", "numba", "cython", "cuda"], default=None,
                         help="kernel backend (default: $MINICNN_BACKEND, else numba)")
     parser.add_argument("--data", default=None,
-                        help="folder with the four Fashion-MNIST IDX files (default: look in "
-                        "$MINICNN_DATA, the user cache, /usr/share/datasets/fashion-mnist, then "
-                        "download)")
+                        help=DATA_HELP)
     parser.add_argument("--out", default="runs", help="folder for the augmented-samples figure"
                         " (default: %(default)s)")
     args = parser.parse_args(argv)

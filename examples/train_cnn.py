@@ -43,7 +43,7 @@ import minicnn
 from minicnn import plotting
 from minicnn.augment import ImageDataGenerator
 from minicnn.callbacks import EarlyStopping
-from minicnn.datasets import load_fashion_mnist, to_float_images
+from minicnn.datasets import DATA_HELP, load_fashion_mnist, to_float_images
 from minicnn.optimizers import Adam, CosineDecay
 from minicnn.zoo import MODELS
 
@@ -70,9 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the initial weights and the shuffling (default: %(default)s)")
     parser.add_argument("--data", default=None,
-                        help="folder with the four Fashion-MNIST IDX files (default: look in "
-                        "$MINICNN_DATA, the user cache, /usr/share/datasets/fashion-mnist, then "
-                        "download)")
+                        help=DATA_HELP)
     parser.add_argument("--without", nargs="*", default=[],
                         choices=["batchnorm", "dropout", "schedule"],
                         help="best only: leave these out, to measure what each buys "

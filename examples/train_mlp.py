@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from minicnn.classic import NNClassifier
-from minicnn.datasets import load_fashion_mnist
+from minicnn.datasets import DATA_HELP, load_fashion_mnist
 
 
 def main(argv=None) -> dict[str, tuple[float, float]]:
@@ -30,9 +30,7 @@ def main(argv=None) -> dict[str, tuple[float, float]]:
                         help="random_seed of NNClassifier: initial weights and shuffling"
                         " (default: %(default)s)")
     parser.add_argument("--data", default=None,
-                        help="folder with the four Fashion-MNIST IDX files (default: look in "
-                        "$MINICNN_DATA, the user cache, /usr/share/datasets/fashion-mnist, then "
-                        "download)")
+                        help=DATA_HELP)
     parser.add_argument("--out", default="runs", help="folder for the error-curve figure"
                         " (default: %(default)s)")
     args = parser.parse_args(argv)

@@ -36,6 +36,9 @@ FILES = {
         "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34", 10008),
 }
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+# The examples' --data help: where load_fashion_mnist looks when no folder is given.
+DATA_HELP = ("folder with the four Fashion-MNIST IDX files (default: look in $MINICNN_DATA, "
+             "the user cache, /usr/share/datasets/fashion-mnist, then download)")
 MIRRORS = (
     "https://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
     "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",

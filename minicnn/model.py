@@ -191,13 +191,13 @@ class Sequential:
     def set_weights(self, weights) -> None:
         self._ensure_built()
         weights = list(weights)
-        expected = sum(len(layer.get_weights()) for layer in self.layers)
+        expected = sum(len(layer._weights()) for layer in self.layers)
         if len(weights) != expected:
             raise ValueError(f"expected {expected} weight arrays, got {len(weights)}")
         saved = [layer.get_weights() for layer in self.layers]
         try:
             for layer in self.layers:
-                n = len(layer.get_weights())
+                n = len(layer._weights())
                 layer.set_weights(weights[:n])
                 weights = weights[n:]
         except ValueError:

@@ -285,14 +285,19 @@ def _relu_backward(z, a, da, dz):
         dz[i] = da[i] if a[i] > 0 else 0.0
 
 
+@njit(**JIT)
+def _stable_sigmoid(v):
+    """1 / (1 + e^-v), computed from e^-|v| so it never overflows."""
+    if v >= 0:
+        return 1.0 / (1.0 + math.exp(-v))
+    e = math.exp(v)
+    return e / (1.0 + e)
+
+
 @njit(parallel=True, **JIT)
 def _sigmoid(z, a):
     for i in prange(z.size):
-        if z[i] >= 0:
-            a[i] = 1.0 / (1.0 + math.exp(-z[i]))
-        else:
-            e = math.exp(z[i])
-            a[i] = e / (1.0 + e)
+        a[i] = _stable_sigmoid(z[i])
 
 
 @njit(parallel=True, **JIT)
@@ -335,14 +340,6 @@ def _leaky_relu(z, a):
 def _leaky_relu_backward(z, a, da, dz):
     for i in prange(a.size):
         dz[i] = da[i] if z[i] > 0 else LEAKY_SLOPE * da[i]
-
-
-@njit(**JIT)
-def _stable_sigmoid(v):
-    if v >= 0:
-        return 1.0 / (1.0 + math.exp(-v))
-    e = math.exp(v)
-    return e / (1.0 + e)
 
 
 @njit(parallel=True, **JIT)
