@@ -33,7 +33,10 @@ class OptionalBuildExt(build_ext):
         if not flags:
             print("minicnn: no OpenMP here; the Cython kernels build serial", file=sys.stderr)
         for ext in self.extensions:
-            ext.extra_compile_args += ["-O3", *flags]
+            # -fno-trapping-math: nothing here relies on floating-point traps, and without
+            # it GCC keeps a branch in loops like ReLU's backward (da if a > 0): measured 10x
+            # slower on random signs than the vectorised select this flag allows.
+            ext.extra_compile_args += ["-O3", "-fno-trapping-math", *flags]
             ext.extra_link_args += flags
         super().build_extensions()
 

@@ -14,8 +14,12 @@ CONV_CASES = [  # (x shape, kernel shape, stride, padding)
     ((2, 5, 6, 2), (4, 4, 2, 3), (3, 2), "same"),
     ((4, 28, 28, 1), (3, 3, 1, 32), (1, 1), "valid"),
 ]
-POOL_CASES = [((2, 8, 8, 3), (2, 2), (2, 2)), ((1, 7, 9, 1), (3, 3), (2, 2)),
-              ((3, 5, 5, 2), (2, 3), (1, 2))]
+POOL_CASES = [  # (x shape, pool, stride, padding)
+    ((2, 8, 8, 3), (2, 2), (2, 2), "valid"), ((1, 7, 9, 1), (3, 3), (2, 2), "valid"),
+    ((3, 5, 5, 2), (2, 3), (1, 2), "valid"), ((2, 7, 5, 3), (2, 2), (2, 2), "same"),
+    ((1, 6, 7, 2), (3, 2), (1, 3), "same"), ((2, 4, 5, 3), (4, 5), (4, 5), "valid"),
+    ((2, 5, 6, 2), (3, 3), (1, 1), "same"),
+]
 
 
 def _close(a, b, dtype):
@@ -60,15 +64,25 @@ def test_conv_kernels(fast, case, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", POOL_CASES)
 def test_pool_kernels(fast, case, dtype):
-    x_shape, pool, stride = case
-    x = np.random.default_rng(1).standard_normal(x_shape).astype(dtype)
-    y, cache = numpy_ref.maxpool2d_forward(x, pool, stride)
-    fy, fcache = fast.maxpool2d_forward(fast.to_device(x), pool, stride)
+    x_shape, pool, stride, padding = case
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    y, cache = numpy_ref.maxpool2d_forward(x, pool, stride, padding)
+    fy, fcache = fast.maxpool2d_forward(fast.to_device(x), pool, stride, padding)
     _close(fast.to_host(fy), y, dtype)
-    dy = np.random.default_rng(2).standard_normal(y.shape).astype(dtype)
-    dx = numpy_ref.maxpool2d_backward(dy, cache, x.shape, pool, stride)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = numpy_ref.maxpool2d_backward(dy, cache, x.shape, pool, stride, padding)
     _close(fast.to_host(fast.maxpool2d_backward(fast.to_device(dy), fcache, x.shape, pool,
-                                                stride)), dx, dtype)
+                                                stride, padding)), dx, dtype)
+    _compare(fast, "avgpool2d_forward", (x, pool, stride, padding), dtype)
+    _compare(fast, "avgpool2d_backward", (dy, x.shape, pool, stride, padding), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_multiply_kernel(fast, dtype):
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((3, 4, 5)).astype(dtype), rng.standard_normal((3, 4, 5))
+    _compare(fast, "multiply", (a, b.astype(dtype)), dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -1,9 +1,11 @@
-"""The Python side of the chunked CPU kernels, shared by the Numba and Cython backends.
+"""The Python side of the compiled CPU kernels, shared by the Numba and Cython backends.
 
-Both backends compile the same four kernels with the same signatures (``conv_forward``,
-``conv_backward``, ``dense_forward``, ``dense_backward``): each cuts the batch into
-``chunks`` runs of rows, one per thread, and multiplies with single-threaded BLAS. This
-module allocates their buffers and reduces the per-chunk weight gradients.
+Both backends compile the same kernels under the same names and signatures: the matrix
+products (``conv_forward``, ``conv_backward``, ``dense_forward``, ``dense_backward``) cut
+the batch into ``chunks`` runs of rows, one per thread, and multiply with single-threaded
+BLAS; pooling, BatchNorm and the element-wise passes loop in parallel. This module checks
+shapes (the kernels run without bounds checks), allocates their outputs and reduces the
+per-chunk partial results.
 """
 
 from __future__ import annotations
@@ -70,6 +72,69 @@ def dense_backward(kernels, chunks: int, x, w, dy):
     dy = np.ascontiguousarray(dy)
     kernels.dense_backward(np.ascontiguousarray(x), w, dy, dx, dw_parts, chunks)
     return dx, dw_parts.sum(axis=0), dy.sum(axis=0)
+
+
+# ----------------------------------------------------------------------------- pooling
+
+
+def _pool_args(x_shape, pool, stride, padding):
+    """Output shape and the integer arguments every pooling kernel takes."""
+    if len(x_shape) != 4:
+        raise ValueError(f"pooling expects images (N, H, W, C), got shape {tuple(x_shape)}")
+    g = conv_geometry(x_shape[1], x_shape[2], *pool, stride, padding)
+    out = (x_shape[0], g.out_h, g.out_w, x_shape[3])
+    return out, (pool[0], pool[1], stride[0], stride[1], g.pad_top, g.pad_left)
+
+
+def _require_output_gradient(dy, out):
+    if tuple(dy.shape) != out:
+        raise ValueError(f"pooling: output gradient has shape {tuple(dy.shape)}, expected {out}")
+
+
+def maxpool2d_forward(kernels, x, pool, stride, padding):
+    out, args = _pool_args(x.shape, pool, stride, padding)
+    y, arg = np.empty(out, dtype=x.dtype), np.empty(out, dtype=np.int64)
+    kernels.maxpool_forward(np.ascontiguousarray(x), *args, y, arg)
+    return y, arg
+
+
+def maxpool2d_backward(kernels, dy, cache, x_shape, pool, stride, padding):
+    out, (ph, pw, *args) = _pool_args(x_shape, pool, stride, padding)
+    _require_output_gradient(dy, out)
+    require_same_shape(dy=dy, cache=cache)
+    if cache.dtype != np.int64:
+        raise ValueError(f"maxpool2d_backward: cache must be maxpool2d_forward's int64 window "
+                         f"offsets, got dtype {cache.dtype}")
+    dx = np.empty(x_shape, dtype=dy.dtype)
+    kernels.maxpool_backward(np.ascontiguousarray(dy), np.ascontiguousarray(cache), pw, *args,
+                             dx)
+    return dx
+
+
+def avgpool2d_forward(kernels, x, pool, stride, padding):
+    out, args = _pool_args(x.shape, pool, stride, padding)
+    y = np.empty(out, dtype=x.dtype)
+    kernels.avgpool_forward(np.ascontiguousarray(x), *args, y)
+    return y
+
+
+def avgpool2d_backward(kernels, dy, x_shape, pool, stride, padding):
+    out, args = _pool_args(x_shape, pool, stride, padding)
+    _require_output_gradient(dy, out)
+    dx = np.empty(x_shape, dtype=dy.dtype)
+    kernels.avgpool_backward(np.ascontiguousarray(dy), *args, dx)
+    return dx
+
+
+# ----------------------------------------------------------------------------- element-wise
+
+
+def multiply(kernels, a, b):
+    require_same_shape(a=a, b=b)
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b, dtype=a.dtype)
+    out = np.empty_like(a)
+    kernels.multiply(a.reshape(-1), b.reshape(-1), out.reshape(-1))
+    return out
 
 
 # ----------------------------------------------------------------------------- batch norm

@@ -17,7 +17,8 @@ import numpy as np
 
 from . import _cython_kernels as kernels  # ImportError when not built
 from . import chunked, numpy_ref
-from .shapes import pool_geometry, require_same_shape
+from .numpy_ref import LEAKY_SLOPE
+from .shapes import require_same_shape
 from .threads import blas_single_thread, chunks_for, cpu_threads
 
 ON_DEVICE = False
@@ -48,37 +49,45 @@ def dense_backward(x, w, dy):
 
 
 def maxpool2d_forward(x, pool, stride, padding="valid"):
-    if padding != "valid":  # the -inf padding lives in the reference
-        return numpy_ref.maxpool2d_forward(x, pool, stride, padding)
-    n, h, w, c = x.shape
-    oh, ow = pool_geometry(h, w, pool, stride)
-    y = np.empty((n, oh, ow, c), dtype=x.dtype)
-    arg = np.empty((n, oh, ow, c), dtype=np.int64)
-    kernels.maxpool_forward(np.ascontiguousarray(x), pool[0], pool[1], stride[0], stride[1], y, arg)
-    return y, arg
+    return chunked.maxpool2d_forward(kernels, x, pool, stride, padding)
 
 
 def maxpool2d_backward(dy, cache, x_shape, pool, stride, padding="valid"):
-    if padding != "valid":
-        return numpy_ref.maxpool2d_backward(dy, cache, x_shape, pool, stride, padding)
-    dx = np.empty(x_shape, dtype=dy.dtype)
-    kernels.maxpool_backward(np.ascontiguousarray(dy), cache, pool[1], stride[0], stride[1], dx)
-    return dx
+    return chunked.maxpool2d_backward(kernels, dy, cache, x_shape, pool, stride, padding)
+
+
+def avgpool2d_forward(x, pool, stride, padding="valid"):
+    return chunked.avgpool2d_forward(kernels, x, pool, stride, padding)
+
+
+def avgpool2d_backward(dy, x_shape, pool, stride, padding="valid"):
+    return chunked.avgpool2d_backward(kernels, dy, x_shape, pool, stride, padding)
+
+
+def multiply(a, b):
+    return chunked.multiply(kernels, a, b)
+
+
+def _flat(a):
+    return np.ascontiguousarray(a).reshape(-1)
 
 
 def activation_forward(name, z):
-    if name != "relu":  # the other activations: the reference's vectorised NumPy
-        return numpy_ref.activation_forward(name, z)
+    if name not in kernels.ELEMENTWISE:  # softmax (rows) and linear: the reference's NumPy
+        return numpy_ref.activation_forward(name, z)  # raises for an unknown name
     a = np.empty_like(z)
-    kernels.relu_forward(np.ascontiguousarray(z).reshape(-1), a.reshape(-1))
+    kernels.activation_forward(kernels.ELEMENTWISE.index(name), LEAKY_SLOPE, _flat(z),
+                               a.reshape(-1))
     return a
 
 
 def activation_backward(name, z, a, da):
-    if name != "relu":
+    if name not in kernels.ELEMENTWISE:
         return numpy_ref.activation_backward(name, z, a, da)
+    require_same_shape(z=z, a=a, da=da)
     dz = np.empty_like(a)
-    kernels.relu_backward(a.reshape(-1), np.ascontiguousarray(da).reshape(-1), dz.reshape(-1))
+    kernels.activation_backward(kernels.ELEMENTWISE.index(name), LEAKY_SLOPE, _flat(z), _flat(a),
+                                _flat(da), dz.reshape(-1))
     return dz
 
 

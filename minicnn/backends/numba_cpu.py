@@ -26,7 +26,7 @@ from numba import njit, prange
 
 from . import chunked, numpy_ref
 from .numpy_ref import LEAKY_SLOPE
-from .shapes import pool_geometry, require_same_shape
+from .shapes import require_same_shape
 from .threads import blas_single_thread, chunks_for, cpu_threads
 
 ON_DEVICE = False
@@ -167,32 +167,42 @@ def conv2d_backward(x, w, dy, stride, padding, need_dx=True):
 
 
 # ----------------------------------------------------------------------------- pooling
+# Window (i, j) starts at (i*sh - pad_top, j*sw - pad_left) and is clipped to the image:
+# the same as padding with -inf (max) or leaving the padding out of the mean (average),
+# without a padded copy. The channel loop is innermost: contiguous memory, vectorised.
+
+
+@njit(**JIT)
+def _clip(start, size, limit):
+    """The part [lo, hi) of the window [start, start + size) that lies inside [0, limit)."""
+    return max(start, 0), min(start + size, limit)
 
 
 @njit(parallel=True, **JIT)
-def _maxpool_forward(x, ph, pw, sh, sw, y, arg):
-    """y = window max, arg = its offset di * pw + dj inside the window (first max wins).
-
-    The channel loop is innermost: it runs along contiguous memory and vectorises.
-    """
+def _maxpool_forward(x, ph, pw, sh, sw, pad_top, pad_left, y, arg):
+    """y = window max, arg = its offset di * pw + dj inside the window (first max wins)."""
     n, out_h, out_w, c = y.shape
     for b in prange(n):
         for i in range(out_h):
+            top = i * sh - pad_top
+            r0, r1 = _clip(top, ph, x.shape[1])
             for j in range(out_w):
+                left = j * sw - pad_left
+                c0, c1 = _clip(left, pw, x.shape[2])
                 for ch in range(c):
-                    y[b, i, j, ch] = x[b, i * sh, j * sw, ch]
-                    arg[b, i, j, ch] = 0
-                for di in range(ph):
-                    for dj in range(pw):
+                    y[b, i, j, ch] = x[b, r0, c0, ch]
+                    arg[b, i, j, ch] = (r0 - top) * pw + c0 - left
+                for r in range(r0, r1):
+                    for q in range(c0, c1):
                         for ch in range(c):
-                            v = x[b, i * sh + di, j * sw + dj, ch]
-                            if v > y[b, i, j, ch]:
-                                y[b, i, j, ch] = v
-                                arg[b, i, j, ch] = di * pw + dj
+                            if x[b, r, q, ch] > y[b, i, j, ch]:
+                                y[b, i, j, ch] = x[b, r, q, ch]
+                                arg[b, i, j, ch] = (r - top) * pw + q - left
 
 
 @njit(parallel=True, **JIT)
-def _maxpool_backward(dy, arg, pw, sh, sw, dx):
+def _maxpool_backward(dy, arg, pw, sh, sw, pad_top, pad_left, dx):
+    """Each output gradient goes to the pixel that won its window (added where windows overlap)."""
     n, out_h, out_w, c = dy.shape
     for b in prange(n):
         dx[b] = 0.0
@@ -200,26 +210,69 @@ def _maxpool_backward(dy, arg, pw, sh, sw, dx):
             for j in range(out_w):
                 for ch in range(c):
                     k = arg[b, i, j, ch]
-                    dx[b, i * sh + k // pw, j * sw + k % pw, ch] += dy[b, i, j, ch]
+                    dx[b, i * sh - pad_top + k // pw, j * sw - pad_left + k % pw, ch] += \
+                        dy[b, i, j, ch]
+
+
+@njit(parallel=True, **JIT)
+def _avgpool_forward(x, ph, pw, sh, sw, pad_top, pad_left, y):
+    """y = the sum of the window's pixels inside the image / their count."""
+    n, out_h, out_w, c = y.shape
+    for b in prange(n):
+        for i in range(out_h):
+            r0, r1 = _clip(i * sh - pad_top, ph, x.shape[1])
+            for j in range(out_w):
+                c0, c1 = _clip(j * sw - pad_left, pw, x.shape[2])
+                y[b, i, j] = 0.0
+                for r in range(r0, r1):
+                    for q in range(c0, c1):
+                        for ch in range(c):
+                            y[b, i, j, ch] += x[b, r, q, ch]
+                for ch in range(c):
+                    y[b, i, j, ch] /= (r1 - r0) * (c1 - c0)
+
+
+@njit(parallel=True, **JIT)
+def _avgpool_backward(dy, ph, pw, sh, sw, pad_top, pad_left, dx):
+    """Each window shares its gradient evenly among its pixels inside the image."""
+    n, out_h, out_w, c = dy.shape
+    for b in prange(n):
+        dx[b] = 0.0
+        for i in range(out_h):
+            r0, r1 = _clip(i * sh - pad_top, ph, dx.shape[1])
+            for j in range(out_w):
+                c0, c1 = _clip(j * sw - pad_left, pw, dx.shape[2])
+                count = (r1 - r0) * (c1 - c0)
+                for r in range(r0, r1):
+                    for q in range(c0, c1):
+                        for ch in range(c):
+                            dx[b, r, q, ch] += dy[b, i, j, ch] / count
+
+
+@njit(parallel=True, **JIT)
+def _multiply(a, b, out):
+    for i in prange(a.size):
+        out[i] = a[i] * b[i]
 
 
 def maxpool2d_forward(x, pool, stride, padding="valid"):
-    if padding != "valid":  # the -inf padding lives in the reference
-        return numpy_ref.maxpool2d_forward(x, pool, stride, padding)
-    n, h, w, c = x.shape
-    oh, ow = pool_geometry(h, w, pool, stride)
-    y = np.empty((n, oh, ow, c), dtype=x.dtype)
-    arg = np.empty((n, oh, ow, c), dtype=np.int64)
-    _maxpool_forward(x, pool[0], pool[1], stride[0], stride[1], y, arg)
-    return y, arg
+    return chunked.maxpool2d_forward(_Kernels, x, pool, stride, padding)
 
 
 def maxpool2d_backward(dy, cache, x_shape, pool, stride, padding="valid"):
-    if padding != "valid":
-        return numpy_ref.maxpool2d_backward(dy, cache, x_shape, pool, stride, padding)
-    dx = np.empty(x_shape, dtype=dy.dtype)
-    _maxpool_backward(np.ascontiguousarray(dy), cache, pool[1], stride[0], stride[1], dx)
-    return dx
+    return chunked.maxpool2d_backward(_Kernels, dy, cache, x_shape, pool, stride, padding)
+
+
+def avgpool2d_forward(x, pool, stride, padding="valid"):
+    return chunked.avgpool2d_forward(_Kernels, x, pool, stride, padding)
+
+
+def avgpool2d_backward(dy, x_shape, pool, stride, padding="valid"):
+    return chunked.avgpool2d_backward(_Kernels, dy, x_shape, pool, stride, padding)
+
+
+def multiply(a, b):
+    return chunked.multiply(_Kernels, a, b)
 
 
 # ----------------------------------------------------------------------------- dense
@@ -249,16 +302,6 @@ def _dense_backward(x, w, dy, dx, dw_parts, chunks):
             np.dot(x[lo:hi].T, dy[lo:hi], dw_parts[chunk])
         else:
             dw_parts[chunk] = 0.0
-
-
-class _Kernels:
-    """The compiled kernels ``chunked`` drives, under the names it calls them by (the
-    Cython extension defines the same names)."""
-
-    conv_forward = staticmethod(_conv_forward)
-    conv_backward = staticmethod(_conv_backward)
-    dense_forward = staticmethod(_dense_forward)
-    dense_backward = staticmethod(_dense_backward)
 
 
 def dense_forward(x, w, b):
@@ -471,12 +514,6 @@ def _batchnorm_dx(x_hat, dy, scale, mean_dy, mean_dy_xhat, dx):
             dx[r, k] = scale[k] * (dy[r, k] - mean_dy[k] - x_hat[r, k] * mean_dy_xhat[k])
 
 
-_Kernels.column_sums = staticmethod(_column_sums)
-_Kernels.centred_squares = staticmethod(_centred_squares)
-_Kernels.normalize = staticmethod(_normalize)
-_Kernels.batchnorm_dx = staticmethod(_batchnorm_dx)
-
-
 def moments(x):
     return chunked.moments(_Kernels, _chunks(len(x)), x)
 
@@ -551,3 +588,22 @@ def sgd_update(p, g, velocity, lr, momentum, nesterov=False):
     else:
         _sgd_momentum(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), velocity.reshape(-1),
                       lr, momentum)
+
+
+class _Kernels:
+    """The compiled kernels ``chunked`` drives, under the names it calls them by (the
+    Cython extension defines the same names)."""
+
+    conv_forward = staticmethod(_conv_forward)
+    conv_backward = staticmethod(_conv_backward)
+    dense_forward = staticmethod(_dense_forward)
+    dense_backward = staticmethod(_dense_backward)
+    maxpool_forward = staticmethod(_maxpool_forward)
+    maxpool_backward = staticmethod(_maxpool_backward)
+    avgpool_forward = staticmethod(_avgpool_forward)
+    avgpool_backward = staticmethod(_avgpool_backward)
+    multiply = staticmethod(_multiply)
+    column_sums = staticmethod(_column_sums)
+    centred_squares = staticmethod(_centred_squares)
+    normalize = staticmethod(_normalize)
+    batchnorm_dx = staticmethod(_batchnorm_dx)
