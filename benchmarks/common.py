@@ -137,16 +137,18 @@ def training_flops_per_sample(model) -> int:
     """FLOPs of one training sample's matrix products, counted from the layer shapes:
     forward, input gradient (not for the first layer: nobody needs it) and weight gradient,
     2 FLOPs per multiply-add. Pooling, activations and the optimizer are left out."""
-    total = 0
-    for i, (layer, (in_shape, out_shape)) in enumerate(zip(model.layers, model._shapes())):
+    total, in_shape = 0, model.input_shape
+    for i, layer in enumerate(model.layers):
+        out_shape = layer.compute_output_shape(in_shape)
         if isinstance(layer, Conv2D):
             kh, kw = layer.kernel_size
             macs = out_shape[0] * out_shape[1] * kh * kw * in_shape[2] * layer.filters
         elif isinstance(layer, Dense):
             macs = in_shape[0] * layer.units
         else:
-            continue
+            macs = 0
         total += 2 * macs * (3 if i > 0 else 2)
+        in_shape = out_shape
     return total
 
 

@@ -29,16 +29,14 @@ def main(argv=None) -> None:
     from numba import cuda
 
     minicnn.set_backend("cuda")
-    backend = minicnn.get_backend()
     model = make_model(args.model)
-    x, y = model._prepare(*random_data(args.batch_size))
-    xb, yb = backend.to_device(x), backend.to_device(y)
+    x, y = random_data(args.batch_size)
     for _ in range(3):
-        model.train_step(xb, yb)  # compile and warm up
+        model.train_on_batch(x, y)  # compile and warm up
     cuda.synchronize()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         for _ in range(args.steps):
-            model.train_step(xb, yb)
+            model.train_on_batch(x, y)
         cuda.synchronize()
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=20,
                                     max_name_column_width=50))

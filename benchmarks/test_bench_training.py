@@ -23,14 +23,12 @@ BATCHES = [32, 64]
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("backend_name", minicnn.available_backends())
 def test_minicnn_training_step(benchmark, backend_name, model, batch):
-    with minicnn.use_backend(backend_name) as backend:
+    with minicnn.use_backend(backend_name):
         net = make_model(model)
-        x, y = net._prepare(*random_data(batch))
-        xb, yb = backend.to_device(x), backend.to_device(y)
-        net._place(backend)
-        net.train_step(xb, yb)  # compile / warm up
+        x, y = random_data(batch)
+        net.train_on_batch(x, y)  # compile / warm up
         benchmark.extra_info["samples_per_step"] = batch
-        benchmark(net.train_step, xb, yb)  # returns the loss: device work is finished
+        benchmark(net.train_on_batch, x, y)  # returns the loss: device work is finished
 
 
 @pytest.mark.parametrize("batch", BATCHES)

@@ -451,6 +451,35 @@ class Sequential:
             callback.on_train_end()
         return history
 
+    def _batch_logs(self, logs: dict, return_dict: bool):
+        """Keras' return convention: the dict, or [loss, metric, ...] (a bare loss alone)."""
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values if len(values) > 1 else values[0]
+
+    def train_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
+        """One optimizer step on one batch of host arrays (checked, moved to the backend);
+        returns this batch's ``[loss, metric, ...]`` (or a dict), as Keras does."""
+        self._require_compiled()
+        x, y = self._prepare(x, y)
+        weights = self._sample_weights(y, sample_weight, None)
+        self._ensure_built()
+        backend = get_backend()
+        self._place(backend)
+        with backend.session():
+            value, counts = self.train_step(backend.to_device(x), backend.to_device(y), weights)
+        return self._batch_logs(self._logs(value * len(x), counts, len(x)), return_dict)
+
+    def test_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
+        """``evaluate`` of one batch: its ``[loss, metric, ...]`` (or a dict), no update."""
+        return self.evaluate(x, y, batch_size=_ONE_BATCH, sample_weight=sample_weight,
+                             return_dict=return_dict)
+
+    def predict_on_batch(self, x) -> np.ndarray:
+        """``predict`` of one batch, as a host array."""
+        return self.predict(x, batch_size=_ONE_BATCH)
+
     # -- inference ----------------------------------------------------------------------
 
     def _evaluate_prepared(self, x, y, batch_size: int, prefix: str = "",
@@ -482,10 +511,7 @@ class Sequential:
             logs = self._evaluate_prepared(x, y, batch_size, weights=weights)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
-        if return_dict:
-            return logs
-        values = list(logs.values())
-        return values if len(values) > 1 else values[0]
+        return self._batch_logs(logs, return_dict)
 
     def predict(self, x, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
         """Outputs for every sample of ``x`` (probabilities after a softmax), as a host array."""
@@ -549,6 +575,7 @@ class Sequential:
         saving.atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
+_ONE_BATCH = 1 << 62  # a batch size no array reaches: the *_on_batch methods' single batch
 _CONFIG_BYTES = 1 << 20  # a model's JSON config is a few KB; more is not a minicnn file
 
 

@@ -318,7 +318,7 @@ def test_metrics_by_keras_name_and_evaluate_return_dict():
 
 def test_get_layer():
     model = bn_cnn()
-    assert model.get_layer("batchnormalization") is model.layers[1]
+    assert model.get_layer("batch_normalization") is model.layers[1]
     assert model.get_layer(index=-1) is model.layers[-1]
     with pytest.raises(ValueError, match="no layer named 'nope'"):
         model.get_layer("nope")
@@ -379,3 +379,33 @@ def test_bad_weights_are_clear_errors(kwargs, message):
     x, y = synthetic_images(24, 8)
     with pytest.raises(ValueError, match=message):
         _compiled().fit(x, y, epochs=1, verbose=0, **kwargs)
+
+
+def test_default_layer_names_are_keras_snake_case_and_unique():
+    model = bn_cnn()
+    names = [layer.name for layer in model.layers]
+    assert names[:5] == ["conv2d", "batch_normalization", "conv2d_1", "average_pooling2d",
+                         "dropout"]
+    assert len(set(names)) == len(names)
+    assert MaxPool2D().name == "max_pool2d"
+
+
+@pytest.mark.parametrize("name", minicnn.available_backends())
+def test_train_on_batch_is_one_fit_step(name):
+    """train_on_batch = fit on one batch, no shuffle; test/predict_on_batch = evaluate/predict."""
+    x, y = synthetic_images(12, 8)
+    with minicnn.use_backend(name):
+        stepped, fitted = _compiled(), _compiled()
+        stepped.build(seed=3)
+        fitted.build(seed=3)
+        loss, accuracy = stepped.train_on_batch(x, y)
+        history = fitted.fit(x, y, batch_size=12, epochs=1, shuffle=False, verbose=0)
+        for a, b in zip(stepped.get_weights(), fitted.get_weights()):
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+        assert loss == pytest.approx(history.history["loss"][0])
+        assert accuracy == pytest.approx(history.history["accuracy"][0])
+        assert stepped.test_on_batch(x, y, return_dict=True) == \
+            pytest.approx(stepped.evaluate(x, y, return_dict=True))
+        np.testing.assert_array_equal(stepped.predict_on_batch(x), stepped.predict(x))
+    with pytest.raises(ValueError, match="label"):
+        stepped.train_on_batch(x, y + 10)

@@ -4,15 +4,23 @@ on two cores oversubscribe each other: measured 10x slower)."""
 
 from __future__ import annotations
 
+import functools
 import os
 
 import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS our kernels call)
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
+
+
+@functools.cache
+def _blas_libraries() -> ThreadpoolController:
+    """NumPy's and SciPy's BLAS (the ones the kernels call), looked up once: the look-up
+    costs ~0.3 ms, and every ``train_on_batch`` opens a session."""
+    return ThreadpoolController()
 
 
 def blas_single_thread():
-    """Context manager: every loaded BLAS on one thread; restored on exit."""
-    return threadpool_limits(1, user_api="blas")
+    """Context manager: NumPy's and SciPy's BLAS on one thread; restored on exit."""
+    return _blas_libraries().limit(limits=1, user_api="blas")
 
 
 def chunks_for(n: int, threads: int) -> int:

@@ -7,6 +7,7 @@ A layer keeps shapes and parameters; the arithmetic belongs to the active backen
 from __future__ import annotations
 
 import math
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -17,6 +18,13 @@ from ..backends import get_backend, to_numpy
 ACTIVATIONS = ("linear", "relu", "sigmoid", "softmax", "tanh", "elu", "leaky_relu", "silu",
                "gelu")
 ALIASES = {"swish": "silu"}
+
+
+def snake_case(class_name: str) -> str:
+    """A layer's default name, by Keras' rule: Conv2D -> conv2d, BatchNormalization ->
+    batch_normalization, MaxPool2D -> max_pool2d."""
+    words = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", words).lower()
 
 
 def check_activation(name: str | None) -> str:
@@ -64,7 +72,7 @@ class Layer:
     def __init__(self, activation: str | None = None, input_shape=None, name: str | None = None):
         self.activation = check_activation(activation)
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
-        self.name = name or type(self).__name__.lower()
+        self.name = name or snake_case(type(self).__name__)
         self.output_shape: tuple[int, ...] | None = None
         self.params: dict[str, object] = {}
         self.state: dict[str, object] = {}
