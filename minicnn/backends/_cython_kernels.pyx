@@ -84,13 +84,45 @@ cdef void col2im_images(real[:, ::1] cols, Py_ssize_t lo, Py_ssize_t hi, int kh,
                             dx[b, y, xx, ch] += cols[row, base + ch]
 
 
-def conv_forward(real[:, :, :, ::1] x, real[:, ::1] w2, real[::1] bias, int kh, int kw, int sh,
-                 int sw, int pad_top, int pad_left, int out_h, int out_w, real[:, ::1] cols,
-                 real[:, ::1] y2, int chunks):
-    """Per chunk of images (one per thread): im2col, y = cols @ W (BLAS), y += bias."""
+cdef void add_bias(real[:, ::1] y2, real[::1] bias, bint relu, Py_ssize_t r0,
+                   Py_ssize_t r1) noexcept nogil:
+    """Rows r0..r1 of y2 += bias, then max(., 0) when relu (the fused epilogue: one pass)."""
+    cdef Py_ssize_t r, f
+    cdef real v
+    for r in range(r0, r1):
+        for f in range(y2.shape[1]):
+            v = y2[r, f] + bias[f]
+            y2[r, f] = 0 if relu and v < 0 else v  # (NaN stays NaN, as in the reference)
+
+
+cdef real* output_gradient_rows(real[:, ::1] dy2, bint relu, real[:, ::1] relu_out,
+                                real[:, ::1] masked, Py_ssize_t r0, Py_ssize_t r1,
+                                double[::1] db) noexcept nogil:
+    """Rows r0..r1 of the gradient before the fused ReLU: masked = dy where relu_out > 0,
+    else 0 (when relu; else dy is used as it is), and db = their column sums (double).
+    Returns where row 0 of that gradient lives."""
+    cdef Py_ssize_t r, f
+    cdef real v
+    for f in range(dy2.shape[1]):
+        db[f] = 0
+    for r in range(r0, r1):
+        for f in range(dy2.shape[1]):
+            v = dy2[r, f]
+            if relu:
+                v = v * (relu_out[r, f] > 0)
+                masked[r, f] = v
+            db[f] += v
+    return &masked[0, 0] if relu else &dy2[0, 0]
+
+
+def conv_forward(real[:, :, :, ::1] x, real[:, ::1] w2, real[::1] bias, bint relu, int kh,
+                 int kw, int sh, int sw, int pad_top, int pad_left, int out_h, int out_w,
+                 real[:, ::1] cols, real[:, ::1] y2, int chunks):
+    """Per chunk of images (one per thread): im2col, y = cols @ W (BLAS), y += bias (then
+    the ReLU)."""
     cdef Py_ssize_t n = x.shape[0], per_image = out_h * out_w, f = w2.shape[1]
     cdef Py_ssize_t step = (n + chunks - 1) // chunks
-    cdef Py_ssize_t chunk, lo, hi, r, u
+    cdef Py_ssize_t chunk, lo, hi
     for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         lo = chunk * step
         hi = min(n, lo + step)
@@ -98,28 +130,31 @@ def conv_forward(real[:, :, :, ::1] x, real[:, ::1] w2, real[::1] bias, int kh, 
             im2col_images(x, lo, hi, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols)
             gemm(&cols[lo * per_image, 0], &w2[0, 0], &y2[lo * per_image, 0],
                  (hi - lo) * per_image, f, cols.shape[1], False, False)
-            for r in range(lo * per_image, hi * per_image):
-                for u in range(f):
-                    y2[r, u] += bias[u]
+            add_bias(y2, bias, relu, lo * per_image, hi * per_image)
 
 
-def conv_backward(real[:, :, :, ::1] x, real[:, ::1] w2, real[:, ::1] dy2, int kh, int kw,
-                  int sh, int sw, int pad_top, int pad_left, int out_h, int out_w,
-                  real[:, ::1] cols, real[:, ::1] dcols, real[:, :, ::1] dw_parts,
+def conv_backward(real[:, :, :, ::1] x, real[:, ::1] w2, real[:, ::1] dy2, bint relu,
+                  real[:, ::1] relu_out, real[:, ::1] masked, int kh, int kw, int sh, int sw,
+                  int pad_top, int pad_left, int out_h, int out_w, real[:, ::1] cols,
+                  real[:, ::1] dcols, real[:, :, ::1] dw_parts, double[:, ::1] db_parts,
                   real[:, :, :, ::1] dx, bint need_dx, int chunks):
-    """Per chunk: im2col, dW_chunk = cols^T dy, dcols = dy W^T (BLAS), col2im."""
+    """Per chunk: dy through the ReLU and its bias sums, im2col, dW_chunk = cols^T dy,
+    dcols = dy W^T (BLAS), col2im."""
     cdef Py_ssize_t n = x.shape[0], per_image = out_h * out_w, f = w2.shape[1]
     cdef Py_ssize_t k = cols.shape[1], step = (n + chunks - 1) // chunks
     cdef Py_ssize_t chunk, lo, hi, i, j
+    cdef real* g
     for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         lo = chunk * step
         hi = min(n, lo + step)
+        g = output_gradient_rows(dy2, relu, relu_out, masked, lo * per_image,
+                                 hi * per_image, db_parts[chunk])
         if lo < hi:
             im2col_images(x, lo, hi, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols)
-            gemm(&cols[lo * per_image, 0], &dy2[lo * per_image, 0], &dw_parts[chunk, 0, 0],
+            gemm(&cols[lo * per_image, 0], g + lo * per_image * f, &dw_parts[chunk, 0, 0],
                  k, f, (hi - lo) * per_image, True, False)
             if need_dx:
-                gemm(&dy2[lo * per_image, 0], &w2[0, 0], &dcols[lo * per_image, 0],
+                gemm(g + lo * per_image * f, &w2[0, 0], &dcols[lo * per_image, 0],
                      (hi - lo) * per_image, k, f, False, True)
                 col2im_images(dcols, lo, hi, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w,
                               dx)
@@ -129,35 +164,38 @@ def conv_backward(real[:, :, :, ::1] x, real[:, ::1] w2, real[:, ::1] dy2, int k
                     dw_parts[chunk, i, j] = 0
 
 
-def dense_forward(real[:, ::1] x, real[:, ::1] w, real[::1] bias, real[:, ::1] y, int chunks):
-    """Per chunk of rows: y = x W (BLAS) + bias."""
+def dense_forward(real[:, ::1] x, real[:, ::1] w, real[::1] bias, bint relu, real[:, ::1] y,
+                  int chunks):
+    """Per chunk of rows: y = x W (BLAS) + bias (then the ReLU)."""
     cdef Py_ssize_t n = x.shape[0], step = (n + chunks - 1) // chunks
-    cdef Py_ssize_t chunk, lo, hi, r, u
+    cdef Py_ssize_t chunk, lo, hi
     for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         lo = chunk * step
         hi = min(n, lo + step)
         if lo < hi:
             gemm(&x[lo, 0], &w[0, 0], &y[lo, 0], hi - lo, w.shape[1], w.shape[0], False, False)
-            for r in range(lo, hi):
-                for u in range(w.shape[1]):
-                    y[r, u] += bias[u]
+            add_bias(y, bias, relu, lo, hi)
 
 
-def dense_backward(real[:, ::1] x, real[:, ::1] w, real[:, ::1] dy, real[:, ::1] dx,
-                   real[:, :, ::1] dw_parts, int chunks):
-    """Per chunk of rows: dx = dy W^T, dW_chunk = x^T dy (BLAS)."""
-    cdef Py_ssize_t n = x.shape[0], step = (n + chunks - 1) // chunks
+def dense_backward(real[:, ::1] x, real[:, ::1] w, real[:, ::1] dy, bint relu,
+                   real[:, ::1] relu_out, real[:, ::1] masked, real[:, ::1] dx,
+                   real[:, :, ::1] dw_parts, double[:, ::1] db_parts, int chunks):
+    """Per chunk of rows: dy through the ReLU and its bias sums, dx = dy W^T,
+    dW_chunk = x^T dy (BLAS)."""
+    cdef Py_ssize_t n = x.shape[0], step = (n + chunks - 1) // chunks, u = w.shape[1]
     cdef Py_ssize_t chunk, lo, hi, i, j
+    cdef real* g
     for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         lo = chunk * step
         hi = min(n, lo + step)
+        g = output_gradient_rows(dy, relu, relu_out, masked, lo, hi, db_parts[chunk])
         if lo < hi:
-            gemm(&dy[lo, 0], &w[0, 0], &dx[lo, 0], hi - lo, w.shape[0], w.shape[1], False, True)
-            gemm(&x[lo, 0], &dy[lo, 0], &dw_parts[chunk, 0, 0], w.shape[0], w.shape[1], hi - lo,
+            gemm(g + lo * u, &w[0, 0], &dx[lo, 0], hi - lo, w.shape[0], u, False, True)
+            gemm(&x[lo, 0], g + lo * u, &dw_parts[chunk, 0, 0], w.shape[0], u, hi - lo,
                  True, False)
         else:
             for i in range(w.shape[0]):
-                for j in range(w.shape[1]):
+                for j in range(u):
                     dw_parts[chunk, i, j] = 0
 
 

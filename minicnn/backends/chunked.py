@@ -33,45 +33,63 @@ def _bias(b, w):
     return np.zeros(w.shape[-1], dtype=w.dtype) if b is None else b
 
 
-def conv2d_forward(kernels, chunks: int, x, w, b, stride, padding):
+def conv2d_forward(kernels, chunks: int, x, w, b, stride, padding, relu=False):
     b = _bias(b, w)
     require_conv_shapes(x, w, b=b)
     g, cols, args = _windows(x, w, stride, padding)
     y = np.empty((cols.shape[0], w.shape[3]), dtype=x.dtype)
-    kernels.conv_forward(np.ascontiguousarray(x), w.reshape(-1, w.shape[3]), b, *args, cols, y,
-                         chunks)
+    kernels.conv_forward(np.ascontiguousarray(x), w.reshape(-1, w.shape[3]), b, bool(relu),
+                         *args, cols, y, chunks)
     return y.reshape(x.shape[0], g.out_h, g.out_w, w.shape[3])
 
 
-def conv2d_backward(kernels, chunks: int, x, w, dy, stride, padding, need_dx=True):
-    """dx (None unless need_dx), dW summed over the chunks in a fixed order, db."""
+def _output_gradient(dy, relu_output, chunks: int):
+    """dy as (rows, F), the buffer the kernels write dy * (relu_output > 0) into (dy itself
+    without a fused ReLU: nothing is written), the ReLU output as (rows, F), and float64
+    per-chunk bias-gradient sums."""
+    f = dy.shape[-1]
+    dy2 = np.ascontiguousarray(dy).reshape(-1, f)
+    if relu_output is None:
+        masked, relu_output = dy2, dy2
+    else:
+        require_same_shape(dy=dy, relu_output=relu_output)
+        masked, relu_output = np.empty_like(dy2), np.ascontiguousarray(relu_output).reshape(-1, f)
+    return dy2, masked, relu_output, np.empty((chunks, f))
+
+
+def conv2d_backward(kernels, chunks: int, x, w, dy, stride, padding, need_dx=True,
+                    relu_output=None):
+    """dx (None unless need_dx), dW and db summed over the chunks in a fixed order."""
     require_conv_shapes(x, w, dy=dy, stride=stride, padding=padding)
     _, cols, args = _windows(x, w, stride, padding)
     f = w.shape[3]
-    dy2 = np.ascontiguousarray(dy).reshape(-1, f)
+    dy2, masked, relu2, db_parts = _output_gradient(dy, relu_output, chunks)
     dw_parts = np.empty((chunks, cols.shape[1], f), dtype=x.dtype)
     dcols = np.empty_like(cols) if need_dx else cols[:1]  # untouched without need_dx
     dx = np.empty_like(x) if need_dx else x[:1]
-    kernels.conv_backward(np.ascontiguousarray(x), w.reshape(-1, f), dy2, *args, cols, dcols,
-                          dw_parts, dx, need_dx, chunks)
-    return (dx if need_dx else None), dw_parts.sum(axis=0).reshape(w.shape), dy2.sum(axis=0)
+    kernels.conv_backward(np.ascontiguousarray(x), w.reshape(-1, f), dy2, relu_output is not None,
+                          relu2, masked, *args, cols, dcols, dw_parts, db_parts, dx, need_dx,
+                          chunks)
+    return ((dx if need_dx else None), dw_parts.sum(axis=0).reshape(w.shape),
+            db_parts.sum(axis=0).astype(x.dtype))
 
 
-def dense_forward(kernels, chunks: int, x, w, b):
+def dense_forward(kernels, chunks: int, x, w, b, relu=False):
     b = _bias(b, w)
     require_dense_shapes(x, w, b=b)
     y = np.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
-    kernels.dense_forward(np.ascontiguousarray(x), w, b, y, chunks)
+    kernels.dense_forward(np.ascontiguousarray(x), w, b, bool(relu), y, chunks)
     return y
 
 
-def dense_backward(kernels, chunks: int, x, w, dy):
+def dense_backward(kernels, chunks: int, x, w, dy, relu_output=None):
     require_dense_shapes(x, w, dy=dy)
+    dy2, masked, relu2, db_parts = _output_gradient(dy, relu_output, chunks)
     dx = np.empty_like(x)
     dw_parts = np.empty((chunks, *w.shape), dtype=x.dtype)
-    dy = np.ascontiguousarray(dy)
-    kernels.dense_backward(np.ascontiguousarray(x), w, dy, dx, dw_parts, chunks)
-    return dx, dw_parts.sum(axis=0), dy.sum(axis=0)
+    kernels.dense_backward(np.ascontiguousarray(x), w, dy2, relu_output is not None, relu2,
+                           masked, dx, dw_parts, db_parts, chunks)
+    return dx, dw_parts.sum(axis=0), db_parts.sum(axis=0).astype(x.dtype)
 
 
 # ----------------------------------------------------------------------------- pooling

@@ -18,10 +18,12 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
     "to_host": (("a",), "backend array -> host NumPy array"),
     "zeros_like": (("a",), "zeros of a's shape and dtype, in the backend's memory"),
     # convolution and pooling
-    "conv2d_forward": (("x", "w", "b", "stride", "padding"),
-                       "x (N,H,W,C), w (kh,kw,C,F), b (F,) -> y (N,OH,OW,F)"),
-    "conv2d_backward": (("x", "w", "dy", "stride", "padding", "need_dx"),
-                        "dy (N,OH,OW,F) -> dx (N,H,W,C) or None, dw like w, db (F,)"),
+    "conv2d_forward": (("x", "w", "b", "stride", "padding", "relu"),
+                       "x (N,H,W,C), w (kh,kw,C,F), b (F,) or None -> y (N,OH,OW,F); "
+                       "relu: max(y, 0) (the layer's ReLU, fused)"),
+    "conv2d_backward": (("x", "w", "dy", "stride", "padding", "need_dx", "relu_output"),
+                        "dy (N,OH,OW,F) -> dx (N,H,W,C) or None, dw like w, db (F,); with "
+                        "relu_output (the fused forward's y), dy is first masked by y > 0"),
     "maxpool2d_forward": (("x", "pool", "stride", "padding"),
                           "x (N,H,W,C) -> y (N,OH,OW,C), cache (where each max came from)"),
     "maxpool2d_backward": (("dy", "cache", "x_shape", "pool", "stride", "padding"),
@@ -32,8 +34,10 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
     "avgpool2d_backward": (("dy", "x_shape", "pool", "stride", "padding"),
                            "dy (N,OH,OW,C) -> dx of x_shape"),
     # dense
-    "dense_forward": (("x", "w", "b"), "x (N,D), w (D,U), b (U,) or None -> y (N,U)"),
-    "dense_backward": (("x", "w", "dy"), "dy (N,U) -> dx (N,D), dw (D,U), db (U,)"),
+    "dense_forward": (("x", "w", "b", "relu"),
+                      "x (N,D), w (D,U), b (U,) or None -> y (N,U); relu: max(y, 0)"),
+    "dense_backward": (("x", "w", "dy", "relu_output"),
+                       "dy (N,U) -> dx (N,D), dw (D,U), db (U,); relu_output as for conv"),
     # element-wise and per-row
     "activation_forward": (("name", "z"), "a = f(z), any shape (softmax: over the last axis)"),
     "activation_backward": (("name", "z", "a", "da"),

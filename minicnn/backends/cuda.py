@@ -107,11 +107,12 @@ def _matmul_kernel(dtype: np.dtype):
     nb_type = from_dtype(dtype)
 
     @cuda.jit
-    def matmul(a, b, out, trans_a, trans_b, k_chunk, bias, has_bias):
+    def matmul(a, b, out, trans_a, trans_b, k_chunk, bias, has_bias, relu):
         """out[z] (M, N) = op(a)[:, K_z] @ op(b)[K_z, :] over the z-th chunk of the K axis.
 
         op = transpose when trans_* is set. With one chunk, out[0] is the whole product,
-        plus ``bias`` (N,) on every row when ``has_bias`` (the layer's bias, fused).
+        plus ``bias`` (N,) on every row when ``has_bias``, then max(., 0) when ``relu``
+        (the layer's bias and ReLU, fused into the product's epilogue).
         """
         a_tile = cuda.shared.array((TILE, TILE), nb_type)
         b_tile = cuda.shared.array((TILE, TILE), nb_type)
@@ -140,14 +141,23 @@ def _matmul_kernel(dtype: np.dtype):
                 acc += a_tile[ty, kk] * b_tile[kk, tx]
             cuda.syncthreads()
         if row < m and col < n:
-            out[z, row, col] = acc + bias[col] if has_bias else acc
+            out[z, row, col] = _epilogue(acc, bias, col, has_bias, relu)
 
     return matmul
 
 
+@cuda.jit(device=True)
+def _epilogue(value, bias, col, has_bias, relu):
+    """A product's entry + the bias of its column, then the ReLU when asked."""
+    if has_bias:
+        value += bias[col]
+    return 0 if relu and value < 0 else value
+
+
 @cuda.jit
-def _sum_chunks(partial, c, bias, has_bias):
-    """c = sum over z of partial[z] (+ bias), in a fixed order (deterministic, unlike atomics)."""
+def _sum_chunks(partial, c, bias, has_bias, relu):
+    """c = sum over z of partial[z] (+ bias, ReLU), in a fixed order (deterministic, unlike
+    atomics)."""
     idx = cuda.grid(1)
     m, n = c.shape
     if idx >= m * n:
@@ -156,14 +166,14 @@ def _sum_chunks(partial, c, bias, has_bias):
     acc = partial[0, i, j]
     for z in range(1, partial.shape[0]):
         acc += partial[z, i, j]
-    c[i, j] = acc + bias[j] if has_bias else acc
+    c[i, j] = _epilogue(acc, bias, j, has_bias, relu)
 
 
 TARGET_BLOCKS = 256  # enough blocks to fill a large GPU (an H100 has 132 SMs)
 
 
-def matmul(a, b, trans_a: bool = False, trans_b: bool = False, bias=None):
-    """op(a) @ op(b) (+ bias on every row) on the device.
+def matmul(a, b, trans_a: bool = False, trans_b: bool = False, bias=None, relu: bool = False):
+    """op(a) @ op(b) (+ bias on every row, then max(., 0) if relu) on the device.
 
     A product with a small output but a long K axis (the kernel gradients: few filters,
     many pixels) would give too few blocks to fill the GPU, so K is split into chunks
@@ -181,10 +191,11 @@ def matmul(a, b, trans_a: bool = False, trans_b: bool = False, bias=None):
     blocks = (math.ceil(n / TILE), math.ceil(m / TILE), splits)
     has_bias = bias is not None
     bias = bias if has_bias else c[0]  # a placeholder the kernel never reads
+    one = splits == 1
     _matmul_kernel(np.dtype(a.dtype))[blocks, (TILE, TILE)](
-        a, b, out, trans_a, trans_b, k_chunk, bias, has_bias and splits == 1)
-    if splits > 1:
-        _launch(_sum_chunks, m * n, out, c, bias, has_bias)
+        a, b, out, trans_a, trans_b, k_chunk, bias, has_bias and one, relu and one)
+    if not one:
+        _launch(_sum_chunks, m * n, out, c, bias, has_bias, relu)
     return c
 
 
@@ -276,16 +287,32 @@ def _windows(x, w, stride, padding):
     return cols, g
 
 
-def conv2d_forward(x, w, b, stride, padding):
+def conv2d_forward(x, w, b, stride, padding, relu=False):
     cols, g = _windows(x, w, stride, padding)
-    y = matmul(cols, w.reshape(-1, w.shape[3]), bias=b)
+    y = matmul(cols, w.reshape(-1, w.shape[3]), bias=b, relu=relu)
     return y.reshape(x.shape[0], g.out_h, g.out_w, w.shape[3])
 
 
-def conv2d_backward(x, w, dy, stride, padding, need_dx=True):
+@cuda.jit
+def _through_relu(dy, relu_output, out):
+    """out = dy where the fused ReLU's output was positive, else 0."""
+    idx = cuda.grid(1)
+    if idx < dy.size:
+        out[idx] = dy[idx] * (relu_output[idx] > 0)
+
+
+def _output_gradient(dy, relu_output):
+    if relu_output is None:
+        return dy
+    out = empty_like(dy)
+    _launch(_through_relu, dy.size, _flat(dy), _flat(relu_output), _flat(out))
+    return out
+
+
+def conv2d_backward(x, w, dy, stride, padding, need_dx=True, relu_output=None):
     kh, kw, c, f = w.shape
     cols, g = _windows(x, w, stride, padding)
-    dy2 = dy.reshape(dy.size // f, f)
+    dy2 = _output_gradient(dy, relu_output).reshape(dy.size // f, f)
     dw = matmul(cols, dy2, trans_a=True).reshape(*w.shape)
     if not need_dx:
         return None, dw, column_sum(dy2)
@@ -379,11 +406,12 @@ def maxpool2d_backward(dy, cache, x_shape, pool, stride, padding="valid"):
 # ----------------------------------------------------------------------------- dense
 
 
-def dense_forward(x, w, b):
-    return matmul(x, w, bias=b)
+def dense_forward(x, w, b, relu=False):
+    return matmul(x, w, bias=b, relu=relu)
 
 
-def dense_backward(x, w, dy):
+def dense_backward(x, w, dy, relu_output=None):
+    dy = _output_gradient(dy, relu_output)
     return matmul(dy, w, trans_b=True), matmul(x, dy, trans_a=True), column_sum(dy)
 
 

@@ -31,21 +31,23 @@ def session():
     return blas_single_thread()
 
 
-def conv2d_forward(x, w, b, stride, padding):
-    return chunked.conv2d_forward(kernels, chunks_for(len(x), THREADS), x, w, b, stride, padding)
-
-
-def conv2d_backward(x, w, dy, stride, padding, need_dx=True):
+def conv2d_forward(x, w, b, stride, padding, relu=False):
     chunks = chunks_for(len(x), THREADS)
-    return chunked.conv2d_backward(kernels, chunks, x, w, dy, stride, padding, need_dx)
+    return chunked.conv2d_forward(kernels, chunks, x, w, b, stride, padding, relu)
 
 
-def dense_forward(x, w, b):
-    return chunked.dense_forward(kernels, chunks_for(len(x), THREADS), x, w, b)
+def conv2d_backward(x, w, dy, stride, padding, need_dx=True, relu_output=None):
+    chunks = chunks_for(len(x), THREADS)
+    return chunked.conv2d_backward(kernels, chunks, x, w, dy, stride, padding, need_dx,
+                                   relu_output)
 
 
-def dense_backward(x, w, dy):
-    return chunked.dense_backward(kernels, chunks_for(len(x), THREADS), x, w, dy)
+def dense_forward(x, w, b, relu=False):
+    return chunked.dense_forward(kernels, chunks_for(len(x), THREADS), x, w, b, relu)
+
+
+def dense_backward(x, w, dy, relu_output=None):
+    return chunked.dense_backward(kernels, chunks_for(len(x), THREADS), x, w, dy, relu_output)
 
 
 def maxpool2d_forward(x, pool, stride, padding="valid"):

@@ -121,10 +121,34 @@ def _chunk_rows(chunk, chunks, n):
     return chunk * step, min(n, (chunk + 1) * step)
 
 
+@njit(**JIT)
+def _add_bias(y2, bias, relu, r0, r1):
+    """Rows r0..r1 of y2 += bias, then max(., 0) when relu (the fused epilogue: one pass)."""
+    for r in range(r0, r1):
+        for f in range(y2.shape[1]):
+            v = y2[r, f] + bias[f]
+            y2[r, f] = 0.0 if relu and v < 0.0 else v  # (NaN stays NaN, as in the reference)
+
+
+@njit(**JIT)
+def _output_gradient_rows(dy2, relu, relu_out, masked, r0, r1, db):
+    """Rows r0..r1 of the gradient before the fused ReLU: masked = dy where relu_out > 0,
+    else 0 (when relu; else dy is used as it is), and db = their column sums (float64)."""
+    db[:] = 0.0
+    for r in range(r0, r1):
+        for f in range(dy2.shape[1]):
+            v = dy2[r, f]
+            if relu:
+                v = v * (relu_out[r, f] > 0)
+                masked[r, f] = v
+            db[f] += v
+    return masked if relu else dy2
+
+
 @njit(parallel=True, **JIT)
-def _conv_forward(x, w2, bias, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols, y2,
+def _conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols, y2,
                   chunks):
-    """Per chunk of images: im2col, y = cols @ W (BLAS), y += bias."""
+    """Per chunk of images: im2col, y = cols @ W (BLAS), y += bias (then the ReLU)."""
     n = x.shape[0]
     per_image = out_h * out_w
     for chunk in prange(chunks):
@@ -134,36 +158,37 @@ def _conv_forward(x, w2, bias, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, 
         _im2col_images(x, lo, hi, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols)
         r0, r1 = lo * per_image, hi * per_image
         np.dot(cols[r0:r1], w2, y2[r0:r1])
-        for r in range(r0, r1):
-            for f in range(y2.shape[1]):
-                y2[r, f] += bias[f]
+        _add_bias(y2, bias, relu, r0, r1)
 
 
 @njit(parallel=True, **JIT)
-def _conv_backward(x, w2, dy2, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols, dcols,
-                   dw_parts, dx, need_dx, chunks):
-    """Per chunk: im2col, dW_chunk = cols^T dy, dcols = dy W^T, col2im into its images."""
+def _conv_backward(x, w2, dy2, relu, relu_out, masked, kh, kw, sh, sw, pad_top, pad_left, out_h,
+                   out_w, cols, dcols, dw_parts, db_parts, dx, need_dx, chunks):
+    """Per chunk: dy through the ReLU and its bias sums, im2col, dW_chunk = cols^T dy,
+    dcols = dy W^T, col2im into its images."""
     n = x.shape[0]
     per_image = out_h * out_w
     for chunk in prange(chunks):
         lo, hi = _chunk_rows(chunk, chunks, n)
+        r0, r1 = lo * per_image, hi * per_image
+        g = _output_gradient_rows(dy2, relu, relu_out, masked, r0, r1, db_parts[chunk])
         if lo >= hi:
             dw_parts[chunk] = 0.0
             continue
         _im2col_images(x, lo, hi, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols)
-        r0, r1 = lo * per_image, hi * per_image
-        np.dot(cols[r0:r1].T, dy2[r0:r1], dw_parts[chunk])
+        np.dot(cols[r0:r1].T, g[r0:r1], dw_parts[chunk])
         if need_dx:
-            np.dot(dy2[r0:r1], w2.T, dcols[r0:r1])
+            np.dot(g[r0:r1], w2.T, dcols[r0:r1])
             _col2im_images(dcols, lo, hi, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, dx)
 
 
-def conv2d_forward(x, w, b, stride, padding):
-    return chunked.conv2d_forward(_Kernels, _chunks(len(x)), x, w, b, stride, padding)
+def conv2d_forward(x, w, b, stride, padding, relu=False):
+    return chunked.conv2d_forward(_Kernels, _chunks(len(x)), x, w, b, stride, padding, relu)
 
 
-def conv2d_backward(x, w, dy, stride, padding, need_dx=True):
-    return chunked.conv2d_backward(_Kernels, _chunks(len(x)), x, w, dy, stride, padding, need_dx)
+def conv2d_backward(x, w, dy, stride, padding, need_dx=True, relu_output=None):
+    return chunked.conv2d_backward(_Kernels, _chunks(len(x)), x, w, dy, stride, padding, need_dx,
+                                   relu_output)
 
 
 # ----------------------------------------------------------------------------- pooling
@@ -279,37 +304,36 @@ def multiply(a, b):
 
 
 @njit(parallel=True, **JIT)
-def _dense_forward(x, w, bias, y, chunks):
-    """Per chunk of rows: y = x W (BLAS) + bias."""
+def _dense_forward(x, w, bias, relu, y, chunks):
+    """Per chunk of rows: y = x W (BLAS) + bias (then the ReLU)."""
     n = x.shape[0]
     for chunk in prange(chunks):
         lo, hi = _chunk_rows(chunk, chunks, n)
         if lo < hi:
             np.dot(x[lo:hi], w, y[lo:hi])
-            for r in range(lo, hi):
-                for u in range(y.shape[1]):
-                    y[r, u] += bias[u]
+            _add_bias(y, bias, relu, lo, hi)
 
 
 @njit(parallel=True, **JIT)
-def _dense_backward(x, w, dy, dx, dw_parts, chunks):
-    """Per chunk of rows: dx = dy W^T, dW_chunk = x^T dy."""
+def _dense_backward(x, w, dy, relu, relu_out, masked, dx, dw_parts, db_parts, chunks):
+    """Per chunk of rows: dy through the ReLU and its bias sums, dx = dy W^T, dW_chunk = x^T dy."""
     n = x.shape[0]
     for chunk in prange(chunks):
         lo, hi = _chunk_rows(chunk, chunks, n)
+        g = _output_gradient_rows(dy, relu, relu_out, masked, lo, hi, db_parts[chunk])
         if lo < hi:
-            np.dot(dy[lo:hi], w.T, dx[lo:hi])
-            np.dot(x[lo:hi].T, dy[lo:hi], dw_parts[chunk])
+            np.dot(g[lo:hi], w.T, dx[lo:hi])
+            np.dot(x[lo:hi].T, g[lo:hi], dw_parts[chunk])
         else:
             dw_parts[chunk] = 0.0
 
 
-def dense_forward(x, w, b):
-    return chunked.dense_forward(_Kernels, _chunks(len(x)), x, w, b)
+def dense_forward(x, w, b, relu=False):
+    return chunked.dense_forward(_Kernels, _chunks(len(x)), x, w, b, relu)
 
 
-def dense_backward(x, w, dy):
-    return chunked.dense_backward(_Kernels, _chunks(len(x)), x, w, dy)
+def dense_backward(x, w, dy, relu_output=None):
+    return chunked.dense_backward(_Kernels, _chunks(len(x)), x, w, dy, relu_output)
 
 
 # ----------------------------------------------------------------------------- activations

@@ -70,28 +70,34 @@ def col2im(cols: np.ndarray, padded_shape, kh: int, kw: int, stride, out_h: int,
     return dxp
 
 
-def conv2d_forward(x, w, b, stride, padding):
+def conv2d_forward(x, w, b, stride, padding, relu=False):
     """y[n, i, j, f] = b[f] + sum_{di, dj, c} xpad[n, i*sh + di, j*sw + dj, c] * w[di, dj, c, f]
 
-    (b None: no bias).
+    (b None: no bias); ``relu``: max(y, 0), the layer's ReLU fused in.
     """
     kh, kw, c, f = w.shape
     g = conv_geometry(x.shape[1], x.shape[2], kh, kw, stride, padding)
     cols = im2col(pad_images(x, g), kh, kw, stride, g.out_h, g.out_w)
-    y = dense_forward(cols, w.reshape(kh * kw * c, f), b)  # b None: no bias
+    y = dense_forward(cols, w.reshape(kh * kw * c, f), b, relu)  # b None: no bias
     return y.reshape(x.shape[0], g.out_h, g.out_w, f)
 
 
-def conv2d_backward(x, w, dy, stride, padding, need_dx=True):
+def _through_relu(dy, relu_output):
+    """The gradient before a fused ReLU: dy where its output was positive, else 0."""
+    return dy if relu_output is None else dy * (relu_output > 0)
+
+
+def conv2d_backward(x, w, dy, stride, padding, need_dx=True, relu_output=None):
     """Gradients of conv2d_forward: dx = col2im(dy W^T), dw = cols^T dy, db = sum of dy.
 
     ``need_dx=False`` (the model's first layer) skips dx and returns None for it.
+    ``relu_output`` (the forward's output with ``relu``): dy goes back through the ReLU first.
     """
     kh, kw, c, f = w.shape
     g = conv_geometry(x.shape[1], x.shape[2], kh, kw, stride, padding)
     xp = pad_images(x, g)
     cols = im2col(xp, kh, kw, stride, g.out_h, g.out_w)
-    dy2 = dy.reshape(-1, f)
+    dy2 = _through_relu(dy, relu_output).reshape(-1, f)
     dw = (cols.T @ dy2).reshape(w.shape)
     db = dy2.sum(axis=0)
     if not need_dx:
@@ -225,13 +231,16 @@ def multiply(a, b):
 # ----------------------------------------------------------------------------- dense
 
 
-def dense_forward(x, w, b):
-    """y = x W + b, x (N, D), W (D, U); b None: no bias."""
-    return x @ w if b is None else x @ w + b
+def dense_forward(x, w, b, relu=False):
+    """y = x W + b, x (N, D), W (D, U); b None: no bias; ``relu``: max(y, 0)."""
+    y = x @ w if b is None else x @ w + b
+    return np.maximum(y, 0) if relu else y
 
 
-def dense_backward(x, w, dy):
-    """dx = dy W^T, dW = x^T dy, db = sum over the batch of dy."""
+def dense_backward(x, w, dy, relu_output=None):
+    """dx = dy W^T, dW = x^T dy, db = sum over the batch of dy (first through the fused
+    ReLU when ``relu_output`` is given)."""
+    dy = _through_relu(dy, relu_output)
     return dy @ w.T, x.T @ dy, dy.sum(axis=0)
 
 

@@ -239,9 +239,39 @@ class KernelLayer(Layer):
         grad = self.grads["kernel"] if with_gradient else None
         return get_backend().weight_penalty(self.params["kernel"], reg.l1, reg.l2, grad)
 
-    def _set_grads(self, dw, db) -> None:
+    # A ReLU is fused into the kernels: the product's epilogue applies it, and the backward
+    # kernels take its output to send the gradient back through it (no separate passes).
+
+    def forward(self, x, training: bool = False, activate: bool = True):
+        self._x = x
+        if not (activate and self.activation == "relu"):
+            self._relu_output = None
+            return super().forward(x, training, activate)
+        self._activated = False
+        self._output = self._relu_output = self._product(x, relu=True)
+        return self._output
+
+    def _forward(self, x, training):
+        return self._product(x, relu=False)
+
+    def backward(self, dy, need_input_grad: bool = True):
+        if self._relu_output is None:
+            return super().backward(dy, need_input_grad)
+        return self._backward(dy, need_input_grad, self._relu_output)
+
+    def _backward(self, dz, need_input_grad=True, relu_output=None):
+        dx, dw, db = self._product_backward(dz, need_input_grad, relu_output)
         self.grads = {"kernel": dw, "bias": db} if self.use_bias else {"kernel": dw}
         self.last_penalty = self.penalty(with_gradient=True)
+        return dx
+
+    def _product(self, x, relu: bool):
+        """The layer's kernel: x * W + b, through a ReLU when ``relu``."""
+        raise NotImplementedError
+
+    def _product_backward(self, dy, need_input_grad: bool, relu_output):
+        """(dx or None, dW, db) of ``_product``."""
+        raise NotImplementedError
 
     def get_config(self):
         reg = self.kernel_regularizer

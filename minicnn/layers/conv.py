@@ -68,17 +68,13 @@ class Conv2D(KernelLayer):
     def kernel_shape(self, input_shape):
         return (*self.kernel_size, input_shape[2], self.filters)
 
-    def _forward(self, x, training):
-        self._x = x
+    def _product(self, x, relu):
         return get_backend().conv2d_forward(x, self.params["kernel"], self.bias, self.strides,
-                                            self.padding)
+                                            self.padding, relu)
 
-    def _backward(self, dz, need_input_grad=True):
-        dx, dw, db = get_backend().conv2d_backward(
-            self._x, self.params["kernel"], dz, self.strides, self.padding, need_input_grad
-        )
-        self._set_grads(dw, db)
-        return dx
+    def _product_backward(self, dy, need_input_grad, relu_output):
+        return get_backend().conv2d_backward(self._x, self.params["kernel"], dy, self.strides,
+                                             self.padding, need_input_grad, relu_output)
 
     def get_config(self):
         return {

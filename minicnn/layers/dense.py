@@ -31,14 +31,11 @@ class Dense(KernelLayer):
     def kernel_shape(self, input_shape):
         return (input_shape[0], self.units)
 
-    def _forward(self, x, training):
-        self._x = x
-        return get_backend().dense_forward(x, self.params["kernel"], self.bias)
+    def _product(self, x, relu):
+        return get_backend().dense_forward(x, self.params["kernel"], self.bias, relu)
 
-    def _backward(self, dz, need_input_grad=True):
-        dx, dw, db = get_backend().dense_backward(self._x, self.params["kernel"], dz)
-        self._set_grads(dw, db)
-        return dx
+    def _product_backward(self, dy, need_input_grad, relu_output):
+        return get_backend().dense_backward(self._x, self.params["kernel"], dy, relu_output)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
