@@ -182,6 +182,73 @@ def _conv_backward(x, w2, dy2, relu, relu_out, masked, kh, kw, sh, sw, pad_top, 
             _col2im_images(dcols, lo, hi, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, dx)
 
 
+# One input channel (a first layer): im2col would build a matrix of K = kh*kw columns whose
+# product runs far below peak (measured 12-31 GFLOP/s). The direct loops below add each tap
+# times a row of the kernel into the output row instead, vectorised over the filters.
+
+
+@njit(parallel=True, **JIT)
+def _direct_conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, y2,
+                         chunks):
+    """y[row, :] = bias + sum over the taps inside the image of x[tap] * W[tap, :] (then ReLU)."""
+    n, h, w, f = x.shape[0], x.shape[1], x.shape[2], w2.shape[1]
+    for chunk in prange(chunks):
+        lo, hi = _chunk_rows(chunk, chunks, n)
+        for b in range(lo, hi):
+            for i in range(out_h):
+                for j in range(out_w):
+                    row = (b * out_h + i) * out_w + j
+                    for u in range(f):
+                        y2[row, u] = bias[u]
+                    for di in range(kh):
+                        yy = i * sh + di - pad_top
+                        for dj in range(kw):
+                            xx = j * sw + dj - pad_left
+                            if 0 <= yy < h and 0 <= xx < w:
+                                v = x[b, yy, xx, 0]
+                                for u in range(f):
+                                    y2[row, u] += v * w2[di * kw + dj, u]
+                    if relu:
+                        for u in range(f):
+                            y2[row, u] = 0.0 if y2[row, u] < 0.0 else y2[row, u]
+
+
+@njit(parallel=True, **JIT)
+def _direct_conv_backward(x, w2, dy2, relu, relu_out, kh, kw, sh, sw, pad_top, pad_left, out_h,
+                          out_w, dw_parts, db_parts, dx, need_dx, chunks):
+    """Per output row: g = dy through the ReLU (kept in a small buffer, never written out),
+    db += g, dW[tap, :] += x[tap] g and dx[tap] += <g, W[tap, :]>; sums in float64."""
+    n, h, w, f = x.shape[0], x.shape[1], x.shape[2], w2.shape[1]
+    for chunk in prange(chunks):
+        lo, hi = _chunk_rows(chunk, chunks, n)
+        dw, db, g = np.zeros(w2.shape), np.zeros(f), np.empty(f)
+        for b in range(lo, hi):
+            if need_dx:
+                dx[b] = 0.0
+            for i in range(out_h):
+                for j in range(out_w):
+                    row = (b * out_h + i) * out_w + j
+                    for u in range(f):
+                        g[u] = dy2[row, u] * (relu_out[row, u] > 0) if relu else dy2[row, u]
+                        db[u] += g[u]
+                    for di in range(kh):
+                        yy = i * sh + di - pad_top
+                        for dj in range(kw):
+                            xx = j * sw + dj - pad_left
+                            if 0 <= yy < h and 0 <= xx < w:
+                                tap = di * kw + dj
+                                v = x[b, yy, xx, 0]
+                                for u in range(f):
+                                    dw[tap, u] += v * g[u]
+                                if need_dx:
+                                    s = 0.0
+                                    for u in range(f):
+                                        s += g[u] * w2[tap, u]
+                                    dx[b, yy, xx, 0] += s
+        dw_parts[chunk] = dw
+        db_parts[chunk] = db
+
+
 def conv2d_forward(x, w, b, stride, padding, relu=False):
     return chunked.conv2d_forward(_Kernels, _chunks(len(x)), x, w, b, stride, padding, relu)
 
@@ -620,6 +687,8 @@ class _Kernels:
 
     conv_forward = staticmethod(_conv_forward)
     conv_backward = staticmethod(_conv_backward)
+    direct_conv_forward = staticmethod(_direct_conv_forward)
+    direct_conv_backward = staticmethod(_direct_conv_backward)
     dense_forward = staticmethod(_dense_forward)
     dense_backward = staticmethod(_dense_backward)
     maxpool_forward = staticmethod(_maxpool_forward)
