@@ -140,15 +140,14 @@ def maxpool2d_forward(kernels, x, pool, stride, padding):
 
 
 def maxpool2d_backward(kernels, dy, cache, x_shape, pool, stride, padding):
-    out, (ph, pw, *args) = _pool_args(x_shape, pool, stride, padding)
+    out, args = _pool_args(x_shape, pool, stride, padding)
     _require_output_gradient(dy, out)
     require_same_shape(dy=dy, cache=cache)
     if cache.dtype != np.int64:
         raise ValueError(f"maxpool2d_backward: cache must be maxpool2d_forward's int64 window "
                          f"offsets, got dtype {cache.dtype}")
     dx = np.empty(x_shape, dtype=dy.dtype)
-    kernels.maxpool_backward(np.ascontiguousarray(dy), np.ascontiguousarray(cache), pw, *args,
-                             dx)
+    kernels.maxpool_backward(np.ascontiguousarray(dy), np.ascontiguousarray(cache), *args, dx)
     return dx
 
 

@@ -293,10 +293,30 @@ def _maxpool_forward(x, ph, pw, sh, sw, pad_top, pad_left, y, arg):
 
 
 @njit(parallel=True, **JIT)
-def _maxpool_backward(dy, arg, pw, sh, sw, pad_top, pad_left, dx):
-    """Each output gradient goes to the pixel that won its window (added where windows overlap)."""
+def _maxpool_backward(dy, arg, ph, pw, sh, sw, pad_top, pad_left, dx):
+    """Each output gradient goes to the pixel that won its window.
+
+    Windows that do not overlap (stride >= pool, the usual case): every input pixel lies in
+    at most one window, so it reads its gradient once (dy if it won, else 0) -- one write per
+    pixel. Overlapping windows: zero dx, then add each gradient onto its winner.
+    """
     n, out_h, out_w, c = dy.shape
+    h, w = dx.shape[1], dx.shape[2]
+    disjoint = sh >= ph and sw >= pw
     for b in prange(n):
+        if disjoint:
+            for r in range(h):
+                i, di = (r + pad_top) // sh, (r + pad_top) % sh
+                for q in range(w):
+                    j, dj = (q + pad_left) // sw, (q + pad_left) % sw
+                    if di < ph and i < out_h and dj < pw and j < out_w:
+                        k = di * pw + dj
+                        for ch in range(c):
+                            dx[b, r, q, ch] = dy[b, i, j, ch] if arg[b, i, j, ch] == k else 0.0
+                    else:
+                        for ch in range(c):
+                            dx[b, r, q, ch] = 0.0
+            continue
         dx[b] = 0.0
         for i in range(out_h):
             for j in range(out_w):
