@@ -279,8 +279,10 @@ class Sequential:
         value, counts, grad = self._loss_and_counts(x, y, training=True, weights=sample_weight)
         if not math.isfinite(value):
             return value, counts
-        for i in reversed(range(len(self.layers))):
-            grad = self.layers[i].backward(grad, need_input_grad=i > 0)
+        # Layers before the first one with weights need no gradient: stop there.
+        first = next((i for i, layer in enumerate(self.layers) if layer.params), len(self.layers))
+        for i in reversed(range(first, len(self.layers))):
+            grad = self.layers[i].backward(grad, need_input_grad=i > first)
         value += sum(layer.last_penalty for layer in self.layers if isinstance(layer, KernelLayer))
         return value, counts
 

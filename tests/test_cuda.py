@@ -30,7 +30,9 @@ def test_conv_kernels_match_reference(cuda, case, dtype):
     equivalence.test_conv_kernels(cuda, case, dtype)
 
 
-@pytest.mark.parametrize("case", [((2, 5, 4, 2), (2, 2), (2, 2)), ((1, 5, 4, 2), (3, 2), (1, 1))])
+@pytest.mark.parametrize("case", [((2, 5, 4, 2), (2, 2), (2, 2), "valid"),
+                                  ((1, 5, 4, 2), (3, 2), (1, 1), "valid"),
+                                  ((1, 3, 5, 2), (2, 2), (2, 2), "same")])
 def test_pool_kernels_match_reference(cuda, case):
     equivalence.test_pool_kernels(cuda, case, np.float32)
 

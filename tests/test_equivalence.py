@@ -103,7 +103,8 @@ def test_dense_activation_loss_and_optimizer_kernels(fast, dtype):
     _compare(fast, "dense_backward", (x, w, dy), dtype)
     _compare(fast, "dense_forward", (x, w, b, True), dtype)
     a = numpy_ref.dense_forward(x, w, b, True)
-    _compare(fast, "dense_backward", (x, w, dy, a), dtype)
+    _compare(fast, "dense_backward", (x, w, dy, True, a), dtype)
+    _compare(fast, "dense_backward", (x, w, dy, False, a), dtype)
     z = (10 * rng.standard_normal((6, 3, 4))).astype(dtype)
     for name in numpy_ref.ACTIVATIONS:
         a = numpy_ref.activation_forward(name, z)

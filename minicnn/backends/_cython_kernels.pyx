@@ -179,7 +179,7 @@ def dense_forward(real[:, ::1] x, real[:, ::1] w, real[::1] bias, bint relu, rea
 
 def dense_backward(real[:, ::1] x, real[:, ::1] w, real[:, ::1] dy, bint relu,
                    real[:, ::1] relu_out, real[:, ::1] masked, real[:, ::1] dx,
-                   real[:, :, ::1] dw_parts, double[:, ::1] db_parts, int chunks):
+                   real[:, :, ::1] dw_parts, double[:, ::1] db_parts, bint need_dx, int chunks):
     """Per chunk of rows: dy through the ReLU and its bias sums, dx = dy W^T,
     dW_chunk = x^T dy (BLAS)."""
     cdef Py_ssize_t n = x.shape[0], step = (n + chunks - 1) // chunks, u = w.shape[1]
@@ -190,7 +190,8 @@ def dense_backward(real[:, ::1] x, real[:, ::1] w, real[:, ::1] dy, bint relu,
         hi = min(n, lo + step)
         g = output_gradient_rows(dy, relu, relu_out, masked, lo, hi, db_parts[chunk])
         if lo < hi:
-            gemm(g + lo * u, &w[0, 0], &dx[lo, 0], hi - lo, w.shape[0], u, False, True)
+            if need_dx:
+                gemm(g + lo * u, &w[0, 0], &dx[lo, 0], hi - lo, w.shape[0], u, False, True)
             gemm(&x[lo, 0], g + lo * u, &dw_parts[chunk, 0, 0], w.shape[0], u, hi - lo,
                  True, False)
         else:

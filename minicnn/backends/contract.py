@@ -36,8 +36,9 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
     # dense
     "dense_forward": (("x", "w", "b", "relu"),
                       "x (N,D), w (D,U), b (U,) or None -> y (N,U); relu: max(y, 0)"),
-    "dense_backward": (("x", "w", "dy", "relu_output"),
-                       "dy (N,U) -> dx (N,D), dw (D,U), db (U,); relu_output as for conv"),
+    "dense_backward": (("x", "w", "dy", "need_dx", "relu_output"),
+                       "dy (N,U) -> dx (N,D) or None, dw (D,U), db (U,); need_dx and "
+                       "relu_output as for conv"),
     # element-wise and per-row
     "activation_forward": (("name", "z"), "a = f(z), any shape (softmax: over the last axis)"),
     "activation_backward": (("name", "z", "a", "da"),

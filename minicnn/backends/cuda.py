@@ -410,9 +410,10 @@ def dense_forward(x, w, b, relu=False):
     return matmul(x, w, bias=b, relu=relu)
 
 
-def dense_backward(x, w, dy, relu_output=None):
+def dense_backward(x, w, dy, need_dx=True, relu_output=None):
     dy = _output_gradient(dy, relu_output)
-    return matmul(dy, w, trans_b=True), matmul(x, dy, trans_a=True), column_sum(dy)
+    dx = matmul(dy, w, trans_b=True) if need_dx else None
+    return dx, matmul(x, dy, trans_a=True), column_sum(dy)
 
 
 # ----------------------------------------------------------------------------- element-wise

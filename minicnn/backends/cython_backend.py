@@ -46,8 +46,9 @@ def dense_forward(x, w, b, relu=False):
     return chunked.dense_forward(kernels, chunks_for(len(x), THREADS), x, w, b, relu)
 
 
-def dense_backward(x, w, dy, relu_output=None):
-    return chunked.dense_backward(kernels, chunks_for(len(x), THREADS), x, w, dy, relu_output)
+def dense_backward(x, w, dy, need_dx=True, relu_output=None):
+    return chunked.dense_backward(kernels, chunks_for(len(x), THREADS), x, w, dy, need_dx,
+                                  relu_output)
 
 
 def maxpool2d_forward(x, pool, stride, padding="valid"):

@@ -402,14 +402,15 @@ def _dense_forward(x, w, bias, relu, y, chunks):
 
 
 @njit(parallel=True, **JIT)
-def _dense_backward(x, w, dy, relu, relu_out, masked, dx, dw_parts, db_parts, chunks):
+def _dense_backward(x, w, dy, relu, relu_out, masked, dx, dw_parts, db_parts, need_dx, chunks):
     """Per chunk of rows: dy through the ReLU and its bias sums, dx = dy W^T, dW_chunk = x^T dy."""
     n = x.shape[0]
     for chunk in prange(chunks):
         lo, hi = _chunk_rows(chunk, chunks, n)
         g = _output_gradient_rows(dy, relu, relu_out, masked, lo, hi, db_parts[chunk])
         if lo < hi:
-            np.dot(g[lo:hi], w.T, dx[lo:hi])
+            if need_dx:
+                np.dot(g[lo:hi], w.T, dx[lo:hi])
             np.dot(x[lo:hi].T, g[lo:hi], dw_parts[chunk])
         else:
             dw_parts[chunk] = 0.0
@@ -419,8 +420,8 @@ def dense_forward(x, w, b, relu=False):
     return chunked.dense_forward(_Kernels, _chunks(len(x)), x, w, b, relu)
 
 
-def dense_backward(x, w, dy, relu_output=None):
-    return chunked.dense_backward(_Kernels, _chunks(len(x)), x, w, dy, relu_output)
+def dense_backward(x, w, dy, need_dx=True, relu_output=None):
+    return chunked.dense_backward(_Kernels, _chunks(len(x)), x, w, dy, need_dx, relu_output)
 
 
 # ----------------------------------------------------------------------------- activations

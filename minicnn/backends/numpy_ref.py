@@ -237,11 +237,11 @@ def dense_forward(x, w, b, relu=False):
     return np.maximum(y, 0) if relu else y
 
 
-def dense_backward(x, w, dy, relu_output=None):
-    """dx = dy W^T, dW = x^T dy, db = sum over the batch of dy (first through the fused
-    ReLU when ``relu_output`` is given)."""
+def dense_backward(x, w, dy, need_dx=True, relu_output=None):
+    """dx = dy W^T (None without ``need_dx``), dW = x^T dy, db = sum over the batch of dy
+    (first through the fused ReLU when ``relu_output`` is given)."""
     dy = _through_relu(dy, relu_output)
-    return dy @ w.T, x.T @ dy, dy.sum(axis=0)
+    return (dy @ w.T if need_dx else None), x.T @ dy, dy.sum(axis=0)
 
 
 # ----------------------------------------------------------------------------- activations

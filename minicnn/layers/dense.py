@@ -35,7 +35,8 @@ class Dense(KernelLayer):
         return get_backend().dense_forward(x, self.params["kernel"], self.bias, relu)
 
     def _product_backward(self, dy, need_input_grad, relu_output):
-        return get_backend().dense_backward(self._x, self.params["kernel"], dy, relu_output)
+        return get_backend().dense_backward(self._x, self.params["kernel"], dy, need_input_grad,
+                                            relu_output)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
