@@ -374,6 +374,17 @@ def activation_backward(int kind, double slope, real[::1] z, real[::1] a, real[:
         dz[i] = da[i] * derivative(kind, z[i], a[i], s)
 
 
+def sum_parts(real[:, ::1] parts, real[::1] out):
+    """out = parts[0] + parts[1] + ... (per-chunk weight gradients, added in a fixed order)."""
+    cdef Py_ssize_t i, chunk
+    cdef real total
+    for i in prange(out.shape[0], nogil=True, schedule="static"):
+        total = parts[0, i]
+        for chunk in range(1, parts.shape[0]):
+            total = total + parts[chunk, i]
+        out[i] = total
+
+
 def multiply(real[::1] a, real[::1] b, real[::1] out):
     cdef Py_ssize_t i
     for i in prange(a.shape[0], nogil=True, schedule="static"):

@@ -362,6 +362,16 @@ def _avgpool_backward(dy, ph, pw, sh, sw, pad_top, pad_left, dx):
 
 
 @njit(parallel=True, **JIT)
+def _sum_parts(parts, out):
+    """out = parts[0] + parts[1] + ... (per-chunk weight gradients, added in a fixed order)."""
+    for i in prange(out.size):
+        total = parts[0, i]
+        for chunk in range(1, parts.shape[0]):
+            total += parts[chunk, i]
+        out[i] = total
+
+
+@njit(parallel=True, **JIT)
 def _multiply(a, b, out):
     for i in prange(a.size):
         out[i] = a[i] * b[i]
@@ -717,6 +727,7 @@ class _Kernels:
     avgpool_forward = staticmethod(_avgpool_forward)
     avgpool_backward = staticmethod(_avgpool_backward)
     multiply = staticmethod(_multiply)
+    sum_parts = staticmethod(_sum_parts)
     column_sums = staticmethod(_column_sums)
     centred_squares = staticmethod(_centred_squares)
     normalize = staticmethod(_normalize)
