@@ -423,12 +423,10 @@ class Sequential:
                     idx = order[idx] if order is not None else idx
                     xb, yb = x[idx], y[idx]
                     wb = None if weights is None else weights[idx]
-                xb_dev, yb_dev = backend.to_device(xb), backend.to_device(yb)
-                if notice and epoch == 0 and step == 0:  # may compile kernels: say so if slow
-                    with SlowStartNotice(notice, after=2.0):
-                        value, ok = self.train_step(xb_dev, yb_dev, wb)
-                else:
-                    value, ok = self.train_step(xb_dev, yb_dev, wb)
+                slow_start = notice and epoch == 0 and step == 0  # may compile kernels
+                with backend.step_buffers(self, "train", len(xb)), \
+                        SlowStartNotice(notice if slow_start else None, after=2.0):
+                    value, ok = self.train_step(backend.to_device(xb), backend.to_device(yb), wb)
                 loss_sum, seen = loss_sum + value * len(xb), seen + len(xb)
                 counts = {k: counts.get(k, 0) + v for k, v in ok.items()}
                 logs = self._logs(loss_sum, counts, seen)
@@ -469,7 +467,7 @@ class Sequential:
         self._ensure_built()
         backend = get_backend()
         self._place(backend)
-        with backend.session():
+        with backend.session(), backend.step_buffers(self, "train", len(x)):
             value, counts = self.train_step(backend.to_device(x), backend.to_device(y), weights)
         return self._batch_logs(self._logs(value * len(x), counts, len(x)), return_dict)
 
@@ -489,10 +487,11 @@ class Sequential:
         backend = get_backend()
         loss_sum, counts = 0.0, {}
         for start in range(0, len(x), batch_size):
-            xb = backend.to_device(x[start:start + batch_size])
-            yb = backend.to_device(y[start:start + batch_size])
+            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
             wb = None if weights is None else weights[start:start + batch_size]
-            value, ok, _ = self._loss_and_counts(xb, yb, training=False, weights=wb)
+            with backend.step_buffers(self, "test", len(xb)):
+                value, ok, _ = self._loss_and_counts(backend.to_device(xb), backend.to_device(yb),
+                                                     False, wb)
             loss_sum += value * len(xb)
             counts = {k: counts.get(k, 0) + v for k, v in ok.items()}
         loss_sum += self._penalty() * len(x)
@@ -522,9 +521,12 @@ class Sequential:
         self._ensure_built()
         backend = get_backend()
         self._place(backend)
+        out = []
         with backend.session():
-            out = [backend.to_host(self._forward(backend.to_device(x[i:i + batch_size]), False))
-                   for i in range(0, len(x), batch_size)]
+            for start in range(0, len(x), batch_size):
+                batch = x[start:start + batch_size]
+                with backend.step_buffers(self, "predict", len(batch)):
+                    out.append(backend.to_host(self._forward(backend.to_device(batch), False)))
         return np.concatenate(out)
 
     # -- persistence --------------------------------------------------------------------

@@ -86,9 +86,10 @@ class SlowStartNotice:
 
     Wraps a model's first training step: on a cold JIT cache it compiles the kernels,
     which can take many seconds, and the user should know the run is not stuck.
+    ``message=None``: nothing to say, nothing started.
     """
 
-    def __init__(self, message: str, after: float = 1.0, stream=None):
+    def __init__(self, message: str | None, after: float = 1.0, stream=None):
         self.message, self.after = message, after
         self.stream = stream or sys.stdout
         self._timer: threading.Timer | None = None
@@ -98,10 +99,13 @@ class SlowStartNotice:
         self.stream.flush()
 
     def __enter__(self) -> SlowStartNotice:
+        if self.message is None:
+            return self
         self._timer = threading.Timer(self.after, self._say)
         self._timer.daemon = True
         self._timer.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()

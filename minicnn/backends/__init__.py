@@ -67,6 +67,13 @@ class Backend:
         hook = getattr(self.module, "session", None)
         return hook() if hook is not None else contextlib.nullcontext()
 
+    def step_buffers(self, owner, phase: str, batch: int) -> contextlib.AbstractContextManager:
+        """Context around one step of ``owner`` (upload, forward, backward, update): the CUDA
+        backend then hands the step's temporaries out of buffers kept for the next step of
+        the same (owner, phase, batch size), so it allocates nothing after the first."""
+        hook = getattr(self.module, "step_buffers", None)
+        return hook(owner, phase, batch) if hook is not None else contextlib.nullcontext()
+
     def __repr__(self) -> str:
         return f"<minicnn backend {self.name!r}>"
 

@@ -12,8 +12,12 @@ module does not define run on the host through ``host_fallback`` (correct, but s
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
+import weakref
+from typing import NamedTuple
 
 import numpy as np
 from numba import config as numba_config
@@ -23,7 +27,7 @@ from . import numpy_ref
 from .shapes import conv_geometry, pool_geometry
 
 ON_DEVICE = True
-HELPERS = ("empty_like", "matmul", "column_sum")  # building blocks, not contract kernels
+HELPERS = ("empty_like", "matmul")  # building blocks, not contract kernels
 COMPILE_NOTICE = "minicnn: compiling the CUDA kernels (once per process) ..."
 # Numba's simulator runs every GPU thread as a Python thread: tests there use small blocks.
 SIMULATED = bool(numba_config.ENABLE_CUDASIM)
@@ -44,9 +48,65 @@ def _is_device(a) -> bool:
     return hasattr(a, "copy_to_host")  # numba device arrays (real or simulated)
 
 
+class _StepBuffers:
+    """The device buffers one kind of step asks for, in the order it asks. A step of the
+    same model, phase and batch size asks for the same shapes in the same order, so from
+    the second step on every request is served by the buffer it got last time: no device
+    allocation (cudaMalloc costs far more than a kernel launch). A request that differs
+    (another code path) gets a fresh buffer in that place."""
+
+    def __init__(self):
+        self.buffers: list = []
+        self.next = 0
+
+    def take(self, shape: tuple, dtype):
+        i, dtype = self.next, np.dtype(dtype)
+        self.next += 1
+        if i < len(self.buffers) and self.buffers[i].shape == shape \
+                and self.buffers[i].dtype == dtype:
+            return self.buffers[i]
+        buffer = cuda.device_array(shape, dtype=dtype)
+        self.buffers[i:i + 1] = [buffer]
+        return buffer
+
+
+_steps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # owner -> {kind: buffers}
+_active_step: contextvars.ContextVar = contextvars.ContextVar("minicnn_cuda_step", default=None)
+
+
+@contextlib.contextmanager
+def step_buffers(owner, phase: str, batch: int):
+    """Serve this step's temporaries from the buffers of the last (owner, phase, batch) step.
+
+    Only temporaries come from here (kernel outputs, uploaded batches); weights and
+    optimizer state are made outside steps or by ``zeros_like``, which always allocates.
+    """
+    buffers = _steps.setdefault(owner, {}).setdefault((phase, batch), _StepBuffers())
+    buffers.next = 0
+    token = _active_step.set(buffers)
+    try:
+        yield
+    finally:
+        _active_step.reset(token)
+
+
+def _empty(shape, dtype):
+    """An uninitialised device array: a step buffer inside ``step_buffers``, else new."""
+    shape = tuple(int(d) for d in shape)
+    step = _active_step.get()
+    return cuda.device_array(shape, dtype=dtype) if step is None else step.take(shape, dtype)
+
+
 def to_device(a):
     """Host array -> device array (device arrays pass through)."""
-    return a if _is_device(a) else cuda.to_device(np.ascontiguousarray(a))
+    if _is_device(a):
+        return a
+    a = np.ascontiguousarray(a)
+    if _active_step.get() is None:
+        return cuda.to_device(a)
+    out = _empty(a.shape, a.dtype)
+    out.copy_to_device(a)
+    return out
 
 
 def to_host(a) -> np.ndarray:
@@ -54,11 +114,12 @@ def to_host(a) -> np.ndarray:
 
 
 def empty_like(a):
-    return cuda.device_array(a.shape, dtype=a.dtype)
+    return _empty(a.shape, a.dtype)
 
 
 def zeros_like(a):
-    out = empty_like(a)
+    """Zeros in new device memory (never a step buffer: optimizer state outlives steps)."""
+    out = cuda.device_array(a.shape, dtype=a.dtype)
     _launch(_fill, out.size, out.reshape(out.size), 0.0)
     return out
 
@@ -106,13 +167,34 @@ def _matmul_kernel(dtype: np.dtype):
 
     nb_type = from_dtype(dtype)
 
+    @cuda.jit(device=True)
+    def load(x, mask, i, j, trans, masked):
+        """op(x)[i, j], or 0 where ``masked`` and op(mask)[i, j] <= 0."""
+        v = x[j, i] if trans else x[i, j]
+        if masked and (mask[j, i] if trans else mask[i, j]) <= 0:
+            return nb_type(0)
+        return v
+
+    @cuda.jit(device=True)
+    def load_a(a, windows, x, geometry, mask, i, j, trans, masked):
+        """op(a)[i, j], where a may be the im2col matrix of x, read on the fly."""
+        if not windows:
+            return load(a, mask, i, j, trans, masked)
+        r, k = (j, i) if trans else (i, j)
+        return _window_entry(x, r, k, geometry)
+
     @cuda.jit
-    def matmul(a, b, out, trans_a, trans_b, k_chunk, bias, has_bias, relu):
+    def matmul(a, b, out, trans_a, trans_b, k_chunk, bias, has_bias, relu, mask_a, masked_a,
+               mask_b, masked_b, ones_row, windows, x, geometry):
         """out[z] (M, N) = op(a)[:, K_z] @ op(b)[K_z, :] over the z-th chunk of the K axis.
 
         op = transpose when trans_* is set. With one chunk, out[0] is the whole product,
         plus ``bias`` (N,) on every row when ``has_bias``, then max(., 0) when ``relu``
-        (the layer's bias and ReLU, fused into the product's epilogue).
+        (the layer's bias and ReLU, fused into the product's epilogue). ``masked_*``:
+        entries of a or b whose ``mask_*`` entry is <= 0 load as 0 (a fused ReLU's
+        backward). ``ones_row``: op(a) has an extra last row of ones (row M-1 of out).
+        ``windows``: a is the im2col matrix of the images x (geometry: kw, sh, sw,
+        pad_top, pad_left, out_h, out_w), gathered as it is loaded (implicit GEMM).
         """
         a_tile = cuda.shared.array((TILE, TILE), nb_type)
         b_tile = cuda.shared.array((TILE, TILE), nb_type)
@@ -121,19 +203,23 @@ def _matmul_kernel(dtype: np.dtype):
         col = cuda.blockIdx.x * TILE + tx
         z = cuda.blockIdx.z
         m, n = out.shape[1], out.shape[2]
-        k_total = a.shape[0] if trans_a else a.shape[1]
+        k_total = b.shape[1] if trans_b else b.shape[0]
         k_start = z * k_chunk
         k_stop = min(k_start + k_chunk, k_total)
         acc = nb_type(0)
         for t0 in range(k_start, k_stop, TILE):
-            k = t0 + tx  # this thread loads a[row, k] ...
+            k = t0 + tx  # this thread loads op(a)[row, k] ...
             if row < m and k < k_stop:
-                a_tile[ty, tx] = a[k, row] if trans_a else a[row, k]
+                if ones_row and row == m - 1:
+                    a_tile[ty, tx] = 1
+                else:
+                    a_tile[ty, tx] = load_a(a, windows, x, geometry, mask_a, row, k, trans_a,
+                                            masked_a)
             else:
                 a_tile[ty, tx] = 0
-            k = t0 + ty  # ... and b[k, col]
+            k = t0 + ty  # ... and op(b)[k, col]
             if col < n and k < k_stop:
-                b_tile[ty, tx] = b[col, k] if trans_b else b[k, col]
+                b_tile[ty, tx] = load(b, mask_b, k, col, trans_b, masked_b)
             else:
                 b_tile[ty, tx] = 0
             cuda.syncthreads()
@@ -172,88 +258,88 @@ def _sum_chunks(partial, c, bias, has_bias, relu):
 TARGET_BLOCKS = 256  # enough blocks to fill a large GPU (an H100 has 132 SMs)
 
 
-def matmul(a, b, trans_a: bool = False, trans_b: bool = False, bias=None, relu: bool = False):
+def matmul(a, b, trans_a: bool = False, trans_b: bool = False, bias=None, relu: bool = False,
+           mask_a=None, mask_b=None, ones_row: bool = False):
     """op(a) @ op(b) (+ bias on every row, then max(., 0) if relu) on the device.
+
+    ``mask_a`` / ``mask_b`` (shaped like a / b): entries whose mask is <= 0 count as 0 --
+    the backward of a fused ReLU (mask = its output), applied as the operand is loaded.
+    ``ones_row``: op(a) gets an extra row of ones, so the result gets an extra last row,
+    the column sums of op(b): a layer's bias gradient from its weight-gradient product.
 
     A product with a small output but a long K axis (the kernel gradients: few filters,
     many pixels) would give too few blocks to fill the GPU, so K is split into chunks
     computed by separate blocks and summed afterwards (split-K).
     """
-    m = a.shape[1] if trans_a else a.shape[0]
+    windows = isinstance(a, Windows)
+    m = (a.shape[1] if trans_a else a.shape[0]) + (1 if ones_row else 0)
     n = b.shape[0] if trans_b else b.shape[1]
     k = a.shape[0] if trans_a else a.shape[1]
-    c = cuda.device_array((m, n), dtype=a.dtype)
+    c = _empty((m, n), a.dtype)
     tiles = math.ceil(n / TILE) * math.ceil(m / TILE)
     splits = max(1, min(TARGET_BLOCKS // tiles, k // (8 * TILE)))
     k_chunk = math.ceil(k / splits / TILE) * TILE
     splits = math.ceil(k / k_chunk)
-    out = c.reshape(1, m, n) if splits == 1 else cuda.device_array((splits, m, n), a.dtype)
+    out = c.reshape(1, m, n) if splits == 1 else _empty((splits, m, n), a.dtype)
     blocks = (math.ceil(n / TILE), math.ceil(m / TILE), splits)
     has_bias = bias is not None
     bias = bias if has_bias else c[0]  # a placeholder the kernel never reads
     one = splits == 1
+    # Placeholders of the right types for the arguments this product does not use:
+    matrix = out[0] if windows else a
+    images, geometry = (a.x, a.geometry) if windows else (out.reshape(1, *out.shape), (0,) * 7)
     _matmul_kernel(np.dtype(a.dtype))[blocks, (TILE, TILE)](
-        a, b, out, trans_a, trans_b, k_chunk, bias, has_bias and one, relu and one)
+        matrix, b, out, trans_a, trans_b, k_chunk, bias, has_bias and one, relu and one,
+        matrix if mask_a is None else mask_a, mask_a is not None,
+        b if mask_b is None else mask_b, mask_b is not None, ones_row, windows, images, geometry)
     if not one:
         _launch(_sum_chunks, m * n, out, c, bias, has_bias, relu)
     return c
 
 
-@functools.cache
-def _column_sum_kernel(dtype: np.dtype):
-    from numba import from_dtype
-
-    nb_type = from_dtype(dtype)
-
-    @cuda.jit
-    def column_sum(x, out):
-        """out[f] = sum_r x[r, f]: one block per column, a tree reduction in shared memory."""
-        partial = cuda.shared.array(THREADS, nb_type)
-        f, t = cuda.blockIdx.x, cuda.threadIdx.x
-        acc = nb_type(0)
-        for r in range(t, x.shape[0], THREADS):
-            acc += x[r, f]
-        partial[t] = acc
-        cuda.syncthreads()
-        step = THREADS // 2
-        while step > 0:
-            if t < step:
-                partial[t] += partial[t + step]
-            cuda.syncthreads()
-            step //= 2
-        if t == 0:
-            out[f] = partial[0]
-
-    return column_sum
-
-
-def column_sum(x):
-    out = cuda.device_array(x.shape[1], dtype=x.dtype)
-    _column_sum_kernel(np.dtype(x.dtype))[x.shape[1], THREADS](x, out)
-    return out
-
-
 # ----------------------------------------------------------------------------- conv
 
 
-@cuda.jit
-def _im2col(x, cols, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w):
-    """One thread per entry of cols (N*OH*OW, kh*kw*C); out-of-image taps read 0."""
-    idx = cuda.grid(1)
-    k_total = cols.shape[1]
-    if idx >= cols.shape[0] * k_total:
-        return
-    row, k = idx // k_total, idx % k_total
+class Windows(NamedTuple):
+    """The im2col matrix of a convolution's input, (N*OH*OW, kh*kw*C), never built: the
+    matrix product reads its entries straight from the images (implicit GEMM)."""
+
+    x: object  # (N, H, W, C) device images
+    kh: int
+    kw: int
+    stride: tuple
+    pad_top: int
+    pad_left: int
+    out_h: int
+    out_w: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        n, _, _, c = self.x.shape
+        return n * self.out_h * self.out_w, self.kh * self.kw * c
+
+    @property
+    def dtype(self):
+        return self.x.dtype
+
+    @property
+    def geometry(self) -> tuple:
+        return (self.kw, self.stride[0], self.stride[1], self.pad_top, self.pad_left, self.out_h,
+                self.out_w)
+
+
+@cuda.jit(device=True)
+def _window_entry(x, r, k, geometry):
+    """cols[r, k] of im2col(x): row r = (n, i, j), column k = (di, dj, c); 0 off the image."""
+    kw, sh, sw, pad_top, pad_left, out_h, out_w = geometry
     c = x.shape[3]
-    b, ij = row // (out_h * out_w), row % (out_h * out_w)
-    i, j = ij // out_w, ij % out_w
-    tap, ch = k // c, k % c
-    y = i * sh + tap // kw - pad_top
-    xx = j * sw + tap % kw - pad_left
+    b, ij = r // (out_h * out_w), r % (out_h * out_w)
+    tap = k // c
+    y = (ij // out_w) * sh + tap // kw - pad_top
+    xx = (ij % out_w) * sw + tap % kw - pad_left
     if 0 <= y < x.shape[1] and 0 <= xx < x.shape[2]:
-        cols[row, k] = x[b, y, xx, ch]
-    else:
-        cols[row, k] = 0
+        return x[b, y, xx, k % c]
+    return x[0, 0, 0, 0] * 0
 
 
 @cuda.jit
@@ -279,12 +365,9 @@ def _col2im(cols, dx, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w):
 
 
 def _windows(x, w, stride, padding):
-    kh, kw, c, _ = w.shape
+    kh, kw, _, _ = w.shape
     g = conv_geometry(x.shape[1], x.shape[2], kh, kw, stride, padding)
-    cols = cuda.device_array((x.shape[0] * g.out_h * g.out_w, kh * kw * c), dtype=x.dtype)
-    _launch(_im2col, cols.size, x, cols, kh, kw, stride[0], stride[1], g.pad_top, g.pad_left,
-            g.out_h, g.out_w)
-    return cols, g
+    return Windows(x, kh, kw, tuple(stride), g.pad_top, g.pad_left, g.out_h, g.out_w), g
 
 
 def conv2d_forward(x, w, b, stride, padding, relu=False):
@@ -293,34 +376,29 @@ def conv2d_forward(x, w, b, stride, padding, relu=False):
     return y.reshape(x.shape[0], g.out_h, g.out_w, w.shape[3])
 
 
-@cuda.jit
-def _through_relu(dy, relu_output, out):
-    """out = dy where the fused ReLU's output was positive, else 0."""
-    idx = cuda.grid(1)
-    if idx < dy.size:
-        out[idx] = dy[idx] * (relu_output[idx] > 0)
+def _rows(a, f: int):
+    return None if a is None else a.reshape(a.size // f, f)
 
 
-def _output_gradient(dy, relu_output):
-    if relu_output is None:
-        return dy
-    out = empty_like(dy)
-    _launch(_through_relu, dy.size, _flat(dy), _flat(relu_output), _flat(out))
-    return out
+def _weight_gradients(inputs, dy2, relu2, kernel_shape):
+    """dW (kernel_shape) and db from one product: [inputs | 1]^T (dy through the ReLU)."""
+    grads = matmul(inputs, dy2, trans_a=True, mask_b=relu2, ones_row=True)
+    k = grads.shape[0] - 1
+    return grads[:k].reshape(*kernel_shape), grads[k]
 
 
 def conv2d_backward(x, w, dy, stride, padding, need_dx=True, relu_output=None):
     kh, kw, c, f = w.shape
     cols, g = _windows(x, w, stride, padding)
-    dy2 = _output_gradient(dy, relu_output).reshape(dy.size // f, f)
-    dw = matmul(cols, dy2, trans_a=True).reshape(*w.shape)
+    dy2, relu2 = _rows(dy, f), _rows(relu_output, f)
+    dw, db = _weight_gradients(cols, dy2, relu2, w.shape)
     if not need_dx:
-        return None, dw, column_sum(dy2)
-    dcols = matmul(dy2, w.reshape(kh * kw * c, f), trans_b=True)
-    dx = cuda.device_array(x.shape, dtype=x.dtype)
+        return None, dw, db
+    dcols = matmul(dy2, w.reshape(kh * kw * c, f), trans_b=True, mask_a=relu2)
+    dx = _empty(x.shape, x.dtype)
     _launch(_col2im, dx.size, dcols, dx, kh, kw, stride[0], stride[1], g.pad_top, g.pad_left,
             g.out_h, g.out_w)
-    return dx, dw, column_sum(dy2)
+    return dx, dw, db
 
 
 # ----------------------------------------------------------------------------- pooling
@@ -366,8 +444,8 @@ def maxpool2d_forward(x, pool, stride, padding="valid"):
         return host_fallback(numpy_ref.maxpool2d_forward)(x, pool, stride, padding)
     n, h, w, c = x.shape
     oh, ow = pool_geometry(h, w, pool, stride)
-    y = cuda.device_array((n, oh, ow, c), dtype=x.dtype)
-    arg = cuda.device_array((n, oh, ow, c), dtype=np.int32)
+    y = _empty((n, oh, ow, c), x.dtype)
+    arg = _empty((n, oh, ow, c), np.int32)
     _launch(_maxpool_forward, y.size, x, y, arg, pool[0], pool[1], stride[0], stride[1])
     return y, arg
 
@@ -393,7 +471,7 @@ def maxpool2d_backward(dy, cache, x_shape, pool, stride, padding="valid"):
     if padding != "valid":
         return host_fallback(numpy_ref.maxpool2d_backward)(dy, cache, x_shape, pool, stride,
                                                            padding)
-    dx = cuda.device_array(x_shape, dtype=dy.dtype)
+    dx = _empty(x_shape, dy.dtype)
     if stride[0] >= pool[0] and stride[1] >= pool[1]:
         _launch(_maxpool_backward_disjoint, dx.size, dy, cache, dx, pool[0], pool[1],
                 stride[0], stride[1])
@@ -411,9 +489,9 @@ def dense_forward(x, w, b, relu=False):
 
 
 def dense_backward(x, w, dy, need_dx=True, relu_output=None):
-    dy = _output_gradient(dy, relu_output)
-    dx = matmul(dy, w, trans_b=True) if need_dx else None
-    return dx, matmul(x, dy, trans_a=True), column_sum(dy)
+    dw, db = _weight_gradients(x, dy, relu_output, w.shape)
+    dx = matmul(dy, w, trans_b=True, mask_a=relu_output) if need_dx else None
+    return dx, dw, db
 
 
 # ----------------------------------------------------------------------------- element-wise
@@ -522,7 +600,7 @@ def _softmax_cross_entropy(z, y, dz, loss):
 def softmax_cross_entropy(logits, y):
     """Per-row losses and the gradient, both on the device (the Loss takes their mean)."""
     dz = empty_like(logits)
-    rows = cuda.device_array(logits.shape[0], dtype=np.float64)
+    rows = _empty((logits.shape[0],), np.float64)
     _launch(_softmax_cross_entropy, logits.shape[0], logits, y, dz, rows)
     return rows, dz
 
@@ -546,7 +624,7 @@ def _count_correct(pred, y, threshold, hits):
 
 
 def count_correct(pred, y, threshold: float = 0.5) -> int:
-    hits = cuda.device_array(pred.shape[0], dtype=np.int8)
+    hits = _empty((pred.shape[0],), np.int8)
     _launch(_count_correct, pred.shape[0], pred, y, threshold, hits)
     return int(hits.copy_to_host().sum())
 
