@@ -1,9 +1,19 @@
 """numba.cuda backend: every kernel of a training step on the GPU.
 
-The algorithm is the reference's: im2col, a matrix product, col2im. Here each is a grid
-of GPU threads: one thread per output element, except the matrix product, which is the
-classic shared-memory tiled kernel (each 16x16 thread block stages 16x16 tiles of both
-operands in shared memory, so every value read from global memory is used 16 times).
+The algorithm is the reference's (im2col, a matrix product, col2im), fused so that a step
+launches few kernels and moves little memory:
+
+- the matrix product is the classic shared-memory tiled kernel (each 16x16 thread block
+  stages 16x16 tiles of both operands, so every value read from global memory is used 16
+  times); for a convolution it reads the im2col matrix straight from the images as it
+  loads its tiles (implicit GEMM: no window matrix, no im2col launch);
+- its epilogue adds the bias and applies a fused ReLU; the backward products apply the
+  ReLU's derivative as they load the output gradient, and the weight-gradient product
+  gets an extra row of ones, so the bias gradient comes out of the same launch;
+- the input gradient of a convolution is one gather per input pixel (dy W^T and col2im
+  in one pass);
+- inside ``step_buffers`` every temporary comes from buffers kept from the previous step
+  of the same kind: no device allocation after the first step.
 
 Parameters, optimizer state and activations stay on the device for the whole ``fit``:
 per step the batch goes up and two scalars (loss, number correct) come down. Kernels this
@@ -343,14 +353,16 @@ def _window_entry(x, r, k, geometry):
 
 
 @cuda.jit
-def _col2im(cols, dx, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w):
-    """One thread per input pixel: gather the window entries that read it (no atomics)."""
+def _conv_input_gradient(dy2, relu2, masked, w, dx, sh, sw, pad_top, pad_left, out_h, out_w):
+    """One thread per input pixel: dx[b, y, x, c] = sum over the windows that read it of
+    <dy of that window's output pixel, W[tap, c, :]> -- (dy W^T) and col2im in one pass,
+    dy through the fused ReLU when ``masked`` (no atomics, no window matrix)."""
     idx = cuda.grid(1)
     if idx >= dx.size:
         return
-    c = dx.shape[3]
+    kh, kw, c, f = w.shape
     b, y, xx, ch = _unravel_nhwc(idx, dx.shape[1], dx.shape[2], c)
-    acc = cols[0, 0] * 0
+    acc = w[0, 0, 0, 0] * 0
     for di in range(kh):
         ty = y + pad_top - di  # = i * sh for the output row i whose window has tap di here
         if ty < 0 or ty % sh != 0 or ty // sh >= out_h:
@@ -360,7 +372,9 @@ def _col2im(cols, dx, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w):
             if tx < 0 or tx % sw != 0 or tx // sw >= out_w:
                 continue
             row = (b * out_h + ty // sh) * out_w + tx // sw
-            acc += cols[row, (di * kw + dj) * c + ch]
+            for u in range(f):
+                if not masked or relu2[row, u] > 0:
+                    acc += dy2[row, u] * w[di, dj, ch, u]
     dx[b, y, xx, ch] = acc
 
 
@@ -371,8 +385,8 @@ def _windows(x, w, stride, padding):
 
 
 def conv2d_forward(x, w, b, stride, padding, relu=False):
-    cols, g = _windows(x, w, stride, padding)
-    y = matmul(cols, w.reshape(-1, w.shape[3]), bias=b, relu=relu)
+    windows, g = _windows(x, w, stride, padding)
+    y = matmul(windows, w.reshape(-1, w.shape[3]), bias=b, relu=relu)
     return y.reshape(x.shape[0], g.out_h, g.out_w, w.shape[3])
 
 
@@ -388,16 +402,16 @@ def _weight_gradients(inputs, dy2, relu2, kernel_shape):
 
 
 def conv2d_backward(x, w, dy, stride, padding, need_dx=True, relu_output=None):
-    kh, kw, c, f = w.shape
-    cols, g = _windows(x, w, stride, padding)
+    f = w.shape[3]
+    windows, g = _windows(x, w, stride, padding)
     dy2, relu2 = _rows(dy, f), _rows(relu_output, f)
-    dw, db = _weight_gradients(cols, dy2, relu2, w.shape)
+    dw, db = _weight_gradients(windows, dy2, relu2, w.shape)
     if not need_dx:
         return None, dw, db
-    dcols = matmul(dy2, w.reshape(kh * kw * c, f), trans_b=True, mask_a=relu2)
     dx = _empty(x.shape, x.dtype)
-    _launch(_col2im, dx.size, dcols, dx, kh, kw, stride[0], stride[1], g.pad_top, g.pad_left,
-            g.out_h, g.out_w)
+    _launch(_conv_input_gradient, dx.size, dy2, dy2 if relu2 is None else relu2,
+            relu2 is not None, w, dx, stride[0], stride[1], g.pad_top, g.pad_left, g.out_h,
+            g.out_w)
     return dx, dw, db
 
 
