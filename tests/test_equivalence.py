@@ -13,6 +13,7 @@ CONV_CASES = [  # (x shape, kernel shape, stride, padding)
     ((2, 9, 9, 3), (5, 5, 3, 2), (2, 1), "valid"),
     ((2, 5, 6, 2), (4, 4, 2, 3), (3, 2), "same"),
     ((4, 28, 28, 1), (3, 3, 1, 32), (1, 1), "valid"),
+    ((2, 6, 7, 1), (3, 2, 1, 4), (2, 1), "same"),  # one channel: numba's direct kernels
 ]
 POOL_CASES = [  # (x shape, pool, stride, padding)
     ((2, 8, 8, 3), (2, 2), (2, 2), "valid"), ((1, 7, 9, 1), (3, 3), (2, 2), "valid"),
