@@ -151,11 +151,15 @@ class Optimizer:
         """One update of every parameter of ``layers`` from its ``grads``."""
         self.lr = self.current_learning_rate()  # this step's rate, for _update
         self.iterations += 1
-        for i, layer in enumerate(layers):
-            if not layer.trainable:
-                continue
-            for key, param in layer.params.items():
-                self._update(param, layer.grads[key], self._slots_for((i, key), param))
+        self._update_all([(param, layer.grads[key], self._slots_for((i, key), param))
+                          for i, layer in enumerate(layers) if layer.trainable
+                          for key, param in layer.params.items()])
+
+    def _update_all(self, updates) -> None:
+        """Apply every (param, grad, slots) update: one ``_update`` each unless the
+        optimizer batches them (Adam: one kernel launch for all, on CUDA)."""
+        for param, grad, slots in updates:
+            self._update(param, grad, slots)
 
     def _update(self, param, grad, slots) -> None:
         raise NotImplementedError
@@ -219,11 +223,15 @@ class Adam(Optimizer):
         self.beta_2 = _check(beta_2, "beta_2", 0.0, 1.0)
         self.epsilon = _check(epsilon, "epsilon", 0.0)
 
-    def _update(self, param, grad, slots):
+    def _update_all(self, updates):
+        if not updates:
+            return
         t = self.iterations
         lr_t = self.lr * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
-        get_backend().adam_update(param, grad, slots["m"], slots["v"], lr_t, self.beta_1,
-                                  self.beta_2, self.epsilon)
+        params, grads, slots = zip(*updates)
+        get_backend().adam_update_many(params, grads, [s["m"] for s in slots],
+                                       [s["v"] for s in slots], lr_t, self.beta_1,
+                                       self.beta_2, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
@@ -242,9 +250,11 @@ class AdamW(Adam):
             raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
         self.weight_decay = float(weight_decay)
 
-    def _update(self, param, grad, slots):
-        get_backend().add_scaled(param, param, -self.lr * self.weight_decay)
-        super()._update(param, grad, slots)
+    def _update_all(self, updates):
+        backend = get_backend()
+        for param, _, _ in updates:
+            backend.add_scaled(param, param, -self.lr * self.weight_decay)
+        super()._update_all(updates)
 
     def get_config(self):
         return {**super().get_config(), "weight_decay": self.weight_decay}

@@ -74,6 +74,16 @@ class Backend:
         hook = getattr(self.module, "step_buffers", None)
         return hook(owner, phase, batch) if hook is not None else contextlib.nullcontext()
 
+    def adam_update_many(self, params, grads, ms, vs, lr_t: float, beta_1: float,
+                         beta_2: float, epsilon: float) -> None:
+        """``adam_update`` of several parameters: one kernel launch on the CUDA backend,
+        one call per parameter elsewhere."""
+        many = getattr(self.module, "adam_update_many", None)
+        if many is not None:
+            return many(params, grads, ms, vs, lr_t, beta_1, beta_2, epsilon)
+        for p, g, m, v in zip(params, grads, ms, vs):
+            self.adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon)
+
     def __repr__(self) -> str:
         return f"<minicnn backend {self.name!r}>"
 

@@ -74,4 +74,4 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 # Module-level names a backend may define besides kernels (hooks the registry calls).
-HOOKS = ("session", "step_buffers", "check_available", "host_fallback")
+HOOKS = ("session", "step_buffers", "adam_update_many", "check_available", "host_fallback")

@@ -11,7 +11,8 @@ launches few kernels and moves little memory:
   ReLU's derivative as they load the output gradient, and the weight-gradient product
   gets an extra row of ones, so the bias gradient comes out of the same launch;
 - the input gradient of a convolution is one gather per input pixel (dy W^T and col2im
-  in one pass);
+  in one pass); a split-K product is summed by the last of its blocks, in the same launch;
+  Adam updates every parameter in one launch;
 - inside ``step_buffers`` every temporary comes from buffers kept from the previous step
   of the same kind: no device allocation after the first step.
 
@@ -173,7 +174,7 @@ def _flat(a):
 @functools.cache
 def _matmul_kernel(dtype: np.dtype):
     """The tiled kernel for one dtype (shared memory needs its type at compile time)."""
-    from numba import from_dtype
+    from numba import from_dtype, int32
 
     nb_type = from_dtype(dtype)
 
@@ -194,8 +195,8 @@ def _matmul_kernel(dtype: np.dtype):
         return _window_entry(x, r, k, geometry)
 
     @cuda.jit
-    def matmul(a, b, out, trans_a, trans_b, k_chunk, bias, has_bias, relu, mask_a, masked_a,
-               mask_b, masked_b, ones_row, windows, x, geometry):
+    def matmul(a, b, out, c, tickets, trans_a, trans_b, k_chunk, bias, has_bias, relu, mask_a,
+               masked_a, mask_b, masked_b, ones_row, windows, x, geometry):
         """out[z] (M, N) = op(a)[:, K_z] @ op(b)[K_z, :] over the z-th chunk of the K axis.
 
         op = transpose when trans_* is set. With one chunk, out[0] is the whole product,
@@ -205,6 +206,10 @@ def _matmul_kernel(dtype: np.dtype):
         backward). ``ones_row``: op(a) has an extra last row of ones (row M-1 of out).
         ``windows``: a is the im2col matrix of the images x (geometry: kw, sh, sw,
         pad_top, pad_left, out_h, out_w), gathered as it is loaded (implicit GEMM).
+
+        Split K (several chunks): each block writes its partial product to out[z]; the last
+        block of a tile to finish (counted in ``tickets``, which it resets to 0) adds the
+        partials in z order into c (deterministic) and applies the epilogue there.
         """
         a_tile = cuda.shared.array((TILE, TILE), nb_type)
         b_tile = cuda.shared.array((TILE, TILE), nb_type)
@@ -236,8 +241,28 @@ def _matmul_kernel(dtype: np.dtype):
             for kk in range(TILE):
                 acc += a_tile[ty, kk] * b_tile[kk, tx]
             cuda.syncthreads()
+        chunks = cuda.gridDim.z
+        if chunks == 1:
+            if row < m and col < n:
+                c[row, col] = _epilogue(acc, bias, col, has_bias, relu)
+            return
         if row < m and col < n:
-            out[z, row, col] = _epilogue(acc, bias, col, has_bias, relu)
+            out[z, row, col] = acc
+        cuda.threadfence()  # this block's partial is visible before its ticket is taken
+        cuda.syncthreads()
+        last = cuda.shared.array(1, int32)
+        tile = cuda.blockIdx.y * cuda.gridDim.x + cuda.blockIdx.x
+        if tx == 0 and ty == 0:
+            last[0] = 1 if cuda.atomic.add(tickets, tile, 1) == chunks - 1 else 0
+        cuda.syncthreads()
+        if last[0]:
+            if row < m and col < n:
+                total = out[0, row, col]
+                for zz in range(1, chunks):
+                    total += out[zz, row, col]
+                c[row, col] = _epilogue(total, bias, col, has_bias, relu)
+            if tx == 0 and ty == 0:
+                tickets[tile] = 0
 
     return matmul
 
@@ -250,19 +275,15 @@ def _epilogue(value, bias, col, has_bias, relu):
     return 0 if relu and value < 0 else value
 
 
-@cuda.jit
-def _sum_chunks(partial, c, bias, has_bias, relu):
-    """c = sum over z of partial[z] (+ bias, ReLU), in a fixed order (deterministic, unlike
-    atomics)."""
-    idx = cuda.grid(1)
-    m, n = c.shape
-    if idx >= m * n:
-        return
-    i, j = idx // n, idx % n
-    acc = partial[0, i, j]
-    for z in range(1, partial.shape[0]):
-        acc += partial[z, i, j]
-    c[i, j] = _epilogue(acc, bias, j, has_bias, relu)
+_tickets = []  # [zeroed int32 device array]: the split-K tile counters, grown on demand
+
+
+def _split_tickets(tiles: int):
+    """Per-tile counters of the split-K kernels, all 0 between launches (each last block
+    resets its own). Made once (and again only when a product has more tiles)."""
+    if not _tickets or _tickets[0].size < tiles:
+        _tickets[:] = [cuda.to_device(np.zeros(max(tiles, 1024), dtype=np.int32))]
+    return _tickets[0]
 
 
 TARGET_BLOCKS = 256  # enough blocks to fill a large GPU (an H100 has 132 SMs)
@@ -279,7 +300,7 @@ def matmul(a, b, trans_a: bool = False, trans_b: bool = False, bias=None, relu: 
 
     A product with a small output but a long K axis (the kernel gradients: few filters,
     many pixels) would give too few blocks to fill the GPU, so K is split into chunks
-    computed by separate blocks and summed afterwards (split-K).
+    computed by separate blocks and summed by the last of them (split-K, one launch).
     """
     windows = isinstance(a, Windows)
     m = (a.shape[1] if trans_a else a.shape[0]) + (1 if ones_row else 0)
@@ -294,16 +315,13 @@ def matmul(a, b, trans_a: bool = False, trans_b: bool = False, bias=None, relu: 
     blocks = (math.ceil(n / TILE), math.ceil(m / TILE), splits)
     has_bias = bias is not None
     bias = bias if has_bias else c[0]  # a placeholder the kernel never reads
-    one = splits == 1
     # Placeholders of the right types for the arguments this product does not use:
     matrix = out[0] if windows else a
     images, geometry = (a.x, a.geometry) if windows else (out.reshape(1, *out.shape), (0,) * 7)
     _matmul_kernel(np.dtype(a.dtype))[blocks, (TILE, TILE)](
-        matrix, b, out, trans_a, trans_b, k_chunk, bias, has_bias and one, relu and one,
-        matrix if mask_a is None else mask_a, mask_a is not None,
+        matrix, b, out, c, _split_tickets(blocks[0] * blocks[1]), trans_a, trans_b, k_chunk,
+        bias, has_bias, relu, matrix if mask_a is None else mask_a, mask_a is not None,
         b if mask_b is None else mask_b, mask_b is not None, ones_row, windows, images, geometry)
-    if not one:
-        _launch(_sum_chunks, m * n, out, c, bias, has_bias, relu)
     return c
 
 
@@ -647,12 +665,20 @@ def count_correct(pred, y, threshold: float = 0.5) -> int:
 
 
 @cuda.jit
-def _adam(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
+def _adam(ps, gs, ms, vs, ends, lr_t, beta_1, beta_2, epsilon):
+    """Adam over several parameters in one launch: thread i updates element i of their
+    concatenation; ``ends`` are the running totals of their sizes (flat arrays in tuples)."""
     i = cuda.grid(1)
-    if i < p.size:
-        m[i] += (1 - beta_1) * (g[i] - m[i])
-        v[i] += (1 - beta_2) * (g[i] * g[i] - v[i])
-        p[i] -= lr_t * m[i] / (math.sqrt(v[i]) + epsilon)
+    if i >= ends[len(ends) - 1]:
+        return
+    k = 0
+    while i >= ends[k]:
+        k += 1
+    j = i - (ends[k - 1] if k > 0 else 0)
+    p, g, m, v = ps[k], gs[k], ms[k], vs[k]
+    m[j] += (1 - beta_1) * (g[j] - m[j])
+    v[j] += (1 - beta_2) * (g[j] * g[j] - v[j])
+    p[j] -= lr_t * m[j] / (math.sqrt(v[j]) + epsilon)
 
 
 @cuda.jit
@@ -667,8 +693,14 @@ def _sgd(p, g, velocity, lr, momentum, use_momentum):
 
 
 def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
-    _launch(_adam, p.size, _flat(p), _flat(g), _flat(m), _flat(v), lr_t, beta_1, beta_2,
-            epsilon)
+    adam_update_many([p], [g], [m], [v], lr_t, beta_1, beta_2, epsilon)
+
+
+def adam_update_many(params, grads, ms, vs, lr_t, beta_1, beta_2, epsilon):
+    """adam_update of every parameter in one launch (one kernel per step, not per weight)."""
+    ends = tuple(int(n) for n in np.cumsum([p.size for p in params]))
+    flat = [tuple(_flat(a) for a in arrays) for arrays in (params, grads, ms, vs)]
+    _launch(_adam, ends[-1], *flat, ends, lr_t, beta_1, beta_2, epsilon)
 
 
 def sgd_update(p, g, velocity, lr, momentum, nesterov=False):
