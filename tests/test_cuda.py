@@ -86,21 +86,28 @@ def test_random_models_train_like_the_reference(case):
 
 def test_small_model_trains_like_the_reference_over_many_steps():
     """Once trained to NaN under the simulator: a cached launch configuration kept the last
-    grid size set, so a later large ReLU ran on too few blocks and left garbage."""
+    grid size set, so a later large ReLU ran on too few blocks and left garbage. Also runs
+    every kind of step the step buffers keep apart (training batches of 3 and a last one
+    of 2, validation, prediction), interleaved."""
     rng = np.random.default_rng(3)
     x = rng.random((8, 6, 6, 1), dtype=np.float32)
     y = rng.integers(0, 3, 8)
-    histories = {}
+    results = {}
     for name in ("numpy", "cuda"):
         with minicnn.use_backend(name):
             model = Sequential([Conv2D(3, (3, 3), activation="relu", input_shape=(6, 6, 1)),
                                 MaxPool2D((2, 2)), Flatten(), Dense(5, activation="relu"),
                                 Dense(3, activation="softmax")])
             model.compile("sgd", "sparse_categorical_crossentropy", ["accuracy"])
-            history = model.fit(x, y, batch_size=4, epochs=2, verbose=0, seed=7, shuffle=False)
-            histories[name] = history.history["loss"], model.get_weights()
-    np.testing.assert_allclose(histories["cuda"][0], histories["numpy"][0], rtol=1e-5)
-    for got, ref in zip(histories["cuda"][1], histories["numpy"][1]):
+            history = model.fit(x, y, batch_size=3, epochs=2, verbose=0, seed=7, shuffle=False,
+                                validation_data=(x[:5], y[:5]))
+            predicted = model.predict(x, batch_size=3)
+            model.fit(x, y, batch_size=3, epochs=1, verbose=0, seed=7, shuffle=False)
+            results[name] = history.history, predicted, model.get_weights()
+    for key in ("loss", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(results["cuda"][0][key], results["numpy"][0][key], rtol=1e-5)
+    np.testing.assert_allclose(results["cuda"][1], results["numpy"][1], rtol=1e-4, atol=1e-6)
+    for got, ref in zip(results["cuda"][2], results["numpy"][2]):
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-6)
 
 
