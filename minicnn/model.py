@@ -252,8 +252,15 @@ class Sequential:
         penalties (see ``_penalty``)."""
         fused = self._fused
         out = self._forward(x, training, activate_last=not fused)
-        value, grad = (self.loss.fused if fused else self.loss)(out, y, weights)
         backend = get_backend()
+        if fused and self.loss.fuses == "softmax" and set(self._metric_k.values()) == {1}:
+            # softmax cross-entropy with plain accuracy: the loss kernel counts the hits in
+            # the same pass and hands both back together (on a GPU: one launch, one copy)
+            summary, grad = backend.softmax_cross_entropy_hits(out, y)
+            summary = backend.to_host(summary)
+            value, grad = losses.reduce(summary[0], grad, weights)
+            return value, dict.fromkeys(self._metric_k, int(summary[1].sum())), grad
+        value, grad = (self.loss.fused if fused else self.loss)(out, y, weights)
         counts = {name: backend.count_correct(out, y, 0.0 if fused else 0.5) if k == 1
                   else backend.count_top_k(out, y, k) for name, k in self._metric_k.items()}
         return value, counts, grad

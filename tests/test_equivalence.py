@@ -113,7 +113,8 @@ def test_dense_activation_loss_and_optimizer_kernels(fast, dtype):
         da = rng.standard_normal(z.shape).astype(dtype)
         _compare(fast, "activation_backward", (name, z, a, da), dtype)
     y = np.eye(4, dtype=dtype)[rng.integers(0, 4, 5)]
-    for name in ("softmax_cross_entropy", "mean_squared_error", "count_correct"):
+    for name in ("softmax_cross_entropy", "softmax_cross_entropy_hits", "mean_squared_error",
+                 "count_correct"):
         _compare(fast, name, (dy * 30, y), dtype)
     p, g = rng.standard_normal(9).astype(dtype), rng.standard_normal(9).astype(dtype)
     m, v = rng.standard_normal(9).astype(dtype), rng.random(9).astype(dtype)

@@ -56,6 +56,10 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
                            "dy (M,C) -> dx (M,C), dgamma (C,), dbeta (C,)"),
     # losses: (per-row losses (N,) float64, gradient of their mean w.r.t. the first argument)
     "softmax_cross_entropy": (("logits", "y"), "logits (N,K), one-hot y -> rows, dlogits"),
+    "softmax_cross_entropy_hits": (("logits", "y"),
+                                   "as softmax_cross_entropy, the accuracy counted in the same "
+                                   "pass: summary (2,N) float64 (losses; 1.0 where right), "
+                                   "dlogits"),
     "sigmoid_binary_cross_entropy": (("logits", "y"), "logits (N,K), 0/1 y -> rows, dlogits"),
     "probability_cross_entropy": (("probs", "y", "eps"), "probabilities (N,K) -> rows, dprobs"),
     "probability_binary_cross_entropy": (("probs", "y", "eps"),

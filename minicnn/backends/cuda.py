@@ -17,7 +17,8 @@ launches few kernels and moves little memory:
   of the same kind: no device allocation after the first step.
 
 Parameters, optimizer state and activations stay on the device for the whole ``fit``:
-per step the batch goes up and two scalars (loss, number correct) come down. Kernels this
+per step the batch goes up and one (2, N) buffer comes down (per-row losses and hits,
+computed by the loss kernel in one pass). Kernels this
 module does not define run on the host through ``host_fallback`` (correct, but slow).
 """
 
@@ -608,9 +609,25 @@ def activation_backward(name, z, a, da):
 # ----------------------------------------------------------------------------- loss, metrics
 
 
+@cuda.jit(device=True)
+def _is_correct(pred, y, r, threshold):
+    """Row r's class is right: argmax of pred == argmax of one-hot y (first maximum wins);
+    one column: (pred > threshold) == (y > 0.5)."""
+    if pred.shape[1] == 1:
+        return (pred[r, 0] > threshold) == (y[r, 0] > 0.5)
+    best, best_y = 0, 0
+    for j in range(1, pred.shape[1]):
+        if pred[r, j] > pred[r, best]:
+            best = j
+        if y[r, j] > y[r, best_y]:
+            best_y = j
+    return best == best_y
+
+
 @cuda.jit
-def _softmax_cross_entropy(z, y, dz, loss):
-    """One thread per row: dz = (softmax(z) - y) / N; loss[r] = logsumexp(z_r) - <y_r, z_r>."""
+def _softmax_cross_entropy(z, y, dz, summary):
+    """One thread per row: dz = (softmax(z) - y) / N; summary[0, r] = logsumexp(z_r) -
+    <y_r, z_r>, summary[1, r] = 1 if the row's class is right (the accuracy, same pass)."""
     r = cuda.grid(1)
     n, k = z.shape
     if r >= n:
@@ -626,33 +643,29 @@ def _softmax_cross_entropy(z, y, dz, loss):
     for j in range(k):
         row_loss += y[r, j] * (log_total - z[r, j])
         dz[r, j] = (math.exp(z[r, j] - log_total) - y[r, j]) / n
-    loss[r] = row_loss
+    summary[0, r] = row_loss
+    summary[1, r] = 1.0 if _is_correct(z, y, r, 0.0) else 0.0
+
+
+def softmax_cross_entropy_hits(logits, y):
+    """Losses and hits in one launch and one (2, N) buffer: one copy brings both back."""
+    dz = empty_like(logits)
+    summary = _empty((2, logits.shape[0]), np.float64)
+    _launch(_softmax_cross_entropy, logits.shape[0], logits, y, dz, summary)
+    return summary, dz
 
 
 def softmax_cross_entropy(logits, y):
     """Per-row losses and the gradient, both on the device (the Loss takes their mean)."""
-    dz = empty_like(logits)
-    rows = _empty((logits.shape[0],), np.float64)
-    _launch(_softmax_cross_entropy, logits.shape[0], logits, y, dz, rows)
-    return rows, dz
+    summary, dz = softmax_cross_entropy_hits(logits, y)
+    return summary[0], dz
 
 
 @cuda.jit
 def _count_correct(pred, y, threshold, hits):
     r = cuda.grid(1)
-    if r >= pred.shape[0]:
-        return
-    if pred.shape[1] == 1:
-        hit = (pred[r, 0] > threshold) == (y[r, 0] > 0.5)
-    else:
-        best, best_y = 0, 0
-        for j in range(1, pred.shape[1]):
-            if pred[r, j] > pred[r, best]:
-                best = j
-            if y[r, j] > y[r, best_y]:
-                best_y = j
-        hit = best == best_y
-    hits[r] = 1 if hit else 0
+    if r < pred.shape[0]:
+        hits[r] = 1 if _is_correct(pred, y, r, threshold) else 0
 
 
 def count_correct(pred, y, threshold: float = 0.5) -> int:

@@ -317,6 +317,13 @@ def softmax_cross_entropy(logits, y):
     return rows.astype(np.float64), (np.exp(log_probs) - y) / logits.shape[0]
 
 
+def softmax_cross_entropy_hits(logits, y):
+    """softmax_cross_entropy and the accuracy in one: summary (2, N) float64 -- row 0 the
+    per-row losses, row 1 1.0 where the row's class is right -- and dlogits."""
+    rows, grad = softmax_cross_entropy(logits, y)
+    return np.stack([rows, _correct_rows(logits, y, 0.0)]).astype(np.float64), grad
+
+
 def sigmoid_binary_cross_entropy(logits, y):
     """rows: mean over columns of log(1 + e^z) - y z (the stable form); dz = (sigmoid(z) - y)
     / size."""
@@ -347,11 +354,16 @@ def mean_squared_error(pred, y):
     return (diff * diff).mean(axis=1, dtype=np.float64), 2 * diff / diff.size
 
 
-def count_correct(pred, y, threshold: float = 0.5) -> int:
-    """Rows whose argmax of pred matches one-hot y; one column: (pred > threshold) == y."""
+def _correct_rows(pred, y, threshold: float):
+    """Per row: argmax of pred == argmax of one-hot y; one column: (pred > threshold) == y."""
     if pred.shape[1] == 1:
-        return int(((pred[:, 0] > threshold) == (y[:, 0] > 0.5)).sum())
-    return int((pred.argmax(axis=1) == y.argmax(axis=1)).sum())
+        return (pred[:, 0] > threshold) == (y[:, 0] > 0.5)
+    return pred.argmax(axis=1) == y.argmax(axis=1)
+
+
+def count_correct(pred, y, threshold: float = 0.5) -> int:
+    """Rows whose class is right (see _correct_rows)."""
+    return int(_correct_rows(pred, y, threshold).sum())
 
 
 def count_top_k(pred, y, k: int) -> int:
