@@ -653,12 +653,18 @@ def batchnorm_backward(x_hat, gamma, var, epsilon, dy, batch_stats):
 
 
 @njit(**JIT)
-def _softmax_cross_entropy(z, y, rows, dz):
-    """Per row: rows[r] = logsumexp(z_r) - <y_r, z_r>; dz = (softmax(z) - y) / N."""
+def _softmax_cross_entropy(z, y, summary, dz):
+    """Per row: summary[0, r] = logsumexp(z_r) - <y_r, z_r>, summary[1, r] = 1 if the top
+    logit (the first, on ties) is the true class (the accuracy, same pass);
+    dz = (softmax(z) - y) / N."""
     n, k = z.shape
     for r in range(n):
-        top = z[r, 0]
+        top, best, best_y = z[r, 0], 0, 0
         for j in range(1, k):
+            if z[r, j] > z[r, best]:
+                best = j
+            if y[r, j] > y[r, best_y]:
+                best_y = j
             top = max(top, z[r, j])
         total = 0.0
         for j in range(k):
@@ -668,13 +674,19 @@ def _softmax_cross_entropy(z, y, rows, dz):
         for j in range(k):
             loss += y[r, j] * (log_total - z[r, j])
             dz[r, j] = (math.exp(z[r, j] - log_total) - y[r, j]) / n
-        rows[r] = loss
+        summary[0, r] = loss
+        summary[1, r] = (z[r, 0] > 0.0) == (y[r, 0] > 0.5) if k == 1 else best == best_y
+
+
+def softmax_cross_entropy_hits(logits, y):
+    summary, dz = np.empty((2, len(logits))), np.empty_like(logits)
+    _softmax_cross_entropy(logits, y, summary, dz)
+    return summary, dz
 
 
 def softmax_cross_entropy(logits, y):
-    rows, dz = np.empty(len(logits)), np.empty_like(logits)
-    _softmax_cross_entropy(logits, y, rows, dz)
-    return rows, dz
+    summary, dz = softmax_cross_entropy_hits(logits, y)
+    return summary[0], dz
 
 
 # ----------------------------------------------------------------------------- optimizers
