@@ -234,19 +234,25 @@ def maxpool_forward(real[:, :, :, ::1] x, int ph, int pw, int sh, int sw, int pa
                     arg[b, i, j, ch] = best_k
 
 
+cdef inline void zero_image(real[:, :, :, ::1] a, Py_ssize_t b) noexcept nogil:
+    """a[b] = 0 (the gradients that windows add into)."""
+    cdef Py_ssize_t r, q, ch
+    for r in range(a.shape[1]):
+        for q in range(a.shape[2]):
+            for ch in range(a.shape[3]):
+                a[b, r, q, ch] = 0
+
+
 def maxpool_backward(real[:, :, :, ::1] dy, long long[:, :, :, ::1] arg, int ph, int pw, int sh,
                      int sw, int pad_top, int pad_left, real[:, :, :, ::1] dx):
     """Each output gradient goes to the pixel that won its window (added where windows
     overlap). numba_cpu gathers instead when windows are disjoint (3.5x faster there); GCC's
     build of that gather ran 3x slower than this scatter, so Cython keeps the scatter."""
     cdef Py_ssize_t n = dy.shape[0], out_h = dy.shape[1], out_w = dy.shape[2], c = dy.shape[3]
-    cdef Py_ssize_t b, i, j, ch, r, q
+    cdef Py_ssize_t b, i, j, ch
     cdef long long k
     for b in prange(n, nogil=True, schedule="static"):
-        for r in range(dx.shape[1]):
-            for q in range(dx.shape[2]):
-                for ch in range(c):
-                    dx[b, r, q, ch] = 0
+        zero_image(dx, b)
         for i in range(out_h):
             for j in range(out_w):
                 for ch in range(c):
@@ -281,10 +287,7 @@ def avgpool_backward(real[:, :, :, ::1] dy, int ph, int pw, int sh, int sw, int 
     cdef Py_ssize_t n = dy.shape[0], out_h = dy.shape[1], out_w = dy.shape[2], c = dy.shape[3]
     cdef Py_ssize_t b, i, j, ch, r, q, r0, r1, c0, c1, count
     for b in prange(n, nogil=True, schedule="static"):
-        for r in range(dx.shape[1]):
-            for q in range(dx.shape[2]):
-                for ch in range(c):
-                    dx[b, r, q, ch] = 0
+        zero_image(dx, b)
         for i in range(out_h):
             r0, r1 = max(i * sh - pad_top, 0), min(i * sh - pad_top + ph, dx.shape[1])
             for j in range(out_w):

@@ -190,7 +190,8 @@ def _conv_backward(x, w2, dy2, relu, relu_out, masked, kh, kw, sh, sw, pad_top, 
 @njit(parallel=True, **JIT)
 def _direct_conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, y2,
                          chunks):
-    """y[row, :] = bias + sum over the taps inside the image of x[tap] * W[tap, :] (then ReLU)."""
+    """y[row, :] = sum over the taps inside the image of x[tap] * W[tap, :], then the
+    epilogue (bias, ReLU) while the row is hot."""
     n, h, w, f = x.shape[0], x.shape[1], x.shape[2], w2.shape[1]
     for chunk in prange(chunks):
         lo, hi = _chunk_rows(chunk, chunks, n)
@@ -198,8 +199,7 @@ def _direct_conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, o
             for i in range(out_h):
                 for j in range(out_w):
                     row = (b * out_h + i) * out_w + j
-                    for u in range(f):
-                        y2[row, u] = bias[u]
+                    y2[row] = 0.0
                     for di in range(kh):
                         yy = i * sh + di - pad_top
                         for dj in range(kw):
@@ -208,9 +208,7 @@ def _direct_conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, o
                                 v = x[b, yy, xx, 0]
                                 for u in range(f):
                                     y2[row, u] += v * w2[di * kw + dj, u]
-                    if relu:
-                        for u in range(f):
-                            y2[row, u] = 0.0 if y2[row, u] < 0.0 else y2[row, u]
+                    _add_bias(y2, bias, relu, row, row + 1)
 
 
 @njit(parallel=True, **JIT)
@@ -659,13 +657,13 @@ def _softmax_cross_entropy(z, y, summary, dz):
     dz = (softmax(z) - y) / N."""
     n, k = z.shape
     for r in range(n):
-        top, best, best_y = z[r, 0], 0, 0
+        best, best_y = 0, 0
         for j in range(1, k):
             if z[r, j] > z[r, best]:
                 best = j
             if y[r, j] > y[r, best_y]:
                 best_y = j
-            top = max(top, z[r, j])
+        top = z[r, best]
         total = 0.0
         for j in range(k):
             total += math.exp(z[r, j] - top)
