@@ -2,7 +2,8 @@
 
 ``fit`` calls, on every callback in order: ``on_train_begin``, then per epoch
 ``on_epoch_begin``, per step ``on_train_batch_begin`` / ``on_train_batch_end`` (logs: the
-running loss and metrics of the epoch), ``on_epoch_end`` (logs: the epoch's, ``val_*``
+running loss and metrics of the epoch; only on callbacks that define them: on a GPU
+``fit`` then reads the loss back every step), ``on_epoch_end`` (logs: the epoch's, ``val_*``
 included), and finally ``on_train_end``. Setting ``model.stop_training = True`` ends
 training after the current step.
 """
@@ -32,6 +33,11 @@ class Callback:
     def on_epoch_end(self, epoch: int, logs=None): ...
     def on_train_batch_begin(self, batch: int, logs=None): ...
     def on_train_batch_end(self, batch: int, logs=None): ...
+
+    def has_batch_hooks(self) -> bool:
+        """This callback overrides a per-step hook (fit then reads the loss every step)."""
+        return any(getattr(type(self), hook) is not getattr(Callback, hook)
+                   for hook in ("on_train_batch_begin", "on_train_batch_end"))
 
 
 def _improvement(mode: str, monitor: str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 import warnings
 from collections.abc import Iterable
 
@@ -13,13 +14,16 @@ import numpy as np
 from . import config, losses, optimizers, saving
 from .backends import get_backend
 from .callbacks import Callback
+from .feed import ArrayFeed
 from .layers import LAYER_CLASSES, Input, Layer
 from .layers.base import KernelLayer
 from .metrics import TRAINING_METRICS
 from .progress import Progbar, SlowStartNotice
+from .tally import Tally
 from .validation import as_array, as_finite, check_inputs, check_labels, check_positive_int
 
 FORMAT_VERSION = 1
+READ_EVERY = 0.1  # seconds between reads of the loss from a device during fit
 
 
 def _flow_steps(flow) -> int:
@@ -246,67 +250,80 @@ class Sequential:
             x = layer.forward(x, training=training)
         return self.layers[-1].forward(x, training=training, activate=activate_last)
 
-    def _loss_and_counts(self, x, y, training: bool, weights=None) -> tuple[float, dict, object]:
-        """Forward a device batch; returns (mean data loss, {metric: rows right}, d loss / d
-        output), rows weighted by ``weights`` (N,) if given. The loss excludes weight
-        penalties (see ``_penalty``)."""
+    def _step_loss(self, tally: Tally, x, y, training: bool, weights=None):
+        """Forward a device batch into the step ``tally`` has begun: its data loss (no weight
+        penalties, see ``_penalty``) and metric counts go there, rows weighted by ``weights``
+        (N,) if given. Returns d loss / d output."""
         fused = self._fused
         out = self._forward(x, training, activate_last=not fused)
         backend = get_backend()
-        if fused and self.loss.fuses == "softmax" and set(self._metric_k.values()) == {1}:
-            # softmax cross-entropy with plain accuracy: the loss kernel counts the hits in
-            # the same pass and hands both back together (on a GPU: one launch, one copy)
-            summary, grad = backend.softmax_cross_entropy_hits(out, y)
-            summary = backend.to_host(summary)
-            value, grad = losses.reduce(summary[0], grad, weights)
-            return value, dict.fromkeys(self._metric_k, int(summary[1].sum())), grad
+        if (fused and self.loss.fuses == "softmax" and set(self._metric_k.values()) <= {1}
+                and weights is None):
+            # softmax cross-entropy with plain accuracy: the loss kernel sums the loss and
+            # counts the hits into the tally's row, left in the backend's memory
+            return backend.softmax_cross_entropy_totals(out, y, tally.slot(), tally.halted)
         value, grad = (self.loss.fused if fused else self.loss)(out, y, weights)
-        counts = {name: backend.count_correct(out, y, 0.0 if fused else 0.5) if k == 1
-                  else backend.count_top_k(out, y, k) for name, k in self._metric_k.items()}
-        return value, counts, grad
+        tally.add(value * len(x), {
+            name: backend.count_correct(out, y, 0.0 if fused else 0.5) if k == 1
+            else backend.count_top_k(out, y, k) for name, k in self._metric_k.items()})
+        return grad
 
     def _penalty(self) -> float:
         """The kernel_regularizer penalties of every layer (part of the reported loss)."""
         return sum(layer.penalty() for layer in self.layers if isinstance(layer, KernelLayer))
 
+    def _tally(self, steps: int = 1) -> Tally:
+        return Tally(get_backend(), steps, self.metrics)
+
     def compute_loss(self, x, y, training: bool = True) -> float:
         """Loss of one batch (already in backend memory, y as the model's targets), weight
         penalties included; nothing changes but BatchNorm's moving statistics in training."""
-        return self._loss_and_counts(x, y, training)[0] + self._penalty()
+        tally = self._tally()
+        tally.begin(len(x))
+        self._step_loss(tally, x, y, training)
+        tally.read()
+        return tally.last_loss + self._penalty()
 
     def compute_gradients(self, x, y, sample_weight=None) -> float:
         """Loss of one batch (already in backend memory, y as the model's targets) and the
         gradients of every layer's parameters into ``layer.grads``. Returns the loss,
-        weight penalties included; the weights do not change. A NaN or inf loss returns
-        at once (no gradients: they would only poison the weights)."""
-        return self._gradients(x, y, sample_weight)[0]
+        weight penalties included; the weights do not change. After a NaN or inf loss the
+        gradients mean nothing (``train_step`` then applies none)."""
+        tally = self._tally()
+        tally.begin(len(x))
+        self._gradients(tally, x, y, sample_weight)
+        tally.read()
+        return tally.last_loss
 
-    def _gradients(self, x, y, sample_weight=None) -> tuple[float, dict]:
-        """compute_gradients, also returning the batch's metric counts."""
-        value, counts, grad = self._loss_and_counts(x, y, training=True, weights=sample_weight)
-        if not math.isfinite(value):
-            return value, counts
+    def _gradients(self, tally: Tally, x, y, sample_weight=None) -> None:
+        """compute_gradients into the step ``tally`` has begun (loss and metric counts)."""
+        grad = self._step_loss(tally, x, y, True, sample_weight)
+        if tally.known_bad():
+            return
         # Layers before the first one with weights need no gradient: stop there.
         first = next((i for i, layer in enumerate(self.layers) if layer.params), len(self.layers))
         for i in reversed(range(first, len(self.layers))):
             grad = self.layers[i].backward(grad, need_input_grad=i > first)
-        value += sum(layer.last_penalty for layer in self.layers if isinstance(layer, KernelLayer))
-        return value, counts
+        penalty = sum(layer.last_penalty for layer in self.layers
+                      if isinstance(layer, KernelLayer))
+        tally.add(penalty * len(x))
 
     def train_step(self, x, y, sample_weight=None) -> tuple[float, dict]:
         """One optimizer step on a batch already in backend memory: ``compute_gradients``,
         then the update; returns (loss, metric counts). ``sample_weight`` (N,) host array
         weights the rows of the loss. A non-finite loss changes nothing."""
-        value, counts = self._gradients(x, y, sample_weight)
-        if math.isfinite(value):
-            self.optimizer.apply(self.layers)
-        return value, counts
+        tally = self._tally()
+        self._train_step(tally, x, y, sample_weight)
+        tally.read()
+        return tally.last_loss, tally.counts
 
-    def _logs(self, loss_sum: float, counts: dict, seen: int, prefix: str = "") -> dict:
-        logs = {prefix + "loss": loss_sum / seen}
-        for name in self.metrics:
-            logs[prefix + name] = counts.get(name, 0) / seen
-        return logs
+    def _train_step(self, tally: Tally, x, y, sample_weight=None) -> None:
+        """train_step as a new step of ``tally``. Its loss may stay in the backend's memory
+        (read later): the update is then skipped there if the loss is NaN or inf."""
+        tally.begin(len(x), mark=self.optimizer.iterations)
+        self._gradients(tally, x, y, sample_weight)
+        if not tally.known_bad():
+            self.optimizer.apply(self.layers, tally.halted)
 
     def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1,
             callbacks=None, validation_data=None, validation_split: float = 0.0,
@@ -370,8 +387,12 @@ class Sequential:
         backend = get_backend()
         self._place(backend)
         with backend.session():
-            return self._fit_loop(x, y, weights, flow, steps, batch_size, epochs, verbose,
-                                  shuffle, seed, validation, terminate_on_nan, callbacks)
+            # arrays go to the backend's memory once, not batch by batch
+            feed = x if flow else ArrayFeed(backend, x, y, weights, batch_size)
+            if validation is not None:
+                validation = ArrayFeed(backend, *validation, None, batch_size)
+            return self._fit_loop(feed, steps, epochs, verbose, shuffle, seed, validation,
+                                  terminate_on_nan, callbacks)
 
     def _sample_weights(self, targets, sample_weight, class_weight) -> np.ndarray | None:
         """Per-sample loss weights (N,) from sample_weight and class_weight, or None."""
@@ -400,12 +421,19 @@ class Sequential:
             weights *= table[labels]
         return weights
 
-    def _fit_loop(self, x, y, weights, flow, steps, batch_size, epochs, verbose, shuffle, seed,
-                  validation, terminate_on_nan, callbacks) -> History:
+    def _fit_loop(self, feed, steps, epochs, verbose, shuffle, seed, validation,
+                  terminate_on_nan, callbacks) -> History:
         backend = get_backend()
+        flow = not isinstance(feed, ArrayFeed)
         rng = np.random.default_rng(seed)
         history = History()
         notice = getattr(backend.module, "COMPILE_NOTICE", None) if verbose else None
+        batch_hooks = [c for c in callbacks if c.has_batch_hooks()]
+        # Reading the loss back makes the host wait for the device: on a GPU, fit reads
+        # once per progress update (unless a callback or terminate_on_nan=False needs
+        # every step); on the CPU reading is free.
+        read_every_step = not backend.on_device or bool(batch_hooks) or not terminate_on_nan
+        tally = Tally(backend, steps, self.metrics)
         self.stop_training = False
         for callback in callbacks:
             callback.set_model(self)
@@ -416,41 +444,47 @@ class Sequential:
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs}")
             bar = Progbar(steps, verbose)
-            order = rng.permutation(len(x)) if (shuffle and not flow) else None
-            loss_sum, counts, seen = 0.0, {}, 0
+            if not flow:
+                feed.shuffle(rng.permutation(feed.size) if shuffle else None)
+            tally.restart()
+            last_read = time.perf_counter()
             for step in range(steps):
-                for callback in callbacks:
+                for callback in batch_hooks:
                     callback.on_train_batch_begin(step)
                 if flow:
-                    xb, yb = next(x)
-                    xb, yb = self._prepare(xb, yb)
-                    wb = None
+                    (xb, yb), wb = self._prepare(*next(feed)), None
                 else:
-                    idx = slice(step * batch_size, (step + 1) * batch_size)
-                    idx = order[idx] if order is not None else idx
-                    xb, yb = x[idx], y[idx]
-                    wb = None if weights is None else weights[idx]
+                    xb, yb, wb = feed.batch(step)
                 slow_start = notice and epoch == 0 and step == 0  # may compile kernels
                 with backend.step_buffers(self, "train", len(xb)), \
                         SlowStartNotice(notice if slow_start else None, after=2.0):
-                    value, ok = self.train_step(backend.to_device(xb), backend.to_device(yb), wb)
-                loss_sum, seen = loss_sum + value * len(xb), seen + len(xb)
-                counts = {k: counts.get(k, 0) + v for k, v in ok.items()}
-                logs = self._logs(loss_sum, counts, seen)
-                for callback in callbacks:
-                    callback.on_train_batch_end(step, {**logs, "batch_loss": value})
-                if terminate_on_nan and not math.isfinite(value):
-                    _warn_diverged(epoch, step, value)
-                    self.stop_training = True
+                    self._train_step(tally, backend.to_device(xb), backend.to_device(yb), wb)
+                now = time.perf_counter()
+                if not (read_every_step or step == steps - 1 or now - last_read >= READ_EVERY):
+                    continue
+                tally.read()
+                last_read = now
+                logs = tally.logs()
+                for callback in batch_hooks:
+                    callback.on_train_batch_end(step, {**logs, "batch_loss": tally.last_loss})
+                if tally.first_bad is not None:
+                    if terminate_on_nan:
+                        _warn_diverged(epoch, tally.first_bad, tally.last_loss)
+                        # the device skipped every update from that step on: count none
+                        self.optimizer.iterations = tally.mark(tally.first_bad)
+                        self.stop_training = True
+                    else:
+                        tally.forgive()
                 if self.stop_training:
                     break
                 bar.update(step + 1, logs)
-            logs = self._logs(loss_sum, counts, seen)
-            if validation is not None and math.isfinite(loss_sum):
-                logs.update(self._evaluate_prepared(*validation, batch_size, prefix="val_"))
+            logs = tally.logs()
+            if validation is not None and math.isfinite(tally.loss_sum):
+                with backend.step_buffers(self, "validate", validation.size):
+                    logs.update(self._evaluate_feed(validation, prefix="val_"))
             for callback in callbacks:
                 callback.on_epoch_end(epoch, logs)
-            bar.finish(logs, step + 1)
+            bar.finish(logs, tally.steps_read)
             history.append(epoch, logs)
             if self.stop_training:
                 break
@@ -475,8 +509,10 @@ class Sequential:
         backend = get_backend()
         self._place(backend)
         with backend.session(), backend.step_buffers(self, "train", len(x)):
-            value, counts = self.train_step(backend.to_device(x), backend.to_device(y), weights)
-        return self._batch_logs(self._logs(value * len(x), counts, len(x)), return_dict)
+            tally = self._tally()
+            self._train_step(tally, backend.to_device(x), backend.to_device(y), weights)
+            tally.read()
+        return self._batch_logs(tally.logs(), return_dict)
 
     def test_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
         """``evaluate`` of one batch: its ``[loss, metric, ...]`` (or a dict), no update."""
@@ -489,20 +525,19 @@ class Sequential:
 
     # -- inference ----------------------------------------------------------------------
 
-    def _evaluate_prepared(self, x, y, batch_size: int, prefix: str = "",
-                           weights=None) -> dict:
+    def _evaluate_feed(self, feed: ArrayFeed, prefix: str = "") -> dict:
+        """Loss (weight penalties included) and metrics over every batch of ``feed``."""
         backend = get_backend()
-        loss_sum, counts = 0.0, {}
-        for start in range(0, len(x), batch_size):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            wb = None if weights is None else weights[start:start + batch_size]
+        tally = Tally(backend, len(feed), self.metrics)
+        for step in range(len(feed)):
+            xb, yb, wb = feed.batch(step)
             with backend.step_buffers(self, "test", len(xb)):
-                value, ok, _ = self._loss_and_counts(backend.to_device(xb), backend.to_device(yb),
-                                                     False, wb)
-            loss_sum += value * len(xb)
-            counts = {k: counts.get(k, 0) + v for k, v in ok.items()}
-        loss_sum += self._penalty() * len(x)
-        return self._logs(loss_sum, counts, len(x), prefix)
+                tally.begin(len(xb))
+                self._step_loss(tally, backend.to_device(xb), backend.to_device(yb), False, wb)
+        tally.read(stop_at_bad=False)
+        logs = tally.logs(prefix)
+        logs[prefix + "loss"] += self._penalty()
+        return logs
 
     def evaluate(self, x, y, batch_size: int = 32, verbose: int = 0, sample_weight=None,
                  return_dict: bool = False):
@@ -515,8 +550,8 @@ class Sequential:
         self._ensure_built()
         backend = get_backend()
         self._place(backend)
-        with backend.session():
-            logs = self._evaluate_prepared(x, y, batch_size, weights=weights)
+        with backend.session(), backend.step_buffers(self, "evaluate", len(x)):
+            logs = self._evaluate_feed(ArrayFeed(backend, x, y, weights, batch_size))
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
         return self._batch_logs(logs, return_dict)

@@ -16,15 +16,16 @@ class Progbar:
 
         1875/1875 [==============================] - 12s 6ms/step - loss: 0.4964 - accuracy: 0.8230
 
-    The ETA is measured from the end of the first step on: that step may include
-    compiling the kernels (JIT backends, first run), which says nothing about the rest.
+    The ETA is measured from the first update on (``fit`` updates after the first step, or
+    on a GPU at its first read of the loss): the first step may include compiling the
+    kernels (JIT backends, first run), which says nothing about the rest.
     """
 
     def __init__(self, steps: int, verbose: int, stream=None, width: int = 30):
         self.steps, self.verbose, self.width = steps, verbose, width
         self.stream = stream or sys.stdout
         self.start = time.perf_counter()
-        self._first_step_done: float | None = None
+        self._first_update: tuple[int, float] | None = None  # (step, time)
         self._last_draw = 0.0
         self._drawn = 0  # length of the line on screen, to blank what a shorter one leaves
         self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
@@ -35,8 +36,8 @@ class Progbar:
     def update(self, step: int, values: dict[str, float]) -> None:
         """Redraw the bar after ``step`` steps (ten times a second at most; live on a terminal)."""
         now = time.perf_counter()
-        if self._first_step_done is None:
-            self._first_step_done = now
+        if self._first_update is None:
+            self._first_update = (step, now)
         if self.verbose != 1 or not self.live or now - self._last_draw < 0.1:
             return
         self._last_draw = now
@@ -53,8 +54,9 @@ class Progbar:
         bar = "=" * max(done - 1, 0) + (">" if done < self.width else "=") if done else ""
         line = f"{step}/{self.steps} [{bar:<{self.width}}]"
         if step < self.steps:
-            if step > 1 and self._first_step_done is not None:
-                per_step = (now - self._first_step_done) / (step - 1)
+            if self._first_update is not None and step > self._first_update[0]:
+                first_step, first_time = self._first_update
+                per_step = (now - first_time) / (step - first_step)
                 line += f" - ETA: {_fmt_time(per_step * (self.steps - step))}"
         else:
             elapsed = now - self.start

@@ -113,8 +113,7 @@ def test_dense_activation_loss_and_optimizer_kernels(fast, dtype):
         da = rng.standard_normal(z.shape).astype(dtype)
         _compare(fast, "activation_backward", (name, z, a, da), dtype)
     y = np.eye(4, dtype=dtype)[rng.integers(0, 4, 5)]
-    for name in ("softmax_cross_entropy", "softmax_cross_entropy_hits", "mean_squared_error",
-                 "count_correct"):
+    for name in ("softmax_cross_entropy", "mean_squared_error", "count_correct"):
         _compare(fast, name, (dy * 30, y), dtype)
     p, g = rng.standard_normal(9).astype(dtype), rng.standard_normal(9).astype(dtype)
     m, v = rng.standard_normal(9).astype(dtype), rng.random(9).astype(dtype)
@@ -129,6 +128,36 @@ def test_dense_activation_loss_and_optimizer_kernels(fast, dtype):
         getattr(fast, update)(dev[0], dev[1], *state_dev, *args)
         for r, d in zip(ref, dev):
             _close(fast.to_host(d), r, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [1, 5, 70])  # 70: more rows than a simulated block has threads
+def test_loss_totals_and_the_halt_flag(fast, dtype, rows):
+    """softmax_cross_entropy_totals: the gradient, (loss sum, hits) and the NaN flag, which
+    then stops adam_update_many; take_rows gathers rows in any order."""
+    rng = np.random.default_rng(rows)
+    logits = (30 * rng.standard_normal((rows, 4))).astype(dtype)
+    y = np.eye(4, dtype=dtype)[rng.integers(0, 4, rows)]
+    for poison in (False, True):
+        if poison:
+            logits[rows // 2, 1] = np.nan
+        expected = [np.zeros(2), np.zeros(1, np.int32)]
+        grad = numpy_ref.softmax_cross_entropy_totals(logits, y, *expected)
+        got = [fast.to_device(np.zeros(2)), fast.to_device(np.zeros(1, np.int32))]
+        dz = fast.softmax_cross_entropy_totals(fast.to_device(logits), fast.to_device(y), *got)
+        assert fast.to_host(got[1])[0] == expected[1][0] == int(poison)
+        if not poison:
+            _close(fast.to_host(dz), grad, dtype)
+            _close(fast.to_host(got[0]), expected[0], np.float64 if dtype == np.float64 else dtype)
+        p = rng.standard_normal(7).astype(dtype)
+        state = [fast.to_device(a.astype(dtype)) for a in (p, p, np.zeros(7), np.zeros(7))]
+        fast.adam_update_many([state[0]], [state[1]], [state[2]], [state[3]], 0.1, 0.9, 0.999,
+                              1e-7, got[1])
+        assert np.array_equal(fast.to_host(state[0]), p) == poison
+    order = rng.permutation(rows)
+    out = fast.zeros_like(fast.to_device(logits))
+    assert np.array_equal(fast.to_host(fast.take_rows(fast.to_device(logits), fast.to_device(order),
+                                                      out)), logits[order], equal_nan=True)
 
 
 def _three_conv_cnn():

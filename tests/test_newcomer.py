@@ -39,9 +39,13 @@ def test_eta_ignores_the_slow_first_step():
     bar.start -= 50.0  # the first step "took" 50 s (compiling)
     assert "ETA" not in bar._line(1, time.perf_counter())
     bar.update(1, {})
-    now = bar._first_step_done + 1.0  # then 1 s for 10 more steps
+    now = bar._first_update[1] + 1.0  # then 1 s for 10 more steps
     eta = bar._line(11, now).split("ETA: ")[1]
     assert eta == "9s"  # 89 steps at 0.1 s, not at (50 + 1) / 11 s
+    bar = Progbar(100, verbose=1, stream=Terminal())
+    bar.update(41, {})  # a GPU's first read of the loss: 40 steps already run
+    eta = bar._line(51, bar._first_update[1] + 1.0).split("ETA: ")[1]
+    assert eta == "5s"  # 49 steps at 0.1 s (10 steps took 1 s)
 
 
 def test_slow_start_notice_only_when_slow():

@@ -75,14 +75,22 @@ class Backend:
         return hook(owner, phase, batch) if hook is not None else contextlib.nullcontext()
 
     def adam_update_many(self, params, grads, ms, vs, lr_t: float, beta_1: float,
-                         beta_2: float, epsilon: float) -> None:
+                         beta_2: float, epsilon: float, halted=None) -> None:
         """``adam_update`` of several parameters: one kernel launch on the CUDA backend,
-        one call per parameter elsewhere."""
+        one call per parameter elsewhere. Nothing changes while ``halted`` ((1,) int32 in
+        the backend's memory, see ``softmax_cross_entropy_totals``) is set: the CUDA
+        kernel reads it on the device, so the host never waits for it."""
         many = getattr(self.module, "adam_update_many", None)
         if many is not None:
-            return many(params, grads, ms, vs, lr_t, beta_1, beta_2, epsilon)
+            return many(params, grads, ms, vs, lr_t, beta_1, beta_2, epsilon, halted)
+        if self.is_halted(halted):
+            return
         for p, g, m, v in zip(params, grads, ms, vs):
             self.adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon)
+
+    def is_halted(self, halted) -> bool:
+        """The flag is given and set (on a device: read back, so the host waits for it)."""
+        return halted is not None and bool(self.to_host(halted)[0])
 
     def __repr__(self) -> str:
         return f"<minicnn backend {self.name!r}>"

@@ -17,6 +17,9 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
     "to_device": (("a",), "host array -> the backend's memory (CPU backends: the same array)"),
     "to_host": (("a",), "backend array -> host NumPy array"),
     "zeros_like": (("a",), "zeros of a's shape and dtype, in the backend's memory"),
+    "take_rows": (("a", "rows", "out"),
+                  "out[i] = a[rows[i]] for every i (rows: int64 indices into a's first axis); "
+                  "returns out (an epoch's shuffle of a data set kept on a device)"),
     # convolution and pooling
     "conv2d_forward": (("x", "w", "b", "stride", "padding", "relu"),
                        "x (N,H,W,C), w (kh,kw,C,F), b (F,) or None -> y (N,OH,OW,F); "
@@ -56,10 +59,12 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
                            "dy (M,C) -> dx (M,C), dgamma (C,), dbeta (C,)"),
     # losses: (per-row losses (N,) float64, gradient of their mean w.r.t. the first argument)
     "softmax_cross_entropy": (("logits", "y"), "logits (N,K), one-hot y -> rows, dlogits"),
-    "softmax_cross_entropy_hits": (("logits", "y"),
-                                   "as softmax_cross_entropy, the accuracy counted in the same "
-                                   "pass: summary (2,N) float64 (losses; 1.0 where right), "
-                                   "dlogits"),
+    "softmax_cross_entropy_totals": (("logits", "y", "totals", "halted"),
+                                     "dlogits of softmax_cross_entropy; writes totals (2,) "
+                                     "float64 = (sum of the row losses, rows whose class is "
+                                     "right) and sets halted[0] = 1 (int32) if that sum is "
+                                     "NaN or inf (a training step's loss and accuracy, "
+                                     "left in the backend's memory)"),
     "sigmoid_binary_cross_entropy": (("logits", "y"), "logits (N,K), 0/1 y -> rows, dlogits"),
     "probability_cross_entropy": (("probs", "y", "eps"), "probabilities (N,K) -> rows, dprobs"),
     "probability_binary_cross_entropy": (("probs", "y", "eps"),

@@ -16,10 +16,12 @@ launches few kernels and moves little memory:
 - inside ``step_buffers`` every temporary comes from buffers kept from the previous step
   of the same kind: no device allocation after the first step.
 
-Parameters, optimizer state and activations stay on the device for the whole ``fit``:
-per step the batch goes up and one (2, N) buffer comes down (per-row losses and hits,
-computed by the loss kernel in one pass). Kernels this
-module does not define run on the host through ``host_fallback`` (correct, but slow).
+Parameters, optimizer state, activations and the training set stay on the device for the
+whole ``fit`` (an epoch's shuffle is one gather there): a step copies nothing either way.
+The loss kernel leaves the batch's loss sum and hit count on the device, and flags a NaN
+loss there for the Adam kernel, which then changes nothing; ``fit`` reads the totals back
+once per progress update. Kernels this module does not define run on the host through
+``host_fallback`` (correct, but slow).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import config as numba_config
-from numba import cuda
+from numba import cuda, float64
 
 from . import numpy_ref
 from .shapes import conv_geometry, pool_geometry
@@ -624,14 +626,10 @@ def _is_correct(pred, y, r, threshold):
     return best == best_y
 
 
-@cuda.jit
-def _softmax_cross_entropy(z, y, dz, summary):
-    """One thread per row: dz = (softmax(z) - y) / N; summary[0, r] = logsumexp(z_r) -
-    <y_r, z_r>, summary[1, r] = 1 if the row's class is right (the accuracy, same pass)."""
-    r = cuda.grid(1)
+@cuda.jit(device=True)
+def _softmax_cross_entropy_row(z, y, dz, r):
+    """Row r: dz[r] = (softmax(z_r) - y_r) / N; returns its loss logsumexp(z_r) - <y_r, z_r>."""
     n, k = z.shape
-    if r >= n:
-        return
     top = z[r, 0]
     for j in range(1, k):
         top = max(top, z[r, j])
@@ -643,22 +641,56 @@ def _softmax_cross_entropy(z, y, dz, summary):
     for j in range(k):
         row_loss += y[r, j] * (log_total - z[r, j])
         dz[r, j] = (math.exp(z[r, j] - log_total) - y[r, j]) / n
-    summary[0, r] = row_loss
-    summary[1, r] = 1.0 if _is_correct(z, y, r, 0.0) else 0.0
+    return row_loss
 
 
-def softmax_cross_entropy_hits(logits, y):
-    """Losses and hits in one launch and one (2, N) buffer: one copy brings both back."""
+@cuda.jit
+def _softmax_cross_entropy(z, y, dz, losses):
+    """One thread per row: its loss into losses[r] (float64), its gradient into dz."""
+    r = cuda.grid(1)
+    if r < z.shape[0]:
+        losses[r] = _softmax_cross_entropy_row(z, y, dz, r)
+
+
+@cuda.jit
+def _softmax_cross_entropy_totals(z, y, dz, totals, halted):
+    """One block: thread t takes rows t, t + THREADS, ...; then the block adds up the
+    losses and hits in shared memory (a fixed tree: the same sum every run) into totals =
+    (loss sum, hits); halted[0] = 1 if the loss sum is NaN or inf."""
+    partial = cuda.shared.array((THREADS, 2), float64)
+    t = cuda.threadIdx.x
+    loss, hits = 0.0, 0.0
+    for r in range(t, z.shape[0], THREADS):
+        loss += _softmax_cross_entropy_row(z, y, dz, r)
+        hits += 1.0 if _is_correct(z, y, r, 0.0) else 0.0
+    partial[t, 0], partial[t, 1] = loss, hits
+    cuda.syncthreads()
+    half = THREADS // 2
+    while half > 0:
+        if t < half:
+            partial[t, 0] += partial[t + half, 0]
+            partial[t, 1] += partial[t + half, 1]
+        cuda.syncthreads()
+        half //= 2
+    if t == 0:
+        totals[0], totals[1] = partial[0, 0], partial[0, 1]
+        if math.isnan(partial[0, 0]) or math.isinf(partial[0, 0]):
+            halted[0] = 1
+
+
+def softmax_cross_entropy_totals(logits, y, totals, halted):
+    """Loss sum and hits into ``totals`` on the device, one launch, nothing read back."""
     dz = empty_like(logits)
-    summary = _empty((2, logits.shape[0]), np.float64)
-    _launch(_softmax_cross_entropy, logits.shape[0], logits, y, dz, summary)
-    return summary, dz
+    _softmax_cross_entropy_totals[1, THREADS](logits, y, dz, totals, halted)
+    return dz
 
 
 def softmax_cross_entropy(logits, y):
     """Per-row losses and the gradient, both on the device (the Loss takes their mean)."""
-    summary, dz = softmax_cross_entropy_hits(logits, y)
-    return summary[0], dz
+    dz = empty_like(logits)
+    losses = _empty((logits.shape[0],), np.float64)
+    _launch(_softmax_cross_entropy, logits.shape[0], logits, y, dz, losses)
+    return losses, dz
 
 
 @cuda.jit
@@ -678,11 +710,12 @@ def count_correct(pred, y, threshold: float = 0.5) -> int:
 
 
 @cuda.jit
-def _adam(ps, gs, ms, vs, ends, lr_t, beta_1, beta_2, epsilon):
+def _adam(ps, gs, ms, vs, ends, lr_t, beta_1, beta_2, epsilon, halted):
     """Adam over several parameters in one launch: thread i updates element i of their
-    concatenation; ``ends`` are the running totals of their sizes (flat arrays in tuples)."""
+    concatenation; ``ends`` are the running totals of their sizes (flat arrays in tuples).
+    Nothing changes while halted[0] is set (a NaN loss, flagged by the loss kernel)."""
     i = cuda.grid(1)
-    if i >= ends[len(ends) - 1]:
+    if i >= ends[len(ends) - 1] or halted[0] != 0:
         return
     k = 0
     while i >= ends[k]:
@@ -709,11 +742,34 @@ def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
     adam_update_many([p], [g], [m], [v], lr_t, beta_1, beta_2, epsilon)
 
 
-def adam_update_many(params, grads, ms, vs, lr_t, beta_1, beta_2, epsilon):
-    """adam_update of every parameter in one launch (one kernel per step, not per weight)."""
+_not_halted = []  # [a (1,) int32 zero on the device]: the flag when none is given
+
+
+def adam_update_many(params, grads, ms, vs, lr_t, beta_1, beta_2, epsilon, halted=None):
+    """adam_update of every parameter in one launch (one kernel per step, not per weight);
+    none while ``halted`` is set, checked by the kernel (the host never waits for it)."""
+    if halted is None:
+        if not _not_halted:
+            _not_halted.append(cuda.to_device(np.zeros(1, np.int32)))
+        halted = _not_halted[0]
     ends = tuple(int(n) for n in np.cumsum([p.size for p in params]))
     flat = [tuple(_flat(a) for a in arrays) for arrays in (params, grads, ms, vs)]
-    _launch(_adam, ends[-1], *flat, ends, lr_t, beta_1, beta_2, epsilon)
+    _launch(_adam, ends[-1], *flat, ends, lr_t, beta_1, beta_2, epsilon, halted)
+
+
+@cuda.jit
+def _take_rows(a, rows, out, row_size):
+    """One thread per element of out (flat): out[i] = a[rows[i]], rows of row_size values."""
+    idx = cuda.grid(1)
+    if idx < out.size:
+        i = idx // row_size
+        out[idx] = a[rows[i] * row_size + idx % row_size]
+
+
+def take_rows(a, rows, out):
+    row_size = out.size // max(out.shape[0], 1)
+    _launch(_take_rows, out.size, _flat(a), rows, _flat(out), row_size)
+    return out
 
 
 def sgd_update(p, g, velocity, lr, momentum, nesterov=False):

@@ -676,15 +676,21 @@ def _softmax_cross_entropy(z, y, summary, dz):
         summary[1, r] = (z[r, 0] > 0.0) == (y[r, 0] > 0.5) if k == 1 else best == best_y
 
 
-def softmax_cross_entropy_hits(logits, y):
+def _summary(logits, y):
     summary, dz = np.empty((2, len(logits))), np.empty_like(logits)
     _softmax_cross_entropy(logits, y, summary, dz)
     return summary, dz
 
 
 def softmax_cross_entropy(logits, y):
-    summary, dz = softmax_cross_entropy_hits(logits, y)
+    summary, dz = _summary(logits, y)
     return summary[0], dz
+
+
+def softmax_cross_entropy_totals(logits, y, totals, halted):
+    summary, dz = _summary(logits, y)
+    numpy_ref.write_totals(summary[0], summary[1], totals, halted)
+    return dz
 
 
 # ----------------------------------------------------------------------------- optimizers

@@ -19,7 +19,7 @@ from .shapes import conv_geometry
 
 ON_DEVICE = False
 # Public building blocks of the kernels below (not kernels themselves: see contract.py).
-HELPERS = ("pad_images", "im2col", "col2im")
+HELPERS = ("pad_images", "im2col", "col2im", "write_totals")
 
 
 def to_device(a: np.ndarray) -> np.ndarray:
@@ -33,6 +33,11 @@ def to_host(a) -> np.ndarray:
 
 def zeros_like(a: np.ndarray) -> np.ndarray:
     return np.zeros_like(a)
+
+
+def take_rows(a: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out[i] = a[rows[i]]: the rows of a in the order ``rows`` gives."""
+    return np.take(a, rows, axis=0, out=out)
 
 
 # ----------------------------------------------------------------------------- conv
@@ -317,11 +322,19 @@ def softmax_cross_entropy(logits, y):
     return rows.astype(np.float64), (np.exp(log_probs) - y) / logits.shape[0]
 
 
-def softmax_cross_entropy_hits(logits, y):
-    """softmax_cross_entropy and the accuracy in one: summary (2, N) float64 -- row 0 the
-    per-row losses, row 1 1.0 where the row's class is right -- and dlogits."""
+def softmax_cross_entropy_totals(logits, y, totals, halted):
+    """softmax_cross_entropy summed, and the accuracy counted, into totals = (sum of the row
+    losses, rows whose class is right); halted[0] = 1 if the sum is NaN or inf. -> dlogits."""
     rows, grad = softmax_cross_entropy(logits, y)
-    return np.stack([rows, _correct_rows(logits, y, 0.0)]).astype(np.float64), grad
+    write_totals(rows, _correct_rows(logits, y, 0.0), totals, halted)
+    return grad
+
+
+def write_totals(losses, hits, totals, halted) -> None:
+    """totals = (sum of losses, sum of hits); halted[0] = 1 if the loss sum is NaN or inf."""
+    totals[0], totals[1] = losses.sum(), hits.sum()
+    if not np.isfinite(totals[0]):
+        halted[0] = 1
 
 
 def sigmoid_binary_cross_entropy(logits, y):
