@@ -59,7 +59,8 @@ def models(draw, max_side: int = 9, max_filters: int = 4, max_batch: int = 6):
                         padding=draw(st.sampled_from(["valid", "same"])))
             kind = draw(st.sampled_from([MaxPool2D, AveragePooling2D]))
             layers.append(lambda k=kind, p=pool: k(**p))
-    layers.append(draw(st.sampled_from([Flatten, GlobalAveragePooling2D])))
+    head = draw(st.sampled_from([Flatten, GlobalAveragePooling2D]))
+    layers.append(head)
     if draw(st.booleans()):
         units, act = draw(st.integers(1, 6)), draw(st.sampled_from(ACTIVATIONS))
         layers.append(lambda u=units, a=act: Dense(u, activation=a))
@@ -75,6 +76,10 @@ def models(draw, max_side: int = 9, max_filters: int = 4, max_batch: int = 6):
         optimizers += [lambda: Adam(0.01), lambda: AdamW(0.01), lambda: RMSprop(0.01)]
     optimizer = draw(st.sampled_from(optimizers))
     batch = draw(st.integers(1, max_batch))
+    # One sample: BatchNorm's output then has mean 0 over the image, so its global average
+    # is 0 up to rounding and a ReLU after it flips on last-bit differences between the
+    # backends (hypothesis found one). An ill-conditioned input, not a backend bug.
+    assume(not (batch == 1 and BatchNormalization in layers and head is GlobalAveragePooling2D))
     return layers, shape, batch, classes, dtype, optimizer
 
 

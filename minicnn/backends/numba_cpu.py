@@ -214,35 +214,44 @@ def _direct_conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, o
 @njit(parallel=True, **JIT)
 def _direct_conv_backward(x, w2, dy2, relu, relu_out, kh, kw, sh, sw, pad_top, pad_left, out_h,
                           out_w, dw_parts, db_parts, dx, need_dx, chunks):
-    """Per output row: g = dy through the ReLU (kept in a small buffer, never written out),
-    db += g, dW[tap, :] += x[tap] g and dx[tap] += <g, W[tap, :]>; sums in float64."""
+    """Per output row i of an image: g = dy through the ReLU (a small buffer, never written
+    out), db += g; then tap by tap, dW[tap, :] += sum_j x[tap of (i, j)] g[j, :] (the row's
+    sum in the compute dtype, then added in float64) and dx[tap of (i, j)] += <g[j], W[tap]>."""
     n, h, w, f = x.shape[0], x.shape[1], x.shape[2], w2.shape[1]
     for chunk in prange(chunks):
         lo, hi = _chunk_rows(chunk, chunks, n)
-        dw, db, g = np.zeros(w2.shape), np.zeros(f), np.empty(f)
+        dw, db = np.zeros(w2.shape), np.zeros(f)
+        g, row_sum = np.empty((out_w, f), dtype=dy2.dtype), np.empty(f, dtype=dy2.dtype)
         for b in range(lo, hi):
             if need_dx:
                 dx[b] = 0.0
             for i in range(out_h):
+                row0 = (b * out_h + i) * out_w
                 for j in range(out_w):
-                    row = (b * out_h + i) * out_w + j
                     for u in range(f):
-                        g[u] = dy2[row, u] * (relu_out[row, u] > 0) if relu else dy2[row, u]
-                        db[u] += g[u]
-                    for di in range(kh):
-                        yy = i * sh + di - pad_top
-                        for dj in range(kw):
+                        v = dy2[row0 + j, u]
+                        g[j, u] = v * (relu_out[row0 + j, u] > 0) if relu else v
+                        db[u] += g[j, u]
+                for di in range(kh):
+                    yy = i * sh + di - pad_top
+                    if yy < 0 or yy >= h:
+                        continue
+                    for dj in range(kw):
+                        tap = di * kw + dj
+                        row_sum[:] = 0.0
+                        for j in range(out_w):
                             xx = j * sw + dj - pad_left
-                            if 0 <= yy < h and 0 <= xx < w:
-                                tap = di * kw + dj
+                            if 0 <= xx < w:
                                 v = x[b, yy, xx, 0]
                                 for u in range(f):
-                                    dw[tap, u] += v * g[u]
+                                    row_sum[u] += v * g[j, u]
                                 if need_dx:
                                     s = 0.0
                                     for u in range(f):
-                                        s += g[u] * w2[tap, u]
+                                        s += g[j, u] * w2[tap, u]
                                     dx[b, yy, xx, 0] += s
+                        for u in range(f):
+                            dw[tap, u] += row_sum[u]
         dw_parts[chunk] = dw
         db_parts[chunk] = db
 
