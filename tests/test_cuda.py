@@ -47,6 +47,17 @@ def test_loss_totals_halt_flag_and_row_gather(cuda, rows):
     equivalence.test_loss_totals_and_the_halt_flag(cuda, np.float32, rows)
 
 
+def test_launches_are_checked_against_the_kernels_signatures(cuda):
+    """Kernels are compiled for explicit signatures (numba-cuda then launches them without
+    checking anything); under the simulator every launch is checked instead."""
+    from minicnn.backends import cuda as module
+    every_other = cuda.to_device(np.zeros(8, np.float32))[::2]  # strided: not C-contiguous
+    with pytest.raises(TypeError, match="_fill: argument 0 is array.*declares"):
+        module._fill[1, 32](every_other, 0.0)
+    with pytest.raises(TypeError, match="_fill: argument 1 is int64"):
+        module._fill[1, 32](cuda.to_device(np.zeros(4, np.float32)), 0)
+
+
 def test_softmax_cross_entropy_stays_finite_for_extreme_logits(cuda):
     z = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4]], dtype=np.float32)
     y = np.eye(3, dtype=np.float32)[[1, 2]]

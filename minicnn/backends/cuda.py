@@ -14,7 +14,9 @@ launches few kernels and moves little memory:
   in one pass); a split-K product is summed by the last of its blocks, in the same launch;
   Adam updates every parameter in one launch;
 - inside ``step_buffers`` every temporary comes from buffers kept from the previous step
-  of the same kind: no device allocation after the first step.
+  of the same kind: no device allocation after the first step;
+- every kernel is compiled for an explicit signature (``_kernel``): numba-cuda launches
+  such a specialized kernel without typing its arguments (checked under the simulator).
 
 Parameters, optimizer state, activations and the training set stay on the device for the
 whole ``fit`` (an epoch's shuffle is one gather there): a step copies nothing either way.
@@ -33,9 +35,11 @@ import math
 import weakref
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from numba import config as numba_config
 from numba import cuda, float64
+from numba.core import sigutils
 
 from . import numpy_ref
 from .shapes import conv_geometry, pool_geometry
@@ -158,6 +162,63 @@ def host_fallback(fn):
     return run
 
 
+class _Kernel:
+    """A kernel compiled for an explicit signature, once per dtype it meets.
+
+    ``signature`` is numba's type string with ``{t}`` for the dtype of the first array
+    argument (of the first tuple's arrays, for Adam's) and ``{k}`` for the length of the
+    first tuple argument. A dispatcher compiled for one signature is *specialized*: its
+    launch skips typing the arguments and looking up an overload (most of numba-cuda's
+    per-launch Python time), and it checks nothing -- an argument of another type would
+    be read as the declared one. So under the simulator (which ignores signatures) every
+    launch checks its arguments against the declaration instead: the tests run the same
+    launches and fail on any mismatch.
+    """
+
+    def __init__(self, fn, signature: str):
+        self.fn, self.signature = fn, signature
+        self.variants: dict = {}  # (dtype, tuple length) -> (dispatcher, argument types)
+
+    def __getitem__(self, config):
+        return functools.partial(self._start, config)
+
+    def _start(self, config, *args) -> None:
+        first = next(a for a in args if _is_device(a) or isinstance(a, tuple))
+        first = first[0] if isinstance(first, tuple) else first
+        tuples = [len(a) for a in args if isinstance(a, tuple)]
+        key = (np.dtype(first.dtype), tuples[0] if tuples else 0)
+        if key not in self.variants:
+            signature = self.signature.format(t=key[0].name, k=key[1])
+            self.variants[key] = (cuda.jit(signature)(self.fn),
+                                  sigutils.normalize_signature(signature)[0])
+        dispatcher, declared = self.variants[key]
+        if SIMULATED:
+            _check_arguments(self.fn.__name__, declared, args)
+        dispatcher[config](*args)
+
+
+def _kernel(signature: str):
+    """Decorator: ``fn`` as a ``_Kernel`` compiled for ``signature``."""
+    return lambda fn: _Kernel(fn, signature)
+
+
+def _numba_type(value):
+    """The type numba-cuda gives a launch argument (simulated device arrays: their array)."""
+    if isinstance(value, tuple):
+        return numba.typeof(tuple(v._ary if _is_device(v) else v for v in value))
+    return numba.typeof(value._ary if _is_device(value) else value)
+
+
+def _check_arguments(name: str, declared: tuple, args: tuple) -> None:
+    if len(declared) != len(args):
+        raise TypeError(f"{name}: {len(args)} arguments, its signature declares "
+                        f"{len(declared)}")
+    for i, (want, arg) in enumerate(zip(declared, args)):
+        got = _numba_type(arg)
+        if got != want:
+            raise TypeError(f"{name}: argument {i} is {got}, its signature declares {want}")
+
+
 def _launch(kernel, n: int, *args) -> None:
     """Start ``kernel`` with one thread per element for ``n`` elements.
 
@@ -197,7 +258,9 @@ def _matmul_kernel(dtype: np.dtype):
         r, k = (j, i) if trans else (i, j)
         return _window_entry(x, r, k, geometry)
 
-    @cuda.jit
+    @_kernel("void({t}[:, ::1], {t}[:, ::1], {t}[:, :, ::1], {t}[:, ::1], int32[::1], boolean, "
+             "boolean, int64, {t}[::1], boolean, boolean, {t}[:, ::1], boolean, {t}[:, ::1], "
+             "boolean, boolean, boolean, {t}[:, :, :, ::1], UniTuple(int64, 7))")
     def matmul(a, b, out, c, tickets, trans_a, trans_b, k_chunk, bias, has_bias, relu, mask_a,
                masked_a, mask_b, masked_b, ones_row, windows, x, geometry):
         """out[z] (M, N) = op(a)[:, K_z] @ op(b)[K_z, :] over the z-th chunk of the K axis.
@@ -373,7 +436,8 @@ def _window_entry(x, r, k, geometry):
     return x[0, 0, 0, 0] * 0
 
 
-@cuda.jit
+@_kernel("void({t}[:, ::1], {t}[:, ::1], boolean, {t}[:, :, :, ::1], {t}[:, :, :, ::1], int64, "
+        "int64, int64, int64, int64, int64)")
 def _conv_input_gradient(dy2, relu2, masked, w, dx, sh, sw, pad_top, pad_left, out_h, out_w):
     """One thread per input pixel: dx[b, y, x, c] = sum over the windows that read it of
     <dy of that window's output pixel, W[tap, c, :]> -- (dy W^T) and col2im in one pass,
@@ -445,7 +509,8 @@ def _unravel_nhwc(idx, h, w, c):
     return idx // (c * w * h), (idx // (c * w)) % h, (idx // c) % w, idx % c
 
 
-@cuda.jit
+@_kernel("void({t}[:, :, :, ::1], {t}[:, :, :, ::1], int32[:, :, :, ::1], int64, int64, int64, "
+        "int64)")
 def _maxpool_forward(x, y, arg, ph, pw, sh, sw):
     idx = cuda.grid(1)
     if idx >= y.size:
@@ -463,7 +528,7 @@ def _maxpool_forward(x, y, arg, ph, pw, sh, sw):
     arg[b, i, j, ch] = best_k
 
 
-@cuda.jit
+@_kernel("void({t}[:, :, :, ::1], int32[:, :, :, ::1], {t}[:, :, :, ::1], int64, int64, int64)")
 def _maxpool_backward(dy, arg, dx, pw, sh, sw):
     """Scatter each output gradient onto its winner (atomic: windows may overlap)."""
     idx = cuda.grid(1)
@@ -485,7 +550,8 @@ def maxpool2d_forward(x, pool, stride, padding="valid"):
     return y, arg
 
 
-@cuda.jit
+@_kernel("void({t}[:, :, :, ::1], int32[:, :, :, ::1], {t}[:, :, :, ::1], int64, int64, int64, "
+        "int64)")
 def _maxpool_backward_disjoint(dy, arg, dx, ph, pw, sh, sw):
     """Windows that do not overlap: each input pixel lies in at most one window, so it
     gathers its gradient (no zero-fill, no atomics)."""
@@ -532,14 +598,14 @@ def dense_backward(x, w, dy, need_dx=True, relu_output=None):
 # ----------------------------------------------------------------------------- element-wise
 
 
-@cuda.jit
+@_kernel("void({t}[::1], float64)")
 def _fill(a, value):
     idx = cuda.grid(1)
     if idx < a.size:
         a[idx] = value
 
 
-@cuda.jit
+@_kernel("void({t}[::1], {t}[::1], int64)")
 def _activation(z, a, kind):
     """kind 0: relu, 1: sigmoid (computed from e^-|z|, never overflowing)."""
     idx = cuda.grid(1)
@@ -555,7 +621,7 @@ def _activation(z, a, kind):
         a[idx] = e / (1 + e)
 
 
-@cuda.jit
+@_kernel("void({t}[::1], {t}[::1], {t}[::1], int64)")
 def _activation_backward(a, da, dz, kind):
     idx = cuda.grid(1)
     if idx >= a.size:
@@ -566,7 +632,7 @@ def _activation_backward(a, da, dz, kind):
         dz[idx] = da[idx] * a[idx] * (1 - a[idx])
 
 
-@cuda.jit
+@_kernel("void({t}[:, ::1], {t}[:, ::1])")
 def _softmax_rows(z, a):
     r = cuda.grid(1)
     if r >= z.shape[0]:
@@ -644,7 +710,7 @@ def _softmax_cross_entropy_row(z, y, dz, r):
     return row_loss
 
 
-@cuda.jit
+@_kernel("void({t}[:, ::1], {t}[:, ::1], {t}[:, ::1], float64[::1])")
 def _softmax_cross_entropy(z, y, dz, losses):
     """One thread per row: its loss into losses[r] (float64), its gradient into dz."""
     r = cuda.grid(1)
@@ -652,7 +718,7 @@ def _softmax_cross_entropy(z, y, dz, losses):
         losses[r] = _softmax_cross_entropy_row(z, y, dz, r)
 
 
-@cuda.jit
+@_kernel("void({t}[:, ::1], {t}[:, ::1], {t}[:, ::1], float64[::1], int32[::1])")
 def _softmax_cross_entropy_totals(z, y, dz, totals, halted):
     """One block: thread t takes rows t, t + THREADS, ...; then the block adds up the
     losses and hits in shared memory (a fixed tree: the same sum every run) into totals =
@@ -693,7 +759,7 @@ def softmax_cross_entropy(logits, y):
     return losses, dz
 
 
-@cuda.jit
+@_kernel("void({t}[:, ::1], {t}[:, ::1], float64, int8[::1])")
 def _count_correct(pred, y, threshold, hits):
     r = cuda.grid(1)
     if r < pred.shape[0]:
@@ -709,7 +775,9 @@ def count_correct(pred, y, threshold: float = 0.5) -> int:
 # ----------------------------------------------------------------------------- optimizers
 
 
-@cuda.jit
+@_kernel("void(UniTuple({t}[::1], {k}), UniTuple({t}[::1], {k}), UniTuple({t}[::1], {k}), "
+        "UniTuple({t}[::1], {k}), UniTuple(int64, {k}), float64, float64, float64, float64, "
+        "int32[::1])")
 def _adam(ps, gs, ms, vs, ends, lr_t, beta_1, beta_2, epsilon, halted):
     """Adam over several parameters in one launch: thread i updates element i of their
     concatenation; ``ends`` are the running totals of their sizes (flat arrays in tuples).
@@ -727,7 +795,7 @@ def _adam(ps, gs, ms, vs, ends, lr_t, beta_1, beta_2, epsilon, halted):
     p[j] -= lr_t * m[j] / (math.sqrt(v[j]) + epsilon)
 
 
-@cuda.jit
+@_kernel("void({t}[::1], {t}[::1], {t}[::1], float64, float64, boolean)")
 def _sgd(p, g, velocity, lr, momentum, use_momentum):
     i = cuda.grid(1)
     if i < p.size:
@@ -757,7 +825,7 @@ def adam_update_many(params, grads, ms, vs, lr_t, beta_1, beta_2, epsilon, halte
     _launch(_adam, ends[-1], *flat, ends, lr_t, beta_1, beta_2, epsilon, halted)
 
 
-@cuda.jit
+@_kernel("void({t}[::1], int64[::1], {t}[::1], int64)")
 def _take_rows(a, rows, out, row_size):
     """One thread per element of out (flat): out[i] = a[rows[i]], rows of row_size values."""
     idx = cuda.grid(1)
