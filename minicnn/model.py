@@ -339,6 +339,8 @@ class Sequential:
         Returns a History whose ``history`` holds loss/metrics (and val_*) per epoch.
         A batch whose loss is NaN or inf is never applied; ``terminate_on_nan`` (default)
         then stops training with a warning, keeping the weights and the history so far.
+        (On a GPU the loss is read back once per progress update; the steps queued after a
+        bad one change no weights either, only BatchNorm's moving statistics see them.)
         """
         self._require_compiled()
         check_positive_int(epochs, "epochs")
