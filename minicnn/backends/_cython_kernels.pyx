@@ -396,12 +396,14 @@ def multiply(real[::1] a, real[::1] b, real[::1] out):
 
 def adam(real[::1] p, real[::1] g, real[::1] m, real[::1] v, double lr_t, double beta_1,
          double beta_2, double epsilon):
-    """m += (1-b1)(g - m); v += (1-b2)(g^2 - v); p -= lr_t m / (sqrt(v) + eps)."""
+    """m += (1-b1)(g - m); v += (1-b2)(g^2 - v); p -= lr_t m / (sqrt(v) + eps), in the
+    arrays' precision (as NumPy computes it: float32 SIMD lanes, twice as many as double)."""
     cdef Py_ssize_t i
+    cdef real rate_m = 1 - beta_1, rate_v = 1 - beta_2, step = lr_t, eps = epsilon
     for i in prange(p.shape[0], nogil=True, schedule="static"):
-        m[i] += (1 - beta_1) * (g[i] - m[i])
-        v[i] += (1 - beta_2) * (g[i] * g[i] - v[i])
-        p[i] -= lr_t * m[i] / (sqrt(v[i]) + epsilon)
+        m[i] += rate_m * (g[i] - m[i])
+        v[i] += rate_v * (g[i] * g[i] - v[i])
+        p[i] -= step * m[i] / (sqrt(v[i]) + eps)
 
 
 # ----------------------------------------------------------------------------- batch norm
