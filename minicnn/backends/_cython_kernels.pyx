@@ -10,6 +10,7 @@ work. See cython_backend.py for the measurements behind that choice.
 
 from cython.parallel cimport prange
 from libc.math cimport erf, exp, expm1, sqrt, tanh
+from libc.stdlib cimport free, malloc
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 ctypedef fused real:
@@ -247,18 +248,25 @@ def maxpool_backward(real[:, :, :, ::1] dy, long long[:, :, :, ::1] arg, int ph,
                      int sw, int pad_top, int pad_left, real[:, :, :, ::1] dx):
     """Each output gradient goes to the pixel that won its window (added where windows
     overlap). numba_cpu gathers instead when windows are disjoint (3.5x faster there); GCC's
-    build of that gather ran 3x slower than this scatter, so Cython keeps the scatter."""
+    build of that gather ran 3x slower than this scatter, so Cython keeps the scatter. The
+    winner's offset becomes a flat distance through a small table: two integer divisions
+    per pixel had cost 60% of the time (cnn_b's first pool: 0.33 -> 0.135 ms)."""
     cdef Py_ssize_t n = dy.shape[0], out_h = dy.shape[1], out_w = dy.shape[2], c = dy.shape[3]
-    cdef Py_ssize_t b, i, j, ch
-    cdef long long k
+    cdef Py_ssize_t b, i, j, ch, k
+    cdef Py_ssize_t pixel_step = dx.shape[2] * c  # flat distance between image rows
+    cdef Py_ssize_t* offset = <Py_ssize_t*> malloc(ph * pw * sizeof(Py_ssize_t))
+    cdef real* image
+    for k in range(ph * pw):  # the window offset k as a flat distance: no division per pixel
+        offset[k] = (k // pw) * pixel_step + (k % pw) * c
     for b in prange(n, nogil=True, schedule="static"):
         zero_image(dx, b)
+        image = &dx[b, 0, 0, 0]
         for i in range(out_h):
             for j in range(out_w):
                 for ch in range(c):
-                    k = arg[b, i, j, ch]
-                    dx[b, i * sh - pad_top + k // pw, j * sw - pad_left + k % pw, ch] += \
-                        dy[b, i, j, ch]
+                    image[(i * sh - pad_top) * pixel_step + (j * sw - pad_left) * c + ch
+                          + offset[arg[b, i, j, ch]]] += dy[b, i, j, ch]
+    free(offset)
 
 
 def avgpool_forward(real[:, :, :, ::1] x, int ph, int pw, int sh, int sw, int pad_top,
