@@ -706,10 +706,11 @@ def softmax_cross_entropy_totals(logits, y, totals, halted):
 
 
 @njit(parallel=True, **JIT)
-def _adam(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
+def _adam(p, g, m, v, lr_t, rate_m, rate_v, epsilon):
+    """The scalars come in the arrays' dtype, so float32 runs in float32 (as NumPy's)."""
     for i in prange(p.size):
-        m[i] += (1.0 - beta_1) * (g[i] - m[i])
-        v[i] += (1.0 - beta_2) * (g[i] * g[i] - v[i])
+        m[i] += rate_m * (g[i] - m[i])
+        v[i] += rate_v * (g[i] * g[i] - v[i])
         p[i] -= lr_t * m[i] / (math.sqrt(v[i]) + epsilon)
 
 
@@ -722,8 +723,9 @@ def _sgd_momentum(p, g, velocity, lr, momentum):
 
 def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
     require_same_shape(param=p, grad=g, m=m, v=v)
+    real = p.dtype.type
     _adam(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1),
-          lr_t, beta_1, beta_2, epsilon)
+          real(lr_t), real(1 - beta_1), real(1 - beta_2), real(epsilon))
 
 
 def sgd_update(p, g, velocity, lr, momentum, nesterov=False):
