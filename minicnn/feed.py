@@ -2,7 +2,8 @@
 
 On a device backend (CUDA) the arrays are uploaded once, when the feed is made (once per
 ``fit``), and an epoch's shuffle is one gather on the device (``take_rows`` into a second
-copy): each batch is then a slice of device memory, and a step copies nothing.
+copy): each batch is then a slice of device memory (a view made once), and a step copies
+nothing.
 On the host a batch is gathered from the arrays at each step instead, which keeps a second
 copy of the data set out of memory.
 """
@@ -25,6 +26,7 @@ class ArrayFeed:
         self.arrays = tuple(backend.to_device(a) for a in (x, y)) if self.on_device else (x, y)
         self.order: np.ndarray | None = None
         self._shuffled = None  # device copies in this epoch's order (made once, on demand)
+        self._batches: dict = {}  # (shuffled?, step) -> the batch's device views, made once
 
     def __len__(self) -> int:
         """Batches per epoch (the last one may be short)."""
@@ -36,9 +38,10 @@ class ArrayFeed:
         if self.on_device and order is not None:
             if self._shuffled is None:
                 self._shuffled = tuple(self.backend.zeros_like(a) for a in self.arrays)
-            rows = self.backend.to_device(order)
-            for source, target in zip(self.arrays, self._shuffled):
-                self.backend.take_rows(source, rows, target)
+            with self.backend.step_buffers(self, "order", self.size):  # one buffer, reused
+                rows = self.backend.to_device(order)
+                for source, target in zip(self.arrays, self._shuffled):
+                    self.backend.take_rows(source, rows, target)
 
     def batch(self, step: int) -> tuple:
         """(x, y, weights or None) of batch ``step`` of this epoch."""
@@ -46,6 +49,9 @@ class ArrayFeed:
         picked = rows if self.order is None else self.order[rows]
         weights = None if self.weights is None else self.weights[picked]
         if self.on_device:
-            source = self.arrays if self.order is None else self._shuffled
-            return source[0][rows], source[1][rows], weights
+            key = (self.order is not None, step)
+            if key not in self._batches:
+                source = self._shuffled if key[0] else self.arrays
+                self._batches[key] = source[0][rows], source[1][rows]
+            return (*self._batches[key], weights)
         return self.arrays[0][picked], self.arrays[1][picked], weights

@@ -34,6 +34,7 @@ class Tally:
         self.backend, self.metrics = backend, list(metrics)
         self.rows = backend.to_device(np.zeros((steps, 2)))
         self.halted = backend.to_device(np.zeros(1, np.int32))
+        self._slots: dict = {}  # step -> its row of ``rows`` (a device view: made once)
         self.restart()
 
     def restart(self) -> None:
@@ -52,7 +53,10 @@ class Tally:
     def slot(self):
         """The current step's row of ``rows``, for the loss kernel to write."""
         self._steps[-1].in_rows = True
-        return self.rows[len(self._steps) - 1]
+        step = len(self._steps) - 1
+        if step not in self._slots:
+            self._slots[step] = self.rows[step]
+        return self._slots[step]
 
     def add(self, loss_sum: float, counts: dict | None = None) -> None:
         """Add host numbers to the current step (its summed loss, metric counts)."""
@@ -81,8 +85,8 @@ class Tally:
             return
         rows = None
         if any(step.in_rows for step in new):  # one copy for all of them
-            rows = self.backend.to_host(self.rows[self._read:len(self._steps)])
-        for i, step in enumerate(new):
+            rows = self.backend.to_host(self.rows)
+        for i, step in enumerate(new, start=self._read):
             loss, counts = step.loss_sum, dict(step.counts)
             if step.in_rows:
                 loss += float(rows[i, 0])

@@ -17,6 +17,7 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
     "to_device": (("a",), "host array -> the backend's memory (CPU backends: the same array)"),
     "to_host": (("a",), "backend array -> host NumPy array"),
     "zeros_like": (("a",), "zeros of a's shape and dtype, in the backend's memory"),
+    "reshape": (("a", "shape"), "a view of a with this shape (one entry may be -1), no copy"),
     "take_rows": (("a", "rows", "out"),
                   "out[i] = a[rows[i]] for every i (rows: int64 indices into a's first axis); "
                   "returns out (an epoch's shuffle of a data set kept on a device)"),

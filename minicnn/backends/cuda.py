@@ -138,7 +138,7 @@ def empty_like(a):
 def zeros_like(a):
     """Zeros in new device memory (never a step buffer: optimizer state outlives steps)."""
     out = cuda.device_array(a.shape, dtype=a.dtype)
-    _launch(_fill, out.size, out.reshape(out.size), 0.0)
+    _launch(_fill, out.size, _flat(out), 0.0)
     return out
 
 
@@ -228,8 +228,43 @@ def _launch(kernel, n: int, *args) -> None:
     kernel[max(1, math.ceil(n / THREADS)), THREADS](*args)
 
 
+def _view(a, key, make):
+    """``make()``, a view of the device array ``a``, made once per ``key`` and kept on ``a``.
+
+    numba-cuda builds every view object (a reshape, a slice) in Python, and a step makes
+    dozens; but the arrays of a step live long (weights, step buffers, views of those), so
+    from the second step on each view is a dictionary lookup. (A view shares ``a``'s memory:
+    it stays right for as long as ``a`` lives, whatever is written into it.)
+    """
+    views = a.__dict__.setdefault("_minicnn_views", {})
+    view = views.get(key)
+    if view is None:
+        view = views[key] = make()
+    return view
+
+
+def _reshaped(a, *shape):
+    shape = tuple(int(d) for d in shape)
+    return a if tuple(a.shape) == shape else _view(a, shape, lambda: a.reshape(*shape))
+
+
+def _part(a, index):
+    """a[index] for an int or a slice of the first axis, as a kept view."""
+    key = (index.start, index.stop) if isinstance(index, slice) else index
+    return _view(a, ("part", key), lambda: a[index])
+
+
 def _flat(a):
-    return a.reshape(a.size)
+    return _reshaped(a, a.size)
+
+
+def reshape(a, shape):
+    """A kept view (see ``_view``): the layers' reshapes (Flatten, ...) cost a lookup."""
+    shape = tuple(int(d) for d in shape)
+    if -1 in shape:
+        known = math.prod(d for d in shape if d != -1)
+        shape = tuple(a.size // known if d == -1 else d for d in shape)
+    return _reshaped(a, *shape)
 
 
 # ----------------------------------------------------------------------------- matmul
@@ -377,13 +412,14 @@ def matmul(a, b, trans_a: bool = False, trans_b: bool = False, bias=None, relu: 
     splits = max(1, min(TARGET_BLOCKS // tiles, k // (8 * TILE)))
     k_chunk = math.ceil(k / splits / TILE) * TILE
     splits = math.ceil(k / k_chunk)
-    out = c.reshape(1, m, n) if splits == 1 else _empty((splits, m, n), a.dtype)
+    out = _reshaped(c, 1, m, n) if splits == 1 else _empty((splits, m, n), a.dtype)
     blocks = (math.ceil(n / TILE), math.ceil(m / TILE), splits)
     has_bias = bias is not None
-    bias = bias if has_bias else c[0]  # a placeholder the kernel never reads
+    bias = bias if has_bias else _part(c, 0)  # a placeholder the kernel never reads
     # Placeholders of the right types for the arguments this product does not use:
-    matrix = out[0] if windows else a
-    images, geometry = (a.x, a.geometry) if windows else (out.reshape(1, *out.shape), (0,) * 7)
+    matrix = _part(out, 0) if windows else a
+    images, geometry = (a.x, a.geometry) if windows else (_reshaped(out, 1, *out.shape),
+                                                          (0,) * 7)
     _matmul_kernel(np.dtype(a.dtype))[blocks, (TILE, TILE)](
         matrix, b, out, c, _split_tickets(blocks[0] * blocks[1]), trans_a, trans_b, k_chunk,
         bias, has_bias, relu, matrix if mask_a is None else mask_a, mask_a is not None,
@@ -471,19 +507,19 @@ def _windows(x, w, stride, padding):
 
 def conv2d_forward(x, w, b, stride, padding, relu=False):
     windows, g = _windows(x, w, stride, padding)
-    y = matmul(windows, w.reshape(-1, w.shape[3]), bias=b, relu=relu)
-    return y.reshape(x.shape[0], g.out_h, g.out_w, w.shape[3])
+    y = matmul(windows, _rows(w, w.shape[3]), bias=b, relu=relu)
+    return _reshaped(y, x.shape[0], g.out_h, g.out_w, w.shape[3])
 
 
 def _rows(a, f: int):
-    return None if a is None else a.reshape(a.size // f, f)
+    return None if a is None else _reshaped(a, a.size // f, f)
 
 
 def _weight_gradients(inputs, dy2, relu2, kernel_shape):
     """dW (kernel_shape) and db from one product: [inputs | 1]^T (dy through the ReLU)."""
     grads = matmul(inputs, dy2, trans_a=True, mask_b=relu2, ones_row=True)
     k = grads.shape[0] - 1
-    return grads[:k].reshape(*kernel_shape), grads[k]
+    return _reshaped(_part(grads, slice(0, k)), *kernel_shape), _part(grads, k)
 
 
 def conv2d_backward(x, w, dy, stride, padding, need_dx=True, relu_output=None):
@@ -659,8 +695,8 @@ def activation_forward(name, z):
     a = empty_like(z)
     if name == "softmax":
         k = z.shape[len(z.shape) - 1]  # (simulated device arrays reject shape[-1])
-        rows = z.reshape(z.size // k, k)
-        _launch(_softmax_rows, rows.shape[0], rows, a.reshape(*rows.shape))
+        rows = _rows(z, k)
+        _launch(_softmax_rows, rows.shape[0], rows, _rows(a, k))
     else:
         _launch(_activation, z.size, _flat(z), _flat(a), _KINDS[name])
     return a

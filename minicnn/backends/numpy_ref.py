@@ -35,6 +35,10 @@ def zeros_like(a: np.ndarray) -> np.ndarray:
     return np.zeros_like(a)
 
 
+def reshape(a: np.ndarray, shape) -> np.ndarray:
+    return a.reshape(shape)
+
+
 def take_rows(a: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
     """out[i] = a[rows[i]]: the rows of a in the order ``rows`` gives."""
     return np.take(a, rows, axis=0, out=out)

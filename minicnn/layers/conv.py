@@ -152,13 +152,15 @@ class GlobalAveragePooling2D(Layer):
 
     def _forward(self, x, training):
         self._x_shape, window = x.shape, (x.shape[1], x.shape[2])
-        y = get_backend().avgpool2d_forward(x, window, window, "valid")
-        return y.reshape(x.shape[0], x.shape[3])
+        backend = get_backend()
+        y = backend.avgpool2d_forward(x, window, window, "valid")
+        return backend.reshape(y, (x.shape[0], x.shape[3]))
 
     def _backward(self, dz, need_input_grad=True):
         n, h, w, c = self._x_shape
-        return get_backend().avgpool2d_backward(dz.reshape(n, 1, 1, c), self._x_shape, (h, w),
-                                                (h, w), "valid")
+        backend = get_backend()
+        return backend.avgpool2d_backward(backend.reshape(dz, (n, 1, 1, c)), self._x_shape,
+                                          (h, w), (h, w), "valid")
 
 
 MaxPooling2D = MaxPool2D  # the Keras aliases

@@ -53,7 +53,7 @@ class Flatten(Layer):
 
     def _forward(self, x, training):
         self._shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        return get_backend().reshape(x, (x.shape[0], -1))
 
     def _backward(self, dz, need_input_grad=True):
-        return dz.reshape(self._shape)
+        return get_backend().reshape(dz, self._shape)

@@ -34,7 +34,7 @@ class BatchNormalization(Layer):
 
     def _forward(self, x, training):
         backend, c = get_backend(), x.shape[len(x.shape) - 1]
-        rows = x.reshape(x.size // c, c)  # (N*H*W, C): a free view, channels-last
+        rows = backend.reshape(x, (x.size // c, c))  # (N*H*W, C): a view, channels-last
         if training:
             mean, var = backend.moments(rows)
             backend.moving_average(self.state["moving_mean"], mean, self.momentum)
@@ -44,15 +44,15 @@ class BatchNormalization(Layer):
         y, self._x_hat = backend.batchnorm_forward(rows, self.params["gamma"], self.params["beta"],
                                                    mean, var, self.epsilon)
         self._var, self._batch_stats, self._shape = var, training, x.shape
-        return y.reshape(*x.shape)
+        return backend.reshape(y, x.shape)
 
     def _backward(self, dz, need_input_grad=True):
-        c = self._shape[len(self._shape) - 1]
-        dx, dgamma, dbeta = get_backend().batchnorm_backward(
+        backend, c = get_backend(), self._shape[len(self._shape) - 1]
+        dx, dgamma, dbeta = backend.batchnorm_backward(
             self._x_hat, self.params["gamma"], self._var, self.epsilon,
-            dz.reshape(dz.size // c, c), self._batch_stats)
+            backend.reshape(dz, (dz.size // c, c)), self._batch_stats)
         self.grads = {"gamma": dgamma, "beta": dbeta}
-        return dx.reshape(*self._shape)
+        return backend.reshape(dx, self._shape)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
