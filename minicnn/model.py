@@ -312,10 +312,15 @@ class Sequential:
         """One optimizer step on a batch already in backend memory: ``compute_gradients``,
         then the update; returns (loss, metric counts). ``sample_weight`` (N,) host array
         weights the rows of the loss. A non-finite loss changes nothing."""
+        tally = self._one_step(x, y, sample_weight)
+        return tally.last_loss, tally.counts
+
+    def _one_step(self, x, y, sample_weight=None) -> Tally:
+        """train_step in a tally of its own, read back."""
         tally = self._tally()
         self._train_step(tally, x, y, sample_weight)
         tally.read()
-        return tally.last_loss, tally.counts
+        return tally
 
     def _train_step(self, tally: Tally, x, y, sample_weight=None) -> None:
         """train_step as a new step of ``tally``. Its loss may stay in the backend's memory
@@ -511,9 +516,7 @@ class Sequential:
         backend = get_backend()
         self._place(backend)
         with backend.session(), backend.step_buffers(self, "train", len(x)):
-            tally = self._tally()
-            self._train_step(tally, backend.to_device(x), backend.to_device(y), weights)
-            tally.read()
+            tally = self._one_step(backend.to_device(x), backend.to_device(y), weights)
         return self._batch_logs(tally.logs(), return_dict)
 
     def test_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import itertools
 import math
 import weakref
 from typing import NamedTuple
@@ -856,7 +857,7 @@ def adam_update_many(params, grads, ms, vs, lr_t, beta_1, beta_2, epsilon, halte
         if not _not_halted:
             _not_halted.append(cuda.to_device(np.zeros(1, np.int32)))
         halted = _not_halted[0]
-    ends = tuple(int(n) for n in np.cumsum([p.size for p in params]))
+    ends = tuple(itertools.accumulate(int(p.size) for p in params))
     flat = [tuple(_flat(a) for a in arrays) for arrays in (params, grads, ms, vs)]
     _launch(_adam, ends[-1], *flat, ends, lr_t, beta_1, beta_2, epsilon, halted)
 
