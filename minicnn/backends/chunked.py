@@ -14,6 +14,7 @@ import threading
 
 import numpy as np
 
+from . import winograd
 from .shapes import (
     conv_geometry,
     require_conv_shapes,
@@ -58,12 +59,31 @@ def _sum_parts(kernels, parts):
     return out
 
 
-def _direct(kernels, w) -> bool:
-    """Direct convolution for one input channel, where the backend compiles it: numba's
-    loops vectorise over the filters (conv1 of cnn_b, batch 32: forward 0.40 -> 0.39 ms,
-    backward 1.02 -> 0.48 ms). GCC's build of the same loops was no faster than Cython's
-    im2col (forward 0.55 vs 0.40 ms, backward 0.96 vs 0.94 ms), so Cython keeps im2col."""
-    return w.shape[2] == 1 and hasattr(kernels, "direct_conv_forward")
+def _algorithm(kernels, w, stride, g) -> str:
+    """How the backend convolves this layer: "direct" for one input channel, where the
+    backend compiles it (numba's loops vectorise over the filters: cnn_b's conv1 at batch 32,
+    backward 1.02 -> 0.48 ms; GCC's build of the same loops was no faster than Cython's
+    im2col, 0.55 vs 0.40 ms forward, so Cython keeps im2col); "winograd" F(4x4, 3x3) where
+    it compiles that and the layer qualifies (``winograd.applies``); else "im2col"."""
+    if w.shape[2] == 1 and hasattr(kernels, "direct_conv_forward"):
+        return "direct"
+    if hasattr(kernels, "winograd_forward") and winograd.applies(w.shape, stride, g.out_h,
+                                                                 g.out_w):
+        return "winograd"
+    return "im2col"
+
+
+def _winograd_operands(kernels, chunks: int, x, w, g):
+    """The transformed kernel U = G w G^T (36, C, F), and each chunk's scratch for its tiles:
+    V and a temporary (chunks, 36, tiles, C), M and a temporary (chunks, 36, tiles, F)."""
+    c, f = w.shape[2], w.shape[3]
+    u = _scratch("winograd_u", (36, c, f), x.dtype)
+    kernels.winograd_kernel(np.ascontiguousarray(w, dtype=x.dtype).reshape(9, c, f), u)
+    tiles_h, tiles_w = winograd.tiles(g.out_h, g.out_w)
+    tiles = -(-x.shape[0] // chunks) * tiles_h * tiles_w
+    v, tmp_c, m, tmp_f = (_scratch(f"winograd_{name}", (chunks, 36, tiles, width), x.dtype)
+                          for name, width in (("v", c), ("tmp_c", c), ("m", f), ("tmp_f", f)))
+    return u, v, tmp_c, m, tmp_f
 
 
 def _bias(b, w):
@@ -72,15 +92,20 @@ def _bias(b, w):
 
 
 def conv2d_forward(kernels, chunks: int, x, w, b, stride, padding, relu=False):
-    """im2col and a product per chunk; with one input channel (a first layer), the direct
-    kernel where the backend has one (a product with K = kh*kw runs far below peak)."""
+    """im2col and a product per chunk, or the direct or Winograd kernels (``_algorithm``)."""
     b = _bias(b, w)
     require_conv_shapes(x, w, b=b)
     g, args = _conv_args(x, w, stride, padding)
     x, w2 = np.ascontiguousarray(x), w.reshape(-1, w.shape[3])
     y = np.empty((x.shape[0] * g.out_h * g.out_w, w.shape[3]), dtype=x.dtype)
-    if _direct(kernels, w):
+    algorithm = _algorithm(kernels, w, stride, g)
+    if algorithm == "direct":
         kernels.direct_conv_forward(x, w2, b, bool(relu), *args, y, chunks)
+    elif algorithm == "winograd":
+        u, v, tmp_c, m, tmp_f = _winograd_operands(kernels, chunks, x, w, g)
+        kernels.winograd_forward(x, u, b, bool(relu), g.pad_top, g.pad_left,
+                                 y.reshape(x.shape[0], g.out_h, g.out_w, -1), v, tmp_c, m, tmp_f,
+                                 chunks)
     else:
         kernels.conv_forward(x, w2, b, bool(relu), *args, _window_matrix(x, w, g), y, chunks)
     return y.reshape(x.shape[0], g.out_h, g.out_w, w.shape[3])
@@ -105,21 +130,31 @@ def conv2d_backward(kernels, chunks: int, x, w, dy, stride, padding, need_dx=Tru
     require_conv_shapes(x, w, dy=dy, stride=stride, padding=padding)
     g, args = _conv_args(x, w, stride, padding)
     x, w2 = np.ascontiguousarray(x), w.reshape(-1, w.shape[3])
-    direct = _direct(kernels, w)
-    dy2, masked, relu2, db_parts = _output_gradient(dy, relu_output, chunks, buffer=not direct)
-    dw_parts = _scratch("dw_parts", (chunks, *w2.shape), x.dtype)
+    algorithm = _algorithm(kernels, w, stride, g)
+    dy2, masked, relu2, db_parts = _output_gradient(dy, relu_output, chunks,
+                                                    buffer=algorithm == "im2col")
     dx = np.empty_like(x) if need_dx else x[:1]  # untouched without need_dx
     relu = relu_output is not None
-    if direct:
-        kernels.direct_conv_backward(x, w2, dy2, relu, relu2, *args, dw_parts, db_parts, dx,
-                                     need_dx, chunks)
+    if algorithm == "winograd":
+        u, v, tmp_c, dm, tmp_f = _winograd_operands(kernels, chunks, x, w, g)
+        du_parts = _scratch("winograd_du", (chunks, *u.shape), x.dtype)
+        kernels.winograd_backward(x, u, dy2.reshape(dy.shape), relu, relu2.reshape(dy.shape),
+                                  g.pad_top, g.pad_left, v, tmp_c, dm, tmp_f, du_parts,
+                                  db_parts, dx, need_dx, chunks)
+        dw = np.empty_like(w, dtype=x.dtype)
+        kernels.winograd_kernel_gradient(_sum_parts(kernels, du_parts), dw.reshape(u[:9].shape))
     else:
-        cols = _window_matrix(x, w, g)
-        dcols = _window_matrix(x, w, g, "dcols") if need_dx else cols[:1]
-        kernels.conv_backward(x, w2, dy2, relu, relu2, masked, *args, cols, dcols, dw_parts,
-                              db_parts, dx, need_dx, chunks)
-    return ((dx if need_dx else None), _sum_parts(kernels, dw_parts).reshape(w.shape),
-            db_parts.sum(axis=0).astype(x.dtype))
+        dw_parts = _scratch("dw_parts", (chunks, *w2.shape), x.dtype)
+        if algorithm == "direct":
+            kernels.direct_conv_backward(x, w2, dy2, relu, relu2, *args, dw_parts, db_parts, dx,
+                                         need_dx, chunks)
+        else:
+            cols = _window_matrix(x, w, g)
+            dcols = _window_matrix(x, w, g, "dcols") if need_dx else cols[:1]
+            kernels.conv_backward(x, w2, dy2, relu, relu2, masked, *args, cols, dcols,
+                                  dw_parts, db_parts, dx, need_dx, chunks)
+        dw = _sum_parts(kernels, dw_parts).reshape(w.shape)
+    return (dx if need_dx else None), dw, db_parts.sum(axis=0).astype(x.dtype)
 
 
 def dense_forward(kernels, chunks: int, x, w, b, relu=False):

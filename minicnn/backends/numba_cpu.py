@@ -256,6 +256,207 @@ def _direct_conv_backward(x, w2, dy2, relu, relu_out, kh, kw, sh, sw, pad_top, p
         db_parts[chunk] = db
 
 
+# Winograd F(4x4, 3x3) (winograd.py has the math and the matrices). ``_transform`` applies
+# one of those six matrices, written out, to the rows of s (rows, L): every row is a vector
+# over channels (or taps), so the loops over e vectorise; its constants are in the arrays'
+# dtype, so float32 stays float32. A tile transform applies it along both axes of a
+# (rows, rows, channels) tile (``_sandwich``).
+BT, B, AT, A, G, GT = range(6)  # which matrix: B^T, B = (B^T)^T, A^T, A, G, G^T
+
+
+@njit(**JIT)
+def _transform(kind, s, d):
+    """d = M s for M = B^T, B (6 -> 6 rows), A^T (6 -> 4), A (4 -> 6), G (3 -> 6), G^T (6 -> 3)."""
+    real = s.dtype.type
+    two, four, five, eight = real(2.0), real(4.0), real(5.0), real(8.0)
+    sixth, twelfth, quarter = real(1.0 / 6.0), real(1.0 / 12.0), real(0.25)
+    if kind == BT:
+        for e in range(s.shape[1]):
+            s0, s1, s2, s3, s4, s5 = s[0, e], s[1, e], s[2, e], s[3, e], s[4, e], s[5, e]
+            d[0, e] = four * s0 - five * s2 + s4
+            d[1, e] = s3 + s4 - four * (s1 + s2)
+            d[2, e] = s4 - s3 + four * (s1 - s2)
+            d[3, e] = s4 - s2 + two * (s3 - s1)
+            d[4, e] = s4 - s2 + two * (s1 - s3)
+            d[5, e] = four * s1 - five * s3 + s5
+    elif kind == B:
+        for e in range(s.shape[1]):
+            s0, s1, s2, s3, s4, s5 = s[0, e], s[1, e], s[2, e], s[3, e], s[4, e], s[5, e]
+            d[0, e] = four * s0
+            d[1, e] = four * (s2 - s1 + s5) + two * (s4 - s3)
+            d[2, e] = -five * s0 - four * (s1 + s2) - s3 - s4
+            d[3, e] = s1 - s2 + two * (s3 - s4) - five * s5
+            d[4, e] = s0 + s1 + s2 + s3 + s4
+            d[5, e] = s5
+    elif kind == AT:
+        for e in range(s.shape[1]):
+            s0, s1, s2, s3, s4, s5 = s[0, e], s[1, e], s[2, e], s[3, e], s[4, e], s[5, e]
+            d[0, e] = s0 + s1 + s2 + s3 + s4
+            d[1, e] = s1 - s2 + two * (s3 - s4)
+            d[2, e] = s1 + s2 + four * (s3 + s4)
+            d[3, e] = s1 - s2 + eight * (s3 - s4) + s5
+    elif kind == A:
+        for e in range(s.shape[1]):
+            s0, s1, s2, s3 = s[0, e], s[1, e], s[2, e], s[3, e]
+            d[0, e] = s0
+            d[1, e] = s0 + s1 + s2 + s3
+            d[2, e] = s0 - s1 + s2 - s3
+            d[3, e] = s0 + two * s1 + four * s2 + eight * s3
+            d[4, e] = s0 - two * s1 + four * s2 - eight * s3
+            d[5, e] = s3
+    elif kind == G:
+        for e in range(s.shape[1]):
+            s0, s1, s2 = s[0, e], s[1, e], s[2, e]
+            d[0, e] = quarter * s0
+            d[1, e] = -sixth * (s0 + s1 + s2)
+            d[2, e] = -sixth * (s0 - s1 + s2)
+            d[3, e] = quarter * sixth * s0 + twelfth * s1 + sixth * s2
+            d[4, e] = quarter * sixth * s0 - twelfth * s1 + sixth * s2
+            d[5, e] = s2
+    else:  # GT
+        for e in range(s.shape[1]):
+            s0, s1, s2, s3, s4, s5 = s[0, e], s[1, e], s[2, e], s[3, e], s[4, e], s[5, e]
+            d[0, e] = quarter * s0 - sixth * (s1 + s2) + quarter * sixth * (s3 + s4)
+            d[1, e] = sixth * (s2 - s1) + twelfth * (s3 - s4)
+            d[2, e] = sixth * (s3 + s4 - s1 - s2) + s5
+
+
+@njit(**JIT)
+def _sandwich(kind, src, tmp, dst):
+    """dst = M src M^T for tiles of vectors: src (k*k, ...) holds a k x k tile of vectors
+    (everything after the first axis: tiles x channels), dst gets the r x r result in its
+    first r*r rows. M along the tile's rows (src seen as (k, k*L)), then along each row of
+    the result. tmp holds r*k rows; dst may be src (src is read only by the first pass)."""
+    k = 3 if kind == G else 4 if kind == A else 6
+    r = 3 if kind == GT else 4 if kind == AT else 6
+    size = src[0].size
+    flat_tmp = tmp.reshape(-1)[:r * k * size]
+    _transform(kind, src.reshape(-1)[:k * k * size].reshape(k, k * size),
+               flat_tmp.reshape(r, k * size))
+    rows, out = flat_tmp.reshape(r, k, size), dst.reshape(-1)[:r * r * size].reshape(r, r, size)
+    for a in range(r):
+        _transform(kind, rows[a], out[a])
+
+
+@njit(**JIT)
+def _tile_windows(x, lo, hi, pad_top, pad_left, tiles_h, tiles_w, d):
+    """d[k*6 + q, t, :] = x[b, 4 ti + k - pad_top, 4 tj + q - pad_left, :] (0 outside the
+    image): the 6x6 input window of tile t = (b, ti, tj) of images lo..hi, counted from lo."""
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    for b in range(lo, hi):
+        for ti in range(tiles_h):
+            for tj in range(tiles_w):
+                t = ((b - lo) * tiles_h + ti) * tiles_w + tj
+                for k in range(6):
+                    r = ti * 4 + k - pad_top
+                    for q in range(6):
+                        col = tj * 4 + q - pad_left
+                        if 0 <= r < h and 0 <= col < w:
+                            for e in range(c):
+                                d[k * 6 + q, t, e] = x[b, r, col, e]
+                        else:
+                            for e in range(c):
+                                d[k * 6 + q, t, e] = 0.0
+
+
+@njit(parallel=True, **JIT)
+def _winograd_forward(x, u, bias, relu, pad_top, pad_left, y, v, tmp_c, m, tmp_f, chunks):
+    """Per chunk of images: v = B^T d B of every tile's window d, m[p] = v[p] u[p] (36
+    products), y = A^T m A + bias (then the ReLU) at the tile's pixels inside the output.
+    v, tmp_c (chunks, 36, tiles, C), m, tmp_f (chunks, 36, tiles, F): the chunk's own."""
+    n, out_h, out_w, f = y.shape
+    tiles_h, tiles_w = (out_h + 3) // 4, (out_w + 3) // 4
+    for chunk in prange(chunks):
+        lo, hi = _chunk_rows(chunk, chunks, n)
+        if lo >= hi:
+            continue
+        tiles = (hi - lo) * tiles_h * tiles_w
+        vc, mc = v[chunk], m[chunk]
+        _tile_windows(x, lo, hi, pad_top, pad_left, tiles_h, tiles_w, vc)
+        _sandwich(BT, vc, tmp_c[chunk], vc)
+        for p in range(36):
+            np.dot(vc[p, :tiles], u[p], mc[p, :tiles])
+        _sandwich(AT, mc, tmp_f[chunk], mc)
+        for b in range(lo, hi):
+            for ti in range(tiles_h):
+                for tj in range(tiles_w):
+                    t = ((b - lo) * tiles_h + ti) * tiles_w + tj
+                    for r in range(min(4, out_h - ti * 4)):
+                        for q in range(min(4, out_w - tj * 4)):
+                            for e in range(f):
+                                value = mc[r * 4 + q, t, e] + bias[e]
+                                y[b, ti * 4 + r, tj * 4 + q, e] = \
+                                    0.0 if relu and value < 0.0 else value
+
+
+@njit(parallel=True, **JIT)
+def _winograd_backward(x, u, dy, relu, relu_out, pad_top, pad_left, v, tmp_c, dm, tmp_f,
+                       du_parts, db_parts, dx, need_dx, chunks):
+    """Per chunk: g = dy through the ReLU (db += g), dm = A g A^T, v = B^T d B again,
+    du_parts[chunk][p] = v[p]^T dm[p]; with need_dx, dv[p] = dm[p] u[p]^T (into v) and dx =
+    the sum over tiles of B dv B^T at their windows. (dW = G^T du G comes after the sum.)"""
+    n, out_h, out_w, f = dy.shape
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    tiles_h, tiles_w = (out_h + 3) // 4, (out_w + 3) // 4
+    for chunk in prange(chunks):
+        lo, hi = _chunk_rows(chunk, chunks, n)
+        db = db_parts[chunk]
+        db[:] = 0.0
+        if lo >= hi:
+            du_parts[chunk] = 0.0
+            continue
+        tiles = (hi - lo) * tiles_h * tiles_w
+        vc, dmc, du = v[chunk], dm[chunk], du_parts[chunk]
+        for b in range(lo, hi):
+            for ti in range(tiles_h):
+                for tj in range(tiles_w):
+                    t = ((b - lo) * tiles_h + ti) * tiles_w + tj
+                    for r in range(4):
+                        for q in range(4):
+                            i, j = ti * 4 + r, tj * 4 + q
+                            inside = i < out_h and j < out_w
+                            for e in range(f):
+                                value = dy[b, i, j, e] if inside else 0.0
+                                if relu and inside and relu_out[b, i, j, e] <= 0:
+                                    value = 0.0
+                                dmc[r * 4 + q, t, e] = value
+                                db[e] += value
+        _sandwich(A, dmc, tmp_f[chunk], dmc)
+        _tile_windows(x, lo, hi, pad_top, pad_left, tiles_h, tiles_w, vc)
+        _sandwich(BT, vc, tmp_c[chunk], vc)
+        for p in range(36):
+            np.dot(vc[p, :tiles].T, dmc[p, :tiles], du[p])
+            if need_dx:
+                np.dot(dmc[p, :tiles], u[p].T, vc[p, :tiles])
+        if not need_dx:
+            continue
+        _sandwich(B, vc, tmp_c[chunk], vc)
+        for b in range(lo, hi):
+            dx[b] = 0.0
+            for ti in range(tiles_h):
+                for tj in range(tiles_w):
+                    t = ((b - lo) * tiles_h + ti) * tiles_w + tj
+                    for k in range(6):
+                        r = ti * 4 + k - pad_top
+                        for q in range(6):
+                            col = tj * 4 + q - pad_left
+                            if 0 <= r < h and 0 <= col < w:
+                                for e in range(c):
+                                    dx[b, r, col, e] += vc[k * 6 + q, t, e]
+
+
+@njit(**JIT)
+def _winograd_kernel(w, u):
+    """u = G w G^T for every (channel, filter): w (9, C, F) -> u (36, C, F)."""
+    _sandwich(G, w, np.empty((18, w.shape[1], w.shape[2]), w.dtype), u)
+
+
+@njit(**JIT)
+def _winograd_kernel_gradient(du, dw):
+    """dw = G^T du G for every (channel, filter): du (36, C, F) -> dw (9, C, F)."""
+    _sandwich(GT, du, np.empty((18, du.shape[1], du.shape[2]), du.dtype), dw)
+
+
 def conv2d_forward(x, w, b, stride, padding, relu=False):
     return chunked.conv2d_forward(_Kernels, _chunks(len(x)), x, w, b, stride, padding, relu)
 
@@ -747,6 +948,10 @@ class _Kernels:
     conv_backward = staticmethod(_conv_backward)
     direct_conv_forward = staticmethod(_direct_conv_forward)
     direct_conv_backward = staticmethod(_direct_conv_backward)
+    winograd_kernel = staticmethod(_winograd_kernel)
+    winograd_kernel_gradient = staticmethod(_winograd_kernel_gradient)
+    winograd_forward = staticmethod(_winograd_forward)
+    winograd_backward = staticmethod(_winograd_backward)
     dense_forward = staticmethod(_dense_forward)
     dense_backward = staticmethod(_dense_backward)
     maxpool_forward = staticmethod(_maxpool_forward)
