@@ -14,6 +14,10 @@ CONV_CASES = [  # (x shape, kernel shape, stride, padding)
     ((2, 5, 6, 2), (4, 4, 2, 3), (3, 2), "same"),
     ((4, 28, 28, 1), (3, 3, 1, 32), (1, 1), "valid"),
     ((2, 6, 7, 1), (3, 2, 1, 4), (2, 1), "same"),  # one channel: numba's direct kernels
+    # 3x3, stride 1, several channels, outputs >= 8: the compiled backends' Winograd path
+    # (partial tiles at the edges: 11 = 4 + 4 + 3, 'same' padding read as zeros)
+    ((3, 13, 13, 8), (3, 3, 8, 16), (1, 1), "valid"),
+    ((2, 10, 9, 5), (3, 3, 5, 7), (1, 1), "same"),
 ]
 POOL_CASES = [  # (x shape, pool, stride, padding)
     ((2, 8, 8, 3), (2, 2), (2, 2), "valid"), ((1, 7, 9, 1), (3, 3), (2, 2), "valid"),
@@ -69,6 +73,17 @@ def test_conv_kernels(fast, case, dtype):
     assert 0 < np.count_nonzero(a) < a.size
     for need_dx in (True, False):
         _compare(fast, "conv2d_backward", (x, w, dy, stride, padding, need_dx, a), dtype)
+
+
+@pytest.mark.parametrize("case", CONV_CASES[-2:])
+def test_winograd_cases_take_the_winograd_path(case):
+    """The last two conv cases above test Winograd only if the compiled backends choose it."""
+    from minicnn.backends import chunked, numba_cpu
+    from minicnn.backends.shapes import conv_geometry
+
+    x_shape, w_shape, stride, padding = case
+    g = conv_geometry(*x_shape[1:3], *w_shape[:2], stride, padding)
+    assert chunked._algorithm(numba_cpu._Kernels, np.empty(w_shape), stride, g) == "winograd"
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

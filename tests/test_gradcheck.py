@@ -66,6 +66,15 @@ def test_image_layer_gradients(backend, float64, make, shape):
     assert max(errors.values()) < TOL, errors
 
 
+@pytest.mark.parametrize("padding, shape", [("same", (2, 9, 8, 3)), ("valid", (1, 11, 12, 2))])
+def test_winograd_conv_gradients(backend, float64, padding, shape):
+    """3x3 stride-1 convolutions with outputs of 8 or more pixels a side: the compiled
+    backends' Winograd path (its backward runs every transform transposed)."""
+    x = np.random.default_rng(6).standard_normal(shape)
+    errors = check_layer(Conv2D(4, (3, 3), padding=padding, activation="relu"), x)
+    assert max(errors.values()) < TOL, errors
+
+
 @pytest.mark.parametrize("make", FLAT_LAYERS)
 def test_flat_layer_gradients(backend, float64, make):
     x = np.random.default_rng(1).standard_normal((3, 7))

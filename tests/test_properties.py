@@ -129,3 +129,31 @@ def assert_same_training(backend: str, case) -> None:
 @given(case=models())
 def test_random_models_train_like_the_reference(backend, case):
     assert_same_training(backend, case)
+
+
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 4), h=st.integers(8, 17), w=st.integers(8, 17), c=st.integers(2, 6),
+       f=st.integers(1, 6), padding=st.sampled_from(["valid", "same"]), relu=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+def test_winograd_sized_convolutions_match_the_reference(backend, n, h, w, c, f, padding,
+                                                         relu, dtype, seed):
+    """3x3 stride-1 convolutions big enough for the compiled backends' Winograd path, every
+    tile split the edges allow: forward and backward against the reference's im2col."""
+    from minicnn.backends import numpy_ref
+
+    fast = minicnn.backends.load(backend)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    k = rng.standard_normal((3, 3, c, f)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    y = numpy_ref.conv2d_forward(x, k, b, (1, 1), padding, relu)
+    assume(padding == "same" or min(h, w) >= 10)  # outputs of 8 or more a side
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    tol = 1e-10 if dtype == np.float64 else 2e-4
+    got = fast.conv2d_forward(x, k, b, (1, 1), padding, relu)
+    np.testing.assert_allclose(got, y, rtol=tol, atol=tol)
+    expected = numpy_ref.conv2d_backward(x, k, dy, (1, 1), padding, True, y if relu else None)
+    grads = fast.conv2d_backward(x, k, dy, (1, 1), padding, True, y if relu else None)
+    for e, g in zip(expected, grads):
+        np.testing.assert_allclose(g, e, rtol=tol, atol=tol)
