@@ -469,3 +469,236 @@ def batchnorm_dx(real[:, ::1] x_hat, real[:, ::1] dy, real[::1] scale, real[::1]
     for r in prange(dy.shape[0], nogil=True, schedule="static"):
         for k in range(dy.shape[1]):
             dx[r, k] = scale[k] * (dy[r, k] - mean_dy[k] - x_hat[r, k] * mean_dy_xhat[k])
+
+
+# ----------------------------------------------------------------------------- Winograd
+# F(4x4, 3x3), as in numba_cpu.py (winograd.py has the math and the matrices): transform
+# number kind applies B^T, B, A^T, A, G or G^T, written out, to rows of length n.
+
+cdef enum:
+    BT, B, AT, A, G, GT
+
+
+cdef void transform(int kind, real* s, real* d, Py_ssize_t n) noexcept nogil:
+    """d = M s for M = B^T, B (6 -> 6 rows), A^T (6 -> 4), A (4 -> 6), G (3 -> 6), G^T (6 -> 3);
+    row i of s starts at s + i*n (each branch its own loop, so each vectorises)."""
+    cdef real two = 2, four = 4, five = 5, eight = 8, sixth = 1.0 / 6, twelfth = 1.0 / 12
+    cdef real quarter = 0.25
+    cdef real* s0 = s
+    cdef real* s1 = s + n
+    cdef real* s2 = s + 2 * n
+    cdef real* s3 = s + 3 * n
+    cdef real* s4 = s + 4 * n
+    cdef real* s5 = s + 5 * n
+    cdef Py_ssize_t e
+    if kind == BT:
+        for e in range(n):
+            d[e] = four * s0[e] - five * s2[e] + s4[e]
+            d[n + e] = s3[e] + s4[e] - four * (s1[e] + s2[e])
+            d[2 * n + e] = s4[e] - s3[e] + four * (s1[e] - s2[e])
+            d[3 * n + e] = s4[e] - s2[e] + two * (s3[e] - s1[e])
+            d[4 * n + e] = s4[e] - s2[e] + two * (s1[e] - s3[e])
+            d[5 * n + e] = four * s1[e] - five * s3[e] + s5[e]
+    elif kind == B:
+        for e in range(n):
+            d[e] = four * s0[e]
+            d[n + e] = four * (s2[e] - s1[e] + s5[e]) + two * (s4[e] - s3[e])
+            d[2 * n + e] = -five * s0[e] - four * (s1[e] + s2[e]) - s3[e] - s4[e]
+            d[3 * n + e] = s1[e] - s2[e] + two * (s3[e] - s4[e]) - five * s5[e]
+            d[4 * n + e] = s0[e] + s1[e] + s2[e] + s3[e] + s4[e]
+            d[5 * n + e] = s5[e]
+    elif kind == AT:
+        for e in range(n):
+            d[e] = s0[e] + s1[e] + s2[e] + s3[e] + s4[e]
+            d[n + e] = s1[e] - s2[e] + two * (s3[e] - s4[e])
+            d[2 * n + e] = s1[e] + s2[e] + four * (s3[e] + s4[e])
+            d[3 * n + e] = s1[e] - s2[e] + eight * (s3[e] - s4[e]) + s5[e]
+    elif kind == A:
+        for e in range(n):
+            d[e] = s0[e]
+            d[n + e] = s0[e] + s1[e] + s2[e] + s3[e]
+            d[2 * n + e] = s0[e] - s1[e] + s2[e] - s3[e]
+            d[3 * n + e] = s0[e] + two * s1[e] + four * s2[e] + eight * s3[e]
+            d[4 * n + e] = s0[e] - two * s1[e] + four * s2[e] - eight * s3[e]
+            d[5 * n + e] = s3[e]
+    elif kind == G:
+        for e in range(n):
+            d[e] = quarter * s0[e]
+            d[n + e] = -sixth * (s0[e] + s1[e] + s2[e])
+            d[2 * n + e] = -sixth * (s0[e] - s1[e] + s2[e])
+            d[3 * n + e] = quarter * sixth * s0[e] + twelfth * s1[e] + sixth * s2[e]
+            d[4 * n + e] = quarter * sixth * s0[e] - twelfth * s1[e] + sixth * s2[e]
+            d[5 * n + e] = s2[e]
+    else:
+        for e in range(n):
+            d[e] = quarter * s0[e] - sixth * (s1[e] + s2[e]) + quarter * sixth * (s3[e] + s4[e])
+            d[n + e] = sixth * (s2[e] - s1[e]) + twelfth * (s3[e] - s4[e])
+            d[2 * n + e] = sixth * (s3[e] + s4[e] - s1[e] - s2[e]) + s5[e]
+
+
+cdef void sandwich(int kind, real* src, real* tmp, real* dst, Py_ssize_t size) noexcept nogil:
+    """dst = M src M^T for a k x k tile of vectors of ``size`` (src (k, k, size)): M along
+    the rows, then along each row of the result. tmp (r, k, size); dst may be src."""
+    cdef Py_ssize_t k = 3 if kind == G else (4 if kind == A else 6)
+    cdef Py_ssize_t r = 3 if kind == GT else (4 if kind == AT else 6)
+    cdef Py_ssize_t a
+    transform(kind, src, tmp, k * size)
+    for a in range(r):
+        transform(kind, tmp + a * k * size, dst + a * r * size, size)
+
+
+cdef void tile_windows(real[:, :, :, ::1] x, Py_ssize_t lo, Py_ssize_t hi, int pad_top,
+                       int pad_left, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
+                       real[:, :, ::1] d) noexcept nogil:
+    """d[k*6 + q, t, :] = x[b, 4 ti + k - pad_top, 4 tj + q - pad_left, :] (0 outside the
+    image) for tile t = (b, ti, tj) of images lo..hi, counted from lo."""
+    cdef Py_ssize_t h = x.shape[1], w = x.shape[2], c = x.shape[3]
+    cdef Py_ssize_t b, ti, tj, t, k, q, r, col, e
+    for b in range(lo, hi):
+        for ti in range(tiles_h):
+            for tj in range(tiles_w):
+                t = ((b - lo) * tiles_h + ti) * tiles_w + tj
+                for k in range(6):
+                    r = ti * 4 + k - pad_top
+                    for q in range(6):
+                        col = tj * 4 + q - pad_left
+                        if 0 <= r < h and 0 <= col < w:
+                            for e in range(c):
+                                d[k * 6 + q, t, e] = x[b, r, col, e]
+                        else:
+                            for e in range(c):
+                                d[k * 6 + q, t, e] = 0
+
+
+cdef void winograd_forward_chunk(real[:, :, :, ::1] x, real[:, :, ::1] u, real[::1] bias,
+                                 bint relu, int pad_top, int pad_left, real[:, :, :, ::1] y,
+                                 real[:, :, ::1] v, real[:, :, ::1] tmp_c, real[:, :, ::1] m,
+                                 real[:, :, ::1] tmp_f, Py_ssize_t lo,
+                                 Py_ssize_t hi) noexcept nogil:
+    """Images lo..hi: v = B^T d B of every tile's window, m[p] = v[p] u[p] (36 products,
+    BLAS), y = A^T m A + bias (then the ReLU) at the pixels inside the output."""
+    cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2], f = y.shape[3], c = x.shape[3]
+    cdef Py_ssize_t tiles_h = (out_h + 3) // 4, tiles_w = (out_w + 3) // 4
+    cdef Py_ssize_t tiles = (hi - lo) * tiles_h * tiles_w, width = v.shape[1]
+    cdef Py_ssize_t p, b, ti, tj, t, r, q, e
+    cdef real value
+    tile_windows(x, lo, hi, pad_top, pad_left, tiles_h, tiles_w, v)
+    sandwich(BT, &v[0, 0, 0], &tmp_c[0, 0, 0], &v[0, 0, 0], width * c)
+    for p in range(36):
+        gemm(&v[p, 0, 0], &u[p, 0, 0], &m[p, 0, 0], tiles, f, c, False, False)
+    sandwich(AT, &m[0, 0, 0], &tmp_f[0, 0, 0], &m[0, 0, 0], width * f)
+    for b in range(lo, hi):
+        for ti in range(tiles_h):
+            for tj in range(tiles_w):
+                t = ((b - lo) * tiles_h + ti) * tiles_w + tj
+                for r in range(min(4, out_h - ti * 4)):
+                    for q in range(min(4, out_w - tj * 4)):
+                        for e in range(f):
+                            value = m[r * 4 + q, t, e] + bias[e]
+                            y[b, ti * 4 + r, tj * 4 + q, e] = 0 if relu and value < 0 else value
+
+
+def winograd_forward(real[:, :, :, ::1] x, real[:, :, ::1] u, real[::1] bias, bint relu,
+                     int pad_top, int pad_left, real[:, :, :, ::1] y, real[:, :, :, ::1] v,
+                     real[:, :, :, ::1] tmp_c, real[:, :, :, ::1] m, real[:, :, :, ::1] tmp_f,
+                     int chunks):
+    """Per chunk of images (one per thread): ``winograd_forward_chunk``. v, tmp_c
+    (chunks, 36, tiles, C), m, tmp_f (chunks, 36, tiles, F): each chunk's own."""
+    cdef Py_ssize_t n = y.shape[0], step = (n + chunks - 1) // chunks
+    cdef Py_ssize_t chunk, lo, hi
+    for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        lo = chunk * step
+        hi = min(n, lo + step)
+        if lo < hi:
+            winograd_forward_chunk(x, u, bias, relu, pad_top, pad_left, y, v[chunk],
+                                   tmp_c[chunk], m[chunk], tmp_f[chunk], lo, hi)
+
+
+cdef void winograd_backward_chunk(real[:, :, :, ::1] x, real[:, :, ::1] u,
+                                  real[:, :, :, ::1] dy, bint relu, real[:, :, :, ::1] relu_out,
+                                  int pad_top, int pad_left, real[:, :, ::1] v,
+                                  real[:, :, ::1] tmp_c, real[:, :, ::1] dm,
+                                  real[:, :, ::1] tmp_f, real[:, :, ::1] du, double[::1] db,
+                                  real[:, :, :, ::1] dx, bint need_dx, Py_ssize_t lo,
+                                  Py_ssize_t hi) noexcept nogil:
+    """Images lo..hi: g = dy through the ReLU (db += g), dm = A g A^T, v = B^T d B again,
+    du[p] = v[p]^T dm[p]; with need_dx, dv[p] = dm[p] u[p]^T (into v) and dx = the sum over
+    tiles of B dv B^T at their windows."""
+    cdef Py_ssize_t out_h = dy.shape[1], out_w = dy.shape[2], f = dy.shape[3]
+    cdef Py_ssize_t h = x.shape[1], w = x.shape[2], c = x.shape[3]
+    cdef Py_ssize_t tiles_h = (out_h + 3) // 4, tiles_w = (out_w + 3) // 4
+    cdef Py_ssize_t tiles = (hi - lo) * tiles_h * tiles_w, width = v.shape[1]
+    cdef Py_ssize_t p, b, ti, tj, t, r, q, e, i, j, k, col
+    cdef real value
+    for b in range(lo, hi):
+        for ti in range(tiles_h):
+            for tj in range(tiles_w):
+                t = ((b - lo) * tiles_h + ti) * tiles_w + tj
+                for r in range(4):
+                    for q in range(4):
+                        i = ti * 4 + r
+                        j = tj * 4 + q
+                        for e in range(f):
+                            value = 0
+                            if i < out_h and j < out_w and not (relu and relu_out[b, i, j, e] <= 0):
+                                value = dy[b, i, j, e]
+                            dm[r * 4 + q, t, e] = value
+                            db[e] += value
+    sandwich(A, &dm[0, 0, 0], &tmp_f[0, 0, 0], &dm[0, 0, 0], width * f)
+    tile_windows(x, lo, hi, pad_top, pad_left, tiles_h, tiles_w, v)
+    sandwich(BT, &v[0, 0, 0], &tmp_c[0, 0, 0], &v[0, 0, 0], width * c)
+    for p in range(36):
+        gemm(&v[p, 0, 0], &dm[p, 0, 0], &du[p, 0, 0], c, f, tiles, True, False)
+        if need_dx:
+            gemm(&dm[p, 0, 0], &u[p, 0, 0], &v[p, 0, 0], tiles, c, f, False, True)
+    if not need_dx:
+        return
+    sandwich(B, &v[0, 0, 0], &tmp_c[0, 0, 0], &v[0, 0, 0], width * c)
+    for b in range(lo, hi):
+        zero_image(dx, b)
+        for ti in range(tiles_h):
+            for tj in range(tiles_w):
+                t = ((b - lo) * tiles_h + ti) * tiles_w + tj
+                for k in range(6):
+                    r = ti * 4 + k - pad_top
+                    for q in range(6):
+                        col = tj * 4 + q - pad_left
+                        if 0 <= r < h and 0 <= col < w:
+                            for e in range(c):
+                                dx[b, r, col, e] += v[k * 6 + q, t, e]
+
+
+def winograd_backward(real[:, :, :, ::1] x, real[:, :, ::1] u, real[:, :, :, ::1] dy, bint relu,
+                      real[:, :, :, ::1] relu_out, int pad_top, int pad_left,
+                      real[:, :, :, ::1] v, real[:, :, :, ::1] tmp_c, real[:, :, :, ::1] dm,
+                      real[:, :, :, ::1] tmp_f, real[:, :, :, ::1] du_parts,
+                      double[:, ::1] db_parts, real[:, :, :, ::1] dx, bint need_dx, int chunks):
+    """Per chunk (one per thread): ``winograd_backward_chunk`` into its own du_parts[chunk]
+    and db_parts[chunk] (zeros for an empty chunk). dW = G^T du G comes after the sum."""
+    cdef Py_ssize_t n = dy.shape[0], step = (n + chunks - 1) // chunks
+    cdef Py_ssize_t chunk, lo, hi
+    du_parts[:] = 0
+    db_parts[:] = 0
+    for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        lo = chunk * step
+        hi = min(n, lo + step)
+        if lo < hi:
+            winograd_backward_chunk(x, u, dy, relu, relu_out, pad_top, pad_left, v[chunk],
+                                    tmp_c[chunk], dm[chunk], tmp_f[chunk], du_parts[chunk],
+                                    db_parts[chunk], dx, need_dx, lo, hi)
+
+
+def winograd_kernel(real[:, :, ::1] w, real[:, :, ::1] u):
+    """u = G w G^T for every (channel, filter): w (9, C, F) -> u (36, C, F)."""
+    cdef Py_ssize_t size = w.shape[1] * w.shape[2]
+    cdef real* tmp = <real*> malloc(18 * size * sizeof(real))
+    sandwich(G, &w[0, 0, 0], tmp, &u[0, 0, 0], size)
+    free(tmp)
+
+
+def winograd_kernel_gradient(real[:, :, ::1] du, real[:, :, ::1] dw):
+    """dw = G^T du G for every (channel, filter): du (36, C, F) -> dw (9, C, F)."""
+    cdef Py_ssize_t size = du.shape[1] * du.shape[2]
+    cdef real* tmp = <real*> malloc(18 * size * sizeof(real))
+    sandwich(GT, &du[0, 0, 0], tmp, &dw[0, 0, 0], size)
+    free(tmp)
