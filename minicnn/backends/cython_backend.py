@@ -1,11 +1,13 @@
 """Cython backend: compiled, OpenMP-parallel kernels (``_cython_kernels.pyx``).
 
-Same algorithm as the reference: im2col, a matrix product, col2im. The batch is cut into
-one chunk of images per thread and each OpenMP thread calls BLAS itself
-(scipy.linalg.cython_blas sgemm/dgemm, held to one thread by ``session()``). We measured
-the alternative, a multi-threaded NumPy ``@`` between compiled loops: on 2 cores it reached
-~100 GFLOP/s on these skinny products against ~165 for two single-threaded products side
-by side, and its BLAS threads fought the OpenMP ones for the cores in between.
+Same algorithm as the reference: im2col, a matrix product, col2im (and, like numba's,
+Winograd F(4x4, 3x3) for 3x3 convolutions whose output is 8x8 or more: winograd.py). The
+batch is cut into one chunk of images per thread and each OpenMP thread calls BLAS
+itself (scipy.linalg.cython_blas sgemm/dgemm, held to one thread by ``session()``). We
+measured the alternative, a multi-threaded NumPy ``@`` between compiled loops: on 2
+cores it reached ~100 GFLOP/s on these skinny products against ~165 for two single-
+threaded products side by side, and its BLAS threads fought the OpenMP ones for the
+cores in between.
 
 Built by ``pip install -e .``; when the extension is missing this module raises
 ImportError and the registry leaves the backend out.

@@ -1,10 +1,11 @@
 """Numba CPU backend: the reference's algorithm as parallel JIT loops.
 
-Convolution stays im2col + a matrix product, but the batch is cut into one chunk of
-images per thread and each thread does the whole pipeline on its chunk: build its rows
-of the window matrix, multiply them with BLAS (np.dot inside the JIT, single-threaded),
-and add the bias (forward) or add its windows back into its images (backward). One pool
-of threads does everything, so BLAS's threads and Numba's never fight over the cores
+Convolution stays im2col + a matrix product (a 3x3 one with a big enough output:
+Winograd F(4x4, 3x3), winograd.py), but the batch is cut into one chunk of images per
+thread and each thread does the whole pipeline on its chunk: build its rows of the
+window matrix, multiply them with BLAS (np.dot inside the JIT, single-threaded), and add
+the bias (forward) or add its windows back into its images (backward). One pool of
+threads does everything, so BLAS's threads and Numba's never fight over the cores
 (measured on 2 cores: two pools oversubscribing each other ran 10x slower), and the
 products run side by side at ~165 GFLOP/s where one multi-threaded BLAS call on these
 skinny shapes reaches ~100. ``session()`` sets BLAS to one thread while a model runs.

@@ -30,7 +30,6 @@ from __future__ import annotations
 import numpy as np
 
 TILE = 4  # output pixels per tile side
-WINDOW = TILE + 2  # input pixels per tile side (a 3x3 kernel)
 
 BT = np.array([[4, 0, -5, 0, 1, 0],
                [0, -4, -4, 1, 1, 0],
@@ -51,7 +50,7 @@ AT = np.array([[1, 1, 1, 1, 1, 0],
 
 # The largest per-axis waste we accept: out = 11 -> three tiles compute 12 (9% waste);
 # out = 3 (cnn_b's last conv) -> one tile of 4 per axis, 1.8x the pixels and products too
-# small to run near peak (measured slower than im2col there).
+# small to run near peak (measured: that layer's backward 0.54 -> 0.86 ms at batch 32).
 MIN_OUTPUT = 8
 
 
