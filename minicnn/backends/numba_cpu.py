@@ -360,90 +360,103 @@ def _tile_windows(x, lo, hi, pad_top, pad_left, tiles_h, tiles_w, d):
                                 d[k * 6 + q, t, e] = 0.0
 
 
+@njit(**JIT)
+def _winograd_forward_chunk(x, u, bias, relu, pad_top, pad_left, y, v, tmp_c, m, tmp_f, lo, hi):
+    """Images lo..hi: v = B^T d B of every tile's window d, m[p] = v[p] u[p] (36 products),
+    y = A^T m A + bias (then the ReLU) at the tile's pixels inside the output."""
+    out_h, out_w, f = y.shape[1], y.shape[2], y.shape[3]
+    tiles_h, tiles_w = (out_h + 3) // 4, (out_w + 3) // 4
+    tiles = (hi - lo) * tiles_h * tiles_w
+    _tile_windows(x, lo, hi, pad_top, pad_left, tiles_h, tiles_w, v)
+    _sandwich(BT, v, tmp_c, v)
+    for p in range(36):
+        np.dot(v[p, :tiles], u[p], m[p, :tiles])
+    _sandwich(AT, m, tmp_f, m)
+    for b in range(lo, hi):
+        for ti in range(tiles_h):
+            for tj in range(tiles_w):
+                t = ((b - lo) * tiles_h + ti) * tiles_w + tj
+                for r in range(min(4, out_h - ti * 4)):
+                    for q in range(min(4, out_w - tj * 4)):
+                        for e in range(f):
+                            value = m[r * 4 + q, t, e] + bias[e]
+                            y[b, ti * 4 + r, tj * 4 + q, e] = \
+                                0.0 if relu and value < 0.0 else value
+
+
 @njit(parallel=True, **JIT)
 def _winograd_forward(x, u, bias, relu, pad_top, pad_left, y, v, tmp_c, m, tmp_f, chunks):
-    """Per chunk of images: v = B^T d B of every tile's window d, m[p] = v[p] u[p] (36
-    products), y = A^T m A + bias (then the ReLU) at the tile's pixels inside the output.
-    v, tmp_c (chunks, 36, tiles, C), m, tmp_f (chunks, 36, tiles, F): the chunk's own."""
-    n, out_h, out_w, f = y.shape
-    tiles_h, tiles_w = (out_h + 3) // 4, (out_w + 3) // 4
+    """Per chunk of images (one per thread): ``_winograd_forward_chunk``. v, tmp_c
+    (chunks, 36, tiles, C), m, tmp_f (chunks, 36, tiles, F): each chunk's own."""
     for chunk in prange(chunks):
-        lo, hi = _chunk_rows(chunk, chunks, n)
-        if lo >= hi:
-            continue
-        tiles = (hi - lo) * tiles_h * tiles_w
-        vc, mc = v[chunk], m[chunk]
-        _tile_windows(x, lo, hi, pad_top, pad_left, tiles_h, tiles_w, vc)
-        _sandwich(BT, vc, tmp_c[chunk], vc)
-        for p in range(36):
-            np.dot(vc[p, :tiles], u[p], mc[p, :tiles])
-        _sandwich(AT, mc, tmp_f[chunk], mc)
-        for b in range(lo, hi):
-            for ti in range(tiles_h):
-                for tj in range(tiles_w):
-                    t = ((b - lo) * tiles_h + ti) * tiles_w + tj
-                    for r in range(min(4, out_h - ti * 4)):
-                        for q in range(min(4, out_w - tj * 4)):
-                            for e in range(f):
-                                value = mc[r * 4 + q, t, e] + bias[e]
-                                y[b, ti * 4 + r, tj * 4 + q, e] = \
-                                    0.0 if relu and value < 0.0 else value
+        lo, hi = _chunk_rows(chunk, chunks, y.shape[0])
+        if lo < hi:
+            _winograd_forward_chunk(x, u, bias, relu, pad_top, pad_left, y, v[chunk],
+                                    tmp_c[chunk], m[chunk], tmp_f[chunk], lo, hi)
+
+
+@njit(**JIT)
+def _winograd_backward_chunk(x, u, dy, relu, relu_out, pad_top, pad_left, v, tmp_c, dm,
+                             tmp_f, du, db, dx, need_dx, lo, hi):
+    """Images lo..hi: g = dy through the ReLU (db += g), dm = A g A^T, v = B^T d B again,
+    du[p] = v[p]^T dm[p]; with need_dx, dv[p] = dm[p] u[p]^T (into v) and dx = the sum over
+    tiles of B dv B^T at their windows."""
+    out_h, out_w, f = dy.shape[1], dy.shape[2], dy.shape[3]
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    tiles_h, tiles_w = (out_h + 3) // 4, (out_w + 3) // 4
+    tiles = (hi - lo) * tiles_h * tiles_w
+    for b in range(lo, hi):
+        for ti in range(tiles_h):
+            for tj in range(tiles_w):
+                t = ((b - lo) * tiles_h + ti) * tiles_w + tj
+                for r in range(4):
+                    for q in range(4):
+                        i, j = ti * 4 + r, tj * 4 + q
+                        inside = i < out_h and j < out_w
+                        for e in range(f):
+                            value = dy[b, i, j, e] if inside else 0.0
+                            if relu and inside and relu_out[b, i, j, e] <= 0:
+                                value = 0.0
+                            dm[r * 4 + q, t, e] = value
+                            db[e] += value
+    _sandwich(A, dm, tmp_f, dm)
+    _tile_windows(x, lo, hi, pad_top, pad_left, tiles_h, tiles_w, v)
+    _sandwich(BT, v, tmp_c, v)
+    for p in range(36):
+        np.dot(v[p, :tiles].T, dm[p, :tiles], du[p])
+        if need_dx:
+            np.dot(dm[p, :tiles], u[p].T, v[p, :tiles])
+    if not need_dx:
+        return
+    _sandwich(B, v, tmp_c, v)
+    for b in range(lo, hi):
+        dx[b] = 0.0
+        for ti in range(tiles_h):
+            for tj in range(tiles_w):
+                t = ((b - lo) * tiles_h + ti) * tiles_w + tj
+                for k in range(6):
+                    r = ti * 4 + k - pad_top
+                    for q in range(6):
+                        col = tj * 4 + q - pad_left
+                        if 0 <= r < h and 0 <= col < w:
+                            for e in range(c):
+                                dx[b, r, col, e] += v[k * 6 + q, t, e]
 
 
 @njit(parallel=True, **JIT)
 def _winograd_backward(x, u, dy, relu, relu_out, pad_top, pad_left, v, tmp_c, dm, tmp_f,
                        du_parts, db_parts, dx, need_dx, chunks):
-    """Per chunk: g = dy through the ReLU (db += g), dm = A g A^T, v = B^T d B again,
-    du_parts[chunk][p] = v[p]^T dm[p]; with need_dx, dv[p] = dm[p] u[p]^T (into v) and dx =
-    the sum over tiles of B dv B^T at their windows. (dW = G^T du G comes after the sum.)"""
-    n, out_h, out_w, f = dy.shape
-    h, w, c = x.shape[1], x.shape[2], x.shape[3]
-    tiles_h, tiles_w = (out_h + 3) // 4, (out_w + 3) // 4
+    """Per chunk (one per thread): ``_winograd_backward_chunk`` into its own du_parts[chunk]
+    and db_parts[chunk] (zeros for an empty chunk). dW = G^T du G comes after the sum."""
     for chunk in prange(chunks):
-        lo, hi = _chunk_rows(chunk, chunks, n)
-        db = db_parts[chunk]
-        db[:] = 0.0
-        if lo >= hi:
+        lo, hi = _chunk_rows(chunk, chunks, dy.shape[0])
+        db_parts[chunk] = 0.0
+        if lo < hi:
+            _winograd_backward_chunk(x, u, dy, relu, relu_out, pad_top, pad_left, v[chunk],
+                                     tmp_c[chunk], dm[chunk], tmp_f[chunk], du_parts[chunk],
+                                     db_parts[chunk], dx, need_dx, lo, hi)
+        else:
             du_parts[chunk] = 0.0
-            continue
-        tiles = (hi - lo) * tiles_h * tiles_w
-        vc, dmc, du = v[chunk], dm[chunk], du_parts[chunk]
-        for b in range(lo, hi):
-            for ti in range(tiles_h):
-                for tj in range(tiles_w):
-                    t = ((b - lo) * tiles_h + ti) * tiles_w + tj
-                    for r in range(4):
-                        for q in range(4):
-                            i, j = ti * 4 + r, tj * 4 + q
-                            inside = i < out_h and j < out_w
-                            for e in range(f):
-                                value = dy[b, i, j, e] if inside else 0.0
-                                if relu and inside and relu_out[b, i, j, e] <= 0:
-                                    value = 0.0
-                                dmc[r * 4 + q, t, e] = value
-                                db[e] += value
-        _sandwich(A, dmc, tmp_f[chunk], dmc)
-        _tile_windows(x, lo, hi, pad_top, pad_left, tiles_h, tiles_w, vc)
-        _sandwich(BT, vc, tmp_c[chunk], vc)
-        for p in range(36):
-            np.dot(vc[p, :tiles].T, dmc[p, :tiles], du[p])
-            if need_dx:
-                np.dot(dmc[p, :tiles], u[p].T, vc[p, :tiles])
-        if not need_dx:
-            continue
-        _sandwich(B, vc, tmp_c[chunk], vc)
-        for b in range(lo, hi):
-            dx[b] = 0.0
-            for ti in range(tiles_h):
-                for tj in range(tiles_w):
-                    t = ((b - lo) * tiles_h + ti) * tiles_w + tj
-                    for k in range(6):
-                        r = ti * 4 + k - pad_top
-                        for q in range(6):
-                            col = tj * 4 + q - pad_left
-                            if 0 <= r < h and 0 <= col < w:
-                                for e in range(c):
-                                    dx[b, r, col, e] += vc[k * 6 + q, t, e]
 
 
 @njit(**JIT)
