@@ -38,8 +38,9 @@ class OptionalBuildExt(build_ext):
         flags = _openmp_flags(self.compiler)
         if not flags:
             print("minicnn: no OpenMP here; the Cython kernels build serial", file=sys.stderr)
-        alias_checks = [flag for flag in ["--param=vect-max-version-for-alias-checks=64"]
-                        if _accepts(self.compiler, flag, "int main(void) { return 0; }\n")]
+        alias_checks = ["--param=vect-max-version-for-alias-checks=64"]
+        if not _accepts(self.compiler, alias_checks[0], "int main(void) { return 0; }\n"):
+            alias_checks = []
         for ext in self.extensions:
             # -fno-trapping-math: nothing here relies on floating-point traps, and without
             # it GCC keeps a branch in loops like ReLU's backward (da if a > 0): measured 10x

@@ -676,8 +676,7 @@ def winograd_backward(real[:, :, :, ::1] x, real[:, :, ::1] u, real[:, :, :, ::1
     """Per chunk (one per thread): ``winograd_backward_chunk`` into its own du_parts[chunk]
     and db_parts[chunk] (zeros for an empty chunk). dW = G^T du G comes after the sum."""
     cdef Py_ssize_t n = dy.shape[0], step = (n + chunks - 1) // chunks
-    cdef Py_ssize_t chunk, lo, hi
-    du_parts[:] = 0
+    cdef Py_ssize_t chunk, lo, hi, p, i, j
     db_parts[:] = 0
     for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         lo = chunk * step
@@ -686,12 +685,19 @@ def winograd_backward(real[:, :, :, ::1] x, real[:, :, ::1] u, real[:, :, :, ::1
             winograd_backward_chunk(x, u, dy, relu, relu_out, pad_top, pad_left, v[chunk],
                                     tmp_c[chunk], dm[chunk], tmp_f[chunk], du_parts[chunk],
                                     db_parts[chunk], dx, need_dx, lo, hi)
+        else:
+            for p in range(36):
+                for i in range(du_parts.shape[2]):
+                    for j in range(du_parts.shape[3]):
+                        du_parts[chunk, p, i, j] = 0
 
 
 def winograd_kernel(real[:, :, ::1] w, real[:, :, ::1] u):
     """u = G w G^T for every (channel, filter): w (9, C, F) -> u (36, C, F)."""
     cdef Py_ssize_t size = w.shape[1] * w.shape[2]
     cdef real* tmp = <real*> malloc(18 * size * sizeof(real))
+    if tmp == NULL:
+        raise MemoryError("winograd: no memory for the kernel transform's temporary")
     sandwich(G, &w[0, 0, 0], tmp, &u[0, 0, 0], size)
     free(tmp)
 
@@ -700,5 +706,7 @@ def winograd_kernel_gradient(real[:, :, ::1] du, real[:, :, ::1] dw):
     """dw = G^T du G for every (channel, filter): du (36, C, F) -> dw (9, C, F)."""
     cdef Py_ssize_t size = du.shape[1] * du.shape[2]
     cdef real* tmp = <real*> malloc(18 * size * sizeof(real))
+    if tmp == NULL:
+        raise MemoryError("winograd: no memory for the kernel transform's temporary")
     sandwich(GT, &du[0, 0, 0], tmp, &dw[0, 0, 0], size)
     free(tmp)

@@ -142,7 +142,7 @@ def conv2d_backward(kernels, chunks: int, x, w, dy, stride, padding, need_dx=Tru
                                   g.pad_top, g.pad_left, v, tmp_c, dm, tmp_f, du_parts,
                                   db_parts, dx, need_dx, chunks)
         dw = np.empty_like(w, dtype=x.dtype)
-        kernels.winograd_kernel_gradient(_sum_parts(kernels, du_parts), dw.reshape(u[:9].shape))
+        kernels.winograd_kernel_gradient(_sum_parts(kernels, du_parts), dw.reshape(9, *u.shape[1:]))
     else:
         dw_parts = _scratch("dw_parts", (chunks, *w2.shape), x.dtype)
         if algorithm == "direct":
