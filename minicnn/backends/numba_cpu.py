@@ -184,32 +184,61 @@ def _conv_backward(x, w2, dy2, relu, relu_out, masked, kh, kw, sh, sw, pad_top, 
 
 
 # One input channel (a first layer): im2col would build a matrix of K = kh*kw columns whose
-# product runs far below peak (measured 12-31 GFLOP/s). The direct loops below add each tap
-# times a row of the kernel into the output row instead, vectorised over the filters.
+# product runs far below peak (measured 12-31 GFLOP/s). The direct loops below vectorise over
+# the filters instead. Each image is first copied into a zero-padded plane, so the loops read
+# taps without bounds checks (checks per tap: measured 1.9x slower), and the forward takes a
+# kernel row's taps three at a time: one pass over the filters adds x0 W[t] + x1 W[t+1] +
+# x2 W[t+2] (cnn_b's conv1 at batch 32: 0.48 -> 0.40 ms).
+
+
+@njit(**JIT)
+def _padded_plane(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w):
+    """A zeroed (rows, cols) plane that holds one image of x (N, H, W, 1) at (pad_top,
+    pad_left) and every tap the output reads."""
+    rows = max((out_h - 1) * sh + kh, x.shape[1] + pad_top)
+    cols = max((out_w - 1) * sw + kw, x.shape[2] + pad_left)
+    return np.zeros((rows, cols), dtype=x.dtype)
+
+
+@njit(**JIT)
+def _pad_image(x, b, pad_top, pad_left, plane):
+    """plane[pad_top + y, pad_left + x] = x[b, y, x, 0] (the padding stays zero)."""
+    for yy in range(x.shape[1]):
+        for xx in range(x.shape[2]):
+            plane[pad_top + yy, pad_left + xx] = x[b, yy, xx, 0]
 
 
 @njit(parallel=True, **JIT)
 def _direct_conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, y2,
                          chunks):
-    """y[row, :] = sum over the taps inside the image of x[tap] * W[tap, :], then the
-    epilogue (bias, ReLU) while the row is hot."""
-    n, h, w, f = x.shape[0], x.shape[1], x.shape[2], w2.shape[1]
+    """y[row, :] = bias + sum over the taps of x[tap] W[tap, :], then the ReLU."""
+    n, f = x.shape[0], w2.shape[1]
+    in_threes = kw - kw % 3  # a kernel row's taps before the last one or two
     for chunk in prange(chunks):
         lo, hi = _chunk_rows(chunk, chunks, n)
+        plane = _padded_plane(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w)
         for b in range(lo, hi):
+            _pad_image(x, b, pad_top, pad_left, plane)
             for i in range(out_h):
                 for j in range(out_w):
                     row = (b * out_h + i) * out_w + j
-                    y2[row] = 0.0
+                    for u in range(f):
+                        y2[row, u] = bias[u]
                     for di in range(kh):
-                        yy = i * sh + di - pad_top
-                        for dj in range(kw):
-                            xx = j * sw + dj - pad_left
-                            if 0 <= yy < h and 0 <= xx < w:
-                                v = x[b, yy, xx, 0]
-                                for u in range(f):
-                                    y2[row, u] += v * w2[di * kw + dj, u]
-                    _add_bias(y2, bias, relu, row, row + 1)
+                        yy, xx, tap = i * sh + di, j * sw, di * kw
+                        for dj in range(0, in_threes, 3):
+                            x0, x1, x2 = plane[yy, xx + dj], plane[yy, xx + dj + 1], \
+                                plane[yy, xx + dj + 2]
+                            for u in range(f):
+                                y2[row, u] += (x0 * w2[tap + dj, u] + x1 * w2[tap + dj + 1, u]
+                                               + x2 * w2[tap + dj + 2, u])
+                        for dj in range(in_threes, kw):
+                            x0 = plane[yy, xx + dj]
+                            for u in range(f):
+                                y2[row, u] += x0 * w2[tap + dj, u]
+                    if relu:
+                        for u in range(f):  # (NaN stays NaN, as in the reference)
+                            y2[row, u] = 0.0 if y2[row, u] < 0.0 else y2[row, u]
 
 
 @njit(parallel=True, **JIT)
@@ -217,15 +246,18 @@ def _direct_conv_backward(x, w2, dy2, relu, relu_out, kh, kw, sh, sw, pad_top, p
                           out_w, dw_parts, db_parts, dx, need_dx, chunks):
     """Per output row i of an image: g = dy through the ReLU (a small buffer, never written
     out), db += g; then tap by tap, dW[tap, :] += sum_j x[tap of (i, j)] g[j, :] (the row's
-    sum in the compute dtype, then added in float64) and dx[tap of (i, j)] += <g[j], W[tap]>."""
+    sum in the compute dtype, then added in float64) and dx[tap of (i, j)] += <g[j], W[tap]>
+    (into a padded plane, whose inside is the image's dx)."""
     n, h, w, f = x.shape[0], x.shape[1], x.shape[2], w2.shape[1]
     for chunk in prange(chunks):
         lo, hi = _chunk_rows(chunk, chunks, n)
+        plane = _padded_plane(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w)
+        dplane = np.empty_like(plane)
         dw, db = np.zeros(w2.shape), np.zeros(f)
         g, row_sum = np.empty((out_w, f), dtype=dy2.dtype), np.empty(f, dtype=dy2.dtype)
         for b in range(lo, hi):
-            if need_dx:
-                dx[b] = 0.0
+            _pad_image(x, b, pad_top, pad_left, plane)
+            dplane[:] = 0.0
             for i in range(out_h):
                 row0 = (b * out_h + i) * out_w
                 for j in range(out_w):
@@ -234,25 +266,23 @@ def _direct_conv_backward(x, w2, dy2, relu, relu_out, kh, kw, sh, sw, pad_top, p
                         g[j, u] = v * (relu_out[row0 + j, u] > 0) if relu else v
                         db[u] += g[j, u]
                 for di in range(kh):
-                    yy = i * sh + di - pad_top
-                    if yy < 0 or yy >= h:
-                        continue
+                    yy = i * sh + di
                     for dj in range(kw):
                         tap = di * kw + dj
                         row_sum[:] = 0.0
                         for j in range(out_w):
-                            xx = j * sw + dj - pad_left
-                            if 0 <= xx < w:
-                                v = x[b, yy, xx, 0]
+                            v = plane[yy, j * sw + dj]
+                            for u in range(f):
+                                row_sum[u] += v * g[j, u]
+                            if need_dx:
+                                s = 0.0
                                 for u in range(f):
-                                    row_sum[u] += v * g[j, u]
-                                if need_dx:
-                                    s = 0.0
-                                    for u in range(f):
-                                        s += g[j, u] * w2[tap, u]
-                                    dx[b, yy, xx, 0] += s
+                                    s += g[j, u] * w2[tap, u]
+                                dplane[yy, j * sw + dj] += s
                         for u in range(f):
                             dw[tap, u] += row_sum[u]
+            if need_dx:
+                dx[b, :, :, 0] = dplane[pad_top:pad_top + h, pad_left:pad_left + w]
         dw_parts[chunk] = dw
         db_parts[chunk] = db
 
