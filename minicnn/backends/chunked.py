@@ -62,8 +62,9 @@ def _sum_parts(kernels, parts):
 def _algorithm(kernels, w, stride, g) -> str:
     """How the backend convolves this layer: "direct" for one input channel, where the
     backend compiles it (numba's loops vectorise over the filters: cnn_b's conv1 at batch 32,
-    backward 1.02 -> 0.48 ms; GCC's build of the same loops was no faster than Cython's
-    im2col, 0.55 vs 0.40 ms forward, so Cython keeps im2col); "winograd" F(4x4, 3x3) where
+    backward 1.02 -> 0.48 ms; GCC's build of the same loops was slower than Cython's im2col,
+    measured twice: last 0.43 vs 0.39 ms forward, 1.60 vs 0.77 backward, so Cython keeps
+    im2col); "winograd" F(4x4, 3x3) where
     it compiles that and the layer qualifies (``winograd.applies``); else "im2col"."""
     if w.shape[2] == 1 and hasattr(kernels, "direct_conv_forward"):
         return "direct"
