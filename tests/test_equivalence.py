@@ -13,8 +13,8 @@ CONV_CASES = [  # (x shape, kernel shape, stride, padding)
     ((2, 9, 9, 3), (5, 5, 3, 2), (2, 1), "valid"),
     ((2, 5, 6, 2), (4, 4, 2, 3), (3, 2), "same"),
     ((4, 28, 28, 1), (3, 3, 1, 32), (1, 1), "valid"),
-    ((2, 6, 7, 1), (3, 2, 1, 4), (2, 1), "same"),  # one channel: numba's direct kernels
-    ((2, 9, 11, 1), (5, 4, 1, 3), (2, 1), "same"),  # (taps three at a time, then the rest)
+    ((2, 6, 7, 1), (3, 2, 1, 4), (2, 1), "same"),  # one channel: numba's plane kernels
+    ((5, 9, 11, 1), (5, 4, 1, 3), (2, 1), "same"),  # (several images per thread)
     # 3x3, stride 1, several channels, outputs >= 8: the compiled backends' Winograd path
     # (partial tiles at the edges: 11 = 4 + 4 + 3, 'same' padding read as zeros)
     ((3, 13, 13, 8), (3, 3, 8, 16), (1, 1), "valid"),

@@ -60,14 +60,13 @@ def _sum_parts(kernels, parts):
 
 
 def _algorithm(kernels, w, stride, g) -> str:
-    """How the backend convolves this layer: "direct" for one input channel, where the
-    backend compiles it (numba's loops vectorise over the filters: cnn_b's conv1 at batch 32,
-    backward 1.02 -> 0.48 ms; GCC's build of the same loops was slower than Cython's im2col,
-    measured twice: last 0.43 vs 0.39 ms forward, 1.60 vs 0.77 backward, so Cython keeps
-    im2col); "winograd" F(4x4, 3x3) where
-    it compiles that and the layer qualifies (``winograd.applies``); else "im2col"."""
-    if w.shape[2] == 1 and hasattr(kernels, "direct_conv_forward"):
-        return "direct"
+    """How the backend convolves this layer: "plane" for one input channel, where the
+    backend compiles it (numba: one image at a time, its windows tap-major, a BLAS product
+    per image; cnn_b's conv1 at batch 32, forward 0.40 -> 0.16 ms and backward 0.52 ->
+    0.25 ms against loops over the filters); "winograd" F(4x4, 3x3) where it compiles that
+    and the layer qualifies (``winograd.applies``); else "im2col"."""
+    if w.shape[2] == 1 and hasattr(kernels, "plane_conv_forward"):
+        return "plane"
     if hasattr(kernels, "winograd_forward") and winograd.applies(w.shape, stride, g.out_h,
                                                                  g.out_w):
         return "winograd"
@@ -93,15 +92,15 @@ def _bias(b, w):
 
 
 def conv2d_forward(kernels, chunks: int, x, w, b, stride, padding, relu=False):
-    """im2col and a product per chunk, or the direct or Winograd kernels (``_algorithm``)."""
+    """im2col and a product per chunk, or the one-channel or Winograd kernels (``_algorithm``)."""
     b = _bias(b, w)
     require_conv_shapes(x, w, b=b)
     g, args = _conv_args(x, w, stride, padding)
     x, w2 = np.ascontiguousarray(x), w.reshape(-1, w.shape[3])
     y = np.empty((x.shape[0] * g.out_h * g.out_w, w.shape[3]), dtype=x.dtype)
     algorithm = _algorithm(kernels, w, stride, g)
-    if algorithm == "direct":
-        kernels.direct_conv_forward(x, w2, b, bool(relu), *args, y, chunks)
+    if algorithm == "plane":
+        kernels.plane_conv_forward(x, w2, b, bool(relu), *args, y, chunks)
     elif algorithm == "winograd":
         u, v, tmp_c, m, tmp_f = _winograd_operands(kernels, chunks, x, w, g)
         kernels.winograd_forward(x, u, b, bool(relu), g.pad_top, g.pad_left,
@@ -146,8 +145,8 @@ def conv2d_backward(kernels, chunks: int, x, w, dy, stride, padding, need_dx=Tru
         kernels.winograd_kernel_gradient(_sum_parts(kernels, du_parts), dw.reshape(9, *u.shape[1:]))
     else:
         dw_parts = _scratch("dw_parts", (chunks, *w2.shape), x.dtype)
-        if algorithm == "direct":
-            kernels.direct_conv_backward(x, w2, dy2, relu, relu2, *args, dw_parts, db_parts, dx,
+        if algorithm == "plane":
+            kernels.plane_conv_backward(x, w2, dy2, relu, relu2, *args, dw_parts, db_parts, dx,
                                          need_dx, chunks)
         else:
             cols = _window_matrix(x, w, g)
