@@ -8,6 +8,8 @@ directly (scipy.linalg.cython_blas, single-threaded), so one OpenMP pool does al
 work. See cython_backend.py for the measurements behind that choice.
 """
 
+import numpy as np
+
 from cython.parallel cimport prange
 from libc.math cimport erf, exp, expm1, sqrt, tanh
 from libc.stdlib cimport free, malloc
@@ -163,6 +165,149 @@ def conv_backward(real[:, :, :, ::1] x, real[:, ::1] w2, real[:, ::1] dy2, bint 
             for i in range(k):
                 for j in range(f):
                     dw_parts[chunk, i, j] = 0
+
+
+# One input channel (a first layer): numba_cpu.py's plane kernels. One image at a time: a
+# zero-padded plane, its windows tap-major X (taps, pixels), a product per image.
+
+
+cdef object planes(x, int count, int kh, int kw, int sh, int sw, int pad_top, int pad_left,
+                   int out_h, int out_w):
+    """count zeroed (rows, cols) planes, each big enough for one image of x (N, H, W, 1) at
+    (pad_top, pad_left) and every tap the output reads."""
+    rows = max((out_h - 1) * sh + kh, x.shape[1] + pad_top)
+    cols = max((out_w - 1) * sw + kw, x.shape[2] + pad_left)
+    return np.zeros((count, rows, cols), dtype=np.asarray(x).dtype)
+
+
+cdef void pad_image(real[:, :, :, ::1] x, Py_ssize_t b, int pad_top, int pad_left,
+                    real[:, ::1] plane) noexcept nogil:
+    """plane[pad_top + y, pad_left + x] = x[b, y, x, 0] (the padding stays zero)."""
+    cdef Py_ssize_t yy, xx
+    for yy in range(x.shape[1]):
+        for xx in range(x.shape[2]):
+            plane[pad_top + yy, pad_left + xx] = x[b, yy, xx, 0]
+
+
+cdef void plane_windows(real[:, ::1] plane, int kh, int kw, int sh, int sw, int out_h,
+                        int out_w, real[:, ::1] xt) noexcept nogil:
+    """xt[di*kw + dj, i*out_w + j] = plane[i*sh + di, j*sw + dj]: an image's windows, tap-major.
+    (Through pointers: with memoryviews GCC reloads the strides after every store.)"""
+    cdef Py_ssize_t di, dj, i, j, cols = plane.shape[1]
+    cdef real* src
+    cdef real* dst
+    for di in range(kh):
+        for dj in range(kw):
+            for i in range(out_h):
+                src = &plane[i * sh + di, dj]
+                dst = &xt[di * kw + dj, i * out_w]
+                for j in range(out_w):
+                    dst[j] = src[j * sw]
+
+
+cdef void plane_col2im(real[:, ::1] dxt, int kh, int kw, int sh, int sw, int out_h, int out_w,
+                       real[:, ::1] dplane) noexcept nogil:
+    """dplane = the sum of the window entries dxt (taps, pixels) that read each point."""
+    cdef Py_ssize_t di, dj, i, j
+    cdef real* src
+    cdef real* dst
+    dplane[:, :] = 0
+    for di in range(kh):
+        for dj in range(kw):
+            for i in range(out_h):
+                src = &dxt[di * kw + dj, i * out_w]
+                dst = &dplane[i * sh + di, dj]
+                for j in range(out_w):
+                    dst[j * sw] += src[j]
+
+
+def plane_conv_forward(real[:, :, :, ::1] x, real[:, ::1] w2, real[::1] bias, bint relu, int kh,
+                       int kw, int sh, int sw, int pad_top, int pad_left, int out_h, int out_w,
+                       real[:, ::1] y2, int chunks):
+    """Per image: its windows X (taps, pixels), its rows of y = X^T W (BLAS), += bias (then
+    the ReLU)."""
+    cdef Py_ssize_t n = x.shape[0], per_image = out_h * out_w, f = w2.shape[1]
+    cdef Py_ssize_t step = (n + chunks - 1) // chunks
+    cdef Py_ssize_t chunk, lo, hi, b
+    cdef real[:, :, ::1] plane = planes(x, chunks, kh, kw, sh, sw, pad_top, pad_left, out_h,
+                                        out_w)
+    cdef real[:, :, ::1] xt = np.empty((chunks, kh * kw, per_image), dtype=np.asarray(x).dtype)
+    for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        lo = chunk * step
+        hi = min(n, lo + step)
+        for b in range(lo, hi):
+            pad_image(x, b, pad_top, pad_left, plane[chunk])
+            plane_windows(plane[chunk], kh, kw, sh, sw, out_h, out_w, xt[chunk])
+            gemm(&xt[chunk, 0, 0], &w2[0, 0], &y2[b * per_image, 0], per_image, f, kh * kw,
+                 True, False)
+            add_bias(y2, bias, relu, b * per_image, (b + 1) * per_image)
+
+
+cdef void plane_backward_chunk(real[:, :, :, ::1] x, real[:, ::1] w2, real[:, ::1] dy2,
+                               bint relu, real[:, ::1] relu_out, int kh, int kw, int sh, int sw,
+                               int pad_top, int pad_left, int out_h, int out_w,
+                               real[:, ::1] plane, real[:, ::1] dplane, real[:, ::1] xt,
+                               real[:, ::1] g, real[:, ::1] part, double[:, ::1] dw,
+                               double[::1] db, real[:, :, :, ::1] dx, bint need_dx,
+                               Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """Images lo..hi: G = its rows of dy through the ReLU, its windows X with a row of ones
+    below (xt: taps + 1 rows), [dW; db] += [X; 1] G (BLAS, then added in double); with
+    need_dx, dX = W G^T (taps, pixels) added back into a padded plane whose inside is the
+    image's dx."""
+    cdef Py_ssize_t per_image = out_h * out_w, f = w2.shape[1], taps = kh * kw
+    cdef Py_ssize_t b, r, u, t, yy, xx
+    cdef real* dyb
+    cdef real* relu_b
+    cdef real* gb = &g[0, 0]
+    for b in range(lo, hi):
+        dyb = &dy2[b * per_image, 0]  # pointers: GCC vectorises this loop, not memoryviews
+        relu_b = &relu_out[b * per_image, 0] if relu else dyb
+        for r in range(per_image * f):
+            gb[r] = dyb[r] * (relu_b[r] > 0) if relu else dyb[r]
+        pad_image(x, b, pad_top, pad_left, plane)
+        plane_windows(plane, kh, kw, sh, sw, out_h, out_w, xt)
+        gemm(&xt[0, 0], &g[0, 0], &part[0, 0], taps + 1, f, per_image, False, False)
+        for t in range(taps):
+            for u in range(f):
+                dw[t, u] += part[t, u]
+        for u in range(f):
+            db[u] += part[taps, u]
+        if need_dx:
+            gemm(&w2[0, 0], &g[0, 0], &xt[0, 0], taps, per_image, f, False, True)
+            plane_col2im(xt, kh, kw, sh, sw, out_h, out_w, dplane)
+            for yy in range(x.shape[1]):
+                for xx in range(x.shape[2]):
+                    dx[b, yy, xx, 0] = dplane[pad_top + yy, pad_left + xx]
+
+
+def plane_conv_backward(real[:, :, :, ::1] x, real[:, ::1] w2, real[:, ::1] dy2, bint relu,
+                        real[:, ::1] relu_out, int kh, int kw, int sh, int sw, int pad_top,
+                        int pad_left, int out_h, int out_w, real[:, :, ::1] dw_parts,
+                        double[:, ::1] db_parts, real[:, :, :, ::1] dx, bint need_dx,
+                        int chunks):
+    """Per chunk of images (one per thread): ``plane_backward_chunk`` into its own
+    dw_parts[chunk] and db_parts[chunk] (zeros for an empty chunk)."""
+    cdef Py_ssize_t n = x.shape[0], per_image = out_h * out_w, f = w2.shape[1]
+    cdef Py_ssize_t step = (n + chunks - 1) // chunks, taps = kh * kw
+    cdef Py_ssize_t chunk, lo, hi, t, u
+    dtype = np.asarray(x).dtype
+    cdef real[:, :, ::1] plane = planes(x, 2 * chunks, kh, kw, sh, sw, pad_top, pad_left,
+                                        out_h, out_w)
+    cdef real[:, :, ::1] xt = np.ones((chunks, taps + 1, per_image), dtype=dtype)
+    cdef real[:, :, ::1] g = np.empty((chunks, per_image, f), dtype=dtype)
+    cdef real[:, :, ::1] part = np.empty((chunks, taps + 1, f), dtype=dtype)
+    cdef double[:, :, ::1] dw = np.zeros((chunks, taps, f))
+    db_parts[:] = 0
+    for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        lo = chunk * step
+        hi = min(n, lo + step)
+        plane_backward_chunk(x, w2, dy2, relu, relu_out, kh, kw, sh, sw, pad_top, pad_left,
+                             out_h, out_w, plane[2 * chunk], plane[2 * chunk + 1], xt[chunk],
+                             g[chunk], part[chunk], dw[chunk], db_parts[chunk], dx, need_dx,
+                             lo, hi)
+        for t in range(taps):
+            for u in range(f):
+                dw_parts[chunk, t, u] = <real> dw[chunk, t, u]
 
 
 def dense_forward(real[:, ::1] x, real[:, ::1] w, real[::1] bias, bint relu, real[:, ::1] y,

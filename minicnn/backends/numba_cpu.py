@@ -250,16 +250,16 @@ def _plane_conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, ou
 @njit(parallel=True, **JIT)
 def _plane_conv_backward(x, w2, dy2, relu, relu_out, kh, kw, sh, sw, pad_top, pad_left, out_h,
                          out_w, dw_parts, db_parts, dx, need_dx, chunks):
-    """Per image: G = its rows of dy through the ReLU (db += their sums), its windows X,
-    dW += X G (BLAS, then added in float64); with need_dx, dX = W G^T (taps, pixels) added
-    back into a padded plane whose inside is the image's dx."""
+    """Per image: G = its rows of dy through the ReLU, its windows X with a row of ones below
+    (xt: taps + 1 rows), [dW; db] += [X; 1] G (BLAS, then added in float64); with need_dx,
+    dX = W G^T (taps, pixels) added back into a padded plane whose inside is the image's dx."""
     n, h, w, f = x.shape[0], x.shape[1], x.shape[2], w2.shape[1]
-    per_image = out_h * out_w
+    per_image, taps = out_h * out_w, kh * kw
     for chunk in prange(chunks):
         lo, hi = _chunk_rows(chunk, chunks, n)
         plane = _padded_plane(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w)
-        dplane, xt = np.empty_like(plane), np.empty((kh * kw, per_image), dtype=x.dtype)
-        g, part = np.empty((per_image, f), dtype=x.dtype), np.empty(w2.shape, dtype=x.dtype)
+        dplane, xt = np.empty_like(plane), np.ones((taps + 1, per_image), dtype=x.dtype)
+        g, part = np.empty((per_image, f), dtype=x.dtype), np.empty((taps + 1, f), dtype=x.dtype)
         dw, db = np.zeros(w2.shape), np.zeros(f)
         for b in range(lo, hi):
             r0 = b * per_image
@@ -267,13 +267,13 @@ def _plane_conv_backward(x, w2, dy2, relu, relu_out, kh, kw, sh, sw, pad_top, pa
                 for u in range(f):
                     v = dy2[r0 + r, u]
                     g[r, u] = v * (relu_out[r0 + r, u] > 0) if relu else v
-                    db[u] += g[r, u]
             _pad_image(x, b, pad_top, pad_left, plane)
             _plane_windows(plane, kh, kw, sh, sw, out_h, out_w, xt)
             np.dot(xt, g, part)
-            dw += part
+            dw += part[:taps]
+            db += part[taps]
             if need_dx:
-                np.dot(w2, g.T, xt)
+                np.dot(w2, g.T, xt[:taps])
                 _plane_col2im(xt, kh, kw, sh, sw, out_h, out_w, dplane)
                 dx[b, :, :, 0] = dplane[pad_top:pad_top + h, pad_left:pad_left + w]
         dw_parts[chunk] = dw
