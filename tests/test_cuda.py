@@ -35,6 +35,7 @@ def test_conv_kernels_match_reference(cuda, case, dtype):
                                   ((1, 3, 5, 2), (2, 2), (2, 2), "same")])
 def test_pool_kernels_match_reference(cuda, case):
     equivalence.test_pool_kernels(cuda, case, np.float32)
+    equivalence.test_max_pool_ties_and_nan_pick_the_reference_pixel(cuda, case, np.float32)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

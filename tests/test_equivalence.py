@@ -105,6 +105,21 @@ def test_pool_kernels(fast, case, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_max_pool_ties_and_nan_pick_the_reference_pixel(fast, case, dtype):
+    """Ties go to the first pixel of the window, a NaN beats every number (np.argmax's
+    rules): the cache, and so the backward pass, must name the reference's pixel."""
+    x_shape, pool, stride, padding = case
+    rng = np.random.default_rng(2)
+    x = rng.integers(-1, 2, x_shape).astype(dtype)  # many ties
+    x[rng.random(x_shape) < 0.1] = np.nan
+    y, cache = numpy_ref.maxpool2d_forward(x, pool, stride, padding)
+    fy, fcache = fast.maxpool2d_forward(fast.to_device(x), pool, stride, padding)
+    np.testing.assert_array_equal(fast.to_host(fy), y)
+    np.testing.assert_array_equal(fast.to_host(fcache), cache)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_multiply_kernel(fast, dtype):
     rng = np.random.default_rng(5)
     a, b = rng.standard_normal((3, 4, 5)).astype(dtype), rng.standard_normal((3, 4, 5))

@@ -350,34 +350,52 @@ def dense_backward(real[:, ::1] x, real[:, ::1] w, real[:, ::1] dy, bint relu,
 # image: the same as -inf padding (max) or padding left out of the mean (average).
 
 
+cdef void maxpool_image(real[:, :, :, ::1] x, Py_ssize_t b, int ph, int pw, int sh, int sw,
+                        int pad_top, int pad_left, real[:, :, :, ::1] y,
+                        long long[:, :, :, ::1] arg) noexcept nogil:
+    """Image b: y = window max, arg = its offset (first max wins; a NaN beats every number,
+    as in np.argmax). Two passes over each window, channels innermost, each a select that
+    GCC vectorises: the max, then backwards (so that the first one's offset stays) where it
+    is."""
+    cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2], c = y.shape[3]
+    cdef Py_ssize_t i, j, ch, r, q, top, left, r0, r1, c0, c1
+    cdef long long k
+    cdef real* best
+    cdef long long* where
+    cdef real* pixel
+    for i in range(out_h):
+        top = i * sh - pad_top
+        r0, r1 = max(top, 0), min(top + ph, x.shape[1])
+        for j in range(out_w):
+            left = j * sw - pad_left
+            c0, c1 = max(left, 0), min(left + pw, x.shape[2])
+            best, where, pixel = &y[b, i, j, 0], &arg[b, i, j, 0], &x[b, r0, c0, 0]
+            k = (r0 - top) * pw + c0 - left
+            for ch in range(c):
+                best[ch] = pixel[ch]
+                where[ch] = k
+            for r in range(r0, r1):
+                for q in range(c0, c1):
+                    pixel = &x[b, r, q, 0]
+                    for ch in range(c):
+                        best[ch] = pixel[ch] if (pixel[ch] > best[ch]) | (pixel[ch] != pixel[ch]) \
+                            else best[ch]
+            for r in range(r1 - 1, r0 - 1, -1):  # backwards: the first max's offset stays
+                for q in range(c1 - 1, c0 - 1, -1):
+                    pixel = &x[b, r, q, 0]
+                    k = (r - top) * pw + q - left
+                    for ch in range(c):
+                        where[ch] = k if (pixel[ch] == best[ch]) | (
+                            (pixel[ch] != pixel[ch]) & (best[ch] != best[ch])) else where[ch]
+
+
 def maxpool_forward(real[:, :, :, ::1] x, int ph, int pw, int sh, int sw, int pad_top,
                     int pad_left, real[:, :, :, ::1] y, long long[:, :, :, ::1] arg):
-    """y = window max; arg = its offset di * pw + dj inside the window (first max wins).
-
-    The window loop is innermost, the running max in a register: measured 3x faster here
-    than numba's order (channels innermost), whose branches GCC does not vectorise.
-    """
-    cdef Py_ssize_t n = y.shape[0], out_h = y.shape[1], out_w = y.shape[2], c = y.shape[3]
-    cdef Py_ssize_t b, i, j, ch, r, q, top, left, r0, r1, c0, c1
-    cdef real best
-    cdef long long best_k
-    for b in prange(n, nogil=True, schedule="static"):
-        for i in range(out_h):
-            top = i * sh - pad_top
-            r0, r1 = max(top, 0), min(top + ph, x.shape[1])
-            for j in range(out_w):
-                left = j * sw - pad_left
-                c0, c1 = max(left, 0), min(left + pw, x.shape[2])
-                for ch in range(c):
-                    best = x[b, r0, c0, ch]
-                    best_k = (r0 - top) * pw + c0 - left
-                    for r in range(r0, r1):
-                        for q in range(c0, c1):
-                            if x[b, r, q, ch] > best:
-                                best = x[b, r, q, ch]
-                                best_k = (r - top) * pw + q - left
-                    y[b, i, j, ch] = best
-                    arg[b, i, j, ch] = best_k
+    """y = window max; arg = its offset di * pw + dj inside the window (first max wins),
+    one image per iteration (``maxpool_image``; cnn_b's first pool: 0.37 -> 0.20 ms)."""
+    cdef Py_ssize_t b
+    for b in prange(y.shape[0], nogil=True, schedule="static"):
+        maxpool_image(x, b, ph, pw, sh, sw, pad_top, pad_left, y, arg)
 
 
 cdef inline void zero_image(real[:, :, :, ::1] a, Py_ssize_t b) noexcept nogil:

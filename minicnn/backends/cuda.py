@@ -558,7 +558,7 @@ def _maxpool_forward(x, y, arg, ph, pw, sh, sw):
     for di in range(ph):
         for dj in range(pw):
             v = x[b, i * sh + di, j * sw + dj, ch]
-            if v > best:
+            if v > best or (v != v and best == best):  # a NaN wins, as in np.argmax
                 best = v
                 best_k = di * pw + dj
     y[b, i, j, ch] = best

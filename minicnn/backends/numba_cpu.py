@@ -517,7 +517,8 @@ def _clip(start, size, limit):
 
 @njit(parallel=True, **JIT)
 def _maxpool_forward(x, ph, pw, sh, sw, pad_top, pad_left, y, arg):
-    """y = window max, arg = its offset di * pw + dj inside the window (first max wins)."""
+    """y = window max, arg = its offset di * pw + dj inside the window (first max wins; a NaN
+    beats every number, as in np.argmax)."""
     n, out_h, out_w, c = y.shape
     for b in prange(n):
         for i in range(out_h):
@@ -532,8 +533,10 @@ def _maxpool_forward(x, ph, pw, sh, sw, pad_top, pad_left, y, arg):
                 for r in range(r0, r1):
                     for q in range(c0, c1):
                         for ch in range(c):
-                            if x[b, r, q, ch] > y[b, i, j, ch]:
-                                y[b, i, j, ch] = x[b, r, q, ch]
+                            v, best = x[b, r, q, ch], y[b, i, j, ch]
+                            # | and &: no short-circuit branch, the loop stays a select
+                            if (v > best) | ((v != v) & (best == best)):
+                                y[b, i, j, ch] = v
                                 arg[b, i, j, ch] = (r - top) * pw + q - left
 
 
