@@ -777,7 +777,7 @@ def winograd_forward(real[:, :, :, ::1] x, real[:, :, ::1] u, real[::1] bias, bi
                                    tmp_c[chunk], m[chunk], tmp_f[chunk], lo, hi)
 
 
-cdef void winograd_backward_chunk(real[:, :, :, ::1] x, real[:, :, ::1] u,
+cdef void winograd_backward_chunk(real[:, :, :, ::1] x, real[:, :, ::1] ut,
                                   real[:, :, :, ::1] dy, bint relu, real[:, :, :, ::1] relu_out,
                                   int pad_top, int pad_left, real[:, :, ::1] v,
                                   real[:, :, ::1] tmp_c, real[:, :, ::1] dm,
@@ -785,8 +785,8 @@ cdef void winograd_backward_chunk(real[:, :, :, ::1] x, real[:, :, ::1] u,
                                   real[:, :, :, ::1] dx, bint need_dx, Py_ssize_t lo,
                                   Py_ssize_t hi) noexcept nogil:
     """Images lo..hi: g = dy through the ReLU (db += g), dm = A g A^T, v = B^T d B again,
-    du[p] = v[p]^T dm[p]; with need_dx, dv[p] = dm[p] u[p]^T (into v) and dx = the sum over
-    tiles of B dv B^T at their windows."""
+    du[p] = v[p]^T dm[p]; with need_dx, dv[p] = dm[p] ut[p] (ut[p] = u[p]^T; into v) and
+    dx = the sum over tiles of B dv B^T at their windows."""
     cdef Py_ssize_t out_h = dy.shape[1], out_w = dy.shape[2], f = dy.shape[3]
     cdef Py_ssize_t h = x.shape[1], w = x.shape[2], c = x.shape[3]
     cdef Py_ssize_t tiles_h = (out_h + 3) // 4, tiles_w = (out_w + 3) // 4
@@ -813,7 +813,7 @@ cdef void winograd_backward_chunk(real[:, :, :, ::1] x, real[:, :, ::1] u,
     for p in range(36):
         gemm(&v[p, 0, 0], &dm[p, 0, 0], &du[p, 0, 0], c, f, tiles, True, False)
         if need_dx:
-            gemm(&dm[p, 0, 0], &u[p, 0, 0], &v[p, 0, 0], tiles, c, f, False, True)
+            gemm(&dm[p, 0, 0], &ut[p, 0, 0], &v[p, 0, 0], tiles, c, f, False, False)
     if not need_dx:
         return
     sandwich(B, &v[0, 0, 0], &tmp_c[0, 0, 0], &v[0, 0, 0], width * c)
@@ -831,7 +831,7 @@ cdef void winograd_backward_chunk(real[:, :, :, ::1] x, real[:, :, ::1] u,
                                 dx[b, r, col, e] += v[k * 6 + q, t, e]
 
 
-def winograd_backward(real[:, :, :, ::1] x, real[:, :, ::1] u, real[:, :, :, ::1] dy, bint relu,
+def winograd_backward(real[:, :, :, ::1] x, real[:, :, ::1] ut, real[:, :, :, ::1] dy, bint relu,
                       real[:, :, :, ::1] relu_out, int pad_top, int pad_left,
                       real[:, :, :, ::1] v, real[:, :, :, ::1] tmp_c, real[:, :, :, ::1] dm,
                       real[:, :, :, ::1] tmp_f, real[:, :, :, ::1] du_parts,
@@ -845,7 +845,7 @@ def winograd_backward(real[:, :, :, ::1] x, real[:, :, ::1] u, real[:, :, :, ::1
         lo = chunk * step
         hi = min(n, lo + step)
         if lo < hi:
-            winograd_backward_chunk(x, u, dy, relu, relu_out, pad_top, pad_left, v[chunk],
+            winograd_backward_chunk(x, ut, dy, relu, relu_out, pad_top, pad_left, v[chunk],
                                     tmp_c[chunk], dm[chunk], tmp_f[chunk], du_parts[chunk],
                                     db_parts[chunk], dx, need_dx, lo, hi)
         else:
@@ -856,7 +856,8 @@ def winograd_backward(real[:, :, :, ::1] x, real[:, :, ::1] u, real[:, :, :, ::1
 
 
 def winograd_kernel(real[:, :, ::1] w, real[:, :, ::1] u):
-    """u = G w G^T for every (channel, filter): w (9, C, F) -> u (36, C, F)."""
+    """u = G w G^T for every (channel, filter): w (9, C, F) -> u (36, C, F) (or, from w
+    (9, F, C), the per-point transposes)."""
     cdef Py_ssize_t size = w.shape[1] * w.shape[2]
     cdef real* tmp = <real*> malloc(18 * size * sizeof(real))
     if tmp == NULL:

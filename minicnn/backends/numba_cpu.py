@@ -419,11 +419,11 @@ def _winograd_forward(x, u, bias, relu, pad_top, pad_left, y, v, tmp_c, m, tmp_f
 
 
 @njit(**JIT)
-def _winograd_backward_chunk(x, u, dy, relu, relu_out, pad_top, pad_left, v, tmp_c, dm,
+def _winograd_backward_chunk(x, ut, dy, relu, relu_out, pad_top, pad_left, v, tmp_c, dm,
                              tmp_f, du, db, dx, need_dx, lo, hi):
     """Images lo..hi: g = dy through the ReLU (db += g), dm = A g A^T, v = B^T d B again,
-    du[p] = v[p]^T dm[p]; with need_dx, dv[p] = dm[p] u[p]^T (into v) and dx = the sum over
-    tiles of B dv B^T at their windows."""
+    du[p] = v[p]^T dm[p]; with need_dx, dv[p] = dm[p] ut[p] (ut[p] = u[p]^T; into v) and
+    dx = the sum over tiles of B dv B^T at their windows."""
     out_h, out_w, f = dy.shape[1], dy.shape[2], dy.shape[3]
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
     tiles_h, tiles_w = (out_h + 3) // 4, (out_w + 3) // 4
@@ -448,7 +448,7 @@ def _winograd_backward_chunk(x, u, dy, relu, relu_out, pad_top, pad_left, v, tmp
     for p in range(36):
         np.dot(v[p, :tiles].T, dm[p, :tiles], du[p])
         if need_dx:
-            np.dot(dm[p, :tiles], u[p].T, v[p, :tiles])
+            np.dot(dm[p, :tiles], ut[p], v[p, :tiles])
     if not need_dx:
         return
     _sandwich(B, v, tmp_c, v)
@@ -467,7 +467,7 @@ def _winograd_backward_chunk(x, u, dy, relu, relu_out, pad_top, pad_left, v, tmp
 
 
 @njit(parallel=True, **JIT)
-def _winograd_backward(x, u, dy, relu, relu_out, pad_top, pad_left, v, tmp_c, dm, tmp_f,
+def _winograd_backward(x, ut, dy, relu, relu_out, pad_top, pad_left, v, tmp_c, dm, tmp_f,
                        du_parts, db_parts, dx, need_dx, chunks):
     """Per chunk (one per thread): ``_winograd_backward_chunk`` into its own du_parts[chunk]
     and db_parts[chunk] (zeros for an empty chunk). dW = G^T du G comes after the sum."""
@@ -475,7 +475,7 @@ def _winograd_backward(x, u, dy, relu, relu_out, pad_top, pad_left, v, tmp_c, dm
         lo, hi = _chunk_rows(chunk, chunks, dy.shape[0])
         db_parts[chunk] = 0.0
         if lo < hi:
-            _winograd_backward_chunk(x, u, dy, relu, relu_out, pad_top, pad_left, v[chunk],
+            _winograd_backward_chunk(x, ut, dy, relu, relu_out, pad_top, pad_left, v[chunk],
                                      tmp_c[chunk], dm[chunk], tmp_f[chunk], du_parts[chunk],
                                      db_parts[chunk], dx, need_dx, lo, hi)
         else:
@@ -484,7 +484,8 @@ def _winograd_backward(x, u, dy, relu, relu_out, pad_top, pad_left, v, tmp_c, dm
 
 @njit(**JIT)
 def _winograd_kernel(w, u):
-    """u = G w G^T for every (channel, filter): w (9, C, F) -> u (36, C, F)."""
+    """u = G w G^T for every (channel, filter): w (9, C, F) -> u (36, C, F) (or, from w
+    (9, F, C), the per-point transposes)."""
     _sandwich(G, w, np.empty((18, w.shape[1], w.shape[2]), w.dtype), u)
 
 
