@@ -19,6 +19,10 @@ ctypedef fused real:
     float
     double
 
+ctypedef fused offset:  # max-pooling's window offsets (chunked._offset_dtype)
+    signed char
+    long long
+
 
 cdef void gemm(real* a, real* b, real* c, int m, int n, int k, bint trans_a,
                bint trans_b) noexcept nogil:
@@ -352,16 +356,16 @@ def dense_backward(real[:, ::1] x, real[:, ::1] w, real[:, ::1] dy, bint relu,
 
 cdef void maxpool_image(real[:, :, :, ::1] x, Py_ssize_t b, int ph, int pw, int sh, int sw,
                         int pad_top, int pad_left, real[:, :, :, ::1] y,
-                        long long[:, :, :, ::1] arg) noexcept nogil:
+                        offset[:, :, :, ::1] arg) noexcept nogil:
     """Image b: y = window max, arg = its offset (first max wins; a NaN beats every number,
     as in np.argmax). Two passes over each window, channels innermost, each a select that
     GCC vectorises: the max, then backwards (so that the first one's offset stays) where it
     is."""
     cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2], c = y.shape[3]
     cdef Py_ssize_t i, j, ch, r, q, top, left, r0, r1, c0, c1
-    cdef long long k
+    cdef offset k
     cdef real* best
-    cdef long long* where
+    cdef offset* where
     cdef real* pixel
     for i in range(out_h):
         top = i * sh - pad_top
@@ -390,7 +394,7 @@ cdef void maxpool_image(real[:, :, :, ::1] x, Py_ssize_t b, int ph, int pw, int 
 
 
 def maxpool_forward(real[:, :, :, ::1] x, int ph, int pw, int sh, int sw, int pad_top,
-                    int pad_left, real[:, :, :, ::1] y, long long[:, :, :, ::1] arg):
+                    int pad_left, real[:, :, :, ::1] y, offset[:, :, :, ::1] arg):
     """y = window max; arg = its offset di * pw + dj inside the window (first max wins),
     one image per iteration (``maxpool_image``; cnn_b's first pool: 0.37 -> 0.20 ms)."""
     cdef Py_ssize_t b
@@ -407,7 +411,7 @@ cdef inline void zero_image(real[:, :, :, ::1] a, Py_ssize_t b) noexcept nogil:
                 a[b, r, q, ch] = 0
 
 
-def maxpool_backward(real[:, :, :, ::1] dy, long long[:, :, :, ::1] arg, int ph, int pw, int sh,
+def maxpool_backward(real[:, :, :, ::1] dy, offset[:, :, :, ::1] arg, int ph, int pw, int sh,
                      int sw, int pad_top, int pad_left, real[:, :, :, ::1] dx):
     """Each output gradient goes to the pixel that won its window (added where windows
     overlap). numba_cpu gathers instead when windows are disjoint (3.5x faster there); GCC's
