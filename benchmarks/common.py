@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 import minicnn
+from minicnn.callbacks import Callback
 from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D
 from minicnn.zoo import MODELS
 
@@ -47,10 +48,37 @@ def torch_model(name: str):
 
 
 def minicnn_epoch(model, x: np.ndarray, y: np.ndarray, batch_size: int) -> float:
-    """Seconds for one training epoch over (x, y)."""
+    """Seconds for one call of fit: one training epoch over (x, y), and fit's one-time
+    check and copy of the inputs."""
     start = time.perf_counter()
     model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
     return time.perf_counter() - start
+
+
+class EpochTimer(Callback):
+    """The wall time of each epoch of a fit (what Keras reports per epoch)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def minicnn_epochs(model, x: np.ndarray, y: np.ndarray, batch_size: int,
+                   epochs: int) -> list[float]:
+    """Seconds of each of ``epochs`` training epochs in one fit over (x, y), in order like
+    the PyTorch twin's. Like its loop over tensors made beforehand, an epoch leaves out
+    fit's one-time check and copy of the inputs (measured: 0.02-0.06 ms per batch of 32
+    when a fit runs a single epoch of 3,072 images)."""
+    timer = EpochTimer()
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, shuffle=False,
+              callbacks=[timer])
+    return timer.seconds
 
 
 def nchw(x: np.ndarray) -> np.ndarray:

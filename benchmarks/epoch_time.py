@@ -29,6 +29,7 @@ from common import (  # noqa: E402
     load_data,
     make_model,
     minicnn_epoch,
+    minicnn_epochs,
     torch_epoch_seconds,
     training_flops_per_sample,
 )
@@ -98,8 +99,7 @@ def main(argv=None) -> list[dict]:
                 start = time.perf_counter()
                 minicnn_epoch(model, x[:batch * 2], y[:batch * 2], batch)  # compiles kernels
                 warmup = time.perf_counter() - start
-                timings[backend] = min(minicnn_epoch(model, x, y, batch)
-                                       for _ in range(args.epochs))
+                timings[backend] = min(minicnn_epochs(model, x, y, batch, args.epochs))
                 print(f"# {model_name} {backend}: first two steps {warmup:.2f} s", flush=True)
         reference = min((t for k, t in timings.items() if k.startswith("pytorch")), default=None)
         for name, seconds in timings.items():
