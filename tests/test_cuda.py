@@ -41,6 +41,7 @@ def test_pool_kernels_match_reference(cuda, case):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dense_activation_loss_and_update_kernels(cuda, dtype):
     equivalence.test_dense_activation_loss_and_optimizer_kernels(cuda, dtype)
+    equivalence.test_optimizer_state_below_the_normal_floats_becomes_zero(cuda, dtype)
 
 
 @pytest.mark.parametrize("rows", [5, 70])

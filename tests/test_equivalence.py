@@ -120,6 +120,31 @@ def test_max_pool_ties_and_nan_pick_the_reference_pixel(fast, case, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_optimizer_state_below_the_normal_floats_becomes_zero(fast, dtype):
+    """Adam's m and v and SGD's velocity that decay below the smallest normal float become 0
+    on every backend, as in the reference (numpy_ref.flush_to_zero): a dead unit's state would
+    otherwise linger among the denormals, where CPU arithmetic is ~10x slower."""
+    tiny = np.finfo(dtype).tiny
+    live = np.arange(64) % 4 == 0
+    g = np.where(live, 1e-3, 0.0).astype(dtype)
+    # one step of decay (m and velocity x0.9, v x0.999) from the denormals
+    fast_decay, slow_decay = np.full(64, 1.05 * tiny, dtype), np.full(64, 1.0005 * tiny, dtype)
+    arrays = {"p": np.ones(64, dtype), "m": fast_decay, "v": slow_decay, "velocity": fast_decay}
+    results = {}
+    for backend in (numpy_ref, fast):
+        got = {k: backend.to_device(a.copy()) for k, a in arrays.items()}
+        backend.adam_update(got["p"], backend.to_device(g), got["m"], got["v"], 1e-3, 0.9,
+                            0.999, 1e-7)
+        backend.sgd_update(got["p"], backend.to_device(g), got["velocity"], 0.01, 0.9)
+        results[backend] = {k: backend.to_host(a) for k, a in got.items()}
+    for key in arrays:
+        reference, value = results[numpy_ref][key], results[fast][key]
+        _close(value, reference, dtype)
+        if key != "p":
+            assert np.all(value[~live] == 0) and np.all(np.abs(value[live]) >= tiny), key
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_multiply_kernel(fast, dtype):
     rng = np.random.default_rng(5)
     a, b = rng.standard_normal((3, 4, 5)).astype(dtype), rng.standard_normal((3, 4, 5))

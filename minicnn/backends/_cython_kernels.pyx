@@ -11,7 +11,8 @@ work. See cython_backend.py for the measurements behind that choice.
 import numpy as np
 
 from cython.parallel cimport prange
-from libc.math cimport erf, exp, expm1, sqrt, tanh
+from libc.float cimport DBL_MIN, FLT_MIN
+from libc.math cimport erf, exp, expm1, fabs, sqrt, tanh
 from libc.stdlib cimport free, malloc
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
@@ -571,13 +572,18 @@ def multiply(real[::1] a, real[::1] b, real[::1] out):
 
 def adam(real[::1] p, real[::1] g, real[::1] m, real[::1] v, double lr_t, double beta_1,
          double beta_2, double epsilon):
-    """m += (1-b1)(g - m); v += (1-b2)(g^2 - v); p -= lr_t m / (sqrt(v) + eps), in the
-    arrays' precision (as NumPy computes it: float32 SIMD lanes, twice as many as double)."""
+    """m += (1-b1)(g - m); v += (1-b2)(g^2 - v) (both flushed to zero below the smallest
+    normal float, as numpy_ref.flush_to_zero); p -= lr_t m / (sqrt(v) + eps), in the arrays'
+    precision (as NumPy computes it: float32 SIMD lanes, twice as many as double)."""
     cdef Py_ssize_t i
     cdef real rate_m = 1 - beta_1, rate_v = 1 - beta_2, step = lr_t, eps = epsilon
+    cdef real tiny = FLT_MIN if real is float else DBL_MIN
+    cdef real mi, vi
     for i in prange(p.shape[0], nogil=True, schedule="static"):
-        m[i] += rate_m * (g[i] - m[i])
-        v[i] += rate_v * (g[i] * g[i] - v[i])
+        mi = m[i] + rate_m * (g[i] - m[i])
+        vi = v[i] + rate_v * (g[i] * g[i] - v[i])
+        m[i] = mi - mi if fabs(mi) < tiny else mi
+        v[i] = vi - vi if fabs(vi) < tiny else vi
         p[i] -= step * m[i] / (sqrt(v[i]) + eps)
 
 

@@ -812,13 +812,20 @@ def count_correct(pred, y, threshold: float = 0.5) -> int:
 # ----------------------------------------------------------------------------- optimizers
 
 
+@cuda.jit(device=True)
+def _flushed(x, tiny):
+    """x, or 0 where |x| is below the smallest normal float (numpy_ref.flush_to_zero)."""
+    return x - x if abs(x) < tiny else x
+
+
 @_kernel("void(UniTuple({t}[::1], {k}), UniTuple({t}[::1], {k}), UniTuple({t}[::1], {k}), "
         "UniTuple({t}[::1], {k}), UniTuple(int64, {k}), float64, float64, float64, float64, "
-        "int32[::1])")
-def _adam(ps, gs, ms, vs, ends, lr_t, beta_1, beta_2, epsilon, halted):
+        "float64, int32[::1])")
+def _adam(ps, gs, ms, vs, ends, lr_t, beta_1, beta_2, epsilon, tiny, halted):
     """Adam over several parameters in one launch: thread i updates element i of their
     concatenation; ``ends`` are the running totals of their sizes (flat arrays in tuples).
-    Nothing changes while halted[0] is set (a NaN loss, flagged by the loss kernel)."""
+    Nothing changes while halted[0] is set (a NaN loss, flagged by the loss kernel).
+    m and v are flushed to zero below the smallest normal float, as in the reference."""
     i = cuda.grid(1)
     if i >= ends[len(ends) - 1] or halted[0] != 0:
         return
@@ -827,17 +834,17 @@ def _adam(ps, gs, ms, vs, ends, lr_t, beta_1, beta_2, epsilon, halted):
         k += 1
     j = i - (ends[k - 1] if k > 0 else 0)
     p, g, m, v = ps[k], gs[k], ms[k], vs[k]
-    m[j] += (1 - beta_1) * (g[j] - m[j])
-    v[j] += (1 - beta_2) * (g[j] * g[j] - v[j])
+    m[j] = _flushed(m[j] + (1 - beta_1) * (g[j] - m[j]), tiny)
+    v[j] = _flushed(v[j] + (1 - beta_2) * (g[j] * g[j] - v[j]), tiny)
     p[j] -= lr_t * m[j] / (math.sqrt(v[j]) + epsilon)
 
 
-@_kernel("void({t}[::1], {t}[::1], {t}[::1], float64, float64, boolean)")
-def _sgd(p, g, velocity, lr, momentum, use_momentum):
+@_kernel("void({t}[::1], {t}[::1], {t}[::1], float64, float64, boolean, float64)")
+def _sgd(p, g, velocity, lr, momentum, use_momentum, tiny):
     i = cuda.grid(1)
     if i < p.size:
         if use_momentum:
-            velocity[i] = momentum * velocity[i] - lr * g[i]
+            velocity[i] = _flushed(momentum * velocity[i] - lr * g[i], tiny)
             p[i] += velocity[i]
         else:
             p[i] -= lr * g[i]
@@ -859,7 +866,8 @@ def adam_update_many(params, grads, ms, vs, lr_t, beta_1, beta_2, epsilon, halte
         halted = _not_halted[0]
     ends = tuple(itertools.accumulate(int(p.size) for p in params))
     flat = [tuple(_flat(a) for a in arrays) for arrays in (params, grads, ms, vs)]
-    _launch(_adam, ends[-1], *flat, ends, lr_t, beta_1, beta_2, epsilon, halted)
+    tiny = float(np.finfo(params[0].dtype).tiny)
+    _launch(_adam, ends[-1], *flat, ends, lr_t, beta_1, beta_2, epsilon, tiny, halted)
 
 
 @_kernel("void({t}[::1], int64[::1], {t}[::1], int64)")
@@ -881,4 +889,5 @@ def sgd_update(p, g, velocity, lr, momentum, nesterov=False):
     if nesterov:
         return host_fallback(numpy_ref.sgd_update)(p, g, velocity, lr, momentum, nesterov)
     v = _flat(velocity) if velocity is not None else _flat(p)  # unused without momentum
-    _launch(_sgd, p.size, _flat(p), _flat(g), v, lr, momentum, momentum != 0)
+    _launch(_sgd, p.size, _flat(p), _flat(g), v, lr, momentum, momentum != 0,
+            float(np.finfo(p.dtype).tiny))

@@ -947,19 +947,26 @@ def softmax_cross_entropy_totals(logits, y, totals, halted):
 # ----------------------------------------------------------------------------- optimizers
 
 
+@njit(**JIT)
+def _flushed(x, tiny):
+    """x, or 0 where |x| is below the smallest normal float ``tiny`` (the reference's
+    flush_to_zero; x - x keeps x's dtype, and NaN)."""
+    return x - x if abs(x) < tiny else x
+
+
 @njit(parallel=True, **JIT)
-def _adam(p, g, m, v, lr_t, rate_m, rate_v, epsilon):
+def _adam(p, g, m, v, lr_t, rate_m, rate_v, epsilon, tiny):
     """The scalars come in the arrays' dtype, so float32 runs in float32 (as NumPy's)."""
     for i in prange(p.size):
-        m[i] += rate_m * (g[i] - m[i])
-        v[i] += rate_v * (g[i] * g[i] - v[i])
+        m[i] = _flushed(m[i] + rate_m * (g[i] - m[i]), tiny)
+        v[i] = _flushed(v[i] + rate_v * (g[i] * g[i] - v[i]), tiny)
         p[i] -= lr_t * m[i] / (math.sqrt(v[i]) + epsilon)
 
 
 @njit(parallel=True, **JIT)
-def _sgd_momentum(p, g, velocity, lr, momentum):
+def _sgd_momentum(p, g, velocity, lr, momentum, tiny):
     for i in prange(p.size):
-        velocity[i] = momentum * velocity[i] - lr * g[i]
+        velocity[i] = _flushed(momentum * velocity[i] - lr * g[i], tiny)
         p[i] += velocity[i]
 
 
@@ -967,7 +974,8 @@ def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
     require_same_shape(param=p, grad=g, m=m, v=v)
     real = p.dtype.type
     _adam(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1),
-          real(lr_t), real(1 - beta_1), real(1 - beta_2), real(epsilon))
+          real(lr_t), real(1 - beta_1), real(1 - beta_2), real(epsilon),
+          np.finfo(p.dtype).tiny)
 
 
 def sgd_update(p, g, velocity, lr, momentum, nesterov=False):
@@ -978,7 +986,7 @@ def sgd_update(p, g, velocity, lr, momentum, nesterov=False):
         p -= lr * g
     else:
         _sgd_momentum(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), velocity.reshape(-1),
-                      lr, momentum)
+                      lr, momentum, np.finfo(p.dtype).tiny)
 
 
 class _Kernels:
