@@ -87,6 +87,17 @@ def test_winograd_cases_take_the_winograd_path(case):
     assert chunked._algorithm(numba_cpu._Kernels, np.empty(w_shape), stride, g) == "winograd"
 
 
+@pytest.mark.parametrize("case", CONV_CASES[-2:])
+def test_winograd_in_several_blocks_per_thread(fast, case, monkeypatch):
+    """A thread takes its images a block at a time (winograd.BLOCK_TILES): with blocks of
+    one image, every thread runs several, and dW sums over them."""
+    from minicnn.backends import winograd
+
+    monkeypatch.setattr(winograd, "BLOCK_TILES", 1)
+    x_shape, w_shape, stride, padding = case
+    test_conv_kernels(fast, ((7, *x_shape[1:]), w_shape, stride, padding), np.float64)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", POOL_CASES)
 def test_pool_kernels(fast, case, dtype):

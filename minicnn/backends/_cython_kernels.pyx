@@ -775,16 +775,20 @@ def winograd_forward(real[:, :, :, ::1] x, real[:, :, ::1] u, real[::1] bias, bi
                      int pad_top, int pad_left, real[:, :, :, ::1] y, real[:, :, :, ::1] v,
                      real[:, :, :, ::1] tmp_c, real[:, :, :, ::1] m, real[:, :, :, ::1] tmp_f,
                      int chunks):
-    """Per chunk of images (one per thread): ``winograd_forward_chunk``. v, tmp_c
-    (chunks, 36, tiles, C), m, tmp_f (chunks, 36, tiles, F): each chunk's own."""
+    """Per chunk of images (one per thread), a block at a time: ``winograd_forward_chunk``.
+    v, tmp_c (chunks, 36, tiles, C), m, tmp_f (chunks, 36, tiles, F): each chunk's own, for
+    the tiles of one block of its images."""
     cdef Py_ssize_t n = y.shape[0], step = (n + chunks - 1) // chunks
-    cdef Py_ssize_t chunk, lo, hi
+    cdef Py_ssize_t block = v.shape[2] // (((y.shape[1] + 3) // 4) * ((y.shape[2] + 3) // 4))
+    cdef Py_ssize_t chunk, lo, hi, b0
     for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         lo = chunk * step
         hi = min(n, lo + step)
-        if lo < hi:
+        b0 = lo
+        while b0 < hi:  # (range() with a variable step needs the GIL)
             winograd_forward_chunk(x, u, bias, relu, pad_top, pad_left, y, v[chunk],
-                                   tmp_c[chunk], m[chunk], tmp_f[chunk], lo, hi)
+                                   tmp_c[chunk], m[chunk], tmp_f[chunk], b0, min(hi, b0 + block))
+            b0 = b0 + block
 
 
 cdef void winograd_backward_chunk(real[:, :, :, ::1] x, real[:, :, ::1] ut,
@@ -846,23 +850,31 @@ def winograd_backward(real[:, :, :, ::1] x, real[:, :, ::1] ut, real[:, :, :, ::
                       real[:, :, :, ::1] v, real[:, :, :, ::1] tmp_c, real[:, :, :, ::1] dm,
                       real[:, :, :, ::1] tmp_f, real[:, :, :, ::1] du_parts,
                       double[:, ::1] db_parts, real[:, :, :, ::1] dx, bint need_dx, int chunks):
-    """Per chunk (one per thread): ``winograd_backward_chunk`` into its own du_parts[chunk]
-    and db_parts[chunk] (zeros for an empty chunk). dW = G^T du G comes after the sum."""
+    """Per chunk (one per thread), a block of images at a time: ``winograd_backward_chunk``
+    into its own du_parts[chunk] (the blocks' du added up; zeros for an empty chunk) and
+    db_parts[chunk]. dW = G^T du G comes after the sum over chunks."""
     cdef Py_ssize_t n = dy.shape[0], step = (n + chunks - 1) // chunks
-    cdef Py_ssize_t chunk, lo, hi, p, i, j
+    cdef Py_ssize_t block = v.shape[2] // (((dy.shape[1] + 3) // 4) * ((dy.shape[2] + 3) // 4))
+    cdef Py_ssize_t size = du_parts.shape[1] * du_parts.shape[2] * du_parts.shape[3]
+    cdef Py_ssize_t chunk, lo, hi, b0, i
+    cdef real[:, :, :, ::1] du = np.empty_like(np.asarray(du_parts))
+    cdef real* total
+    cdef real* part
     db_parts[:] = 0
+    du_parts[:] = 0
     for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         lo = chunk * step
         hi = min(n, lo + step)
-        if lo < hi:
+        b0 = lo
+        while b0 < hi:
             winograd_backward_chunk(x, ut, dy, relu, relu_out, pad_top, pad_left, v[chunk],
-                                    tmp_c[chunk], dm[chunk], tmp_f[chunk], du_parts[chunk],
-                                    db_parts[chunk], dx, need_dx, lo, hi)
-        else:
-            for p in range(36):
-                for i in range(du_parts.shape[2]):
-                    for j in range(du_parts.shape[3]):
-                        du_parts[chunk, p, i, j] = 0
+                                    tmp_c[chunk], dm[chunk], tmp_f[chunk], du[chunk],
+                                    db_parts[chunk], dx, need_dx, b0, min(hi, b0 + block))
+            total = &du_parts[chunk, 0, 0, 0]
+            part = &du[chunk, 0, 0, 0]
+            for i in range(size):
+                total[i] += part[i]
+            b0 = b0 + block
 
 
 def winograd_kernel(real[:, :, ::1] w, real[:, :, ::1] u):

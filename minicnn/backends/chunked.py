@@ -77,14 +77,15 @@ def _winograd_operands(kernels, chunks: int, x, w, g, transposed: bool = False):
     """The transformed kernel U = G w G^T (36, C, F), or with transposed its per-point
     transpose U^T (36, F, C) (the backward's dV = dM U^T then multiplies two row-major
     matrices, 1.6x faster here than through a transposed operand at cnn_b's shapes); and
-    each chunk's scratch for its tiles: V and a temporary (chunks, 36, tiles, C), M and a
-    temporary (chunks, 36, tiles, F)."""
+    each chunk's scratch for the tiles of a block of its images: V and a temporary (chunks,
+    36, tiles, C), M and a temporary (chunks, 36, tiles, F)."""
     c, f = w.shape[2], w.shape[3]
     taps = w.transpose(0, 1, 3, 2) if transposed else w  # G acts on the taps axis only
     u = _scratch(f"winograd_u{'t' if transposed else ''}", (36, *taps.shape[2:]), x.dtype)
     kernels.winograd_kernel(np.ascontiguousarray(taps, dtype=x.dtype).reshape(9, *u.shape[1:]), u)
     tiles_h, tiles_w = winograd.tiles(g.out_h, g.out_w)
-    tiles = -(-x.shape[0] // chunks) * tiles_h * tiles_w
+    images = min(-(-x.shape[0] // chunks), winograd.block_images(g.out_h, g.out_w))
+    tiles = images * tiles_h * tiles_w  # a block of a chunk's images (winograd.BLOCK_TILES)
     v, tmp_c, m, tmp_f = (_scratch(f"winograd_{name}", (chunks, 36, tiles, width), x.dtype)
                           for name, width in (("v", c), ("tmp_c", c), ("m", f), ("tmp_f", f)))
     return u, v, tmp_c, m, tmp_f

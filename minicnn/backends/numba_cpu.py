@@ -409,13 +409,16 @@ def _winograd_forward_chunk(x, u, bias, relu, pad_top, pad_left, y, v, tmp_c, m,
 
 @njit(parallel=True, **JIT)
 def _winograd_forward(x, u, bias, relu, pad_top, pad_left, y, v, tmp_c, m, tmp_f, chunks):
-    """Per chunk of images (one per thread): ``_winograd_forward_chunk``. v, tmp_c
-    (chunks, 36, tiles, C), m, tmp_f (chunks, 36, tiles, F): each chunk's own."""
+    """Per chunk of images (one per thread), a block at a time: ``_winograd_forward_chunk``.
+    v, tmp_c (chunks, 36, tiles, C), m, tmp_f (chunks, 36, tiles, F): each chunk's own, for
+    the tiles of one block of its images."""
+    block = v.shape[2] // (((y.shape[1] + 3) // 4) * ((y.shape[2] + 3) // 4))
     for chunk in prange(chunks):
         lo, hi = _chunk_rows(chunk, chunks, y.shape[0])
-        if lo < hi:
+        for b0 in range(lo, hi, block):
             _winograd_forward_chunk(x, u, bias, relu, pad_top, pad_left, y, v[chunk],
-                                    tmp_c[chunk], m[chunk], tmp_f[chunk], lo, hi)
+                                    tmp_c[chunk], m[chunk], tmp_f[chunk], b0,
+                                    min(hi, b0 + block))
 
 
 @njit(**JIT)
@@ -469,17 +472,20 @@ def _winograd_backward_chunk(x, ut, dy, relu, relu_out, pad_top, pad_left, v, tm
 @njit(parallel=True, **JIT)
 def _winograd_backward(x, ut, dy, relu, relu_out, pad_top, pad_left, v, tmp_c, dm, tmp_f,
                        du_parts, db_parts, dx, need_dx, chunks):
-    """Per chunk (one per thread): ``_winograd_backward_chunk`` into its own du_parts[chunk]
-    and db_parts[chunk] (zeros for an empty chunk). dW = G^T du G comes after the sum."""
+    """Per chunk (one per thread), a block of images at a time: ``_winograd_backward_chunk``
+    into its own du_parts[chunk] (the blocks' du added up; zeros for an empty chunk) and
+    db_parts[chunk]. dW = G^T du G comes after the sum over chunks."""
+    block = v.shape[2] // (((dy.shape[1] + 3) // 4) * ((dy.shape[2] + 3) // 4))
     for chunk in prange(chunks):
         lo, hi = _chunk_rows(chunk, chunks, dy.shape[0])
         db_parts[chunk] = 0.0
-        if lo < hi:
+        du_parts[chunk] = 0.0
+        du = np.empty_like(du_parts[chunk])
+        for b0 in range(lo, hi, block):
             _winograd_backward_chunk(x, ut, dy, relu, relu_out, pad_top, pad_left, v[chunk],
-                                     tmp_c[chunk], dm[chunk], tmp_f[chunk], du_parts[chunk],
-                                     db_parts[chunk], dx, need_dx, lo, hi)
-        else:
-            du_parts[chunk] = 0.0
+                                     tmp_c[chunk], dm[chunk], tmp_f[chunk], du,
+                                     db_parts[chunk], dx, need_dx, b0, min(hi, b0 + block))
+            du_parts[chunk] += du
 
 
 @njit(**JIT)
