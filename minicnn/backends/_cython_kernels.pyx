@@ -196,9 +196,8 @@ cdef void pad_image(real[:, :, :, ::1] x, Py_ssize_t b, int pad_top, int pad_lef
 
 cdef void plane_windows(real[:, ::1] plane, int kh, int kw, int sh, int sw, int out_h,
                         int out_w, real[:, ::1] xt) noexcept nogil:
-    """xt[di*kw + dj, i*out_w + j] = plane[i*sh + di, j*sw + dj]: an image's windows, tap-major.
-    (Through pointers: with memoryviews GCC reloads the strides after every store.)"""
-    cdef Py_ssize_t di, dj, i, j, cols = plane.shape[1]
+    """xt[di*kw + dj, i*out_w + j] = plane[i*sh + di, j*sw + dj]: an image's windows, tap-major."""
+    cdef Py_ssize_t di, dj, i, j
     cdef real* src
     cdef real* dst
     for di in range(kh):
