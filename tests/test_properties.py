@@ -151,9 +151,15 @@ def test_winograd_sized_convolutions_match_the_reference(backend, n, h, w, c, f,
     assume(padding == "same" or min(h, w) >= 10)  # outputs of 8 or more a side
     dy = rng.standard_normal(y.shape).astype(dtype)
     tol = 1e-10 if dtype == np.float64 else 2e-4
-    got = fast.conv2d_forward(x, k, b, (1, 1), padding, relu)
-    np.testing.assert_allclose(got, y, rtol=tol, atol=tol)
+
+    def assert_close(got, expected):
+        # Winograd's float32 rounding error scales with the whole tensor, not the element:
+        # a near-zero entry of a weight gradient whose entries reach ~70 is off by ~2e-4.
+        scale = max(1.0, float(np.abs(expected).max()) / 10)
+        np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * scale)
+
+    assert_close(fast.conv2d_forward(x, k, b, (1, 1), padding, relu), y)
     expected = numpy_ref.conv2d_backward(x, k, dy, (1, 1), padding, True, y if relu else None)
     grads = fast.conv2d_backward(x, k, dy, (1, 1), padding, True, y if relu else None)
     for e, g in zip(expected, grads):
-        np.testing.assert_allclose(g, e, rtol=tol, atol=tol)
+        assert_close(g, e)

@@ -77,8 +77,9 @@ def _winograd_operands(kernels, chunks: int, x, w, g, transposed: bool = False):
     """The transformed kernel U = G w G^T (36, C, F), or with transposed its per-point
     transpose U^T (36, F, C) (the backward's dV = dM U^T then multiplies two row-major
     matrices, 1.6x faster here than through a transposed operand at cnn_b's shapes); and
-    each chunk's scratch for the tiles of a block of its images: V and a temporary (chunks,
-    36, tiles, C), M and a temporary (chunks, 36, tiles, F)."""
+    each chunk's scratch: V (chunks, 36, tiles, C) and M (chunks, 36, tiles, F) for the
+    tiles of a block of its images, and the buffers its transforms work in, a row of tiles
+    at a time (chunks, 2, 36, tiles_w, C) and (..., F)."""
     c, f = w.shape[2], w.shape[3]
     taps = w.transpose(0, 1, 3, 2) if transposed else w  # G acts on the taps axis only
     u = _scratch(f"winograd_u{'t' if transposed else ''}", (36, *taps.shape[2:]), x.dtype)
@@ -86,9 +87,11 @@ def _winograd_operands(kernels, chunks: int, x, w, g, transposed: bool = False):
     tiles_h, tiles_w = winograd.tiles(g.out_h, g.out_w)
     images = min(-(-x.shape[0] // chunks), winograd.block_images(g.out_h, g.out_w))
     tiles = images * tiles_h * tiles_w  # a block of a chunk's images (winograd.BLOCK_TILES)
-    v, tmp_c, m, tmp_f = (_scratch(f"winograd_{name}", (chunks, 36, tiles, width), x.dtype)
-                          for name, width in (("v", c), ("tmp_c", c), ("m", f), ("tmp_f", f)))
-    return u, v, tmp_c, m, tmp_f
+    v, m = (_scratch(f"winograd_{name}", (chunks, 36, tiles, width), x.dtype)
+            for name, width in (("v", c), ("m", f)))
+    rows_c, rows_f = (_scratch(f"winograd_rows_{name}", (chunks, 2, 36, tiles_w, width), x.dtype)
+                      for name, width in (("c", c), ("f", f)))
+    return u, v, rows_c, m, rows_f
 
 
 def _bias(b, w):
@@ -107,9 +110,9 @@ def conv2d_forward(kernels, chunks: int, x, w, b, stride, padding, relu=False):
     if algorithm == "plane":
         kernels.plane_conv_forward(x, w2, b, bool(relu), *args, y, chunks)
     elif algorithm == "winograd":
-        u, v, tmp_c, m, tmp_f = _winograd_operands(kernels, chunks, x, w, g)
+        u, v, rows_c, m, rows_f = _winograd_operands(kernels, chunks, x, w, g)
         kernels.winograd_forward(x, u, b, bool(relu), g.pad_top, g.pad_left,
-                                 y.reshape(x.shape[0], g.out_h, g.out_w, -1), v, tmp_c, m, tmp_f,
+                                 y.reshape(x.shape[0], g.out_h, g.out_w, -1), v, rows_c, m, rows_f,
                                  chunks)
     else:
         kernels.conv_forward(x, w2, b, bool(relu), *args, _window_matrix(x, w, g), y, chunks)
@@ -141,10 +144,10 @@ def conv2d_backward(kernels, chunks: int, x, w, dy, stride, padding, need_dx=Tru
     dx = np.empty_like(x) if need_dx else x[:1]  # untouched without need_dx
     relu = relu_output is not None
     if algorithm == "winograd":
-        ut, v, tmp_c, dm, tmp_f = _winograd_operands(kernels, chunks, x, w, g, transposed=True)
+        ut, v, rows_c, dm, rows_f = _winograd_operands(kernels, chunks, x, w, g, transposed=True)
         du_parts = _scratch("winograd_du", (chunks, 36, *w.shape[2:]), x.dtype)
         kernels.winograd_backward(x, ut, dy2.reshape(dy.shape), relu, relu2.reshape(dy.shape),
-                                  g.pad_top, g.pad_left, v, tmp_c, dm, tmp_f, du_parts,
+                                  g.pad_top, g.pad_left, v, rows_c, dm, rows_f, du_parts,
                                   db_parts, dx, need_dx, chunks)
         dw = np.empty_like(w, dtype=x.dtype)
         kernels.winograd_kernel_gradient(_sum_parts(kernels, du_parts), dw.reshape(9, *w.shape[2:]))
