@@ -12,7 +12,7 @@ import numpy as np
 
 from cython.parallel cimport prange
 from libc.float cimport DBL_MIN, FLT_MIN
-from libc.math cimport erf, exp, expm1, fabs, sqrt, tanh
+from libc.math cimport erf, exp, expm1, fabs, log, sqrt, tanh
 from libc.stdlib cimport free, malloc
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
@@ -413,21 +413,53 @@ cdef inline void zero_image(real[:, :, :, ::1] a, Py_ssize_t b) noexcept nogil:
                 a[b, r, q, ch] = 0
 
 
+cdef void maxpool_gather_image(real[:, :, :, ::1] dy, offset[:, :, :, ::1] arg, Py_ssize_t b,
+                               int ph, int pw, int sh, int sw, int pad_top, int pad_left,
+                               real[:, :, :, ::1] dx) noexcept nogil:
+    """Image b's dx for windows that do not overlap: each pixel lies in at most one window
+    and reads its gradient once (dy where it won, else 0)."""
+    cdef Py_ssize_t out_h = dy.shape[1], out_w = dy.shape[2], c = dy.shape[3]
+    cdef Py_ssize_t r, q, i, j, di, dj, ch
+    cdef offset k
+    cdef real value
+    cdef real* target
+    cdef real* source
+    cdef offset* winner
+    for r in range(dx.shape[1]):
+        i, di = (r + pad_top) // sh, (r + pad_top) % sh
+        for q in range(dx.shape[2]):
+            j, dj = (q + pad_left) // sw, (q + pad_left) % sw
+            target = &dx[b, r, q, 0]
+            if di < ph and i < out_h and dj < pw and j < out_w:
+                k = di * pw + dj
+                source, winner = &dy[b, i, j, 0], &arg[b, i, j, 0]
+                for ch in range(c):  # the load outside the select: GCC vectorises it
+                    value = source[ch]
+                    target[ch] = value if winner[ch] == k else 0
+            else:
+                for ch in range(c):
+                    target[ch] = 0
+
+
 def maxpool_backward(real[:, :, :, ::1] dy, offset[:, :, :, ::1] arg, int ph, int pw, int sh,
                      int sw, int pad_top, int pad_left, real[:, :, :, ::1] dx):
-    """Each output gradient goes to the pixel that won its window (added where windows
-    overlap). numba_cpu gathers instead when windows are disjoint (3.5x faster there); GCC's
-    build of that gather ran 3x slower than this scatter, so Cython keeps the scatter. The
-    winner's offset becomes a flat distance through a small table: two integer divisions
-    per pixel had cost 60% of the time (cnn_b's first pool: 0.33 -> 0.135 ms)."""
+    """Each output gradient goes to the pixel that won its window: gathered per pixel where
+    windows do not overlap (stride >= pool, the usual case: ``maxpool_gather_image``), else
+    dx zeroed and each gradient added onto its winner. The winner's offset becomes a flat
+    distance through a small table: two integer divisions per pixel had cost 60% of the time
+    (cnn_b's first pool: 0.33 -> 0.135 ms)."""
     cdef Py_ssize_t n = dy.shape[0], out_h = dy.shape[1], out_w = dy.shape[2], c = dy.shape[3]
     cdef Py_ssize_t b, i, j, ch, k
     cdef Py_ssize_t pixel_step = dx.shape[2] * c  # flat distance between image rows
     cdef Py_ssize_t* offset = <Py_ssize_t*> malloc(ph * pw * sizeof(Py_ssize_t))
     cdef real* image
+    cdef bint disjoint = sh >= ph and sw >= pw
     for k in range(ph * pw):  # the window offset k as a flat distance: no division per pixel
         offset[k] = (k // pw) * pixel_step + (k % pw) * c
     for b in prange(n, nogil=True, schedule="static"):
+        if disjoint:
+            maxpool_gather_image(dy, arg, b, ph, pw, sh, sw, pad_top, pad_left, dx)
+            continue
         zero_image(dx, b)
         image = &dx[b, 0, 0, 0]
         for i in range(out_h):
@@ -643,6 +675,40 @@ def batchnorm_dx(real[:, ::1] x_hat, real[:, ::1] dy, real[::1] scale, real[::1]
     for r in prange(dy.shape[0], nogil=True, schedule="static"):
         for k in range(dy.shape[1]):
             dx[r, k] = scale[k] * (dy[r, k] - mean_dy[k] - x_hat[r, k] * mean_dy_xhat[k])
+
+
+# ----------------------------------------------------------------------------- loss
+
+
+def softmax_cross_entropy(real[:, ::1] z, real[:, ::1] y, double[:, ::1] summary,
+                          real[:, ::1] dz):
+    """Per row: summary[0, r] = logsumexp(z_r) - <y_r, z_r>, summary[1, r] = 1 if the top
+    logit (the first, on ties) is the true class (the accuracy, same pass);
+    dz = (softmax(z) - y) / N."""
+    cdef Py_ssize_t n = z.shape[0], k = z.shape[1], r, j, best, best_y
+    cdef double top, total, log_total, loss
+    with nogil:
+        for r in range(n):
+            best, best_y = 0, 0
+            for j in range(1, k):
+                if z[r, j] > z[r, best]:
+                    best = j
+                if y[r, j] > y[r, best_y]:
+                    best_y = j
+            top = z[r, best]
+            total = 0
+            for j in range(k):
+                total += exp(z[r, j] - top)
+            log_total = log(total) + top
+            loss = 0
+            for j in range(k):
+                loss += y[r, j] * (log_total - z[r, j])
+                dz[r, j] = (exp(z[r, j] - log_total) - y[r, j]) / n
+            summary[0, r] = loss
+            if k == 1:
+                summary[1, r] = (z[r, 0] > 0) == (y[r, 0] > 0.5)
+            else:
+                summary[1, r] = best == best_y
 
 
 # ----------------------------------------------------------------------------- Winograd

@@ -14,7 +14,7 @@ import threading
 
 import numpy as np
 
-from . import winograd
+from . import numpy_ref, winograd
 from .shapes import (
     conv_geometry,
     require_conv_shapes,
@@ -295,3 +295,26 @@ def batchnorm_backward(kernels, chunks: int, x_hat, gamma, var, epsilon, dy, bat
     dx = np.empty_like(dy)
     kernels.batchnorm_dx(x_hat, dy, scale, mean_dy, mean_dy_xhat, dx)
     return dx, dgamma, dbeta
+
+
+# ----------------------------------------------------------------------------- loss
+
+
+def _loss_rows(kernels, logits, y):
+    """(2, N) float64: each row's loss and whether its top logit is the true class; dlogits."""
+    require_same_shape(logits=logits, y=y)
+    logits, y = np.ascontiguousarray(logits), np.ascontiguousarray(y, dtype=logits.dtype)
+    summary, dz = np.empty((2, len(logits))), np.empty_like(logits)
+    kernels.softmax_cross_entropy(logits, y, summary, dz)
+    return summary, dz
+
+
+def softmax_cross_entropy(kernels, logits, y):
+    summary, dz = _loss_rows(kernels, logits, y)
+    return summary[0], dz
+
+
+def softmax_cross_entropy_totals(kernels, logits, y, totals, halted):
+    summary, dz = _loss_rows(kernels, logits, y)
+    numpy_ref.write_totals(summary[0], summary[1], totals, halted)
+    return dz

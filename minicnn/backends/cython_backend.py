@@ -109,6 +109,14 @@ def batchnorm_backward(x_hat, gamma, var, epsilon, dy, batch_stats):
                                       epsilon, dy, batch_stats)
 
 
+def softmax_cross_entropy(logits, y):
+    return chunked.softmax_cross_entropy(kernels, logits, y)
+
+
+def softmax_cross_entropy_totals(logits, y, totals, halted):
+    return chunked.softmax_cross_entropy_totals(kernels, logits, y, totals, halted)
+
+
 def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
     require_same_shape(param=p, grad=g, m=m, v=v)
     kernels.adam(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1),

@@ -984,21 +984,12 @@ def _softmax_cross_entropy(z, y, summary, dz):
         summary[1, r] = (z[r, 0] > 0.0) == (y[r, 0] > 0.5) if k == 1 else best == best_y
 
 
-def _summary(logits, y):
-    summary, dz = np.empty((2, len(logits))), np.empty_like(logits)
-    _softmax_cross_entropy(logits, y, summary, dz)
-    return summary, dz
-
-
 def softmax_cross_entropy(logits, y):
-    summary, dz = _summary(logits, y)
-    return summary[0], dz
+    return chunked.softmax_cross_entropy(_Kernels, logits, y)
 
 
 def softmax_cross_entropy_totals(logits, y, totals, halted):
-    summary, dz = _summary(logits, y)
-    numpy_ref.write_totals(summary[0], summary[1], totals, halted)
-    return dz
+    return chunked.softmax_cross_entropy_totals(_Kernels, logits, y, totals, halted)
 
 
 # ----------------------------------------------------------------------------- optimizers
@@ -1070,3 +1061,4 @@ class _Kernels:
     centred_squares = staticmethod(_centred_squares)
     normalize = staticmethod(_normalize)
     batchnorm_dx = staticmethod(_batchnorm_dx)
+    softmax_cross_entropy = staticmethod(_softmax_cross_entropy)
