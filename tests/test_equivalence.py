@@ -25,6 +25,7 @@ POOL_CASES = [  # (x shape, pool, stride, padding)
     ((3, 5, 5, 2), (2, 3), (1, 2), "valid"), ((2, 7, 5, 3), (2, 2), (2, 2), "same"),
     ((1, 6, 7, 2), (3, 2), (1, 3), "same"), ((2, 4, 5, 3), (4, 5), (4, 5), "valid"),
     ((2, 5, 6, 2), (3, 3), (1, 1), "same"),
+    ((1, 5, 6, 70), (3, 3), (2, 2), "same"),  # more channels than Cython's block of 64
 ]
 
 
