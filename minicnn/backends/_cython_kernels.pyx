@@ -26,16 +26,17 @@ ctypedef fused offset:  # max-pooling's window offsets (chunked._offset_dtype)
 
 
 cdef void gemm(real* a, real* b, real* c, int m, int n, int k, bint trans_a,
-               bint trans_b, bint accumulate=False) noexcept nogil:
+               bint trans_b, bint accumulate=False, int a_stride=0) noexcept nogil:
     """Row-major C (m, n) = op(A) (m, k) @ op(B) (k, n), op = transpose where asked (with
-    accumulate: C += op(A) op(B)).
+    accumulate: C += op(A) op(B)); A's rows are a_stride apart when given (a block of
+    columns of a wider matrix), else packed.
 
     BLAS is column-major, where a row-major C is C^T: so it computes C^T = op(B)^T op(A)^T.
     """
     cdef char ta = b'T' if trans_b else b'N'
     cdef char tb = b'T' if trans_a else b'N'
     cdef int ldb = k if trans_b else n
-    cdef int lda = m if trans_a else k
+    cdef int lda = a_stride if a_stride else (m if trans_a else k)
     cdef real one = 1
     cdef real beta = 1 if accumulate else 0
     if real is float:
@@ -331,25 +332,25 @@ def dense_forward(real[:, ::1] x, real[:, ::1] w, real[::1] bias, bint relu, rea
 
 def dense_backward(real[:, ::1] x, real[:, ::1] w, real[:, ::1] dy, bint relu,
                    real[:, ::1] relu_out, real[:, ::1] masked, real[:, ::1] dx,
-                   real[:, :, ::1] dw_parts, double[:, ::1] db_parts, bint need_dx, int chunks):
-    """Per chunk of rows: dy through the ReLU and its bias sums, dx = dy W^T,
-    dW_chunk = x^T dy (BLAS)."""
+                   real[:, ::1] dw, double[:, ::1] db_parts, bint need_dx, int chunks):
+    """Per chunk of rows: dy through the ReLU and its bias sums, dx = dy W^T; then per chunk
+    of W's rows: dW[k0:k1] = x[:, k0:k1]^T dy (BLAS), so no thread's partial dW needs adding
+    up."""
     cdef Py_ssize_t n = x.shape[0], step = (n + chunks - 1) // chunks, u = w.shape[1]
-    cdef Py_ssize_t chunk, lo, hi, i, j
-    cdef real* g
+    cdef Py_ssize_t k = x.shape[1], k_step = (k + chunks - 1) // chunks
+    cdef Py_ssize_t chunk, lo, hi, k0, k1
+    cdef real* g = &masked[0, 0] if relu else &dy[0, 0]
     for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         lo = chunk * step
         hi = min(n, lo + step)
-        g = output_gradient_rows(dy, relu, relu_out, masked, lo, hi, db_parts[chunk])
-        if lo < hi:
-            if need_dx:
-                gemm(g + lo * u, &w[0, 0], &dx[lo, 0], hi - lo, w.shape[0], u, False, True)
-            gemm(&x[lo, 0], g + lo * u, &dw_parts[chunk, 0, 0], w.shape[0], u, hi - lo,
-                 True, False)
-        else:
-            for i in range(w.shape[0]):
-                for j in range(u):
-                    dw_parts[chunk, i, j] = 0
+        output_gradient_rows(dy, relu, relu_out, masked, lo, hi, db_parts[chunk])
+        if need_dx and lo < hi:
+            gemm(g + lo * u, &w[0, 0], &dx[lo, 0], hi - lo, k, u, False, True)
+    for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        k0 = chunk * k_step
+        k1 = min(k, k0 + k_step)
+        if k0 < k1:
+            gemm(&x[0, k0], g, &dw[k0, 0], k1 - k0, u, n, True, False, False, k)
 
 
 # Pooling window (i, j) starts at (i*sh - pad_top, j*sw - pad_left) and is clipped to the

@@ -177,11 +177,10 @@ def dense_backward(kernels, chunks: int, x, w, dy, need_dx=True, relu_output=Non
     require_dense_shapes(x, w, dy=dy)
     dy2, masked, relu2, db_parts = _output_gradient(dy, relu_output, chunks)
     dx = np.empty_like(x) if need_dx else x[:1]  # untouched without need_dx
-    dw_parts = _scratch("dw_parts", (chunks, *w.shape), x.dtype)
+    dw = np.empty(w.shape, dtype=x.dtype)
     kernels.dense_backward(np.ascontiguousarray(x), w, dy2, relu_output is not None, relu2,
-                           masked, dx, dw_parts, db_parts, need_dx, chunks)
-    return ((dx if need_dx else None), _sum_parts(kernels, dw_parts),
-            db_parts.sum(axis=0).astype(x.dtype))
+                           masked, dx, dw, db_parts, need_dx, chunks)
+    return (dx if need_dx else None), dw, db_parts.sum(axis=0).astype(x.dtype)
 
 
 # ----------------------------------------------------------------------------- pooling
