@@ -3,7 +3,8 @@
 Both backends compile the same kernels under the same names and signatures: the matrix
 products (``conv_forward``, ``conv_backward``, ``dense_forward``, ``dense_backward``) cut
 the batch into ``chunks`` runs of rows, one per thread, and multiply with single-threaded
-BLAS; pooling, BatchNorm and the element-wise passes loop in parallel. This module checks
+BLAS (a dense layer's weight gradient is cut along W's rows instead); pooling, BatchNorm,
+the loss and the element-wise passes loop in parallel or per row. This module checks
 shapes (the kernels run without bounds checks), allocates their outputs and reduces the
 per-chunk partial results.
 """
