@@ -22,9 +22,10 @@ The backward pass is the same chain run backwards, each linear step by its trans
 The output is cut into ceil(out/4) tiles per axis; pixels past the edge are computed and
 dropped (forward) or given zero gradient (backward), and input pixels outside the image
 (padding, or past the edge) read as zero. The transforms multiply by up to 8, so float32
-results differ from im2col's by a few units in the fifth digit (tested to 2e-4). A NaN or
-infinite input spreads to every output of its tiles (im2col: only to the windows that read
-it); fit and predict refuse such inputs before any work, so only a diverged model sees it.
+results differ from im2col's by a few units in the fifth digit (tested to 2e-4, or 2e-5 of
+the tensor's largest entry where that is larger). A NaN or infinite input spreads to every
+output of its tiles (im2col: only to the windows that read it); fit and predict refuse such
+inputs before any work, so only a diverged model sees it.
 """
 
 from __future__ import annotations
