@@ -245,10 +245,25 @@ class Sequential:
     def _fused(self) -> bool:
         return self.loss.fuses is not None and self.layers[-1].activation == self.loss.fuses
 
+    def _stages(self) -> list[tuple[int, ...]]:
+        """The layers' indices in the order they run: one at a time, except a Conv2D and the
+        MaxPool2D after it that it ``fuses_with``, which run as one stage (one kernel pair)."""
+        stages, i, layers = [], 0, self.layers
+        while i < len(layers):
+            fused = i + 1 < len(layers) and layers[i].fuses_with(layers[i + 1])
+            stages.append((i, i + 1) if fused else (i,))
+            i += len(stages[-1])
+        return stages
+
     def _forward(self, x, training: bool, activate_last: bool = True):
-        for layer in self.layers[:-1]:
-            x = layer.forward(x, training=training)
-        return self.layers[-1].forward(x, training=training, activate=activate_last)
+        last = len(self.layers) - 1
+        for stage in self._stages():
+            layer = self.layers[stage[0]]
+            if len(stage) == 2:
+                x = layer.forward_pooled(x, self.layers[stage[1]])
+            else:
+                x = layer.forward(x, training=training, activate=activate_last or stage[0] < last)
+        return x
 
     def _step_loss(self, tally: Tally, x, y, training: bool, weights=None):
         """Forward a device batch into the step ``tally`` has begun: its data loss (no weight
@@ -302,8 +317,14 @@ class Sequential:
             return
         # Layers before the first one with weights need no gradient: stop there.
         first = next((i for i, layer in enumerate(self.layers) if layer.params), len(self.layers))
-        for i in reversed(range(first, len(self.layers))):
-            grad = self.layers[i].backward(grad, need_input_grad=i > first)
+        for stage in reversed(self._stages()):
+            i = stage[0]
+            if i < first:
+                break
+            if len(stage) == 2:
+                grad = self.layers[i].backward_pooled(grad, need_input_grad=i > first)
+            else:
+                grad = self.layers[i].backward(grad, need_input_grad=i > first)
         penalty = sum(layer.last_penalty for layer in self.layers
                       if isinstance(layer, KernelLayer))
         tally.add(penalty * len(x))

@@ -101,3 +101,34 @@ def test_a_name_outside_the_contract_is_an_error_not_a_fallback():
     backend = load("numpy")
     with pytest.raises(AttributeError, match="not a kernel of the backend contract"):
         backend.conv2d_forwards  # noqa: B018
+
+
+def test_a_backend_without_the_fused_conv_pool_pair_runs_its_own_kernels():
+    """The pair is made of the backend's own conv and pool kernels (on a GPU, the reference's
+    would receive device arrays), in that order."""
+    import types
+
+    import numpy as np
+
+    from minicnn.backends import Backend, numpy_ref
+
+    calls = []
+
+    def conv2d_forward(x, w, b, stride, padding, relu=False):
+        calls.append("conv")
+        return numpy_ref.conv2d_forward(x, w, b, stride, padding, relu)
+
+    def maxpool2d_forward(x, pool, stride, padding="valid"):
+        calls.append("pool")
+        return numpy_ref.maxpool2d_forward(x, pool, stride, padding)
+
+    module = types.SimpleNamespace(conv2d_forward=conv2d_forward,
+                                   maxpool2d_forward=maxpool2d_forward)
+    x = np.random.default_rng(0).standard_normal((2, 6, 6, 1))
+    w = np.random.default_rng(1).standard_normal((3, 3, 1, 2))
+    y, _ = Backend("custom", module).conv2d_maxpool_forward(x, w, None, (1, 1), "valid", (2, 2),
+                                                            True)
+    assert calls == ["conv", "pool"]
+    expected = numpy_ref.maxpool2d_forward(np.maximum(numpy_ref.conv2d_forward(
+        x, w, None, (1, 1), "valid"), 0), (2, 2), (2, 2))[0]
+    np.testing.assert_array_equal(y, expected)

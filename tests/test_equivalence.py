@@ -131,6 +131,46 @@ def test_max_pool_ties_and_nan_pick_the_reference_pixel(fast, case, dtype):
     np.testing.assert_array_equal(fast.to_host(fcache), cache)
 
 
+CONV_POOL_CASES = [  # (x shape, kernel shape, stride, padding, pool): Conv2D then MaxPool2D
+    ((4, 28, 28, 1), (3, 3, 1, 32), (1, 1), "valid", (2, 2)),  # cnn_b's first stage, fused
+    ((3, 9, 11, 1), (3, 2, 1, 5), (2, 1), "same", (2, 3)),  # rows and columns left over
+    ((5, 8, 7, 1), (2, 2, 1, 3), (1, 1), "valid", (3, 3)),
+    ((1, 6, 6, 1), (1, 1, 1, 70), (1, 1), "valid", (1, 2)),  # more than 64 filters
+    ((3, 13, 13, 4), (3, 3, 4, 6), (1, 1), "valid", (2, 2)),  # several channels: Winograd
+    ((2, 7, 8, 3), (2, 3, 3, 4), (2, 1), "same", (2, 2)),  # then pooled, unfused
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("case", CONV_POOL_CASES)
+def test_conv_maxpool_kernels(fast, case, relu, dtype):
+    """The fused pair computes the reference's conv then max-pooling: the pooled output, the
+    winners (ties, as between a ReLU's zeros, go to the window's first pixel), and dx, dW,
+    db from the pooled output's gradient."""
+    x_shape, w_shape, stride, padding, pool = case
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[3]).astype(dtype)
+    y, cache = numpy_ref.conv2d_maxpool_forward(x, w, b, stride, padding, pool, relu)
+    fy, fcache = fast.conv2d_maxpool_forward(fast.to_device(x), fast.to_device(w),
+                                             fast.to_device(b), stride, padding, pool, relu)
+    _close(fast.to_host(fy), y, dtype)
+    np.testing.assert_array_equal(fast.to_host(fcache[1]), cache[1])
+    assert not relu or 0 < np.count_nonzero(y) < y.size
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    for need_dx in (True, False):
+        expected = numpy_ref.conv2d_maxpool_backward(x, w, dy, y, cache, stride, padding, pool,
+                                                     need_dx, relu)
+        got = fast.conv2d_maxpool_backward(*(fast.to_device(a) for a in (x, w, dy)), fy, fcache,
+                                           stride, padding, pool, need_dx, relu)
+        assert (got[0] is None) == (not need_dx)
+        for e, g in zip(expected, got):
+            if e is not None:
+                _close(_host(fast, g), e, dtype)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_optimizer_state_below_the_normal_floats_becomes_zero(fast, dtype):
     """Adam's m and v and SGD's velocity that decay below the smallest normal float become 0

@@ -109,6 +109,24 @@ def test_whole_model_loss_gradient(backend, float64, loss, last):
     assert check_model(model, x, y) < TOL
 
 
+@pytest.mark.parametrize("activation, pool, shape", [
+    ("relu", (2, 2), (3, 8, 7, 1)),  # one channel: the compiled backends' fused kernels
+    (None, (2, 3), (2, 9, 8, 1)),
+    ("relu", (3, 3), (2, 7, 8, 2)),  # several: the conv, then the pooling kernel
+])
+def test_conv_then_max_pool_stage_gradient(backend, float64, activation, pool, shape):
+    """A Conv2D and the MaxPool2D after it run as one stage (one kernel pair)."""
+    rng = np.random.default_rng(7)
+    model = Sequential([
+        Conv2D(3, (2, 2), activation=activation, input_shape=shape[1:]), MaxPool2D(pool),
+        Conv2D(2, (2, 2), padding="same", activation="relu"), MaxPool2D((2, 2)),
+        Flatten(), Dense(3, activation="softmax"),
+    ])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    assert model._stages()[:2] == [(0, 1), (2, 3)]
+    assert check_model(model, rng.standard_normal(shape), rng.integers(0, 3, shape[0])) < TOL
+
+
 def test_unfused_probability_cross_entropy_gradient(float64):
     """A softmax *layer* followed by a loss that sees probabilities is still exact."""
     rng = np.random.default_rng(3)

@@ -160,3 +160,26 @@ def test_float64_mode_computes_in_float64(float64):
     model.build(seed=0)
     assert model.get_weights()[0].dtype == np.float64
     assert model.predict(np.ones((1, 3))).dtype == np.float64
+
+
+def test_a_conv_and_the_max_pool_after_it_run_as_one_stage():
+    """Conv2D (ReLU or no activation) + MaxPool2D with pool-sized 'valid' windows: one stage;
+    overlapping or padded windows, or another activation, keep the layers apart."""
+    model = cnn_b()
+    assert model._stages() == [(0, 1), (2, 3), (4,), (5,), (6,), (7,)]
+    apart = Sequential([
+        Conv2D(2, 3, activation="relu", input_shape=(9, 9, 1)), MaxPool2D(2, strides=1),
+        Conv2D(2, 3, activation="sigmoid"), MaxPool2D(2),
+        Conv2D(2, 1), MaxPool2D(2, padding="same"), Flatten()])
+    assert apart._stages() == [(i,) for i in range(7)]
+
+
+def test_a_fused_stage_predicts_what_its_layers_compute_one_by_one(backend):
+    model = Sequential([Conv2D(4, 3, activation="relu", input_shape=(11, 10, 1)), MaxPool2D(2),
+                        Flatten(), Dense(3)])
+    x = np.random.default_rng(0).random((5, 11, 10, 1), dtype=np.float32)
+    got = model.predict(x, verbose=0)
+    step = minicnn.backends.get_backend().to_device(x)
+    for layer in model.layers:
+        step = layer.forward(step)
+    np.testing.assert_allclose(got, minicnn.backends.to_numpy(step), rtol=1e-5, atol=1e-6)

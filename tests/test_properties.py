@@ -163,3 +163,43 @@ def test_winograd_sized_convolutions_match_the_reference(backend, n, h, w, c, f,
     grads = fast.conv2d_backward(x, k, dy, (1, 1), padding, True, y if relu else None)
     for e, g in zip(expected, grads):
         assert_close(g, e)
+
+
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 5), h=st.integers(2, 12), w=st.integers(2, 12), c=st.integers(1, 2),
+       f=st.integers(1, 70), kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       stride=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+       padding=st.sampled_from(["valid", "same"]),
+       pool=st.tuples(st.integers(1, 3), st.integers(1, 3)), relu=st.booleans(),
+       need_dx=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**16))
+def test_conv_then_max_pool_pairs_match_the_reference(backend, n, h, w, c, f, kernel, stride,
+                                                      padding, pool, relu, need_dx, dtype,
+                                                      seed):
+    """Sequential's fused Conv2D + MaxPool2D kernel pair (the compiled backends pool a
+    one-channel convolution's output image by image) against the reference's two kernels."""
+    from minicnn.backends import numpy_ref
+    from minicnn.backends.shapes import conv_geometry
+
+    g = conv_geometry(h, w, *kernel, stride, padding)
+    assume(min(g.out_h, g.out_w) > 0 and g.out_h >= pool[0] and g.out_w >= pool[1])
+    fast = minicnn.backends.load(backend)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    k = rng.standard_normal((*kernel, c, f)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    args = (stride, padding, pool)
+    y, cache = numpy_ref.conv2d_maxpool_forward(x, k, b, *args, relu)
+    fy, fcache = fast.conv2d_maxpool_forward(x, k, b, *args, relu)
+    tol = 1e-10 if dtype == np.float64 else 2e-4
+    np.testing.assert_allclose(fy, y, rtol=tol, atol=tol)
+    if dtype == np.float64:  # (float32 sums may round two near-equal values either way)
+        np.testing.assert_array_equal(fcache[1], cache[1])
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    expected = numpy_ref.conv2d_maxpool_backward(x, k, dy, y, cache, *args, need_dx, relu)
+    got = fast.conv2d_maxpool_backward(x, k, dy, fy, fcache, *args, need_dx, relu)
+    for e, a in zip(expected, got):
+        assert (a is None) == (e is None)
+        if e is not None:
+            np.testing.assert_allclose(a, e, rtol=tol, atol=tol * max(1.0, np.abs(e).max()))

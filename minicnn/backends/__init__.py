@@ -24,7 +24,7 @@ from types import ModuleType
 import numpy as np
 
 from . import numpy_ref
-from .contract import KERNELS
+from .contract import CONV_THEN_POOL, KERNELS
 
 # name -> (module path, how to get it when it cannot be imported)
 _REGISTRY = {
@@ -43,7 +43,8 @@ _REGISTRY = {
 
 
 class Backend:
-    """A named set of kernels; attributes missing from the module come from the reference."""
+    """A named set of kernels; attributes missing from the module come from the reference
+    (a fused conv + pool pair: made of the backend's own conv and pool kernels)."""
 
     def __init__(self, name: str, module: ModuleType):
         self.name = name
@@ -55,7 +56,9 @@ class Backend:
             raise AttributeError(f"{kernel!r} is not a kernel of the backend contract "
                                  "(minicnn/backends/contract.py lists them)")
         fn = getattr(self.module, kernel, None)
-        if fn is None:
+        if fn is None and kernel in CONV_THEN_POOL:
+            fn = numpy_ref.conv_then_pool(self)[CONV_THEN_POOL.index(kernel)]
+        elif fn is None:
             fn = getattr(numpy_ref, kernel)
             if self.on_device:
                 fn = self.module.host_fallback(fn)

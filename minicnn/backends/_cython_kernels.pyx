@@ -12,7 +12,7 @@ import numpy as np
 
 from cython.parallel cimport prange
 from libc.float cimport DBL_MIN, FLT_MIN
-from libc.math cimport erf, exp, expm1, fabs, log, sqrt, tanh
+from libc.math cimport INFINITY, erf, exp, expm1, fabs, log, sqrt, tanh
 from libc.stdlib cimport free, malloc
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
@@ -95,15 +95,15 @@ cdef void col2im_images(real[:, ::1] cols, Py_ssize_t lo, Py_ssize_t hi, int kh,
                             dx[b, y, xx, ch] += cols[row, base + ch]
 
 
-cdef void add_bias(real[:, ::1] y2, real[::1] bias, bint relu, Py_ssize_t r0,
-                   Py_ssize_t r1) noexcept nogil:
-    """Rows r0..r1 of y2 += bias, then max(., 0) when relu (the fused epilogue: one pass)."""
-    cdef Py_ssize_t r, f
+cdef void add_bias(real* y, real[::1] bias, bint relu, Py_ssize_t rows) noexcept nogil:
+    """The rows (rows, F) at y += bias, then max(., 0) when relu (the fused epilogue: one
+    pass)."""
+    cdef Py_ssize_t r, f, width = bias.shape[0]
     cdef real v
-    for r in range(r0, r1):
-        for f in range(y2.shape[1]):
-            v = y2[r, f] + bias[f]
-            y2[r, f] = 0 if relu and v < 0 else v  # (NaN stays NaN, as in the reference)
+    for r in range(rows):
+        for f in range(width):
+            v = y[r * width + f] + bias[f]
+            y[r * width + f] = 0 if relu and v < 0 else v  # (NaN stays NaN, as in the reference)
 
 
 cdef real* output_gradient_rows(real[:, ::1] dy2, bint relu, real[:, ::1] relu_out,
@@ -141,7 +141,7 @@ def conv_forward(real[:, :, :, ::1] x, real[:, ::1] w2, real[::1] bias, bint rel
             im2col_images(x, lo, hi, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols)
             gemm(&cols[lo * per_image, 0], &w2[0, 0], &y2[lo * per_image, 0],
                  (hi - lo) * per_image, f, cols.shape[1], False, False)
-            add_bias(y2, bias, relu, lo * per_image, hi * per_image)
+            add_bias(&y2[lo * per_image, 0], bias, relu, (hi - lo) * per_image)
 
 
 def conv_backward(real[:, :, :, ::1] x, real[:, ::1] w2, real[:, ::1] dy2, bint relu,
@@ -208,8 +208,12 @@ cdef void plane_windows(real[:, ::1] plane, int kh, int kw, int sh, int sw, int 
             for i in range(out_h):
                 src = &plane[i * sh + di, dj]
                 dst = &xt[di * kw + dj, i * out_w]
-                for j in range(out_w):
-                    dst[j] = src[j * sw]
+                if sw == 1:  # contiguous: a vectorised copy
+                    for j in range(out_w):
+                        dst[j] = src[j]
+                else:
+                    for j in range(out_w):
+                        dst[j] = src[j * sw]
 
 
 cdef void plane_col2im(real[:, ::1] dxt, int kh, int kw, int sh, int sw, int out_h, int out_w,
@@ -230,47 +234,125 @@ cdef void plane_col2im(real[:, ::1] dxt, int kh, int kw, int sh, int sw, int out
 
 def plane_conv_forward(real[:, :, :, ::1] x, real[:, ::1] w2, real[::1] bias, bint relu, int kh,
                        int kw, int sh, int sw, int pad_top, int pad_left, int out_h, int out_w,
-                       real[:, ::1] y2, int chunks):
-    """Per image: its windows X (taps, pixels), its rows of y = X^T W (BLAS), += bias (then
-    the ReLU)."""
+                       int pool_h, int pool_w, real[:, :, :, ::1] y, offset[:, :, :, ::1] arg,
+                       int chunks):
+    """Per image: its windows X (taps, pixels), z = X^T W (BLAS) + bias (then the ReLU) into
+    its rows of y (N, out_h, out_w, F); or with a pool (pool_h > 0), into a buffer that
+    max-pooling reads while it is in cache: y (N, out_h // pool_h, out_w // pool_w, F) and
+    arg are the pooled output."""
     cdef Py_ssize_t n = x.shape[0], per_image = out_h * out_w, f = w2.shape[1]
     cdef Py_ssize_t step = (n + chunks - 1) // chunks
     cdef Py_ssize_t chunk, lo, hi, b
+    dtype = np.asarray(x).dtype
     cdef real[:, :, ::1] plane = planes(x, chunks, kh, kw, sh, sw, pad_top, pad_left, out_h,
                                         out_w)
-    cdef real[:, :, ::1] xt = np.empty((chunks, kh * kw, per_image), dtype=np.asarray(x).dtype)
+    cdef real[:, :, ::1] xt = np.empty((chunks, kh * kw, per_image), dtype=dtype)
+    cdef real[:, :, ::1] z = np.empty((chunks if pool_h else 1, per_image, f), dtype=dtype)
     for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         lo = chunk * step
         hi = min(n, lo + step)
         for b in range(lo, hi):
             pad_image(x, b, pad_top, pad_left, plane[chunk])
             plane_windows(plane[chunk], kh, kw, sh, sw, out_h, out_w, xt[chunk])
-            gemm(&xt[chunk, 0, 0], &w2[0, 0], &y2[b * per_image, 0], per_image, f, kh * kw,
-                 True, False)
-            add_bias(y2, bias, relu, b * per_image, (b + 1) * per_image)
+            if pool_h:
+                gemm(&xt[chunk, 0, 0], &w2[0, 0], &z[chunk, 0, 0], per_image, f, kh * kw, True,
+                     False)
+                pool_rows(&z[chunk, 0, 0], bias, relu, out_w, pool_h, pool_w, y, arg, b)
+            else:
+                gemm(&xt[chunk, 0, 0], &w2[0, 0], &y[b, 0, 0, 0], per_image, f, kh * kw, True,
+                     False)
+                add_bias(&y[b, 0, 0, 0], bias, relu, per_image)
 
 
-cdef void plane_backward_chunk(real[:, :, :, ::1] x, real[:, ::1] w2, real[:, ::1] dy2,
-                               bint relu, real[:, ::1] relu_out, int kh, int kw, int sh, int sw,
-                               int pad_top, int pad_left, int out_h, int out_w,
+cdef void pool_rows(real* z, real[::1] bias, bint relu, int out_w, int pool_h, int pool_w,
+                    real[:, :, :, ::1] y, offset[:, :, :, ::1] arg, Py_ssize_t b) noexcept nogil:
+    """y[b] = the max-pooling (pool-sized windows, 'valid') of an image's rows z
+    (out_h * out_w, F) + bias (then the ReLU), arg[b] = each winner's offset di * pool_w + dj
+    (first max wins; a NaN beats every number): ``maxpool_image``'s pass, channels in
+    blocks whose offsets stay C ints until the end."""
+    cdef Py_ssize_t f = y.shape[3], i, j, ch, first, width
+    cdef int k
+    cdef int where[CHANNEL_BLOCK]
+    cdef bint better
+    cdef real value, current
+    cdef real floor = 0 if relu else -INFINITY  # no branch in the loop: GCC vectorises it
+    cdef real* source
+    cdef real* best
+    cdef offset* winner
+    for i in range(y.shape[1]):
+        for j in range(y.shape[2]):
+            first = 0
+            while first < f:
+                width = min(CHANNEL_BLOCK, f - first)
+                best = &y[b, i, j, first]
+                for k in range(pool_h * pool_w):
+                    source = z + ((i * pool_h + k // pool_w) * out_w + j * pool_w
+                                  + k % pool_w) * f + first
+                    for ch in range(width):
+                        value = source[ch] + bias[first + ch]
+                        value = floor if value < floor else value  # the ReLU (NaN stays)
+                        if k == 0:
+                            best[ch], where[ch] = value, 0
+                        else:
+                            keep_max(value, k, best, where, ch)
+                narrow(where, &arg[b, i, j, first], width)
+                first = first + CHANNEL_BLOCK
+
+
+cdef void unpool_gradient(real[:, :, :, ::1] dy, real[:, :, :, ::1] pooled,
+                          offset[:, :, :, ::1] arg, Py_ssize_t b, bint relu, int pool_h,
+                          int pool_w, real* g, int out_h, int out_w) noexcept nogil:
+    """g (out_h, out_w, F) = image b's gradient before max-pooling (pool-sized windows, no
+    overlap) and the ReLU: dy at each window's winner where the pooled output is > 0 (when
+    relu), 0 everywhere else."""
+    cdef Py_ssize_t f = dy.shape[3], i, j, ch
+    cdef int k
+    cdef real value
+    cdef real* target
+    cdef real* source
+    cdef real* mask
+    cdef offset* winner
+    cdef bint keep
+    if out_h % pool_h or out_w % pool_w:
+        for i in range(out_h * out_w * f):  # rows or columns no window covers
+            g[i] = 0
+    for i in range(dy.shape[1]):
+        for j in range(dy.shape[2]):
+            source, mask, winner = &dy[b, i, j, 0], &pooled[b, i, j, 0], &arg[b, i, j, 0]
+            for k in range(pool_h * pool_w):
+                target = g + ((i * pool_h + k // pool_w) * out_w + j * pool_w + k % pool_w) * f
+                for ch in range(f):
+                    value = source[ch]
+                    keep = (winner[ch] == k) & ((mask[ch] > 0) | (not relu))
+                    target[ch] = value if keep else 0
+
+
+cdef void plane_backward_chunk(real[:, :, :, ::1] x, real[:, ::1] w2, real[:, :, :, ::1] dy,
+                               bint relu, real[:, :, :, ::1] relu_out, offset[:, :, :, ::1] arg,
+                               int kh, int kw, int sh, int sw, int pad_top, int pad_left,
+                               int out_h, int out_w, int pool_h, int pool_w,
                                real[:, ::1] plane, real[:, ::1] dplane, real[:, ::1] xt,
                                real[:, ::1] g, real[:, ::1] part, double[:, ::1] dw,
                                double[::1] db, real[:, :, :, ::1] dx, bint need_dx,
                                Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
-    """Images lo..hi: G = its rows of dy through the ReLU, its windows X with a row of ones
-    below (xt: taps + 1 rows), [dW; db] += [X; 1] G (BLAS, then added in double); with
-    need_dx, dX = W G^T (taps, pixels) added back into a padded plane whose inside is the
-    image's dx."""
+    """Images lo..hi: G = its dy (N, out_h, out_w, F) through the ReLU (relu_out: the
+    forward's output) -- or with a pool, dy and relu_out pooled and sent back to the winners
+    arg (``unpool_gradient``) -- its windows X with a row of ones below (xt: taps + 1 rows),
+    [dW; db] += [X; 1] G (BLAS, then added in double); with need_dx, dX = W G^T (taps,
+    pixels) added back into a padded plane whose inside is the image's dx."""
     cdef Py_ssize_t per_image = out_h * out_w, f = w2.shape[1], taps = kh * kw
     cdef Py_ssize_t b, r, u, t, yy, xx
     cdef real* dyb
     cdef real* relu_b
     cdef real* gb = &g[0, 0]
     for b in range(lo, hi):
-        dyb = &dy2[b * per_image, 0]  # pointers: GCC vectorises this loop, not memoryviews
-        relu_b = &relu_out[b * per_image, 0] if relu else dyb
-        for r in range(per_image * f):
-            gb[r] = dyb[r] * (relu_b[r] > 0) if relu else dyb[r]
+        if pool_h:
+            unpool_gradient(dy, relu_out, arg, b, relu, pool_h, pool_w, gb, out_h, out_w)
+        else:
+            dyb = &dy[b, 0, 0, 0]  # pointers: GCC vectorises this loop, not memoryviews
+            relu_b = &relu_out[b, 0, 0, 0] if relu else dyb
+            for r in range(per_image * f):
+                gb[r] = dyb[r] * (relu_b[r] > 0) if relu else dyb[r]
         pad_image(x, b, pad_top, pad_left, plane)
         plane_windows(plane, kh, kw, sh, sw, out_h, out_w, xt)
         gemm(&xt[0, 0], &g[0, 0], &part[0, 0], taps + 1, f, per_image, False, False)
@@ -287,9 +369,10 @@ cdef void plane_backward_chunk(real[:, :, :, ::1] x, real[:, ::1] w2, real[:, ::
                     dx[b, yy, xx, 0] = dplane[pad_top + yy, pad_left + xx]
 
 
-def plane_conv_backward(real[:, :, :, ::1] x, real[:, ::1] w2, real[:, ::1] dy2, bint relu,
-                        real[:, ::1] relu_out, int kh, int kw, int sh, int sw, int pad_top,
-                        int pad_left, int out_h, int out_w, real[:, :, ::1] dw_parts,
+def plane_conv_backward(real[:, :, :, ::1] x, real[:, ::1] w2, real[:, :, :, ::1] dy, bint relu,
+                        real[:, :, :, ::1] relu_out, offset[:, :, :, ::1] arg, int kh, int kw,
+                        int sh, int sw, int pad_top, int pad_left, int out_h, int out_w,
+                        int pool_h, int pool_w, real[:, :, ::1] dw_parts,
                         double[:, ::1] db_parts, real[:, :, :, ::1] dx, bint need_dx,
                         int chunks):
     """Per chunk of images (one per thread): ``plane_backward_chunk`` into its own
@@ -308,10 +391,10 @@ def plane_conv_backward(real[:, :, :, ::1] x, real[:, ::1] w2, real[:, ::1] dy2,
     for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         lo = chunk * step
         hi = min(n, lo + step)
-        plane_backward_chunk(x, w2, dy2, relu, relu_out, kh, kw, sh, sw, pad_top, pad_left,
-                             out_h, out_w, plane[2 * chunk], plane[2 * chunk + 1], xt[chunk],
-                             g[chunk], part[chunk], dw[chunk], db_parts[chunk], dx, need_dx,
-                             lo, hi)
+        plane_backward_chunk(x, w2, dy, relu, relu_out, arg, kh, kw, sh, sw, pad_top, pad_left,
+                             out_h, out_w, pool_h, pool_w, plane[2 * chunk],
+                             plane[2 * chunk + 1], xt[chunk], g[chunk], part[chunk], dw[chunk],
+                             db_parts[chunk], dx, need_dx, lo, hi)
         for t in range(taps):
             for u in range(f):
                 dw_parts[chunk, t, u] = <real> dw[chunk, t, u]
@@ -327,7 +410,7 @@ def dense_forward(real[:, ::1] x, real[:, ::1] w, real[::1] bias, bint relu, rea
         hi = min(n, lo + step)
         if lo < hi:
             gemm(&x[lo, 0], &w[0, 0], &y[lo, 0], hi - lo, w.shape[1], w.shape[0], False, False)
-            add_bias(y, bias, relu, lo, hi)
+            add_bias(&y[lo, 0], bias, relu, hi - lo)
 
 
 def dense_backward(real[:, ::1] x, real[:, ::1] w, real[:, ::1] dy, bint relu,
@@ -359,6 +442,24 @@ def dense_backward(real[:, ::1] x, real[:, ::1] w, real[:, ::1] dy, bint relu,
 
 cdef enum:
     CHANNEL_BLOCK = 64  # channels max-pooling's forward takes at a time (its offsets' buffer)
+
+
+cdef inline void keep_max(real value, int k, real* best, int* where, Py_ssize_t ch) noexcept nogil:
+    """best[ch], where[ch] = value, k if value beats best[ch] (first max wins; a NaN beats
+    every number, as in np.argmax). No branch: GCC vectorises the loops that call it."""
+    cdef real current = best[ch]
+    cdef bint better = (value > current) | ((value != value) & (current == current))
+    best[ch] = value if better else current
+    where[ch] = k if better else where[ch]
+
+
+cdef inline void narrow(int* where, offset* arg, Py_ssize_t width) noexcept nogil:
+    """arg[:width] = where[:width]: a block's winners, kept as C ints while they are chosen
+    (then the select is as wide as a float and GCC vectorises it; with arg's int8 it did
+    not), narrowed at the end."""
+    cdef Py_ssize_t ch
+    for ch in range(width):
+        arg[ch] = <offset> where[ch]
 
 
 cdef void maxpool_image(real[:, :, :, ::1] x, Py_ssize_t b, int ph, int pw, int sh, int sw,
@@ -396,14 +497,8 @@ cdef void maxpool_image(real[:, :, :, ::1] x, Py_ssize_t b, int ph, int pw, int 
                         pixel = &x[b, r, q, first]
                         k = (r - top) * pw + q - left
                         for ch in range(width):
-                            value = pixel[ch]
-                            current = best[ch]
-                            better = (value > current) | ((value != value) & (current == current))
-                            best[ch] = value if better else current
-                            where[ch] = k if better else where[ch]
-                winner = &arg[b, i, j, first]
-                for ch in range(width):
-                    winner[ch] = <offset> where[ch]
+                            keep_max(pixel[ch], k, best, where, ch)
+                narrow(where, &arg[b, i, j, first], width)
                 first = first + CHANNEL_BLOCK
 
 

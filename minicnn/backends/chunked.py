@@ -109,7 +109,9 @@ def conv2d_forward(kernels, chunks: int, x, w, b, stride, padding, relu=False):
     y = np.empty((x.shape[0] * g.out_h * g.out_w, w.shape[3]), dtype=x.dtype)
     algorithm = _algorithm(kernels, w, stride, g)
     if algorithm == "plane":
-        kernels.plane_conv_forward(x, w2, b, bool(relu), *args, y, chunks)
+        kernels.plane_conv_forward(x, w2, b, bool(relu), *args, 0, 0,
+                                   y.reshape(x.shape[0], g.out_h, g.out_w, -1), _NO_OFFSETS,
+                                   chunks)
     elif algorithm == "winograd":
         u, v, rows_c, m, rows_f = _winograd_operands(kernels, chunks, x, w, g)
         kernels.winograd_forward(x, u, b, bool(relu), g.pad_top, g.pad_left,
@@ -155,8 +157,9 @@ def conv2d_backward(kernels, chunks: int, x, w, dy, stride, padding, need_dx=Tru
     else:
         dw_parts = _scratch("dw_parts", (chunks, *w2.shape), x.dtype)
         if algorithm == "plane":
-            kernels.plane_conv_backward(x, w2, dy2, relu, relu2, *args, dw_parts, db_parts, dx,
-                                        need_dx, chunks)
+            kernels.plane_conv_backward(x, w2, dy2.reshape(dy.shape), relu,
+                                        relu2.reshape(dy.shape), _NO_OFFSETS, *args, 0, 0,
+                                        dw_parts, db_parts, dx, need_dx, chunks)
         else:
             cols = _window_matrix(x, w, g)
             dcols = _window_matrix(x, w, g, "dcols") if need_dx else cols[:1]
@@ -243,6 +246,57 @@ def avgpool2d_backward(kernels, dy, x_shape, pool, stride, padding):
     dx = np.empty(x_shape, dtype=dy.dtype)
     kernels.avgpool_backward(np.ascontiguousarray(dy), *args, dx)
     return dx
+
+
+# ----------------------------------------------------------------------------- conv + pool
+# A convolution and the max-pooling after it (pool-sized windows, 'valid': Sequential fuses
+# such pairs). The one-channel kernels pool each image's output while it is in cache, so the
+# whole convolution output is never stored (its winners' offsets and the pooled output are
+# all the backward needs); the other algorithms run the two kernels one after the other,
+# as the reference does.
+_NO_OFFSETS = np.zeros((1, 1, 1, 1), dtype=np.int8)  # the one-channel kernels without a pool
+
+
+def conv2d_maxpool_forward(kernels, chunks: int, x, w, b, stride, padding, pool, relu=True):
+    """y (N, OH // ph, OW // pw, F) and the cache: (None, offsets) fused, else (z, offsets)."""
+    b = _bias(b, w)
+    require_conv_shapes(x, w, b=b)
+    g, args = _conv_args(x, w, stride, padding)
+    if _algorithm(kernels, w, stride, g) != "plane":
+        z = conv2d_forward(kernels, chunks, x, w, b, stride, padding, relu)
+        y, where = maxpool2d_forward(kernels, z, pool, pool, "valid")
+        return y, (z, where)
+    out = _pooled_shape(x, w, g, pool)
+    y, where = np.empty(out, dtype=x.dtype), np.empty(out, dtype=_offset_dtype(pool))
+    kernels.plane_conv_forward(np.ascontiguousarray(x), w.reshape(-1, w.shape[3]), b, bool(relu),
+                               *args, *pool, y, where, chunks)
+    return y, (None, where)
+
+
+def _pooled_shape(x, w, g, pool) -> tuple[int, int, int, int]:
+    return _pool_args((x.shape[0], g.out_h, g.out_w, w.shape[3]), pool, pool, "valid")[0]
+
+
+def conv2d_maxpool_backward(kernels, chunks: int, x, w, dy, y, cache, stride, padding, pool,
+                            need_dx=True, relu=True):
+    """dx (None unless need_dx), dW and db of ``conv2d_maxpool_forward``'s y."""
+    z, where = cache
+    if z is not None:
+        dz = maxpool2d_backward(kernels, dy, where, z.shape, pool, pool, "valid")
+        return conv2d_backward(kernels, chunks, x, w, dz, stride, padding, need_dx,
+                               z if relu else None)
+    require_conv_shapes(x, w)
+    g, args = _conv_args(x, w, stride, padding)
+    _require_output_gradient(dy, _pooled_shape(x, w, g, pool))
+    require_same_shape(dy=dy, y=y, cache=where)
+    x, w2 = np.ascontiguousarray(x), w.reshape(-1, w.shape[3])
+    dw_parts = _scratch("dw_parts", (chunks, *w2.shape), x.dtype)
+    db_parts = np.empty((chunks, w.shape[3]))
+    dx = np.empty_like(x) if need_dx else x[:1]  # untouched without need_dx
+    kernels.plane_conv_backward(x, w2, np.ascontiguousarray(dy), bool(relu), y, where, *args,
+                                *pool, dw_parts, db_parts, dx, need_dx, chunks)
+    dw = _sum_parts(kernels, dw_parts).reshape(w.shape)
+    return (dx if need_dx else None), dw, db_parts.sum(axis=0).astype(x.dtype)
 
 
 # ----------------------------------------------------------------------------- element-wise

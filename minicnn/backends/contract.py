@@ -32,6 +32,14 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
                           "x (N,H,W,C) -> y (N,OH,OW,C), cache (where each max came from)"),
     "maxpool2d_backward": (("dy", "cache", "x_shape", "pool", "stride", "padding"),
                            "dy (N,OH,OW,C) -> dx of x_shape"),
+    "conv2d_maxpool_forward": (("x", "w", "b", "stride", "padding", "pool", "relu"),
+                               "conv2d_forward (relu: with its ReLU), then max-pooling in "
+                               "pool-sized windows ('valid', stride = pool) -> y "
+                               "(N,OH//ph,OW//pw,F), cache (Sequential's fused Conv2D + "
+                               "MaxPool2D: a backend may pool each image's output in cache)"),
+    "conv2d_maxpool_backward": (("x", "w", "dy", "y", "cache", "stride", "padding", "pool",
+                                 "need_dx", "relu"),
+                                "dy of conv2d_maxpool_forward's y -> dx (N,H,W,C) or None, dw, db"),
     "avgpool2d_forward": (("x", "pool", "stride", "padding"),
                           "x (N,H,W,C) -> y (N,OH,OW,C): window means ('same': over the "
                           "pixels inside the image)"),
@@ -82,6 +90,10 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
     "rmsprop_update": (("p", "g", "v", "lr", "rho", "epsilon"),
                        "v <- rho v + (1 - rho) g^2; p <- p - lr g / sqrt(v + eps)"),
 }
+
+# Kernels that a backend without them gets made of its own kernels, not the reference's
+# (``numpy_ref.conv_then_pool``): its convolution, then its max-pooling.
+CONV_THEN_POOL = ("conv2d_maxpool_forward", "conv2d_maxpool_backward")
 
 # Module-level names a backend may define besides kernels (hooks the registry calls).
 HOOKS = ("session", "step_buffers", "adam_update_many", "check_available", "host_fallback")

@@ -61,6 +61,16 @@ def maxpool2d_backward(dy, cache, x_shape, pool, stride, padding="valid"):
     return chunked.maxpool2d_backward(kernels, dy, cache, x_shape, pool, stride, padding)
 
 
+def conv2d_maxpool_forward(x, w, b, stride, padding, pool, relu=True):
+    return chunked.conv2d_maxpool_forward(kernels, chunks_for(len(x), THREADS), x, w, b, stride,
+                                          padding, pool, relu)
+
+
+def conv2d_maxpool_backward(x, w, dy, y, cache, stride, padding, pool, need_dx=True, relu=True):
+    return chunked.conv2d_maxpool_backward(kernels, chunks_for(len(x), THREADS), x, w, dy, y,
+                                           cache, stride, padding, pool, need_dx, relu)
+
+
 def avgpool2d_forward(x, pool, stride, padding="valid"):
     return chunked.avgpool2d_forward(kernels, x, pool, stride, padding)
 

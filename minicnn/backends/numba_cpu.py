@@ -215,8 +215,12 @@ def _plane_windows(plane, kh, kw, sh, sw, out_h, out_w, xt):
     for di in range(kh):
         for dj in range(kw):
             for i in range(out_h):
-                for j in range(out_w):
-                    xt[di * kw + dj, i * out_w + j] = plane[i * sh + di, j * sw + dj]
+                if sw == 1:  # contiguous: a vectorised copy
+                    for j in range(out_w):
+                        xt[di * kw + dj, i * out_w + j] = plane[i * sh + di, j + dj]
+                else:
+                    for j in range(out_w):
+                        xt[di * kw + dj, i * out_w + j] = plane[i * sh + di, j * sw + dj]
 
 
 @njit(**JIT)
@@ -231,28 +235,72 @@ def _plane_col2im(dxt, kh, kw, sh, sw, out_h, out_w, dplane):
 
 
 @njit(parallel=True, **JIT)
-def _plane_conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, y2,
-                        chunks):
-    """Per image: its windows X (taps, pixels), its rows of y = X^T W (BLAS), += bias (then
-    the ReLU)."""
-    n, per_image = x.shape[0], out_h * out_w
+def _plane_conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w,
+                        pool_h, pool_w, y, arg, chunks):
+    """Per image: its windows X (taps, pixels), z = X^T W (BLAS) + bias (then the ReLU) into
+    its rows of y (N, out_h, out_w, F); or with a pool (pool_h > 0), into a buffer that
+    max-pooling reads while it is in cache: y (N, out_h // pool_h, out_w // pool_w, F) and
+    arg (its window offsets) are the pooled output (cnn_b's first conv and pool at batch 64,
+    0.56 + 0.72 ms -> 0.35 + 0.36 ms forward + backward)."""
+    n, per_image, f = x.shape[0], out_h * out_w, w2.shape[1]
     for chunk in prange(chunks):
         lo, hi = _chunk_rows(chunk, chunks, n)
         plane = _padded_plane(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w)
         xt = np.empty((kh * kw, per_image), dtype=x.dtype)
+        z = np.empty((per_image if pool_h else 0, f), dtype=x.dtype)
         for b in range(lo, hi):
             _pad_image(x, b, pad_top, pad_left, plane)
             _plane_windows(plane, kh, kw, sh, sw, out_h, out_w, xt)
-            r0 = b * per_image
-            np.dot(xt.T, w2, y2[r0:r0 + per_image])
-            _add_bias(y2, bias, relu, r0, r0 + per_image)
+            if pool_h:
+                np.dot(xt.T, w2, z)
+                _pool_rows(z, bias, relu, out_w, pool_h, pool_w, y, arg, b)
+            else:
+                z2 = y[b].reshape(per_image, f)
+                np.dot(xt.T, w2, z2)
+                _add_bias(z2, bias, relu, 0, per_image)
+
+
+@njit(**JIT)
+def _pool_rows(z, bias, relu, out_w, pool_h, pool_w, y, arg, b):
+    """y[b] = the max-pooling (pool-sized windows, 'valid') of an image's rows z
+    (out_h * out_w, F) + bias (then the ReLU), arg[b] = each winner's offset di * pool_w + dj
+    (first max wins; a NaN beats every number, as in ``_maxpool_forward``)."""
+    for i in range(y.shape[1]):
+        for j in range(y.shape[2]):
+            for k in range(pool_h * pool_w):
+                r = (i * pool_h + k // pool_w) * out_w + j * pool_w + k % pool_w
+                for ch in range(y.shape[3]):
+                    v = z[r, ch] + bias[ch]
+                    v = 0.0 if relu and v < 0.0 else v
+                    best = y[b, i, j, ch]
+                    if (k == 0) | (v > best) | ((v != v) & (best == best)):
+                        y[b, i, j, ch] = v
+                        arg[b, i, j, ch] = k
+
+
+@njit(**JIT)
+def _unpool_gradient(dy, pooled, arg, b, relu, pool_h, pool_w, out_w, g):
+    """g (out_h * out_w, F) = image b's gradient before max-pooling (pool-sized windows, no
+    overlap) and the ReLU: dy at each window's winner where the pooled output is > 0 (when
+    relu), 0 everywhere else."""
+    if g.shape[0] // out_w % pool_h or out_w % pool_w:
+        g[:] = 0.0  # rows or columns no window covers
+    for i in range(dy.shape[1]):
+        for j in range(dy.shape[2]):
+            for k in range(pool_h * pool_w):
+                r = (i * pool_h + k // pool_w) * out_w + j * pool_w + k % pool_w
+                for ch in range(dy.shape[3]):
+                    keep = (arg[b, i, j, ch] == k) & ((pooled[b, i, j, ch] > 0) | (not relu))
+                    g[r, ch] = dy[b, i, j, ch] if keep else 0.0
 
 
 @njit(parallel=True, **JIT)
-def _plane_conv_backward(x, w2, dy2, relu, relu_out, kh, kw, sh, sw, pad_top, pad_left, out_h,
-                         out_w, dw_parts, db_parts, dx, need_dx, chunks):
-    """Per image: G = its rows of dy through the ReLU, its windows X with a row of ones below
-    (xt: taps + 1 rows), [dW; db] += [X; 1] G (BLAS, then added in float64); with need_dx,
+def _plane_conv_backward(x, w2, dy, relu, relu_out, arg, kh, kw, sh, sw, pad_top, pad_left,
+                         out_h, out_w, pool_h, pool_w, dw_parts, db_parts, dx, need_dx, chunks):
+    """Per image: G = its dy (N, out_h, out_w, F) through the ReLU (relu_out: the forward's
+    output) -- or with a pool, dy and relu_out pooled (N, out_h // pool_h, ...) and sent back
+    to the winners arg (``_unpool_gradient``) -- its windows X with a row of ones below (xt:
+    taps + 1 rows), [dW; db] += [X; 1] G (BLAS, then added in float64); with need_dx,
     dX = W G^T (taps, pixels) added back into a padded plane whose inside is the image's dx."""
     n, h, w, f = x.shape[0], x.shape[1], x.shape[2], w2.shape[1]
     per_image, taps = out_h * out_w, kh * kw
@@ -260,21 +308,24 @@ def _plane_conv_backward(x, w2, dy2, relu, relu_out, kh, kw, sh, sw, pad_top, pa
         lo, hi = _chunk_rows(chunk, chunks, n)
         plane = _padded_plane(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w)
         dplane, xt = np.empty_like(plane), np.ones((taps + 1, per_image), dtype=x.dtype)
-        g, part = np.empty((per_image, f), dtype=x.dtype), np.empty((taps + 1, f), dtype=x.dtype)
+        g2, part = np.empty((per_image, f), dtype=x.dtype), np.empty((taps + 1, f), dtype=x.dtype)
         dw, db = np.zeros(w2.shape), np.zeros(f)
         for b in range(lo, hi):
-            r0 = b * per_image
-            for r in range(per_image):
-                for u in range(f):
-                    v = dy2[r0 + r, u]
-                    g[r, u] = v * (relu_out[r0 + r, u] > 0) if relu else v
+            if pool_h:
+                _unpool_gradient(dy, relu_out, arg, b, relu, pool_h, pool_w, out_w, g2)
+            else:
+                dyb, relu_b = dy[b].reshape(per_image, f), relu_out[b].reshape(per_image, f)
+                for r in range(per_image):
+                    for u in range(f):
+                        v = dyb[r, u]
+                        g2[r, u] = v * (relu_b[r, u] > 0) if relu else v
             _pad_image(x, b, pad_top, pad_left, plane)
             _plane_windows(plane, kh, kw, sh, sw, out_h, out_w, xt)
-            np.dot(xt, g, part)
+            np.dot(xt, g2, part)
             dw += part[:taps]
             db += part[taps]
             if need_dx:
-                np.dot(w2, g.T, xt[:taps])
+                np.dot(w2, g2.T, xt[:taps])
                 _plane_col2im(xt, kh, kw, sh, sw, out_h, out_w, dplane)
                 dx[b, :, :, 0] = dplane[pad_top:pad_top + h, pad_left:pad_left + w]
         dw_parts[chunk] = dw
@@ -689,6 +740,16 @@ def maxpool2d_forward(x, pool, stride, padding="valid"):
 
 def maxpool2d_backward(dy, cache, x_shape, pool, stride, padding="valid"):
     return chunked.maxpool2d_backward(_Kernels, dy, cache, x_shape, pool, stride, padding)
+
+
+def conv2d_maxpool_forward(x, w, b, stride, padding, pool, relu=True):
+    return chunked.conv2d_maxpool_forward(_Kernels, _chunks(len(x)), x, w, b, stride, padding,
+                                          pool, relu)
+
+
+def conv2d_maxpool_backward(x, w, dy, y, cache, stride, padding, pool, need_dx=True, relu=True):
+    return chunked.conv2d_maxpool_backward(_Kernels, _chunks(len(x)), x, w, dy, y, cache, stride,
+                                           padding, pool, need_dx, relu)
 
 
 def avgpool2d_forward(x, pool, stride, padding="valid"):

@@ -11,6 +11,8 @@ and col2im adds the window gradients back onto the image.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import erf
@@ -19,7 +21,8 @@ from .shapes import conv_geometry
 
 ON_DEVICE = False
 # Public building blocks of the kernels below (not kernels themselves: see contract.py).
-HELPERS = ("pad_images", "im2col", "col2im", "write_totals", "flush_to_zero")
+HELPERS = ("pad_images", "im2col", "col2im", "write_totals", "flush_to_zero",
+           "conv_then_pool")
 
 
 def to_device(a: np.ndarray) -> np.ndarray:
@@ -159,6 +162,29 @@ def maxpool2d_backward(dy, cache, x_shape, pool, stride, padding="valid"):
     dxp = np.zeros(n * h * w * c, dtype=dy.dtype)
     np.add.at(dxp, flat.ravel(), dy.ravel())
     return _unpad(dxp.reshape(n, h, w, c), x_shape, g)
+
+
+def conv_then_pool(kernels):
+    """conv2d_maxpool_forward and _backward as ``kernels``' (a backend module's) convolution
+    then its max-pooling: the reference's, and any backend's without a fused pair."""
+
+    def conv2d_maxpool_forward(x, w, b, stride, padding, pool, relu=True):
+        """y = maxpool(conv(x) (with its ReLU when relu)) in pool-sized windows; cache."""
+        z = kernels.conv2d_forward(x, w, b, stride, padding, relu)
+        y, where = kernels.maxpool2d_forward(z, pool, pool, "valid")
+        return y, (z, where)
+
+    def conv2d_maxpool_backward(x, w, dy, y, cache, stride, padding, pool, need_dx=True,
+                                relu=True):
+        """dy through the pooling (to each window's winner), then through the convolution."""
+        z, where = cache
+        dz = kernels.maxpool2d_backward(dy, where, z.shape, pool, pool, "valid")
+        return kernels.conv2d_backward(x, w, dz, stride, padding, need_dx, z if relu else None)
+
+    return conv2d_maxpool_forward, conv2d_maxpool_backward
+
+
+conv2d_maxpool_forward, conv2d_maxpool_backward = conv_then_pool(sys.modules[__name__])
 
 
 def _window_sizes(x_shape, pool, stride, g):

@@ -190,6 +190,10 @@ class Layer:
             dy = get_backend().activation_backward(self.activation, self._pre, self._output, dy)
         return self._backward(dy, need_input_grad)
 
+    def fuses_with(self, next_layer: Layer) -> bool:
+        """Whether this layer and ``next_layer`` run as one stage (see Conv2D)."""
+        return False
+
     def _forward(self, x, training: bool):
         return x
 
@@ -261,9 +265,13 @@ class KernelLayer(Layer):
 
     def _backward(self, dz, need_input_grad=True, relu_output=None):
         dx, dw, db = self._product_backward(dz, need_input_grad, relu_output)
+        self._take_gradients(dw, db)
+        return dx
+
+    def _take_gradients(self, dw, db) -> None:
+        """grads from the kernel's dW and db, plus the regularizer's penalty gradient."""
         self.grads = {"kernel": dw, "bias": db} if self.use_bias else {"kernel": dw}
         self.last_penalty = self.penalty(with_gradient=True)
-        return dx
 
     def _product(self, x, relu: bool):
         """The layer's kernel: x * W + b, through a ReLU when ``relu``."""
