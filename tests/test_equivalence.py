@@ -136,8 +136,13 @@ CONV_POOL_CASES = [  # (x shape, kernel shape, stride, padding, pool): Conv2D th
     ((3, 9, 11, 1), (3, 2, 1, 5), (2, 1), "same", (2, 3)),  # rows and columns left over
     ((5, 8, 7, 1), (2, 2, 1, 3), (1, 1), "valid", (3, 3)),
     ((1, 6, 6, 1), (1, 1, 1, 70), (1, 1), "valid", (1, 2)),  # more than 64 filters
-    ((3, 13, 13, 4), (3, 3, 4, 6), (1, 1), "valid", (2, 2)),  # several channels: Winograd
-    ((2, 7, 8, 3), (2, 3, 3, 4), (2, 1), "same", (2, 2)),  # then pooled, unfused
+    # 3x3 convolutions for the compiled backends' Winograd path, pooled tile by tile where
+    # the windows divide the 4x4 tiles: cnn_b's second stage (11 -> 5: a row and a column
+    # left over), 'same', windows of 4 or 1, then one of 3 (pooled after, unfused)
+    ((3, 13, 13, 4), (3, 3, 4, 6), (1, 1), "valid", (2, 2)),
+    ((2, 10, 9, 3), (3, 3, 3, 70), (1, 1), "same", (4, 1)),
+    ((2, 12, 13, 2), (3, 3, 2, 5), (1, 1), "valid", (3, 3)),
+    ((2, 7, 8, 3), (2, 3, 3, 4), (2, 1), "same", (2, 2)),  # im2col, then pooled: unfused
 ]
 
 

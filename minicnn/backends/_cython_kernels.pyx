@@ -264,67 +264,91 @@ def plane_conv_forward(real[:, :, :, ::1] x, real[:, ::1] w2, real[::1] bias, bi
                 add_bias(&y[b, 0, 0, 0], bias, relu, per_image)
 
 
-cdef void pool_rows(real* z, real[::1] bias, bint relu, int out_w, int pool_h, int pool_w,
-                    real[:, :, :, ::1] y, offset[:, :, :, ::1] arg, Py_ssize_t b) noexcept nogil:
-    """y[b] = the max-pooling (pool-sized windows, 'valid') of an image's rows z
-    (out_h * out_w, F) + bias (then the ReLU), arg[b] = each winner's offset di * pool_w + dj
-    (first max wins; a NaN beats every number): ``maxpool_image``'s pass, channels in
-    blocks whose offsets stay C ints until the end."""
-    cdef Py_ssize_t f = y.shape[3], i, j, ch, first, width
+# A convolution's output max-pooled as it is made (pool-sized windows, 'valid'; Sequential
+# fuses a Conv2D and the MaxPool2D after it): a window's pixels k = 0, 1, ... (offset
+# di * pool_w + dj) lie at base + step[k] in the kernel's buffer, channels contiguous.
+
+
+cdef void pool_window(real* base, Py_ssize_t* step, int count, real[::1] bias, real floor,
+                      real* best, offset* winner) noexcept nogil:
+    """best, winner = the max over the window's pixels + bias, floored (the ReLU: floor 0,
+    else -inf), and the pixel it came from (``keep_max``); channels in blocks whose offsets
+    stay C ints until the end."""
+    cdef Py_ssize_t f = bias.shape[0], ch, first = 0, width
     cdef int k
     cdef int where[CHANNEL_BLOCK]
-    cdef bint better
-    cdef real value, current
-    cdef real floor = 0 if relu else -INFINITY  # no branch in the loop: GCC vectorises it
+    cdef real value
     cdef real* source
-    cdef real* best
-    cdef offset* winner
+    while first < f:
+        width = min(CHANNEL_BLOCK, f - first)
+        for k in range(count):
+            source = base + step[k] + first
+            for ch in range(width):
+                value = source[ch] + bias[first + ch]
+                value = floor if value < floor else value  # (NaN stays)
+                if k == 0:
+                    best[first + ch], where[ch] = value, 0
+                else:
+                    keep_max(value, k, best + first, where, ch)
+        narrow(where, winner + first, width)
+        first = first + CHANNEL_BLOCK
+
+
+cdef void send_to_winner(real* base, Py_ssize_t* step, int count, real* dy, real* pooled,
+                         offset* winner, bint relu, Py_ssize_t f) noexcept nogil:
+    """The window's pixels' gradients: dy where the pixel won and (with the ReLU) the pooled
+    output is > 0, else 0."""
+    cdef Py_ssize_t ch
+    cdef int k
+    cdef real value
+    cdef real* target
+    cdef bint keep
+    for k in range(count):
+        target = base + step[k]
+        for ch in range(f):
+            value = dy[ch]
+            keep = (winner[ch] == k) & ((pooled[ch] > 0) | (not relu))
+            target[ch] = value if keep else 0
+
+
+cdef Py_ssize_t* window_steps(int pool_h, int pool_w, Py_ssize_t row_step,
+                              Py_ssize_t col_step) noexcept nogil:
+    """step[k] for a buffer whose rows are row_step and columns col_step apart (free it)."""
+    cdef Py_ssize_t* step = <Py_ssize_t*> malloc(pool_h * pool_w * sizeof(Py_ssize_t))
+    cdef int k
+    for k in range(pool_h * pool_w):
+        step[k] = (k // pool_w) * row_step + (k % pool_w) * col_step
+    return step
+
+
+cdef void pool_rows(real* z, real[::1] bias, bint relu, int out_w, int pool_h, int pool_w,
+                    real[:, :, :, ::1] y, offset[:, :, :, ::1] arg, Py_ssize_t b) noexcept nogil:
+    """y[b], arg[b] = the max-pooling of an image's rows z (out_h * out_w, F) + bias (then
+    the ReLU)."""
+    cdef Py_ssize_t f = y.shape[3], i, j
+    cdef Py_ssize_t* step = window_steps(pool_h, pool_w, out_w * f, f)
     for i in range(y.shape[1]):
         for j in range(y.shape[2]):
-            first = 0
-            while first < f:
-                width = min(CHANNEL_BLOCK, f - first)
-                best = &y[b, i, j, first]
-                for k in range(pool_h * pool_w):
-                    source = z + ((i * pool_h + k // pool_w) * out_w + j * pool_w
-                                  + k % pool_w) * f + first
-                    for ch in range(width):
-                        value = source[ch] + bias[first + ch]
-                        value = floor if value < floor else value  # the ReLU (NaN stays)
-                        if k == 0:
-                            best[ch], where[ch] = value, 0
-                        else:
-                            keep_max(value, k, best, where, ch)
-                narrow(where, &arg[b, i, j, first], width)
-                first = first + CHANNEL_BLOCK
+            pool_window(z + (i * pool_h * out_w + j * pool_w) * f, step, pool_h * pool_w, bias,
+                        0 if relu else -INFINITY, &y[b, i, j, 0], &arg[b, i, j, 0])
+    free(step)
 
 
 cdef void unpool_gradient(real[:, :, :, ::1] dy, real[:, :, :, ::1] pooled,
                           offset[:, :, :, ::1] arg, Py_ssize_t b, bint relu, int pool_h,
                           int pool_w, real* g, int out_h, int out_w) noexcept nogil:
-    """g (out_h, out_w, F) = image b's gradient before max-pooling (pool-sized windows, no
-    overlap) and the ReLU: dy at each window's winner where the pooled output is > 0 (when
-    relu), 0 everywhere else."""
-    cdef Py_ssize_t f = dy.shape[3], i, j, ch
-    cdef int k
-    cdef real value
-    cdef real* target
-    cdef real* source
-    cdef real* mask
-    cdef offset* winner
-    cdef bint keep
+    """g (out_h * out_w, F) = image b's gradient before the pooling and the ReLU: dy at each
+    window's winner (``send_to_winner``), 0 everywhere else."""
+    cdef Py_ssize_t f = dy.shape[3], i, j
+    cdef Py_ssize_t* step = window_steps(pool_h, pool_w, out_w * f, f)
     if out_h % pool_h or out_w % pool_w:
         for i in range(out_h * out_w * f):  # rows or columns no window covers
             g[i] = 0
     for i in range(dy.shape[1]):
         for j in range(dy.shape[2]):
-            source, mask, winner = &dy[b, i, j, 0], &pooled[b, i, j, 0], &arg[b, i, j, 0]
-            for k in range(pool_h * pool_w):
-                target = g + ((i * pool_h + k // pool_w) * out_w + j * pool_w + k % pool_w) * f
-                for ch in range(f):
-                    value = source[ch]
-                    keep = (winner[ch] == k) & ((mask[ch] > 0) | (not relu))
-                    target[ch] = value if keep else 0
+            send_to_winner(g + (i * pool_h * out_w + j * pool_w) * f, step, pool_h * pool_w,
+                           &dy[b, i, j, 0], &pooled[b, i, j, 0], &arg[b, i, j, 0], relu, f)
+    free(step)
 
 
 cdef void plane_backward_chunk(real[:, :, :, ::1] x, real[:, ::1] w2, real[:, :, :, ::1] dy,
@@ -943,11 +967,57 @@ cdef void input_transform(real[:, :, :, ::1] x, Py_ssize_t lo, Py_ssize_t hi, in
             copy_tiles(rows[0], 0, v, t0, tiles_w)
 
 
+cdef void pool_tile_row(real[:, :, :, ::1] rows, real[::1] bias, bint relu, Py_ssize_t b,
+                        Py_ssize_t ti, int pool_h, int pool_w, real[:, :, :, ::1] y,
+                        offset[:, :, :, ::1] arg) noexcept nogil:
+    """y[b], arg[b] at the windows inside row ti of output tiles rows[0] (pixel (r, q) of
+    tile tj at rows[0, r * 4 + q, tj]): the max-pooling of them + bias (then the ReLU)."""
+    cdef Py_ssize_t tiles_w = rows.shape[2], f = rows.shape[3], pr, tj, pc
+    cdef Py_ssize_t down = 4 // pool_h, across = 4 // pool_w  # windows per tile
+    cdef Py_ssize_t* step = window_steps(pool_h, pool_w, 4 * tiles_w * f, tiles_w * f)
+    for pr in range(min(down, y.shape[1] - ti * down)):
+        for tj in range(tiles_w):
+            for pc in range(min(across, y.shape[2] - tj * across)):
+                pool_window(&rows[0, pr * pool_h * 4 + pc * pool_w, tj, 0], step,
+                            pool_h * pool_w, bias, 0 if relu else -INFINITY,
+                            &y[b, ti * down + pr, tj * across + pc, 0],
+                            &arg[b, ti * down + pr, tj * across + pc, 0])
+    free(step)
+
+
+cdef void unpool_tile_row(real[:, :, :, ::1] dy, real[:, :, :, ::1] pooled,
+                          offset[:, :, :, ::1] arg, bint relu, Py_ssize_t b, Py_ssize_t ti,
+                          int pool_h, int pool_w, real[:, :, :, ::1] rows,
+                          double[::1] db) noexcept nogil:
+    """Row ti of output tiles rows[0] (as in ``pool_tile_row``) = the pooled gradient sent
+    back to each window's winner (``send_to_winner``), 0 elsewhere; db += the gradients sent."""
+    cdef Py_ssize_t tiles_w = rows.shape[2], f = rows.shape[3], pr, tj, pc, i, j, e
+    cdef Py_ssize_t down = 4 // pool_h, across = 4 // pool_w
+    cdef Py_ssize_t* step = window_steps(pool_h, pool_w, 4 * tiles_w * f, tiles_w * f)
+    cdef real* tile_row = &rows[0, 0, 0, 0]
+    for e in range(16 * tiles_w * f):
+        tile_row[e] = 0
+    for pr in range(min(down, dy.shape[1] - ti * down)):
+        i = ti * down + pr
+        for tj in range(tiles_w):
+            for pc in range(min(across, dy.shape[2] - tj * across)):
+                j = tj * across + pc
+                send_to_winner(&rows[0, pr * pool_h * 4 + pc * pool_w, tj, 0], step,
+                               pool_h * pool_w, &dy[b, i, j, 0], &pooled[b, i, j, 0],
+                               &arg[b, i, j, 0], relu, f)
+                for e in range(f):
+                    db[e] += dy[b, i, j, e] * ((pooled[b, i, j, e] > 0) | (not relu))
+    free(step)
+
+
 cdef void output_transform(real[:, :, ::1] m, real[::1] bias, bint relu, Py_ssize_t lo,
-                           Py_ssize_t hi, Py_ssize_t tiles_h, real[:, :, :, ::1] rows,
-                           real[:, :, :, ::1] y) noexcept nogil:
-    """y = A^T m A + bias (then the ReLU) at every tile's pixels inside the output."""
-    cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2], f = y.shape[3]
+                           Py_ssize_t hi, Py_ssize_t out_h, Py_ssize_t out_w,
+                           real[:, :, :, ::1] rows, int pool_h, int pool_w,
+                           real[:, :, :, ::1] y, offset[:, :, :, ::1] arg) noexcept nogil:
+    """y = A^T m A + bias (then the ReLU) at every tile's pixels inside the output (out_h,
+    out_w); or with a pool (pool_h > 0, dividing the tile: every window inside one tile),
+    y and arg max-pooled (``pool_tile_row``)."""
+    cdef Py_ssize_t f = bias.shape[0], tiles_h = (out_h + 3) // 4
     cdef Py_ssize_t tiles_w = rows.shape[2]
     cdef Py_ssize_t b, ti, t0, tj, r, q, e
     cdef real value
@@ -956,6 +1026,9 @@ cdef void output_transform(real[:, :, ::1] m, real[::1] bias, bint relu, Py_ssiz
             t0 = ((b - lo) * tiles_h + ti) * tiles_w
             copy_tiles(m, t0, rows[0], 0, tiles_w)
             sandwich(AT, &rows[0, 0, 0, 0], &rows[1, 0, 0, 0], &rows[0, 0, 0, 0], tiles_w * f)
+            if pool_h:
+                pool_tile_row(rows, bias, relu, b, ti, pool_h, pool_w, y, arg)
+                continue
             for r in range(min(4, out_h - ti * 4)):
                 for tj in range(tiles_w):
                     for q in range(min(4, out_w - tj * 4)):
@@ -966,30 +1039,36 @@ cdef void output_transform(real[:, :, ::1] m, real[::1] bias, bint relu, Py_ssiz
 
 cdef void output_gradient_transform(real[:, :, :, ::1] dy, bint relu,
                                     real[:, :, :, ::1] relu_out, Py_ssize_t lo, Py_ssize_t hi,
-                                    Py_ssize_t tiles_h, real[:, :, :, ::1] rows,
+                                    Py_ssize_t out_h, Py_ssize_t out_w, real[:, :, :, ::1] rows,
+                                    int pool_h, int pool_w, offset[:, :, :, ::1] arg,
                                     real[:, :, ::1] dm, double[::1] db) noexcept nogil:
-    """g = dy through the ReLU (0 past the output's edge; db += g), dm = A g A^T per tile."""
-    cdef Py_ssize_t out_h = dy.shape[1], out_w = dy.shape[2], f = dy.shape[3]
+    """g = dy through the ReLU (0 past the output's edge; db += g) -- or with a pool, dy and
+    relu_out pooled and sent back to the winners arg (``unpool_tile_row``) --, dm = A g A^T
+    per tile."""
+    cdef Py_ssize_t f = dy.shape[3], tiles_h = (out_h + 3) // 4
     cdef Py_ssize_t tiles_w = rows.shape[2]
     cdef Py_ssize_t b, ti, t0, tj, r, q, i, j, e
     cdef real value
     for b in range(lo, hi):
         for ti in range(tiles_h):
-            for r in range(4):
-                for tj in range(tiles_w):
-                    for q in range(4):
-                        i = ti * 4 + r
-                        j = tj * 4 + q
-                        if i >= out_h or j >= out_w:
-                            for e in range(f):
-                                rows[0, r * 4 + q, tj, e] = 0
-                            continue
-                        for e in range(f):  # branch-free, so GCC vectorises it
-                            value = dy[b, i, j, e]
-                            if relu:
-                                value = value * (relu_out[b, i, j, e] > 0)
-                            rows[0, r * 4 + q, tj, e] = value
-                            db[e] += value
+            if pool_h:
+                unpool_tile_row(dy, relu_out, arg, relu, b, ti, pool_h, pool_w, rows, db)
+            else:
+                for r in range(4):
+                    for tj in range(tiles_w):
+                        for q in range(4):
+                            i = ti * 4 + r
+                            j = tj * 4 + q
+                            if i >= out_h or j >= out_w:
+                                for e in range(f):
+                                    rows[0, r * 4 + q, tj, e] = 0
+                                continue
+                            for e in range(f):  # branch-free, so GCC vectorises it
+                                value = dy[b, i, j, e]
+                                if relu:
+                                    value = value * (relu_out[b, i, j, e] > 0)
+                                rows[0, r * 4 + q, tj, e] = value
+                                db[e] += value
             sandwich(A, &rows[0, 0, 0, 0], &rows[1, 0, 0, 0], &rows[0, 0, 0, 0], tiles_w * f)
             t0 = ((b - lo) * tiles_h + ti) * tiles_w
             copy_tiles(rows[0], 0, dm, t0, tiles_w)
@@ -1021,56 +1100,64 @@ cdef void input_gradient_transform(real[:, :, ::1] dv, Py_ssize_t lo, Py_ssize_t
 
 
 cdef void winograd_forward_chunk(real[:, :, :, ::1] x, real[:, :, ::1] u, real[::1] bias,
-                                 bint relu, int pad_top, int pad_left, real[:, :, :, ::1] y,
-                                 real[:, :, ::1] v, real[:, :, :, ::1] rows_c,
-                                 real[:, :, ::1] m, real[:, :, :, ::1] rows_f, Py_ssize_t lo,
+                                 bint relu, int pad_top, int pad_left, int out_h, int out_w,
+                                 int pool_h, int pool_w, real[:, :, :, ::1] y,
+                                 offset[:, :, :, ::1] arg, real[:, :, ::1] v,
+                                 real[:, :, :, ::1] rows_c, real[:, :, ::1] m,
+                                 real[:, :, :, ::1] rows_f, Py_ssize_t lo,
                                  Py_ssize_t hi) noexcept nogil:
     """Images lo..hi: v = B^T d B of every tile's window, m[p] = v[p] u[p] (36 products,
-    BLAS), y = A^T m A + bias (then the ReLU) at the pixels inside the output."""
-    cdef Py_ssize_t tiles_h = (y.shape[1] + 3) // 4, tiles_w = (y.shape[2] + 3) // 4
+    BLAS), y = A^T m A + bias (then the ReLU) at the pixels inside the output (or pooled)."""
+    cdef Py_ssize_t tiles_h = (out_h + 3) // 4, tiles_w = (out_w + 3) // 4
     cdef Py_ssize_t tiles = (hi - lo) * tiles_h * tiles_w
     cdef Py_ssize_t p
     input_transform(x, lo, hi, pad_top, pad_left, tiles_h, rows_c, v)
     for p in range(36):
         gemm(&v[p, 0, 0], &u[p, 0, 0], &m[p, 0, 0], tiles, y.shape[3], x.shape[3], False, False)
-    output_transform(m, bias, relu, lo, hi, tiles_h, rows_f, y)
+    output_transform(m, bias, relu, lo, hi, out_h, out_w, rows_f, pool_h, pool_w, y, arg)
 
 
 def winograd_forward(real[:, :, :, ::1] x, real[:, :, ::1] u, real[::1] bias, bint relu,
-                     int pad_top, int pad_left, real[:, :, :, ::1] y, real[:, :, :, ::1] v,
+                     int pad_top, int pad_left, int out_h, int out_w, int pool_h, int pool_w,
+                     real[:, :, :, ::1] y, offset[:, :, :, ::1] arg, real[:, :, :, ::1] v,
                      real[:, :, :, :, ::1] rows_c, real[:, :, :, ::1] m,
                      real[:, :, :, :, ::1] rows_f, int chunks):
     """Per chunk of images (one per thread), a block at a time: ``winograd_forward_chunk``.
-    v (chunks, 36, tiles, C), m (chunks, 36, tiles, F): each chunk's own, for the tiles of
-    one block of its images; rows_c (chunks, 2, 36, tiles_w, C), rows_f (..., F): its rows."""
+    y (N, out_h, out_w, F), or with a pool (pool_h > 0) y and arg (N, out_h // pool_h,
+    out_w // pool_w, F). v (chunks, 36, tiles, C), m (chunks, 36, tiles, F): each chunk's
+    own, for the tiles of one block of its images; rows_c (chunks, 2, 36, tiles_w, C),
+    rows_f (..., F): its rows."""
     cdef Py_ssize_t n = y.shape[0], step = (n + chunks - 1) // chunks
-    cdef Py_ssize_t block = v.shape[2] // (((y.shape[1] + 3) // 4) * ((y.shape[2] + 3) // 4))
+    cdef Py_ssize_t block = v.shape[2] // (((out_h + 3) // 4) * ((out_w + 3) // 4))
     cdef Py_ssize_t chunk, lo, hi, b0
     for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         lo = chunk * step
         hi = min(n, lo + step)
         b0 = lo
         while b0 < hi:  # (range() with a variable step needs the GIL)
-            winograd_forward_chunk(x, u, bias, relu, pad_top, pad_left, y, v[chunk],
-                                   rows_c[chunk], m[chunk], rows_f[chunk], b0, min(hi, b0 + block))
+            winograd_forward_chunk(x, u, bias, relu, pad_top, pad_left, out_h, out_w, pool_h,
+                                   pool_w, y, arg, v[chunk], rows_c[chunk], m[chunk],
+                                   rows_f[chunk], b0, min(hi, b0 + block))
             b0 = b0 + block
 
 
 cdef void winograd_backward_chunk(real[:, :, :, ::1] x, real[:, :, ::1] ut,
                                   real[:, :, :, ::1] dy, bint relu, real[:, :, :, ::1] relu_out,
-                                  int pad_top, int pad_left, real[:, :, ::1] v,
+                                  int pad_top, int pad_left, int out_h, int out_w, int pool_h,
+                                  int pool_w, offset[:, :, :, ::1] arg, real[:, :, ::1] v,
                                   real[:, :, :, ::1] rows_c, real[:, :, ::1] dm,
                                   real[:, :, :, ::1] rows_f, real[:, :, ::1] du, double[::1] db,
                                   real[:, :, :, ::1] dx, bint need_dx, Py_ssize_t lo,
                                   Py_ssize_t hi) noexcept nogil:
-    """Images lo..hi: g = dy through the ReLU (db += g), dm = A g A^T, v = B^T d B again,
-    du[p] += v[p]^T dm[p]; with need_dx, dv[p] = dm[p] ut[p] (ut[p] = u[p]^T; into v) and
-    dx = the sum over tiles of B dv B^T at their windows."""
+    """Images lo..hi: g = dy through the ReLU (db += g; or through the pooling too),
+    dm = A g A^T, v = B^T d B again, du[p] += v[p]^T dm[p]; with need_dx, dv[p] = dm[p] ut[p]
+    (ut[p] = u[p]^T; into v) and dx = the sum over tiles of B dv B^T at their windows."""
     cdef Py_ssize_t f = dy.shape[3], c = x.shape[3]
-    cdef Py_ssize_t tiles_h = (dy.shape[1] + 3) // 4, tiles_w = (dy.shape[2] + 3) // 4
+    cdef Py_ssize_t tiles_h = (out_h + 3) // 4, tiles_w = (out_w + 3) // 4
     cdef Py_ssize_t tiles = (hi - lo) * tiles_h * tiles_w
     cdef Py_ssize_t p
-    output_gradient_transform(dy, relu, relu_out, lo, hi, tiles_h, rows_f, dm, db)
+    output_gradient_transform(dy, relu, relu_out, lo, hi, out_h, out_w, rows_f, pool_h, pool_w,
+                              arg, dm, db)
     input_transform(x, lo, hi, pad_top, pad_left, tiles_h, rows_c, v)
     for p in range(36):
         gemm(&v[p, 0, 0], &dm[p, 0, 0], &du[p, 0, 0], c, f, tiles, True, False, True)
@@ -1081,15 +1168,17 @@ cdef void winograd_backward_chunk(real[:, :, :, ::1] x, real[:, :, ::1] ut,
 
 
 def winograd_backward(real[:, :, :, ::1] x, real[:, :, ::1] ut, real[:, :, :, ::1] dy, bint relu,
-                      real[:, :, :, ::1] relu_out, int pad_top, int pad_left,
+                      real[:, :, :, ::1] relu_out, int pad_top, int pad_left, int out_h,
+                      int out_w, int pool_h, int pool_w, offset[:, :, :, ::1] arg,
                       real[:, :, :, ::1] v, real[:, :, :, :, ::1] rows_c, real[:, :, :, ::1] dm,
                       real[:, :, :, :, ::1] rows_f, real[:, :, :, ::1] du_parts,
                       double[:, ::1] db_parts, real[:, :, :, ::1] dx, bint need_dx, int chunks):
     """Per chunk (one per thread), a block of images at a time: ``winograd_backward_chunk``
     adding into its own du_parts[chunk] (BLAS adds each block's products; zeros for an
-    empty chunk) and db_parts[chunk]. dW = G^T du G comes after the sum over chunks."""
+    empty chunk) and db_parts[chunk]. dW = G^T du G comes after the sum over chunks. dy and
+    relu_out: as ``winograd_forward``'s y (pooled with a pool), arg its offsets."""
     cdef Py_ssize_t n = dy.shape[0], step = (n + chunks - 1) // chunks
-    cdef Py_ssize_t block = v.shape[2] // (((dy.shape[1] + 3) // 4) * ((dy.shape[2] + 3) // 4))
+    cdef Py_ssize_t block = v.shape[2] // (((out_h + 3) // 4) * ((out_w + 3) // 4))
     cdef Py_ssize_t chunk, lo, hi, b0
     db_parts[:] = 0
     du_parts[:] = 0
@@ -1098,9 +1187,10 @@ def winograd_backward(real[:, :, :, ::1] x, real[:, :, ::1] ut, real[:, :, :, ::
         hi = min(n, lo + step)
         b0 = lo
         while b0 < hi:
-            winograd_backward_chunk(x, ut, dy, relu, relu_out, pad_top, pad_left, v[chunk],
-                                    rows_c[chunk], dm[chunk], rows_f[chunk], du_parts[chunk],
-                                    db_parts[chunk], dx, need_dx, b0, min(hi, b0 + block))
+            winograd_backward_chunk(x, ut, dy, relu, relu_out, pad_top, pad_left, out_h,
+                                    out_w, pool_h, pool_w, arg, v[chunk], rows_c[chunk],
+                                    dm[chunk], rows_f[chunk], du_parts[chunk], db_parts[chunk],
+                                    dx, need_dx, b0, min(hi, b0 + block))
             b0 = b0 + block
 
 

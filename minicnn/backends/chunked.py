@@ -95,6 +95,23 @@ def _winograd_operands(kernels, chunks: int, x, w, g, transposed: bool = False):
     return u, v, rows_c, m, rows_f
 
 
+def _winograd_backward(kernels, chunks: int, x, w, dy, relu: bool, relu_output, where, g, pool,
+                       db_parts, dx, need_dx: bool):
+    """The Winograd backward kernel (dx and db into the buffers given); returns dW."""
+    ut, v, rows_c, dm, rows_f = _winograd_operands(kernels, chunks, x, w, g, transposed=True)
+    du_parts = _scratch("winograd_du", (chunks, 36, *w.shape[2:]), x.dtype)
+    kernels.winograd_backward(x, ut, dy, relu, relu_output, g.pad_top, g.pad_left, g.out_h,
+                              g.out_w, *pool, where, v, rows_c, dm, rows_f, du_parts, db_parts,
+                              dx, need_dx, chunks)
+    dw = np.empty_like(w, dtype=x.dtype)
+    kernels.winograd_kernel_gradient(_sum_parts(kernels, du_parts), dw.reshape(9, *w.shape[2:]))
+    return dw
+
+
+# The offsets argument of the one-channel and Winograd kernels without a pool.
+_NO_OFFSETS = np.zeros((1, 1, 1, 1), dtype=np.int8)
+
+
 def _bias(b, w):
     """The bias the compiled kernels always add: zeros for a layer without one."""
     return np.zeros(w.shape[-1], dtype=w.dtype) if b is None else b
@@ -114,9 +131,9 @@ def conv2d_forward(kernels, chunks: int, x, w, b, stride, padding, relu=False):
                                    chunks)
     elif algorithm == "winograd":
         u, v, rows_c, m, rows_f = _winograd_operands(kernels, chunks, x, w, g)
-        kernels.winograd_forward(x, u, b, bool(relu), g.pad_top, g.pad_left,
-                                 y.reshape(x.shape[0], g.out_h, g.out_w, -1), v, rows_c, m, rows_f,
-                                 chunks)
+        kernels.winograd_forward(x, u, b, bool(relu), g.pad_top, g.pad_left, g.out_h, g.out_w, 0,
+                                 0, y.reshape(x.shape[0], g.out_h, g.out_w, -1), _NO_OFFSETS, v,
+                                 rows_c, m, rows_f, chunks)
     else:
         kernels.conv_forward(x, w2, b, bool(relu), *args, _window_matrix(x, w, g), y, chunks)
     return y.reshape(x.shape[0], g.out_h, g.out_w, w.shape[3])
@@ -147,13 +164,9 @@ def conv2d_backward(kernels, chunks: int, x, w, dy, stride, padding, need_dx=Tru
     dx = np.empty_like(x) if need_dx else x[:1]  # untouched without need_dx
     relu = relu_output is not None
     if algorithm == "winograd":
-        ut, v, rows_c, dm, rows_f = _winograd_operands(kernels, chunks, x, w, g, transposed=True)
-        du_parts = _scratch("winograd_du", (chunks, 36, *w.shape[2:]), x.dtype)
-        kernels.winograd_backward(x, ut, dy2.reshape(dy.shape), relu, relu2.reshape(dy.shape),
-                                  g.pad_top, g.pad_left, v, rows_c, dm, rows_f, du_parts,
-                                  db_parts, dx, need_dx, chunks)
-        dw = np.empty_like(w, dtype=x.dtype)
-        kernels.winograd_kernel_gradient(_sum_parts(kernels, du_parts), dw.reshape(9, *w.shape[2:]))
+        dw = _winograd_backward(kernels, chunks, x, w, dy2.reshape(dy.shape), relu,
+                                relu2.reshape(dy.shape), _NO_OFFSETS, g, (0, 0), db_parts, dx,
+                                need_dx)
     else:
         dw_parts = _scratch("dw_parts", (chunks, *w2.shape), x.dtype)
         if algorithm == "plane":
@@ -250,11 +263,19 @@ def avgpool2d_backward(kernels, dy, x_shape, pool, stride, padding):
 
 # ----------------------------------------------------------------------------- conv + pool
 # A convolution and the max-pooling after it (pool-sized windows, 'valid': Sequential fuses
-# such pairs). The one-channel kernels pool each image's output while it is in cache, so the
-# whole convolution output is never stored (its winners' offsets and the pooled output are
-# all the backward needs); the other algorithms run the two kernels one after the other,
-# as the reference does.
-_NO_OFFSETS = np.zeros((1, 1, 1, 1), dtype=np.int8)  # the one-channel kernels without a pool
+# such pairs). The one-channel kernels pool each image's output while it is in cache, and
+# the Winograd kernels each row of output tiles (where the windows divide the 4x4 tiles), so
+# the whole convolution output is never stored: the pooled output and its winners' offsets
+# are all the backward needs. The im2col path runs the two kernels one after the other, as
+# the reference does.
+
+
+def _fused(kernels, w, stride, g, pool) -> str | None:
+    """The algorithm that pools as it convolves this layer, or None."""
+    algorithm = _algorithm(kernels, w, stride, g)
+    if algorithm == "winograd" and winograd.TILE % pool[0] == winograd.TILE % pool[1] == 0:
+        return algorithm
+    return algorithm if algorithm == "plane" else None
 
 
 def conv2d_maxpool_forward(kernels, chunks: int, x, w, b, stride, padding, pool, relu=True):
@@ -262,14 +283,21 @@ def conv2d_maxpool_forward(kernels, chunks: int, x, w, b, stride, padding, pool,
     b = _bias(b, w)
     require_conv_shapes(x, w, b=b)
     g, args = _conv_args(x, w, stride, padding)
-    if _algorithm(kernels, w, stride, g) != "plane":
+    algorithm = _fused(kernels, w, stride, g, pool)
+    if algorithm is None:
         z = conv2d_forward(kernels, chunks, x, w, b, stride, padding, relu)
         y, where = maxpool2d_forward(kernels, z, pool, pool, "valid")
         return y, (z, where)
     out = _pooled_shape(x, w, g, pool)
+    x, relu = np.ascontiguousarray(x), bool(relu)
     y, where = np.empty(out, dtype=x.dtype), np.empty(out, dtype=_offset_dtype(pool))
-    kernels.plane_conv_forward(np.ascontiguousarray(x), w.reshape(-1, w.shape[3]), b, bool(relu),
-                               *args, *pool, y, where, chunks)
+    if algorithm == "plane":
+        kernels.plane_conv_forward(x, w.reshape(-1, w.shape[3]), b, relu, *args, *pool, y, where,
+                                   chunks)
+    else:
+        u, v, rows_c, m, rows_f = _winograd_operands(kernels, chunks, x, w, g)
+        kernels.winograd_forward(x, u, b, relu, g.pad_top, g.pad_left, g.out_h, g.out_w, *pool,
+                                 y, where, v, rows_c, m, rows_f, chunks)
     return y, (None, where)
 
 
@@ -290,12 +318,17 @@ def conv2d_maxpool_backward(kernels, chunks: int, x, w, dy, y, cache, stride, pa
     _require_output_gradient(dy, _pooled_shape(x, w, g, pool))
     require_same_shape(dy=dy, y=y, cache=where)
     x, w2 = np.ascontiguousarray(x), w.reshape(-1, w.shape[3])
-    dw_parts = _scratch("dw_parts", (chunks, *w2.shape), x.dtype)
+    dy, relu = np.ascontiguousarray(dy), bool(relu)
     db_parts = np.empty((chunks, w.shape[3]))
     dx = np.empty_like(x) if need_dx else x[:1]  # untouched without need_dx
-    kernels.plane_conv_backward(x, w2, np.ascontiguousarray(dy), bool(relu), y, where, *args,
-                                *pool, dw_parts, db_parts, dx, need_dx, chunks)
-    dw = _sum_parts(kernels, dw_parts).reshape(w.shape)
+    if _fused(kernels, w, stride, g, pool) == "plane":
+        dw_parts = _scratch("dw_parts", (chunks, *w2.shape), x.dtype)
+        kernels.plane_conv_backward(x, w2, dy, relu, y, where, *args, *pool, dw_parts, db_parts,
+                                    dx, need_dx, chunks)
+        dw = _sum_parts(kernels, dw_parts).reshape(w.shape)
+    else:
+        dw = _winograd_backward(kernels, chunks, x, w, dy, relu, y, where, g, pool, db_parts, dx,
+                                need_dx)
     return (dx if need_dx else None), dw, db_parts.sum(axis=0).astype(x.dtype)
 
 

@@ -260,38 +260,57 @@ def _plane_conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, ou
                 _add_bias(z2, bias, relu, 0, per_image)
 
 
+# A convolution's output max-pooled as it is made (pool-sized windows, 'valid'; Sequential
+# fuses a Conv2D and the MaxPool2D after it): the kernels go through each window's pixels
+# k = 0, 1, ... (offset di * pool_w + dj) with ``_keep_max``, and the backward sends each
+# pooled gradient to its winner with ``_send_to_winner``.
+
+
+@njit(inline="always", **JIT)
+def _keep_max(values, bias, relu, k, y, arg, b, i, j):
+    """Pixel k of window (i, j) of image b: its channels values (F,) + bias (then the ReLU)
+    replace y[b, i, j] where they beat it, arg[b, i, j] = k there (k = 0 always: first max
+    wins; a NaN beats every number, as in ``_maxpool_forward``)."""
+    for e in range(values.shape[0]):
+        v = values[e] + bias[e]
+        v = 0.0 if relu and v < 0.0 else v
+        best = y[b, i, j, e]
+        if (k == 0) | (v > best) | ((v != v) & (best == best)):
+            y[b, i, j, e] = v
+            arg[b, i, j, e] = k
+
+
+@njit(inline="always", **JIT)
+def _send_to_winner(dy, pooled, arg, relu, b, i, j, k, g):
+    """Pixel k of window (i, j) of image b: its gradient g (F,) = dy[b, i, j] where it won
+    and (with the ReLU) the pooled output is > 0, else 0."""
+    for e in range(g.shape[0]):
+        keep = (arg[b, i, j, e] == k) & ((pooled[b, i, j, e] > 0) | (not relu))
+        g[e] = dy[b, i, j, e] if keep else 0.0
+
+
 @njit(**JIT)
 def _pool_rows(z, bias, relu, out_w, pool_h, pool_w, y, arg, b):
-    """y[b] = the max-pooling (pool-sized windows, 'valid') of an image's rows z
-    (out_h * out_w, F) + bias (then the ReLU), arg[b] = each winner's offset di * pool_w + dj
-    (first max wins; a NaN beats every number, as in ``_maxpool_forward``)."""
+    """y[b], arg[b] = the max-pooling of an image's rows z (out_h * out_w, F) + bias (then
+    the ReLU)."""
     for i in range(y.shape[1]):
         for j in range(y.shape[2]):
             for k in range(pool_h * pool_w):
                 r = (i * pool_h + k // pool_w) * out_w + j * pool_w + k % pool_w
-                for ch in range(y.shape[3]):
-                    v = z[r, ch] + bias[ch]
-                    v = 0.0 if relu and v < 0.0 else v
-                    best = y[b, i, j, ch]
-                    if (k == 0) | (v > best) | ((v != v) & (best == best)):
-                        y[b, i, j, ch] = v
-                        arg[b, i, j, ch] = k
+                _keep_max(z[r], bias, relu, k, y, arg, b, i, j)
 
 
 @njit(**JIT)
 def _unpool_gradient(dy, pooled, arg, b, relu, pool_h, pool_w, out_w, g):
-    """g (out_h * out_w, F) = image b's gradient before max-pooling (pool-sized windows, no
-    overlap) and the ReLU: dy at each window's winner where the pooled output is > 0 (when
-    relu), 0 everywhere else."""
+    """g (out_h * out_w, F) = image b's gradient before the pooling and the ReLU: dy at each
+    window's winner (``_send_to_winner``), 0 everywhere else."""
     if g.shape[0] // out_w % pool_h or out_w % pool_w:
         g[:] = 0.0  # rows or columns no window covers
     for i in range(dy.shape[1]):
         for j in range(dy.shape[2]):
             for k in range(pool_h * pool_w):
                 r = (i * pool_h + k // pool_w) * out_w + j * pool_w + k % pool_w
-                for ch in range(dy.shape[3]):
-                    keep = (arg[b, i, j, ch] == k) & ((pooled[b, i, j, ch] > 0) | (not relu))
-                    g[r, ch] = dy[b, i, j, ch] if keep else 0.0
+                _send_to_winner(dy, pooled, arg, relu, b, i, j, k, g[r])
 
 
 @njit(parallel=True, **JIT)
@@ -461,15 +480,20 @@ def _input_transform(x, lo, hi, pad_top, pad_left, tiles_h, rows, v):
 
 
 @njit(**JIT)
-def _output_transform(m, bias, relu, lo, hi, tiles_h, rows, y):
-    """y = A^T m A + bias (then the ReLU) at every tile's pixels inside the output."""
-    out_h, out_w, f = y.shape[1], y.shape[2], y.shape[3]
+def _output_transform(m, bias, relu, lo, hi, out_h, out_w, rows, pool_h, pool_w, y, arg):
+    """y = A^T m A + bias (then the ReLU) at every tile's pixels inside the output (out_h,
+    out_w); or with a pool (pool_h > 0, dividing the tile: every window inside one tile),
+    y and arg max-pooled (``_keep_max``)."""
+    f, tiles_h = bias.shape[0], (out_h + 3) // 4
     o, tiles_w = rows[0], rows.shape[2]
     for b in range(lo, hi):
         for ti in range(tiles_h):
             t0 = ((b - lo) * tiles_h + ti) * tiles_w
             _copy_tiles(m, t0, o, 0, tiles_w)
             _sandwich(AT, o, rows[1], o)
+            if pool_h:
+                _pool_tile_row(o, bias, relu, b, ti, pool_h, pool_w, y, arg)
+                continue
             for r in range(min(4, out_h - ti * 4)):
                 for tj in range(tiles_w):
                     for q in range(min(4, out_w - tj * 4)):
@@ -480,25 +504,63 @@ def _output_transform(m, bias, relu, lo, hi, tiles_h, rows, y):
 
 
 @njit(**JIT)
-def _output_gradient_transform(dy, relu, relu_out, lo, hi, tiles_h, rows, dm, db):
-    """g = dy through the ReLU (0 past the output's edge; db += g), dm = A g A^T per tile."""
-    out_h, out_w, f = dy.shape[1], dy.shape[2], dy.shape[3]
+def _pool_tile_row(o, bias, relu, b, ti, pool_h, pool_w, y, arg):
+    """y[b], arg[b] at the windows inside row ti of output tiles o (pixel (r, q) of tile tj
+    at o[r * 4 + q, tj]): the max-pooling of o + bias (then the ReLU)."""
+    down, across = 4 // pool_h, 4 // pool_w  # windows per tile
+    for pr in range(min(down, y.shape[1] - ti * down)):
+        for tj in range(o.shape[1]):
+            for pc in range(min(across, y.shape[2] - tj * across)):
+                for k in range(pool_h * pool_w):
+                    point = (pr * pool_h + k // pool_w) * 4 + pc * pool_w + k % pool_w
+                    _keep_max(o[point, tj], bias, relu, k, y, arg, b, ti * down + pr,
+                              tj * across + pc)
+
+
+@njit(**JIT)
+def _unpool_tile_row(dy, pooled, arg, relu, b, ti, pool_h, pool_w, g, db):
+    """Row ti of output tiles g (as in ``_pool_tile_row``) = the pooled gradient sent back to
+    each window's winner (``_send_to_winner``), 0 elsewhere; db += the gradients sent."""
+    down, across = 4 // pool_h, 4 // pool_w
+    g[:16] = 0.0
+    for pr in range(min(down, dy.shape[1] - ti * down)):
+        i = ti * down + pr
+        for tj in range(g.shape[1]):
+            for pc in range(min(across, dy.shape[2] - tj * across)):
+                j = tj * across + pc
+                for k in range(pool_h * pool_w):
+                    point = (pr * pool_h + k // pool_w) * 4 + pc * pool_w + k % pool_w
+                    _send_to_winner(dy, pooled, arg, relu, b, i, j, k, g[point, tj])
+                for e in range(dy.shape[3]):
+                    db[e] += dy[b, i, j, e] * ((pooled[b, i, j, e] > 0) | (not relu))
+
+
+@njit(**JIT)
+def _output_gradient_transform(dy, relu, relu_out, lo, hi, out_h, out_w, rows, pool_h, pool_w,
+                               arg, dm, db):
+    """g = dy through the ReLU (0 past the output's edge; db += g) -- or with a pool, dy and
+    relu_out pooled and sent back to the winners arg (``_unpool_tile_row``) --, dm = A g A^T
+    per tile."""
+    f, tiles_h = dy.shape[3], (out_h + 3) // 4
     g, tiles_w = rows[0], rows.shape[2]
     for b in range(lo, hi):
         for ti in range(tiles_h):
-            for r in range(4):
-                for tj in range(tiles_w):
-                    for q in range(4):
-                        i, j = ti * 4 + r, tj * 4 + q
-                        if i >= out_h or j >= out_w:
-                            g[r * 4 + q, tj] = 0.0
-                            continue
-                        for e in range(f):
-                            value = dy[b, i, j, e]
-                            if relu:
-                                value = value * (relu_out[b, i, j, e] > 0)
-                            g[r * 4 + q, tj, e] = value
-                            db[e] += value
+            if pool_h:
+                _unpool_tile_row(dy, relu_out, arg, relu, b, ti, pool_h, pool_w, g, db)
+            else:
+                for r in range(4):
+                    for tj in range(tiles_w):
+                        for q in range(4):
+                            i, j = ti * 4 + r, tj * 4 + q
+                            if i >= out_h or j >= out_w:
+                                g[r * 4 + q, tj] = 0.0
+                                continue
+                            for e in range(f):
+                                value = dy[b, i, j, e]
+                                if relu:
+                                    value = value * (relu_out[b, i, j, e] > 0)
+                                g[r * 4 + q, tj, e] = value
+                                db[e] += value
             _sandwich(A, g, rows[1], g)
             t0 = ((b - lo) * tiles_h + ti) * tiles_w
             _copy_tiles(g, 0, dm, t0, tiles_w)
@@ -527,41 +589,46 @@ def _input_gradient_transform(dv, lo, hi, pad_top, pad_left, tiles_h, rows, dx):
 
 
 @njit(**JIT)
-def _winograd_forward_chunk(x, u, bias, relu, pad_top, pad_left, y, v, rows_c, m, rows_f,
-                            lo, hi):
+def _winograd_forward_chunk(x, u, bias, relu, pad_top, pad_left, out_h, out_w, pool_h, pool_w,
+                            y, arg, v, rows_c, m, rows_f, lo, hi):
     """Images lo..hi: v = B^T d B of every tile's window d, m[p] = v[p] u[p] (36 products),
-    y = A^T m A + bias (then the ReLU) at the tile's pixels inside the output."""
-    tiles_h, tiles_w = (y.shape[1] + 3) // 4, (y.shape[2] + 3) // 4
+    y = A^T m A + bias (then the ReLU) at the tile's pixels inside the output (or pooled)."""
+    tiles_h, tiles_w = (out_h + 3) // 4, (out_w + 3) // 4
     tiles = (hi - lo) * tiles_h * tiles_w
     _input_transform(x, lo, hi, pad_top, pad_left, tiles_h, rows_c, v)
     for p in range(36):
         np.dot(v[p, :tiles], u[p], m[p, :tiles])
-    _output_transform(m, bias, relu, lo, hi, tiles_h, rows_f, y)
+    _output_transform(m, bias, relu, lo, hi, out_h, out_w, rows_f, pool_h, pool_w, y, arg)
 
 
 @njit(parallel=True, **JIT)
-def _winograd_forward(x, u, bias, relu, pad_top, pad_left, y, v, rows_c, m, rows_f, chunks):
+def _winograd_forward(x, u, bias, relu, pad_top, pad_left, out_h, out_w, pool_h, pool_w, y,
+                      arg, v, rows_c, m, rows_f, chunks):
     """Per chunk of images (one per thread), a block at a time: ``_winograd_forward_chunk``.
-    v (chunks, 36, tiles, C), m (chunks, 36, tiles, F): each chunk's own, for the tiles of
-    one block of its images; rows_c (chunks, 2, 36, tiles_w, C), rows_f (..., F): its rows."""
-    block = v.shape[2] // (((y.shape[1] + 3) // 4) * ((y.shape[2] + 3) // 4))
+    y (N, out_h, out_w, F), or with a pool (pool_h > 0) y and arg (N, out_h // pool_h,
+    out_w // pool_w, F). v (chunks, 36, tiles, C), m (chunks, 36, tiles, F): each chunk's
+    own, for the tiles of one block of its images; rows_c (chunks, 2, 36, tiles_w, C),
+    rows_f (..., F): its rows."""
+    block = v.shape[2] // (((out_h + 3) // 4) * ((out_w + 3) // 4))
     for chunk in prange(chunks):
         lo, hi = _chunk_rows(chunk, chunks, y.shape[0])
         for b0 in range(lo, hi, block):
-            _winograd_forward_chunk(x, u, bias, relu, pad_top, pad_left, y, v[chunk],
-                                    rows_c[chunk], m[chunk], rows_f[chunk], b0,
-                                    min(hi, b0 + block))
+            _winograd_forward_chunk(x, u, bias, relu, pad_top, pad_left, out_h, out_w, pool_h,
+                                    pool_w, y, arg, v[chunk], rows_c[chunk], m[chunk],
+                                    rows_f[chunk], b0, min(hi, b0 + block))
 
 
 @njit(**JIT)
-def _winograd_backward_chunk(x, ut, dy, relu, relu_out, pad_top, pad_left, v, rows_c, dm,
-                             rows_f, du, db, dx, need_dx, lo, hi):
-    """Images lo..hi: g = dy through the ReLU (db += g), dm = A g A^T, v = B^T d B again,
-    du[p] = v[p]^T dm[p]; with need_dx, dv[p] = dm[p] ut[p] (ut[p] = u[p]^T; into v) and
-    dx = the sum over tiles of B dv B^T at their windows."""
-    tiles_h, tiles_w = (dy.shape[1] + 3) // 4, (dy.shape[2] + 3) // 4
+def _winograd_backward_chunk(x, ut, dy, relu, relu_out, pad_top, pad_left, out_h, out_w,
+                             pool_h, pool_w, arg, v, rows_c, dm, rows_f, du, db, dx, need_dx,
+                             lo, hi):
+    """Images lo..hi: g = dy through the ReLU (db += g; or through the pooling too),
+    dm = A g A^T, v = B^T d B again, du[p] = v[p]^T dm[p]; with need_dx, dv[p] = dm[p] ut[p]
+    (ut[p] = u[p]^T; into v) and dx = the sum over tiles of B dv B^T at their windows."""
+    tiles_h, tiles_w = (out_h + 3) // 4, (out_w + 3) // 4
     tiles = (hi - lo) * tiles_h * tiles_w
-    _output_gradient_transform(dy, relu, relu_out, lo, hi, tiles_h, rows_f, dm, db)
+    _output_gradient_transform(dy, relu, relu_out, lo, hi, out_h, out_w, rows_f, pool_h, pool_w,
+                               arg, dm, db)
     _input_transform(x, lo, hi, pad_top, pad_left, tiles_h, rows_c, v)
     for p in range(36):
         np.dot(v[p, :tiles].T, dm[p, :tiles], du[p])
@@ -572,21 +639,24 @@ def _winograd_backward_chunk(x, ut, dy, relu, relu_out, pad_top, pad_left, v, ro
 
 
 @njit(parallel=True, **JIT)
-def _winograd_backward(x, ut, dy, relu, relu_out, pad_top, pad_left, v, rows_c, dm, rows_f,
-                       du_parts, db_parts, dx, need_dx, chunks):
+def _winograd_backward(x, ut, dy, relu, relu_out, pad_top, pad_left, out_h, out_w, pool_h,
+                       pool_w, arg, v, rows_c, dm, rows_f, du_parts, db_parts, dx, need_dx,
+                       chunks):
     """Per chunk (one per thread), a block of images at a time: ``_winograd_backward_chunk``
     into its own du_parts[chunk] (the blocks' du added up; zeros for an empty chunk) and
-    db_parts[chunk]. dW = G^T du G comes after the sum over chunks."""
-    block = v.shape[2] // (((dy.shape[1] + 3) // 4) * ((dy.shape[2] + 3) // 4))
+    db_parts[chunk]. dW = G^T du G comes after the sum over chunks. dy and relu_out: as
+    ``_winograd_forward``'s y (pooled with a pool), arg its offsets."""
+    block = v.shape[2] // (((out_h + 3) // 4) * ((out_w + 3) // 4))
     for chunk in prange(chunks):
         lo, hi = _chunk_rows(chunk, chunks, dy.shape[0])
         db_parts[chunk] = 0.0
         du_parts[chunk] = 0.0
         du = np.empty_like(du_parts[chunk])
         for b0 in range(lo, hi, block):
-            _winograd_backward_chunk(x, ut, dy, relu, relu_out, pad_top, pad_left, v[chunk],
-                                     rows_c[chunk], dm[chunk], rows_f[chunk], du,
-                                     db_parts[chunk], dx, need_dx, b0, min(hi, b0 + block))
+            _winograd_backward_chunk(x, ut, dy, relu, relu_out, pad_top, pad_left, out_h,
+                                     out_w, pool_h, pool_w, arg, v[chunk], rows_c[chunk],
+                                     dm[chunk], rows_f[chunk], du, db_parts[chunk], dx,
+                                     need_dx, b0, min(hi, b0 + block))
             du_parts[chunk] += du
 
 
