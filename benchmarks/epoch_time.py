@@ -2,6 +2,7 @@
 
     python benchmarks/epoch_time.py --models mlp cnn_a cnn_b --backends numpy numba cython \
         --torch cpu --samples 3072
+    python benchmarks/epoch_time.py --models cnn_a cnn_b --batch-size 32 64 --torch cpu
     python benchmarks/epoch_time.py --models cnn_b --batch-size 128 --backends cuda \
         --torch cuda --real     # a full 60,000-image epoch on Fashion-MNIST
     python benchmarks/epoch_time.py --models nnclassifier --backends numpy numba cython
@@ -59,8 +60,9 @@ def main(argv=None) -> list[dict]:
                         help="mlp, cnn_a, cnn_b and/or nnclassifier (default: %(default)s)")
     parser.add_argument("--backends", nargs="+", default=minicnn.available_backends(),
                         help="minicnn backends to time (default: all available)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="images per step (default: the reference's per model)")
+    parser.add_argument("--batch-size", type=int, nargs="+", default=None,
+                        help="images per step; several: each model at each (default: the "
+                        "reference's per model)")
     parser.add_argument("--samples", type=int, default=4096,
                         help="images per timed epoch (default: %(default)s)")
     parser.add_argument("--real", action="store_true", help="time full epochs of Fashion-MNIST")
@@ -85,27 +87,28 @@ def main(argv=None) -> list[dict]:
                 rows.append({"model": model_name, "batch": len(x) // 25, "backend": backend,
                              "seconds": seconds, "gflops": None, "reference": None})
             continue
-        batch = args.batch_size or REFERENCE_BATCH[model_name]
         flops = training_flops_per_sample(make_model(model_name)) * len(x)
-        timings = {}
-        if args.torch:
-            layouts = torch_epoch_seconds(model_name, args.torch, batch, args.samples,
-                                          args.real, args.epochs, args.threads)
-            for layout, seconds in layouts.items():
-                timings[f"pytorch-{args.torch} ({layout})"] = seconds
-        for backend in args.backends:
-            with minicnn.use_backend(backend):
-                model = make_model(model_name)
-                start = time.perf_counter()
-                minicnn_epoch(model, x[:batch * 2], y[:batch * 2], batch)  # compiles kernels
-                warmup = time.perf_counter() - start
-                timings[backend] = min(minicnn_epochs(model, x, y, batch, args.epochs))
-                print(f"# {model_name} {backend}: first two steps {warmup:.2f} s", flush=True)
-        reference = min((t for k, t in timings.items() if k.startswith("pytorch")), default=None)
-        for name, seconds in timings.items():
-            rows.append({"model": model_name, "batch": batch, "backend": name,
-                         "seconds": seconds, "gflops": flops / seconds / 1e9,
-                         "reference": reference})
+        for batch in args.batch_size or [REFERENCE_BATCH[model_name]]:
+            timings = {}
+            if args.torch:
+                layouts = torch_epoch_seconds(model_name, args.torch, batch, args.samples,
+                                              args.real, args.epochs, args.threads)
+                for layout, seconds in layouts.items():
+                    timings[f"pytorch-{args.torch} ({layout})"] = seconds
+            for backend in args.backends:
+                with minicnn.use_backend(backend):
+                    model = make_model(model_name)
+                    start = time.perf_counter()
+                    minicnn_epoch(model, x[:batch * 2], y[:batch * 2], batch)  # compiles
+                    warmup = time.perf_counter() - start
+                    timings[backend] = min(minicnn_epochs(model, x, y, batch, args.epochs))
+                    print(f"# {model_name} {backend}: first two steps {warmup:.2f} s", flush=True)
+            peers = [t for k, t in timings.items() if k.startswith("pytorch")]
+            reference = min(peers, default=None)
+            for name, seconds in timings.items():
+                rows.append({"model": model_name, "batch": batch, "backend": name,
+                             "seconds": seconds, "gflops": flops / seconds / 1e9,
+                             "reference": reference})
     print_table(rows, len(x), peak)
     return rows
 
