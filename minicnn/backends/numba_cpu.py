@@ -295,9 +295,10 @@ def _pool_rows(z, bias, relu, out_w, pool_h, pool_w, y, arg, b):
     the ReLU)."""
     for i in range(y.shape[1]):
         for j in range(y.shape[2]):
-            for k in range(pool_h * pool_w):
-                r = (i * pool_h + k // pool_w) * out_w + j * pool_w + k % pool_w
-                _keep_max(z[r], bias, relu, k, y, arg, b, i, j)
+            for di in range(pool_h):  # (k = di * pool_w + dj: no division per pixel)
+                for dj in range(pool_w):
+                    r = (i * pool_h + di) * out_w + j * pool_w + dj
+                    _keep_max(z[r], bias, relu, di * pool_w + dj, y, arg, b, i, j)
 
 
 @njit(**JIT)
@@ -308,9 +309,10 @@ def _unpool_gradient(dy, pooled, arg, b, relu, pool_h, pool_w, out_w, g):
         g[:] = 0.0  # rows or columns no window covers
     for i in range(dy.shape[1]):
         for j in range(dy.shape[2]):
-            for k in range(pool_h * pool_w):
-                r = (i * pool_h + k // pool_w) * out_w + j * pool_w + k % pool_w
-                _send_to_winner(dy, pooled, arg, relu, b, i, j, k, g[r])
+            for di in range(pool_h):
+                for dj in range(pool_w):
+                    r = (i * pool_h + di) * out_w + j * pool_w + dj
+                    _send_to_winner(dy, pooled, arg, relu, b, i, j, di * pool_w + dj, g[r])
 
 
 @njit(parallel=True, **JIT)
@@ -511,10 +513,11 @@ def _pool_tile_row(o, bias, relu, b, ti, pool_h, pool_w, y, arg):
     for pr in range(min(down, y.shape[1] - ti * down)):
         for tj in range(o.shape[1]):
             for pc in range(min(across, y.shape[2] - tj * across)):
-                for k in range(pool_h * pool_w):
-                    point = (pr * pool_h + k // pool_w) * 4 + pc * pool_w + k % pool_w
-                    _keep_max(o[point, tj], bias, relu, k, y, arg, b, ti * down + pr,
-                              tj * across + pc)
+                for di in range(pool_h):
+                    for dj in range(pool_w):
+                        point = (pr * pool_h + di) * 4 + pc * pool_w + dj
+                        _keep_max(o[point, tj], bias, relu, di * pool_w + dj, y, arg, b,
+                                  ti * down + pr, tj * across + pc)
 
 
 @njit(**JIT)
@@ -528,9 +531,11 @@ def _unpool_tile_row(dy, pooled, arg, relu, b, ti, pool_h, pool_w, g, db):
         for tj in range(g.shape[1]):
             for pc in range(min(across, dy.shape[2] - tj * across)):
                 j = tj * across + pc
-                for k in range(pool_h * pool_w):
-                    point = (pr * pool_h + k // pool_w) * 4 + pc * pool_w + k % pool_w
-                    _send_to_winner(dy, pooled, arg, relu, b, i, j, k, g[point, tj])
+                for di in range(pool_h):
+                    for dj in range(pool_w):
+                        point = (pr * pool_h + di) * 4 + pc * pool_w + dj
+                        _send_to_winner(dy, pooled, arg, relu, b, i, j, di * pool_w + dj,
+                                        g[point, tj])
                 for e in range(dy.shape[3]):
                     db[e] += dy[b, i, j, e] * ((pooled[b, i, j, e] > 0) | (not relu))
 
