@@ -266,8 +266,8 @@ def avgpool2d_backward(kernels, dy, x_shape, pool, stride, padding):
 # such pairs). The one-channel kernels pool each image's output while it is in cache, and
 # the Winograd kernels each row of output tiles (where the windows divide the 4x4 tiles), so
 # the whole convolution output is never stored: the pooled output and its winners' offsets
-# are all the backward needs. The im2col path runs the two kernels one after the other, as
-# the reference does.
+# are all the backward needs. Other layers (im2col, or windows that cross Winograd's tiles)
+# run the two kernels one after the other, as the reference does.
 
 
 def _fused(kernels, w, stride, g, pool) -> str | None:
@@ -317,8 +317,8 @@ def conv2d_maxpool_backward(kernels, chunks: int, x, w, dy, y, cache, stride, pa
     g, args = _conv_args(x, w, stride, padding)
     _require_output_gradient(dy, _pooled_shape(x, w, g, pool))
     require_same_shape(dy=dy, y=y, cache=where)
-    x, w2 = np.ascontiguousarray(x), w.reshape(-1, w.shape[3])
-    dy, relu = np.ascontiguousarray(dy), bool(relu)
+    x, w2, relu = np.ascontiguousarray(x), w.reshape(-1, w.shape[3]), bool(relu)
+    dy, y, where = (np.ascontiguousarray(a) for a in (dy, y, where))
     db_parts = np.empty((chunks, w.shape[3]))
     dx = np.empty_like(x) if need_dx else x[:1]  # untouched without need_dx
     if _fused(kernels, w, stride, g, pool) == "plane":
