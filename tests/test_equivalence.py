@@ -176,6 +176,20 @@ def test_conv_maxpool_kernels(fast, case, relu, dtype):
                 _close(_host(fast, g), e, dtype)
 
 
+@pytest.mark.parametrize("name", [b for b in FAST_BACKENDS if b != "cuda"])
+@pytest.mark.parametrize("case, fused", [(CONV_POOL_CASES[0], True), (CONV_POOL_CASES[4], True),
+                                         (CONV_POOL_CASES[6], False)])
+def test_compiled_cpu_backends_pool_as_they_convolve(name, case, fused):
+    """The cases above test the fused kernels only if the compiled CPU backends take them:
+    a fused pair's cache holds no convolution output (cnn_b's two stages: one channel, then
+    Winograd); a 3x3 pool crosses Winograd's tiles and is pooled after the convolution."""
+    x_shape, w_shape, stride, padding, pool = case
+    x, w = np.ones(x_shape), np.ones(w_shape)
+    backend = minicnn.backends.load(name)
+    _, (z, _) = backend.conv2d_maxpool_forward(x, w, None, stride, padding, pool, True)
+    assert (z is None) == fused
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_optimizer_state_below_the_normal_floats_becomes_zero(fast, dtype):
     """Adam's m and v and SGD's velocity that decay below the smallest normal float become 0

@@ -19,6 +19,11 @@ The backward pass is the same chain run backwards, each linear step by its trans
     dM = A dY A^T;   dU[p] = V[p]^T dM[p];   dW = G^T dU G;   dV[p] = dM[p] U[p]^T;
     dx += B dV B^T (tiles overlap by two pixels, so their gradients add up).
 
+A max-pooling after the convolution whose windows divide the tile (2x2, as in cnn_b) is
+applied to each row of output tiles as it is made, and its gradient sent back to the
+winners while the backward fills that row (``chunked.conv2d_maxpool_forward``): the
+convolution's output is never stored whole.
+
 The output is cut into ceil(out/4) tiles per axis; pixels past the edge are computed and
 dropped (forward) or given zero gradient (backward), and input pixels outside the image
 (padding, or past the edge) read as zero. The transforms multiply by up to 8, so float32
