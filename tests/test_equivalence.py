@@ -215,6 +215,31 @@ def test_optimizer_state_below_the_normal_floats_becomes_zero(fast, dtype):
             assert np.all(value[~live] == 0) and np.all(np.abs(value[live]) >= tiny), key
 
 
+@pytest.mark.parametrize("count", [1, 11])
+def test_adam_over_many_parameters_updates_each_like_the_reference(fast, count):
+    """adam_update_many (numba: several parameters per call, in groups) changes every
+    parameter, m and v as adam_update does one at a time in the reference; a set halt flag
+    changes nothing."""
+    rng = np.random.default_rng(8)
+    shapes = [(3, 3, 1, 32), (32,), (1152, 64), (10,), (5, 7)] * 3
+    arrays = [[rng.standard_normal(shape) for _ in range(4)] for shape in shapes[:count]]
+    for group in arrays:
+        group[3] = np.abs(group[3])  # v >= 0
+    expected = [[a.copy() for a in group] for group in arrays]
+    for p, g, m, v in expected:
+        numpy_ref.adam_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-7)
+    state = [[fast.to_device(a.copy()) for a in group] for group in arrays]
+    params, grads, ms, vs = (list(column) for column in zip(*state))
+    fast.adam_update_many(params, grads, ms, vs, 1e-3, 0.9, 0.999, 1e-7,
+                          fast.to_device(np.ones(1, np.int32)))  # halted: no change
+    for got, start in zip(state, arrays):
+        _close(_host(fast, got[0]), start[0], np.float64)
+    fast.adam_update_many(params, grads, ms, vs, 1e-3, 0.9, 0.999, 1e-7)
+    for got, want in zip(state, expected):
+        for g, w in zip(got, want):
+            _close(_host(fast, g), w, np.float64)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_multiply_kernel(fast, dtype):
     rng = np.random.default_rng(5)
