@@ -4,6 +4,7 @@ The package still installs without a C compiler: the extension is then skipped w
 warning, and minicnn.available_backends() leaves "cython" out.
 """
 
+import glob
 import os
 import subprocess
 import sys
@@ -85,8 +86,9 @@ def extensions():
         print("minicnn: Cython or NumPy missing at build time; skipping the Cython backend",
               file=sys.stderr)
         return []
-    ext = Extension("minicnn.backends._cython_kernels",
-                    ["minicnn/backends/_cython_kernels.pyx"],
+    ext = Extension("minicnn.backends.cython._kernels",
+                    ["minicnn/backends/cython/_kernels.pyx"],
+                    depends=glob.glob("minicnn/backends/cython/*.pxi"),
                     include_dirs=[numpy.get_include()],
                     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
     return cythonize([ext], compiler_directives={"language_level": "3"}, quiet=True)

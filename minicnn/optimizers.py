@@ -147,21 +147,17 @@ class Optimizer:
         """Replace the learning rate (callbacks do: LearningRateScheduler, ReduceLROnPlateau)."""
         self.learning_rate = _check(value, "learning_rate", 0.0)
 
-    def apply(self, layers, halted=None) -> None:
-        """One update of every parameter of ``layers`` from its ``grads``; none while
-        ``halted`` ((1,) int32 in the backend's memory: ``fit``'s NaN guard) is set."""
+    def apply(self, layers) -> None:
+        """One update of every parameter of ``layers`` from its ``grads``."""
         self.lr = self.current_learning_rate()  # this step's rate, for _update
         self.iterations += 1
         self._update_all([(param, layer.grads[key], self._slots_for((i, key), param))
                           for i, layer in enumerate(layers) if layer.trainable
-                          for key, param in layer.params.items()], halted)
+                          for key, param in layer.params.items()])
 
-    def _update_all(self, updates, halted) -> None:
-        """Apply every (param, grad, slots) update unless ``halted``: one ``_update`` each
-        unless the optimizer batches them (Adam: one kernel launch for all, on CUDA, which
-        checks ``halted`` on the device)."""
-        if get_backend().is_halted(halted):
-            return
+    def _update_all(self, updates) -> None:
+        """Apply every (param, grad, slots) update: one ``_update`` each unless the optimizer
+        batches them (Adam: one kernel call for all)."""
         for param, grad, slots in updates:
             self._update(param, grad, slots)
 
@@ -227,7 +223,7 @@ class Adam(Optimizer):
         self.beta_2 = _check(beta_2, "beta_2", 0.0, 1.0)
         self.epsilon = _check(epsilon, "epsilon", 0.0)
 
-    def _update_all(self, updates, halted):
+    def _update_all(self, updates):
         if not updates:
             return
         t = self.iterations
@@ -235,7 +231,7 @@ class Adam(Optimizer):
         params, grads, slots = zip(*updates)
         get_backend().adam_update_many(params, grads, [s["m"] for s in slots],
                                        [s["v"] for s in slots], lr_t, self.beta_1,
-                                       self.beta_2, self.epsilon, halted)
+                                       self.beta_2, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
@@ -254,13 +250,11 @@ class AdamW(Adam):
             raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
         self.weight_decay = float(weight_decay)
 
-    def _update_all(self, updates, halted):
+    def _update_all(self, updates):
         backend = get_backend()
-        if backend.is_halted(halted):
-            return
         for param, _, _ in updates:
             backend.add_scaled(param, param, -self.lr * self.weight_decay)
-        super()._update_all(updates, None)
+        super()._update_all(updates)
 
     def get_config(self):
         return {**super().get_config(), "weight_decay": self.weight_decay}

@@ -1,15 +1,19 @@
 """The backend contract: every kernel a backend may provide, with its arguments and shapes.
 
-A backend module defines any subset of these functions (the NumPy reference defines all
-of them); the registry takes the rest from the reference. A public function in a backend
-module that is not listed here, or whose arguments differ, is an error caught by
-``tests/test_backends.py`` -- a misnamed kernel must never fall back silently.
+A backend is a class. ``reference.NumpyBackend`` defines every kernel; the other backends
+inherit from it and override the kernels they make fast, so whatever a backend does not
+provide is visibly the reference's. ``check_backend_class`` runs when a backend class is
+defined (at import): a public method that is not a kernel or hook listed here, or whose
+arguments differ from this table, is a TypeError -- a misnamed kernel must never fall back
+silently to the reference.
 
 Shapes are channels-last: images (N, H, W, C), conv kernels (kh, kw, C, F), dense
 kernels (D, U). ``real`` is the compute dtype (float32 or float64).
 """
 
 from __future__ import annotations
+
+import inspect
 
 # name -> (argument names, what it computes)
 KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -87,13 +91,61 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
                    "v <- m v - lr g; p <- p + v (nesterov: p <- p + m v - lr g)"),
     "adam_update": (("p", "g", "m", "v", "lr_t", "beta_1", "beta_2", "epsilon"),
                     "m, v <- moving averages of g, g^2; p <- p - lr_t m / (sqrt(v) + eps)"),
+    "adam_update_many": (("params", "grads", "ms", "vs", "lr_t", "beta_1", "beta_2", "epsilon"),
+                         "adam_update of every parameter in the lists (CUDA: one launch)"),
     "rmsprop_update": (("p", "g", "v", "lr", "rho", "epsilon"),
                        "v <- rho v + (1 - rho) g^2; p <- p - lr g / sqrt(v + eps)"),
 }
 
-# Kernels that a backend without them gets made of its own kernels, not the reference's
-# (``numpy_ref.conv_then_pool``): its convolution, then its max-pooling.
-CONV_THEN_POOL = ("conv2d_maxpool_forward", "conv2d_maxpool_backward")
+# What a backend class may define besides kernels.
+HOOKS: dict[str, str] = {
+    "session": "context a model runs in (the CPU backends hold BLAS to one thread)",
+    "step_buffers": "context around one step (CUDA: the step's temporaries, reused)",
+    "guarded_update": "context around the optimizer's update of a step, yielding whether it "
+                      "may apply: not if the loss kernel set the NaN flag ``halted`` (CUDA: "
+                      "yields True at once; its update kernels read the flag themselves)",
+    "check_available": "raise RuntimeError when the backend cannot run on this machine",
+}
 
-# Module-level names a backend may define besides kernels (hooks the registry calls).
-HOOKS = ("session", "step_buffers", "adam_update_many", "check_available", "host_fallback")
+# The compiled kernels that the shared driver of the Numba and Cython backends calls
+# (``compiled.CompiledCPUBackend``): each of those backends provides all of them, under
+# these names, with the same arguments (checked when its class is defined).
+COMPILED_KERNELS = (
+    "conv_forward", "conv_backward", "plane_conv_forward", "plane_conv_backward",
+    "winograd_kernel", "winograd_kernel_gradient", "winograd_forward", "winograd_backward",
+    "dense_forward", "dense_backward", "maxpool_forward", "maxpool_backward",
+    "avgpool_forward", "avgpool_backward", "multiply", "sum_parts", "column_sums",
+    "centred_squares", "normalize", "batchnorm_dx", "softmax_cross_entropy", "softmax_rows",
+    "activation_forward", "activation_backward", "adam", "sgd_momentum",
+)
+
+
+def _parameters(fn, bound: bool) -> tuple[str, ...]:
+    names = tuple(inspect.signature(fn).parameters)
+    return names[1:] if bound else names
+
+
+def check_backend_class(cls) -> None:
+    """TypeError unless every public method ``cls`` defines is a kernel (with the contract's
+    arguments) or a hook; ``cls.kernels``, if set, must hold every COMPILED_KERNELS name."""
+    for name, value in vars(cls).items():
+        if name.startswith("_") or not (inspect.isfunction(value)
+                                        or isinstance(value, staticmethod)):
+            continue  # private helpers and data (name, on_device, kernels, ...)
+        if name in HOOKS:
+            continue
+        if name not in KERNELS:
+            raise TypeError(f"{cls.__name__}.{name} is not a kernel of the backend contract "
+                            "(minicnn/backends/contract.py lists them); rename it or make it "
+                            "private (_name)")
+        fn = value.__func__ if isinstance(value, staticmethod) else value
+        got = _parameters(fn, bound=not isinstance(value, staticmethod))
+        if got != KERNELS[name][0]:
+            raise TypeError(f"{cls.__name__}.{name} takes {got}, but the contract says "
+                            f"{KERNELS[name][0]}")
+    kernels = vars(cls).get("kernels")
+    if kernels is not None:
+        missing = [k for k in COMPILED_KERNELS if not callable(getattr(kernels, k, None))]
+        if missing:
+            raise TypeError(f"{cls.__name__}.kernels lacks the compiled kernels {missing} "
+                            "that the shared CPU driver calls")

@@ -190,10 +190,6 @@ class Layer:
             dy = get_backend().activation_backward(self.activation, self._pre, self._output, dy)
         return self._backward(dy, need_input_grad)
 
-    def fuses_with(self, next_layer: Layer) -> bool:
-        """Whether this layer and ``next_layer`` run as one stage (see Conv2D)."""
-        return False
-
     def _forward(self, x, training: bool):
         return x
 
@@ -243,42 +239,31 @@ class KernelLayer(Layer):
         grad = self.grads["kernel"] if with_gradient else None
         return get_backend().weight_penalty(self.params["kernel"], reg.l1, reg.l2, grad)
 
-    # A ReLU is fused into the kernels: the product's epilogue applies it, and the backward
-    # kernels take its output to send the gradient back through it (no separate passes).
-
-    def forward(self, x, training: bool = False, activate: bool = True):
-        self._x = x
-        if not (activate and self.activation == "relu"):
-            self._relu_output = None
-            return super().forward(x, training, activate)
-        self._activated = False
-        self._output = self._relu_output = self._product(x, relu=True)
-        return self._output
+    # The textbook forward and backward are Layer's: the product, then the activation.
+    # ``fusion.plan`` may run the product with its ReLU as one kernel call instead, through
+    # ``product(x, relu=True)`` and ``product_backward(..., relu_output=y)``.
 
     def _forward(self, x, training):
-        return self._product(x, relu=False)
+        self._x = x
+        return self.product(x)
 
-    def backward(self, dy, need_input_grad: bool = True):
-        if self._relu_output is None:
-            return super().backward(dy, need_input_grad)
-        return self._backward(dy, need_input_grad, self._relu_output)
-
-    def _backward(self, dz, need_input_grad=True, relu_output=None):
-        dx, dw, db = self._product_backward(dz, need_input_grad, relu_output)
-        self._take_gradients(dw, db)
+    def _backward(self, dz, need_input_grad=True):
+        dx, dw, db = self.product_backward(self._x, dz, need_input_grad)
+        self.take_gradients(dw, db)
         return dx
 
-    def _take_gradients(self, dw, db) -> None:
+    def take_gradients(self, dw, db) -> None:
         """grads from the kernel's dW and db, plus the regularizer's penalty gradient."""
         self.grads = {"kernel": dw, "bias": db} if self.use_bias else {"kernel": dw}
         self.last_penalty = self.penalty(with_gradient=True)
 
-    def _product(self, x, relu: bool):
-        """The layer's kernel: x * W + b, through a ReLU when ``relu``."""
+    def product(self, x, relu: bool = False):
+        """The layer's kernel call: x * W + b (through a ReLU when ``relu``)."""
         raise NotImplementedError
 
-    def _product_backward(self, dy, need_input_grad: bool, relu_output):
-        """(dx or None, dW, db) of ``_product``."""
+    def product_backward(self, x, dy, need_input_grad: bool = True, relu_output=None):
+        """(dx or None, dW, db) of ``product(x)``; ``relu_output``: product(x, relu=True)'s
+        output, to send dy back through the ReLU first."""
         raise NotImplementedError
 
     def get_config(self):

@@ -68,38 +68,13 @@ class Conv2D(KernelLayer):
     def kernel_shape(self, input_shape):
         return (*self.kernel_size, input_shape[2], self.filters)
 
-    def _product(self, x, relu):
+    def product(self, x, relu=False):
         return get_backend().conv2d_forward(x, self.params["kernel"], self.bias, self.strides,
                                             self.padding, relu)
 
-    def _product_backward(self, dy, need_input_grad, relu_output):
-        return get_backend().conv2d_backward(self._x, self.params["kernel"], dy, self.strides,
+    def product_backward(self, x, dy, need_input_grad=True, relu_output=None):
+        return get_backend().conv2d_backward(x, self.params["kernel"], dy, self.strides,
                                              self.padding, need_input_grad, relu_output)
-
-    def fuses_with(self, pool: Layer) -> bool:
-        """Whether ``pool``, the layer after this one, runs in one kernel pair with it
-        (``forward_pooled``): a MaxPool2D with pool-sized windows ('valid'), after this
-        layer's ReLU or no activation."""
-        return (type(pool) is MaxPool2D and pool.strides == pool.pool_size
-                and pool.padding == "valid" and self.activation in ("relu", "linear"))
-
-    def forward_pooled(self, x, pool: MaxPool2D):
-        """This layer, then ``pool`` (``fuses_with``) on its output: one kernel pair, so a
-        backend may pool each image's output while it is in cache and never store it all."""
-        self._x, self._pool_size = x, pool.pool_size
-        self._output, self._pool_cache = get_backend().conv2d_maxpool_forward(
-            x, self.params["kernel"], self.bias, self.strides, self.padding, pool.pool_size,
-            self.activation == "relu")
-        return self._output
-
-    def backward_pooled(self, dy, need_input_grad: bool = True):
-        """Gradient w.r.t. this layer's input from dy of ``forward_pooled``'s output; fills
-        ``self.grads``."""
-        dx, dw, db = get_backend().conv2d_maxpool_backward(
-            self._x, self.params["kernel"], dy, self._output, self._pool_cache, self.strides,
-            self.padding, self._pool_size, need_input_grad, self.activation == "relu")
-        self._take_gradients(dw, db)
-        return dx
 
     def get_config(self):
         return {

@@ -31,11 +31,11 @@ class Dense(KernelLayer):
     def kernel_shape(self, input_shape):
         return (input_shape[0], self.units)
 
-    def _product(self, x, relu):
+    def product(self, x, relu=False):
         return get_backend().dense_forward(x, self.params["kernel"], self.bias, relu)
 
-    def _product_backward(self, dy, need_input_grad, relu_output):
-        return get_backend().dense_backward(self._x, self.params["kernel"], dy, need_input_grad,
+    def product_backward(self, x, dy, need_input_grad=True, relu_output=None):
+        return get_backend().dense_backward(x, self.params["kernel"], dy, need_input_grad,
                                             relu_output)
 
     def get_config(self):

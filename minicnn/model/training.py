@@ -1,29 +1,27 @@
-"""Sequential: a stack of layers with Keras' compile / fit / evaluate / predict / save."""
+"""Training and inference: Keras' compile / fit / evaluate / predict, and the step engine
+under them (forward through the stages ``fusion.plan`` makes, the loss, backward, the
+update). ``Sequential`` inherits all of it from ``Trainer``."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 import warnings
-from collections.abc import Iterable
 
 import numpy as np
 
-from . import config, losses, optimizers, saving
-from .backends import get_backend
-from .callbacks import Callback
-from .feed import ArrayFeed
-from .layers import LAYER_CLASSES, Input, Layer
-from .layers.base import KernelLayer
-from .metrics import TRAINING_METRICS
-from .progress import Progbar, SlowStartNotice
-from .tally import Tally
-from .validation import as_array, as_finite, check_inputs, check_labels, check_positive_int
+from .. import config, fusion, losses, optimizers
+from ..backends import get_backend
+from ..callbacks import Callback
+from ..feed import ArrayFeed
+from ..layers.base import KernelLayer
+from ..metrics import TRAINING_METRICS
+from ..progress import Progbar, SlowStartNotice
+from ..tally import Tally
+from ..validation import as_array, as_finite, check_inputs, check_labels, check_positive_int
 
-FORMAT_VERSION = 1
 READ_EVERY = 0.1  # seconds between reads of the loss from a device during fit
+_ONE_BATCH = 1 << 62  # a batch size no array reaches: the *_on_batch methods' single batch
 
 
 def _flow_steps(flow) -> int:
@@ -58,158 +56,10 @@ class History:
             self.history.setdefault(key, []).append(value)
 
 
-class Sequential:
-    """A linear stack of layers; the first one takes ``input_shape`` (no batch axis)."""
+class Trainer:
+    """compile, fit, evaluate and predict for a model with ``layers`` (``Sequential``)."""
 
-    def __init__(self, layers: Iterable[Layer] | None = None, name: str = "sequential"):
-        self.name = name
-        self.layers: list[Layer] = []
-        self.optimizer: optimizers.Optimizer | None = None
-        self.loss: losses.Loss | None = None
-        self.metrics: list[str] = []
-        self._placed_on = None
-        self._input: Input | None = None
-        self.stop_training = False
-        for layer in layers or []:
-            self.add(layer)
-
-    # -- structure ----------------------------------------------------------------------
-
-    def add(self, layer: Layer | Input) -> None:
-        """Append a layer (its name is made unique inside the model, as Keras does).
-
-        ``Input(shape)`` first, as in Keras, gives the shape to the next (first) layer.
-        """
-        if isinstance(layer, Input):
-            if self.layers:
-                raise ValueError("Input(...) must come first, before any layer")
-            self._input = layer
-            return
-        if not isinstance(layer, Layer):
-            raise TypeError(f"Sequential.add expects a minicnn layer, got {type(layer).__name__}")
-        if self.built:
-            raise ValueError("cannot add layers to a model whose weights are already built")
-        if not self.layers and self._input is not None:
-            layer.input_shape = self._input.shape
-        names = {existing.name for existing in self.layers}
-        base, k = layer.name, 0
-        while layer.name in names:
-            k += 1
-            layer.name = f"{base}_{k}"
-        self.layers.append(layer)
-
-    @property
-    def built(self) -> bool:
-        return bool(self.layers) and all(layer.built for layer in self.layers)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        if not self.layers:
-            raise ValueError("the model has no layers; add some first")
-        shape = self.layers[0].input_shape
-        if shape is None:
-            raise ValueError("the first layer needs input_shape=..., e.g. input_shape=(28, 28, 1)")
-        return shape
-
-    def _shapes(self) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
-        """(input shape, output shape) of every layer, computed without building weights."""
-        shapes, shape = [], self.input_shape
-        for layer in self.layers:
-            out = layer.compute_output_shape(shape)
-            shapes.append((shape, out))
-            shape = out
-        return shapes
-
-    @property
-    def output_shape(self) -> tuple[int, ...]:
-        return self._shapes()[-1][1]
-
-    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
-        """The layer called ``name``, or at position ``index``."""
-        if (name is None) == (index is None):
-            raise ValueError("get_layer needs exactly one of name= or index=")
-        if index is not None:
-            return self.layers[index]
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise ValueError(f"no layer named {name!r}; the layers are "
-                         f"{[layer.name for layer in self.layers]}")
-
-    def build(self, seed: int | None = None) -> None:
-        """Create every layer's weights (by their initialisers, e.g. glorot-uniform kernels
-        and zero biases) from ``seed``."""
-        rng = np.random.default_rng(seed)
-        for layer, (in_shape, _) in zip(self.layers, self._shapes()):
-            layer.build(in_shape, rng)
-        self._placed_on = None
-
-    def _ensure_built(self, seed: int | None = None) -> None:
-        if not self.built:
-            self.build(seed)
-
-    def _place(self, backend) -> None:
-        """Keep parameters and optimizer state in the active backend's memory, in floatx."""
-        where = (backend, config.floatx())
-        if self._placed_on == where:
-            return
-        for layer in self.layers:
-            layer.place(backend)
-        if self.optimizer is not None:
-            self.optimizer.place(backend)
-        self._placed_on = where
-
-    def count_params(self, trainable: bool | None = None) -> int:
-        """Number of parameters (only the trainable or non-trainable ones when asked)."""
-        return sum(layer.count_params(shapes[0], trainable)
-                   for layer, shapes in zip(self.layers, self._shapes()))
-
-    def summary(self, print_fn=print) -> None:
-        """Print layer, output shape and parameter count, as Keras does."""
-        longest = max(len(f" {l.name} ({type(l).__name__})") for l in self.layers)
-        widths = (max(29, longest + 2), 26, 10)  # Keras' widths, wider for long names
-        rule = "_" * sum(widths)
-
-        def row(*cells):
-            return "".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
-
-        lines = [f'Model: "{self.name}"', rule, row(" Layer (type)", "Output Shape", "Param #"),
-                 "=" * sum(widths)]
-        for i, (layer, (in_shape, out_shape)) in enumerate(zip(self.layers, self._shapes())):
-            shape = "(None, " + ", ".join(str(d) for d in out_shape) + ")"
-            lines.append(row(f" {layer.name} ({type(layer).__name__})", shape,
-                             f"{layer.count_params(in_shape):,}"))
-            lines.append(rule if i < len(self.layers) - 1 else "=" * sum(widths))
-        lines += [f"Total params: {self.count_params():,}",
-                  f"Trainable params: {self.count_params(trainable=True):,}",
-                  f"Non-trainable params: {self.count_params(trainable=False):,}", rule]
-        for line in lines:
-            print_fn(line)
-
-    # -- weights ------------------------------------------------------------------------
-
-    def get_weights(self) -> list[np.ndarray]:
-        self._ensure_built()
-        return [w for layer in self.layers for w in layer.get_weights()]
-
-    def set_weights(self, weights) -> None:
-        self._ensure_built()
-        weights = list(weights)
-        expected = sum(len(layer._weights()) for layer in self.layers)
-        if len(weights) != expected:
-            raise ValueError(f"expected {expected} weight arrays, got {len(weights)}")
-        saved = [layer.get_weights() for layer in self.layers]
-        try:
-            for layer in self.layers:
-                n = len(layer._weights())
-                layer.set_weights(weights[:n])
-                weights = weights[n:]
-        except ValueError:
-            for layer, old in zip(self.layers, saved):  # all or nothing
-                layer.set_weights(old)
-            raise
-
-    # -- training -----------------------------------------------------------------------
+    # -- compile --------------------------------------------------------------------------
 
     def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None):
         """Choose the optimizer ("adam", "sgd" or an instance), loss and metrics (["accuracy"]).
@@ -241,28 +91,24 @@ class Sequential:
                                self.loss.categorical)
         return x, targets.astype(config.dtype())
 
+    # -- one step: forward, loss, backward, update ----------------------------------------
+
     @property
     def _fused(self) -> bool:
+        """The last layer's activation is the one the loss computes with it (softmax)."""
         return self.loss.fuses is not None and self.layers[-1].activation == self.loss.fuses
 
-    def _stages(self) -> list[tuple[int, ...]]:
-        """The layers' indices in the order they run: one at a time, except a Conv2D and the
-        MaxPool2D after it that it ``fuses_with``, which run as one stage (one kernel pair)."""
-        stages, i, layers = [], 0, self.layers
-        while i < len(layers):
-            fused = i + 1 < len(layers) and layers[i].fuses_with(layers[i + 1])
-            stages.append((i, i + 1) if fused else (i,))
-            i += len(stages[-1])
-        return stages
+    def _stages(self, fuse_loss: bool) -> list[fusion.Stage]:
+        """``fusion.plan`` of the layers, made once per layer list and loss fusion."""
+        key = (tuple(map(id, self.layers)), fuse_loss)
+        plans = self.__dict__.setdefault("_plans", {})
+        if key not in plans:
+            plans[key] = fusion.plan(self.layers, fuse_loss)
+        return plans[key]
 
-    def _forward(self, x, training: bool, activate_last: bool = True):
-        last = len(self.layers) - 1
-        for stage in self._stages():
-            layer = self.layers[stage[0]]
-            if len(stage) == 2:
-                x = layer.forward_pooled(x, self.layers[stage[1]])
-            else:
-                x = layer.forward(x, training=training, activate=activate_last or stage[0] < last)
+    def _forward(self, x, training: bool, fuse_loss: bool = False):
+        for stage in self._stages(fuse_loss):
+            x = stage.forward(x, training)
         return x
 
     def _step_loss(self, tally: Tally, x, y, training: bool, weights=None):
@@ -270,7 +116,7 @@ class Sequential:
         penalties, see ``_penalty``) and metric counts go there, rows weighted by ``weights``
         (N,) if given. Returns d loss / d output."""
         fused = self._fused
-        out = self._forward(x, training, activate_last=not fused)
+        out = self._forward(x, training, fuse_loss=fused)
         backend = get_backend()
         if (fused and self.loss.fuses == "softmax" and set(self._metric_k.values()) <= {1}
                 and weights is None):
@@ -317,14 +163,12 @@ class Sequential:
             return
         # Layers before the first one with weights need no gradient: stop there.
         first = next((i for i, layer in enumerate(self.layers) if layer.params), len(self.layers))
-        for stage in reversed(self._stages()):
-            i = stage[0]
+        i = len(self.layers)
+        for stage in reversed(self._stages(self._fused)):
+            i -= len(stage.layers)  # the stage's first layer
             if i < first:
                 break
-            if len(stage) == 2:
-                grad = self.layers[i].backward_pooled(grad, need_input_grad=i > first)
-            else:
-                grad = self.layers[i].backward(grad, need_input_grad=i > first)
+            grad = stage.backward(grad, need_input_grad=i > first)
         penalty = sum(layer.last_penalty for layer in self.layers
                       if isinstance(layer, KernelLayer))
         tally.add(penalty * len(x))
@@ -348,8 +192,13 @@ class Sequential:
         (read later): the update is then skipped there if the loss is NaN or inf."""
         tally.begin(len(x), mark=self.optimizer.iterations)
         self._gradients(tally, x, y, sample_weight)
-        if not tally.known_bad():
-            self.optimizer.apply(self.layers, tally.halted)
+        if tally.known_bad():
+            return
+        with get_backend().guarded_update(tally.halted) as allowed:
+            if allowed:
+                self.optimizer.apply(self.layers)
+
+    # -- fit ----------------------------------------------------------------------------
 
     def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1,
             callbacks=None, validation_data=None, validation_split: float = 0.0,
@@ -455,7 +304,7 @@ class Sequential:
         flow = not isinstance(feed, ArrayFeed)
         rng = np.random.default_rng(seed)
         history = History()
-        notice = getattr(backend.module, "COMPILE_NOTICE", None) if verbose else None
+        notice = backend.compile_notice if verbose else None
         batch_hooks = [c for c in callbacks if c.has_batch_hooks()]
         # Reading the loss back makes the host wait for the device: on a GPU, fit reads
         # once per progress update (unless a callback or terminate_on_nan=False needs
@@ -596,147 +445,3 @@ class Sequential:
                 with backend.step_buffers(self, "predict", len(batch)):
                     out.append(backend.to_host(self._forward(backend.to_device(batch), False)))
         return np.concatenate(out)
-
-    # -- persistence --------------------------------------------------------------------
-
-    def get_config(self) -> dict:
-        return {
-            "format_version": FORMAT_VERSION,
-            "name": self.name,
-            "layers": [{"class": type(l).__name__, "config": l.get_config(),
-                        "trainable": l.trainable} for l in self.layers],
-            "optimizer": self.optimizer.get_config() if self.optimizer else None,
-            "loss": self.loss.name if self.loss else None,
-            "metrics": self.metrics,
-            "optimizer_iterations": self.optimizer.iterations if self.optimizer else 0,
-        }
-
-    def _expected_arrays(self) -> dict[str, tuple[int, ...]]:
-        """Every array a saved file of this model holds, with its shape (optimizer state may
-        be absent for a parameter never updated), computed without building anything."""
-        shapes = {}
-        slots = self.optimizer.slot_names if self.optimizer else ()
-        for i, (layer, (in_shape, _)) in enumerate(zip(self.layers, self._shapes())):
-            for key, spec in layer.weight_specs(in_shape).items():
-                shapes[f"weights/{i}/{key}"] = spec.shape
-                for slot in slots if spec.trainable else ():
-                    shapes[f"optimizer/{i}/{key}/{slot}"] = spec.shape
-        return shapes
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write architecture, weights and optimizer state to one ``.npz`` file, atomically.
-
-        Non-finite weights (a diverged run) are refused, and the existing file is kept.
-        """
-        if not os.fspath(path).endswith(".npz"):
-            raise ValueError(f"minicnn saves models as .npz files, not {os.fspath(path)!r} "
-                             "(Keras' .keras and .h5 formats are not supported); use a name "
-                             "ending in .npz")
-        self._ensure_built()
-        arrays = {"config": np.frombuffer(json.dumps(self.get_config()).encode(), np.uint8)}
-        for i, layer in enumerate(self.layers):
-            for key, value in zip(layer.weight_specs(layer.input_shape), layer.get_weights()):
-                arrays[f"weights/{i}/{key}"] = value
-        if self.optimizer is not None:
-            for key, value in self.optimizer.state_arrays().items():
-                arrays[f"optimizer/{key}"] = value
-        for key, value in arrays.items():
-            if value.dtype.kind == "f" and not np.isfinite(value).all():
-                raise ValueError(f"cannot save {os.fspath(path)!r}: {key} contains NaN or inf "
-                                 "(the training diverged); the existing file was left as it was")
-        saving.atomic_write(path, lambda f: np.savez(f, **arrays))
-
-
-_ONE_BATCH = 1 << 62  # a batch size no array reaches: the *_on_batch methods' single batch
-_CONFIG_BYTES = 1 << 20  # a model's JSON config is a few KB; more is not a minicnn file
-
-
-def _checked_config(cfg) -> dict:
-    """The parsed JSON config, with the type of every field checked."""
-    def need(ok: bool, what: str) -> None:
-        if not ok:
-            raise ValueError(f"config: {what}")
-
-    need(isinstance(cfg, dict), "not a JSON object")
-    need(cfg.get("format_version") == FORMAT_VERSION,
-         f"unsupported format_version {cfg.get('format_version')!r}")
-    need(isinstance(cfg.get("name"), str), "name must be a string")
-    need(isinstance(cfg.get("layers"), list) and cfg["layers"], "layers must be a list")
-    for spec in cfg["layers"]:
-        need(isinstance(spec, dict) and spec.get("class") in LAYER_CLASSES
-             and isinstance(spec.get("config"), dict)
-             and isinstance(spec.get("trainable", True), bool), f"bad layer entry {spec!r:.80}")
-    need(cfg.get("loss") is None or isinstance(cfg["loss"], str), "loss must be a string")
-    need(cfg.get("optimizer") is None or (isinstance(cfg["optimizer"], dict)
-                                          and isinstance(cfg["optimizer"].get("name"), str)),
-         "optimizer must be an object with a name")
-    need(isinstance(cfg.get("metrics"), list)
-         and all(isinstance(m, str) for m in cfg["metrics"]), "metrics must be a list of names")
-    iterations = cfg.get("optimizer_iterations")
-    need(type(iterations) is int and iterations >= 0,
-         "optimizer_iterations must be an int >= 0")
-    return cfg
-
-
-def _model_from_config(cfg: dict) -> Sequential:
-    """The model a config describes: layers made and compiled, no weights allocated yet."""
-    model = Sequential(name=cfg["name"])
-    for spec in cfg["layers"]:
-        layer = LAYER_CLASSES[spec["class"]](**spec["config"])
-        layer.trainable = spec.get("trainable", True)
-        model.add(layer)
-    if cfg["loss"] is not None:
-        if cfg["optimizer"] is None:
-            raise ValueError("config: a compiled model needs an optimizer")
-        model.compile(optimizers.from_config(cfg["optimizer"]), cfg["loss"], cfg["metrics"])
-    return model
-
-
-def load_model(path: str | os.PathLike) -> Sequential:
-    """Rebuild a model saved by ``Sequential.save`` (weights and optimizer state included).
-
-    Every array is checked against what the config implies (names, shapes, dtypes, sizes)
-    before anything is allocated, and for NaN/inf in the current floatx after. A bad file
-    raises ValueError naming it; nothing half-built is returned.
-    """
-    path = os.fspath(path)
-    try:
-        with saving.NpzArchive(path) as archive:
-            cfg = _checked_config(json.loads(archive.small_bytes("config", _CONFIG_BYTES)))
-            model = _model_from_config(cfg)
-            expected = model._expected_arrays()
-            stored = archive.names() - {"config"}
-            unknown = stored - set(expected)
-            if unknown:
-                raise ValueError(f"unexpected arrays {sorted(unknown)[:5]}")
-            weights = {k: v for k, v in expected.items() if k.startswith("weights/")}
-            archive.check(weights)
-            state = {k: v for k, v in expected.items()
-                     if k in stored and k.startswith("optimizer/")}
-            archive.check(state)
-            _check_complete_slots(state, model)
-            values = {key: as_finite(archive.array(key), config.dtype(), key)
-                      for key in [*weights, *state]}
-        model.build()
-        model.set_weights([values[key] for key in weights])
-        if model.optimizer is not None:
-            model.optimizer.load_state(cfg["optimizer_iterations"],
-                                       {k.removeprefix("optimizer/"): values[k] for k in state})
-    except FileNotFoundError:
-        raise
-    except (*saving.BAD_FILE_ERRORS, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot load model from {path!r}: the file is corrupt, truncated or "
-                         f"not a minicnn model ({type(exc).__name__}: {exc})") from None
-    return model
-
-
-def _check_complete_slots(state: dict, model: Sequential) -> None:
-    """Each parameter has all of its optimizer's slots or none (none: never updated)."""
-    per_param: dict[str, int] = {}
-    for key in state:
-        param = key.rsplit("/", 1)[0]
-        per_param[param] = per_param.get(param, 0) + 1
-    wanted = len(model.optimizer.slot_names) if model.optimizer else 0
-    partial = [p for p, n in per_param.items() if n != wanted]
-    if partial:
-        raise ValueError(f"incomplete optimizer state for {partial[:3]}")

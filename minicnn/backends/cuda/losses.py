@@ -1,0 +1,111 @@
+"""Softmax cross-entropy with the step's loss sum, hit count and NaN flag left on the
+device; accuracy counts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda, float64
+
+from .launch import THREADS, _kernel, _launch
+from .memory import _empty, empty_like
+
+
+@cuda.jit(device=True)
+def _is_correct(pred, y, r, threshold):
+    """Row r's class is right: argmax of pred == argmax of one-hot y (first maximum wins);
+    one column: (pred > threshold) == (y > 0.5)."""
+    if pred.shape[1] == 1:
+        return (pred[r, 0] > threshold) == (y[r, 0] > 0.5)
+    best, best_y = 0, 0
+    for j in range(1, pred.shape[1]):
+        if pred[r, j] > pred[r, best]:
+            best = j
+        if y[r, j] > y[r, best_y]:
+            best_y = j
+    return best == best_y
+
+
+@cuda.jit(device=True)
+def _softmax_cross_entropy_row(z, y, dz, r):
+    """Row r: dz[r] = (softmax(z_r) - y_r) / N; returns its loss logsumexp(z_r) - <y_r, z_r>."""
+    n, k = z.shape
+    top = z[r, 0]
+    for j in range(1, k):
+        top = max(top, z[r, j])
+    total = z[r, 0] * 0
+    for j in range(k):
+        total += math.exp(z[r, j] - top)
+    log_total = math.log(total) + top
+    row_loss = total * 0
+    for j in range(k):
+        row_loss += y[r, j] * (log_total - z[r, j])
+        dz[r, j] = (math.exp(z[r, j] - log_total) - y[r, j]) / n
+    return row_loss
+
+
+@_kernel("void({t}[:, ::1], {t}[:, ::1], {t}[:, ::1], float64[::1])")
+def _softmax_cross_entropy(z, y, dz, losses):
+    """One thread per row: its loss into losses[r] (float64), its gradient into dz."""
+    r = cuda.grid(1)
+    if r < z.shape[0]:
+        losses[r] = _softmax_cross_entropy_row(z, y, dz, r)
+
+
+@_kernel("void({t}[:, ::1], {t}[:, ::1], {t}[:, ::1], float64[::1], int32[::1])")
+def _softmax_cross_entropy_totals(z, y, dz, totals, halted):
+    """One block: thread t takes rows t, t + THREADS, ...; then the block adds up the
+    losses and hits in shared memory (a fixed tree: the same sum every run) into totals =
+    (loss sum, hits); halted[0] = 1 if the loss sum is NaN or inf."""
+    partial = cuda.shared.array((THREADS, 2), float64)
+    t = cuda.threadIdx.x
+    loss, hits = 0.0, 0.0
+    for r in range(t, z.shape[0], THREADS):
+        loss += _softmax_cross_entropy_row(z, y, dz, r)
+        hits += 1.0 if _is_correct(z, y, r, 0.0) else 0.0
+    partial[t, 0], partial[t, 1] = loss, hits
+    cuda.syncthreads()
+    half = THREADS // 2
+    while half > 0:
+        if t < half:
+            partial[t, 0] += partial[t + half, 0]
+            partial[t, 1] += partial[t + half, 1]
+        cuda.syncthreads()
+        half //= 2
+    if t == 0:
+        totals[0], totals[1] = partial[0, 0], partial[0, 1]
+        if math.isnan(partial[0, 0]) or math.isinf(partial[0, 0]):
+            halted[0] = 1
+
+
+def softmax_cross_entropy_totals(logits, y, totals, halted):
+    """Loss sum and hits into ``totals`` on the device, one launch, nothing read back."""
+    dz = empty_like(logits)
+    _softmax_cross_entropy_totals[1, THREADS](logits, y, dz, totals, halted)
+    return dz
+
+
+def softmax_cross_entropy(logits, y):
+    """Per-row losses and the gradient, both on the device (the Loss takes their mean)."""
+    dz = empty_like(logits)
+    losses = _empty((logits.shape[0],), np.float64)
+    _launch(_softmax_cross_entropy, logits.shape[0], logits, y, dz, losses)
+    return losses, dz
+
+
+@_kernel("void({t}[:, ::1], {t}[:, ::1], float64, int8[::1])")
+def _count_correct(pred, y, threshold, hits):
+    r = cuda.grid(1)
+    if r < pred.shape[0]:
+        hits[r] = 1 if _is_correct(pred, y, r, threshold) else 0
+
+
+def count_correct(pred, y, threshold: float = 0.5) -> int:
+    hits = _empty((pred.shape[0],), np.int8)
+    _launch(_count_correct, pred.shape[0], pred, y, threshold, hits)
+    return int(hits.copy_to_host().sum())
+
+
+

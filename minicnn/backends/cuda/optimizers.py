@@ -1,0 +1,129 @@
+"""Adam over every parameter in one launch, SGD, and the gather of an epoch's shuffled rows."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import itertools
+import math
+
+import numpy as np
+from numba import cuda
+
+from ..reference import optimizers as ref_optimizers
+from .launch import _flat, _kernel, _launch
+from .memory import host_fallback
+
+
+@cuda.jit(device=True)
+def _flushed(x, tiny):
+    """x, or 0 where |x| is below the smallest normal float (the reference's flush_to_zero)."""
+    return x - x if abs(x) < tiny else x
+
+
+@_kernel("void(UniTuple({t}[::1], {k}), UniTuple({t}[::1], {k}), UniTuple({t}[::1], {k}), "
+        "UniTuple({t}[::1], {k}), UniTuple(int64, {k}), float64, float64, float64, float64, "
+        "float64, int32[::1])")
+def _adam(ps, gs, ms, vs, ends, lr_t, beta_1, beta_2, epsilon, tiny, halted):
+    """Adam over several parameters in one launch: thread i updates element i of their
+    concatenation; ``ends`` are the running totals of their sizes (flat arrays in tuples).
+    Nothing changes while halted[0] is set (a NaN loss, flagged by the loss kernel).
+    m and v are flushed to zero below the smallest normal float, as in the reference."""
+    i = cuda.grid(1)
+    if i >= ends[len(ends) - 1] or halted[0] != 0:
+        return
+    k = 0
+    while i >= ends[k]:
+        k += 1
+    j = i - (ends[k - 1] if k > 0 else 0)
+    p, g, m, v = ps[k], gs[k], ms[k], vs[k]
+    m[j] = _flushed(m[j] + (1 - beta_1) * (g[j] - m[j]), tiny)
+    v[j] = _flushed(v[j] + (1 - beta_2) * (g[j] * g[j] - v[j]), tiny)
+    p[j] -= lr_t * m[j] / (math.sqrt(v[j]) + epsilon)
+
+
+@_kernel("void({t}[::1], {t}[::1], {t}[::1], float64, float64, boolean, float64)")
+def _sgd(p, g, velocity, lr, momentum, use_momentum, tiny):
+    i = cuda.grid(1)
+    if i < p.size:
+        if use_momentum:
+            velocity[i] = _flushed(momentum * velocity[i] - lr * g[i], tiny)
+            p[i] += velocity[i]
+        else:
+            p[i] -= lr * g[i]
+
+
+# The NaN flag of the step being applied ((1,) int32 on the device, or None), set by
+# ``guarded_update``: Adam's kernel reads it on the device; the other updates read it back.
+HALTED: contextvars.ContextVar = contextvars.ContextVar("minicnn_cuda_halted", default=None)
+
+
+@contextlib.contextmanager
+def guarded_update(halted):
+    """The optimizer's update of a step whose loss kernel may have set ``halted``: it may
+    always go ahead (the host does not wait for the GPU), and the update kernels skip their
+    work while the flag is set."""
+    token = HALTED.set(halted)
+    try:
+        yield True
+    finally:
+        HALTED.reset(token)
+
+
+def unless_halted(update):
+    """An update kernel that does nothing while the step's flag is set (read back first)."""
+
+    @functools.wraps(update)
+    def run(*args):
+        halted = HALTED.get()
+        if halted is None or not halted.copy_to_host()[0]:
+            update(*args)
+
+    return run
+
+
+def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
+    adam_update_many([p], [g], [m], [v], lr_t, beta_1, beta_2, epsilon)
+
+
+_not_halted = []  # [a (1,) int32 zero on the device]: the flag when none is set
+
+
+def adam_update_many(params, grads, ms, vs, lr_t, beta_1, beta_2, epsilon):
+    """adam_update of every parameter in one launch (one kernel per step, not per weight);
+    none while the step's flag (``guarded_update``) is set, checked by the kernel."""
+    halted = HALTED.get()
+    if halted is None:
+        if not _not_halted:
+            _not_halted.append(cuda.to_device(np.zeros(1, np.int32)))
+        halted = _not_halted[0]
+    ends = tuple(itertools.accumulate(int(p.size) for p in params))
+    flat = [tuple(_flat(a) for a in arrays) for arrays in (params, grads, ms, vs)]
+    tiny = float(np.finfo(params[0].dtype).tiny)
+    _launch(_adam, ends[-1], *flat, ends, lr_t, beta_1, beta_2, epsilon, tiny, halted)
+
+
+@_kernel("void({t}[::1], int64[::1], {t}[::1], int64)")
+def _take_rows(a, rows, out, row_size):
+    """One thread per element of out (flat): out[i] = a[rows[i]], rows of row_size values."""
+    idx = cuda.grid(1)
+    if idx < out.size:
+        i = idx // row_size
+        out[idx] = a[rows[i] * row_size + idx % row_size]
+
+
+def take_rows(a, rows, out):
+    row_size = out.size // max(out.shape[0], 1)
+    _launch(_take_rows, out.size, _flat(a), rows, _flat(out), row_size)
+    return out
+
+
+@unless_halted
+def sgd_update(p, g, velocity, lr, momentum, nesterov=False):
+    if nesterov:
+        return host_fallback(ref_optimizers.sgd_update)(p, g, velocity, lr, momentum, nesterov)
+    v = _flat(velocity) if velocity is not None else _flat(p)  # unused without momentum
+    _launch(_sgd, p.size, _flat(p), _flat(g), v, lr, momentum, momentum != 0,
+            float(np.finfo(p.dtype).tiny))
+

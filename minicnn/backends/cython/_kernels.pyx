@@ -1,0 +1,58 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False
+"""Cython kernels: the reference's algorithms compiled, typed for float32 and float64 (the
+fused type ``real``) and parallel with OpenMP (prange). Convolutions and dense layers cut
+the batch into one chunk per thread; each thread builds its rows of the window matrix and
+multiplies them by calling BLAS directly (scipy.linalg.cython_blas, single-threaded), so
+one OpenMP pool does all the work. The kernels are the Numba backend's, under the same
+names and arguments (``contract.COMPILED_KERNELS``), one include file per operation.
+"""
+
+import numpy as np
+
+from minicnn.backends.reference.activations import LEAKY_SLOPE
+
+from cython.parallel cimport prange
+from libc.float cimport DBL_MIN, FLT_MIN
+from libc.math cimport INFINITY, erf, exp, expm1, fabs, log, sqrt, tanh
+from libc.stdlib cimport free, malloc
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+ctypedef fused real:
+    float
+    double
+
+ctypedef fused offset:  # max-pooling's window offsets (compiled._offset_dtype)
+    signed char
+    long long
+
+
+cdef void gemm(real* a, real* b, real* c, int m, int n, int k, bint trans_a,
+               bint trans_b, bint accumulate=False, int a_stride=0) noexcept nogil:
+    """Row-major C (m, n) = op(A) (m, k) @ op(B) (k, n), op = transpose where asked (with
+    accumulate: C += op(A) op(B)); A's rows are a_stride apart when given (a block of
+    columns of a wider matrix), else packed.
+
+    BLAS is column-major, where a row-major C is C^T: so it computes C^T = op(B)^T op(A)^T.
+    """
+    cdef char ta = b'T' if trans_b else b'N'
+    cdef char tb = b'T' if trans_a else b'N'
+    cdef int ldb = k if trans_b else n
+    cdef int lda = a_stride if a_stride else (m if trans_a else k)
+    cdef real one = 1
+    cdef real beta = 1 if accumulate else 0
+    if real is float:
+        sgemm(&ta, &tb, &n, &m, &k, &one, b, &ldb, a, &lda, &beta, c, &n)
+    else:
+        dgemm(&ta, &tb, &n, &m, &k, &one, b, &ldb, a, &lda, &beta, c, &n)
+
+
+
+include "conv.pxi"
+include "plane.pxi"
+include "winograd.pxi"
+include "pool.pxi"
+include "dense.pxi"
+include "elementwise.pxi"
+include "normalization.pxi"
+include "losses.pxi"

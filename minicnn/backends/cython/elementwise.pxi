@@ -1,0 +1,141 @@
+# ----------------------------------------------------------------------------- element-wise
+# One forward and one backward loop for every element-wise activation: the activation's
+# index in ELEMENTWISE picks the formula (a loop-invariant branch the compiler hoists).
+
+ELEMENTWISE = ("relu", "sigmoid", "tanh", "elu", "leaky_relu", "silu", "gelu")
+cdef double SQRT_HALF = sqrt(0.5)
+cdef double INV_SQRT_2PI = 1.0 / sqrt(2.0 * 3.141592653589793)
+
+
+cdef inline real stable_sigmoid(real v) noexcept nogil:
+    """1 / (1 + e^-v), computed from e^-|v| so it never overflows."""
+    cdef real e
+    if v >= 0:
+        return 1.0 / (1.0 + exp(-v))
+    e = exp(v)
+    return e / (1.0 + e)
+
+
+cdef inline real activate(int kind, real z, real slope) noexcept nogil:
+    if kind == 0:
+        return z if z > 0 else 0.0
+    if kind == 1:
+        return stable_sigmoid(z)
+    if kind == 2:
+        return tanh(z)
+    if kind == 3:
+        return z if z > 0 else expm1(z)
+    if kind == 4:
+        return z if z > 0 else slope * z
+    if kind == 5:
+        return z * stable_sigmoid(z)
+    return z * 0.5 * (1.0 + erf(z * SQRT_HALF))
+
+
+cdef inline real derivative(int kind, real z, real a, real slope) noexcept nogil:
+    """f'(z), from whichever of z and a = f(z) gives the reference's formula."""
+    cdef real s
+    if kind == 0:
+        return 1.0 if a > 0 else 0.0
+    if kind == 1:
+        return a * (1.0 - a)
+    if kind == 2:
+        return 1.0 - a * a
+    if kind == 3:
+        return 1.0 if z > 0 else a + 1.0
+    if kind == 4:
+        return 1.0 if z > 0 else slope
+    if kind == 5:
+        s = stable_sigmoid(z)
+        return s * (1.0 + z * (1.0 - s))
+    return 0.5 * (1.0 + erf(z * SQRT_HALF)) + z * INV_SQRT_2PI * exp(-0.5 * z * z)
+
+
+cdef double SLOPE = LEAKY_SLOPE  # leaky_relu's negative slope, the reference's
+
+
+def activation_forward(int kind, real[::1] z, real[::1] a):
+    """a = f(z) for f = ELEMENTWISE[kind]."""
+    cdef Py_ssize_t i
+    cdef real s = <real>SLOPE
+    if kind == 0:  # ReLU, the hot path: a branch-free loop the compiler vectorises
+        for i in prange(z.shape[0], nogil=True, schedule="static"):
+            a[i] = z[i] if z[i] > 0 else 0
+        return
+    for i in prange(z.shape[0], nogil=True, schedule="static"):
+        a[i] = activate(kind, z[i], s)
+
+
+def activation_backward(int kind, real[::1] z, real[::1] a, real[::1] da, real[::1] dz):
+    """dz = da f'(z)."""
+    cdef Py_ssize_t i
+    cdef real s = <real>SLOPE
+    if kind == 0:  # ReLU, as above (a product, not a branch: the sign of a is random)
+        for i in prange(z.shape[0], nogil=True, schedule="static"):
+            dz[i] = da[i] * (a[i] > 0)
+        return
+    for i in prange(z.shape[0], nogil=True, schedule="static"):
+        dz[i] = da[i] * derivative(kind, z[i], a[i], s)
+
+
+def sum_parts(real[:, ::1] parts, real[::1] out):
+    """out = parts[0] + parts[1] + ... (per-chunk weight gradients, added in a fixed order)."""
+    cdef Py_ssize_t i, chunk
+    cdef real total
+    for i in prange(out.shape[0], nogil=True, schedule="static"):
+        total = parts[0, i]
+        for chunk in range(1, parts.shape[0]):
+            total = total + parts[chunk, i]
+        out[i] = total
+
+
+def multiply(real[::1] a, real[::1] b, real[::1] out):
+    cdef Py_ssize_t i
+    for i in prange(a.shape[0], nogil=True, schedule="static"):
+        out[i] = a[i] * b[i]
+
+
+def adam(real[::1] p, real[::1] g, real[::1] m, real[::1] v, double lr_t, double beta_1,
+         double beta_2, double epsilon):
+    """m += (1-b1)(g - m); v += (1-b2)(g^2 - v) (both flushed to zero below the smallest
+    normal float, as the reference's flush_to_zero); p -= lr_t m / (sqrt(v) + eps), in the arrays'
+    precision (as NumPy computes it)."""
+    cdef Py_ssize_t i
+    cdef real rate_m = 1 - beta_1, rate_v = 1 - beta_2, step = lr_t, eps = epsilon
+    cdef real tiny = FLT_MIN if real is float else DBL_MIN
+    cdef real mi, vi
+    for i in prange(p.shape[0], nogil=True, schedule="static"):
+        mi = m[i] + rate_m * (g[i] - m[i])
+        vi = v[i] + rate_v * (g[i] * g[i] - v[i])
+        m[i] = mi - mi if fabs(mi) < tiny else mi
+        v[i] = vi - vi if fabs(vi) < tiny else vi
+        p[i] -= step * m[i] / (sqrt(v[i]) + eps)
+
+
+def sgd_momentum(real[::1] p, real[::1] g, real[::1] velocity, double lr, double momentum):
+    """velocity = momentum velocity - lr g (flushed to zero below the smallest normal float);
+    p += velocity."""
+    cdef Py_ssize_t i
+    cdef real rate = lr, keep = momentum, vi
+    cdef real tiny = FLT_MIN if real is float else DBL_MIN
+    for i in prange(p.shape[0], nogil=True, schedule="static"):
+        vi = keep * velocity[i] - rate * g[i]
+        velocity[i] = vi - vi if fabs(vi) < tiny else vi
+        p[i] += velocity[i]
+
+
+def softmax_rows(real[:, ::1] z, real[:, ::1] a):
+    """a[r] = softmax(z[r]), each row shifted by its max so exp never overflows."""
+    cdef Py_ssize_t r, k, n = z.shape[0], m = z.shape[1]
+    cdef double top, total
+    for r in prange(n, nogil=True, schedule="static"):
+        top = z[r, 0]
+        for k in range(1, m):
+            if z[r, k] > top:
+                top = z[r, k]
+        total = 0
+        for k in range(m):
+            a[r, k] = exp(z[r, k] - top)
+            total = total + a[r, k]
+        for k in range(m):
+            a[r, k] = a[r, k] / total

@@ -1,0 +1,59 @@
+"""Batch normalization on (M, C) rows: per-chunk partial sums (float64, added in a fixed
+order), then element-wise passes (the reference normalization.py)."""
+from __future__ import annotations
+
+from numba import njit, prange
+
+from .chunks import _chunk_rows
+from .jit import JIT
+
+
+@njit(parallel=True, **JIT)
+def _column_sums(a, b, chunks, parts):
+    """parts[chunk, 0] = sum of a's rows, parts[chunk, 1] = sum of (a * b)'s rows (b given)."""
+    m, c = a.shape
+    for chunk in prange(chunks):
+        lo, hi = _chunk_rows(chunk, chunks, m)
+        for k in range(c):
+            parts[chunk, 0, k] = 0.0
+            parts[chunk, 1, k] = 0.0
+        for r in range(lo, hi):
+            for k in range(c):
+                parts[chunk, 0, k] += a[r, k]
+                parts[chunk, 1, k] += a[r, k] * b[r, k]
+
+
+@njit(parallel=True, **JIT)
+def _centred_squares(x, mean, chunks, parts):
+    """parts[chunk, k] = sum over the chunk's rows of (x - mean)^2."""
+    m, c = x.shape
+    for chunk in prange(chunks):
+        lo, hi = _chunk_rows(chunk, chunks, m)
+        for k in range(c):
+            parts[chunk, k] = 0.0
+        for r in range(lo, hi):
+            for k in range(c):
+                d = x[r, k] - mean[k]
+                parts[chunk, k] += d * d
+
+
+@njit(parallel=True, **JIT)
+def _normalize(x, mean, scale, gamma, beta, x_hat, y):
+    """x_hat = (x - mean) * scale; y = gamma x_hat + beta (scale = 1 / sqrt(var + eps))."""
+    m, c = x.shape
+    for r in prange(m):
+        for k in range(c):
+            v = (x[r, k] - mean[k]) * scale[k]
+            x_hat[r, k] = v
+            y[r, k] = v * gamma[k] + beta[k]
+
+
+@njit(parallel=True, **JIT)
+def _batchnorm_dx(x_hat, dy, scale, mean_dy, mean_dy_xhat, dx):
+    """dx = scale (dy - mean(dy) - x_hat mean(dy x_hat)) (scale = gamma / sqrt(var + eps))."""
+    m, c = dy.shape
+    for r in prange(m):
+        for k in range(c):
+            dx[r, k] = scale[k] * (dy[r, k] - mean_dy[k] - x_hat[r, k] * mean_dy_xhat[k])
+
+

@@ -1,0 +1,128 @@
+"""The NumPy reference backend: every kernel of the contract, written to be read.
+
+Read the modules in this order: ``dense`` (a product and its transpose), ``conv`` (im2col
+turns a convolution into that product), ``pool``, ``activations``, ``losses``,
+``normalization``, ``optimizers``; ``naive`` has convolution and pooling as the textbook's
+loops, which the tests hold the vectorised versions to.
+
+``NumpyBackend`` gathers the kernels into the class every backend inherits from: a faster
+backend overrides what it makes fast and keeps the rest, so an editor can follow any
+``get_backend().kernel(...)`` call to its code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from ..contract import check_backend_class
+from . import (
+    activations,
+    conv,
+    dense,
+    elementwise,
+    losses,
+    memory,
+    metrics,
+    normalization,
+    optimizers,
+    pool,
+)
+
+
+class NumpyBackend:
+    """Every kernel in NumPy. Shapes are channels-last: images (N, H, W, C), conv kernels
+    (kh, kw, C, F), dense kernels (D, U); ``contract.KERNELS`` lists each kernel's arguments."""
+
+    name = "numpy"
+    on_device = False  # arrays live in host memory
+    compile_notice = None  # what fit says while a first step compiles (numba, CUDA)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        check_backend_class(cls)
+
+    # memory
+    to_device = staticmethod(memory.to_device)
+    to_host = staticmethod(memory.to_host)
+    zeros_like = staticmethod(memory.zeros_like)
+    reshape = staticmethod(memory.reshape)
+    take_rows = staticmethod(memory.take_rows)
+
+    # convolution and pooling
+    conv2d_forward = staticmethod(conv.conv2d_forward)
+    conv2d_backward = staticmethod(conv.conv2d_backward)
+    maxpool2d_forward = staticmethod(pool.maxpool2d_forward)
+    maxpool2d_backward = staticmethod(pool.maxpool2d_backward)
+    avgpool2d_forward = staticmethod(pool.avgpool2d_forward)
+    avgpool2d_backward = staticmethod(pool.avgpool2d_backward)
+
+    def conv2d_maxpool_forward(self, x, w, b, stride, padding, pool, relu=True):
+        """A Conv2D and the MaxPool2D after it (``fusion.plan``): this backend's convolution,
+        then its max-pooling in pool-sized windows. -> y, cache."""
+        z = self.conv2d_forward(x, w, b, stride, padding, relu)
+        y, where = self.maxpool2d_forward(z, pool, pool, "valid")
+        return y, (z, where)
+
+    def conv2d_maxpool_backward(self, x, w, dy, y, cache, stride, padding, pool, need_dx=True,
+                                relu=True):
+        """dy through the pooling (to each window's winner), then through the convolution."""
+        z, where = cache
+        dz = self.maxpool2d_backward(dy, where, z.shape, pool, pool, "valid")
+        return self.conv2d_backward(x, w, dz, stride, padding, need_dx, z if relu else None)
+
+    # dense
+    dense_forward = staticmethod(dense.dense_forward)
+    dense_backward = staticmethod(dense.dense_backward)
+
+    # element-wise and per-row
+    activation_forward = staticmethod(activations.activation_forward)
+    activation_backward = staticmethod(activations.activation_backward)
+    multiply = staticmethod(elementwise.multiply)
+    add_scaled = staticmethod(elementwise.add_scaled)
+    weight_penalty = staticmethod(elementwise.weight_penalty)
+    moments = staticmethod(normalization.moments)
+    moving_average = staticmethod(normalization.moving_average)
+    batchnorm_forward = staticmethod(normalization.batchnorm_forward)
+    batchnorm_backward = staticmethod(normalization.batchnorm_backward)
+
+    # losses and metrics
+    softmax_cross_entropy = staticmethod(losses.softmax_cross_entropy)
+    softmax_cross_entropy_totals = staticmethod(losses.softmax_cross_entropy_totals)
+    sigmoid_binary_cross_entropy = staticmethod(losses.sigmoid_binary_cross_entropy)
+    probability_cross_entropy = staticmethod(losses.probability_cross_entropy)
+    probability_binary_cross_entropy = staticmethod(losses.probability_binary_cross_entropy)
+    mean_squared_error = staticmethod(losses.mean_squared_error)
+    count_correct = staticmethod(metrics.count_correct)
+    count_top_k = staticmethod(metrics.count_top_k)
+
+    # optimizers
+    sgd_update = staticmethod(optimizers.sgd_update)
+    adam_update = staticmethod(optimizers.adam_update)
+    rmsprop_update = staticmethod(optimizers.rmsprop_update)
+
+    def adam_update_many(self, params, grads, ms, vs, lr_t, beta_1, beta_2, epsilon):
+        """adam_update of each parameter in turn."""
+        for p, g, m, v in zip(params, grads, ms, vs):
+            self.adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon)
+
+    # hooks (contract.HOOKS)
+    def session(self) -> contextlib.AbstractContextManager:
+        """The context a model trains or predicts in: nothing to set up here."""
+        return contextlib.nullcontext()
+
+    def step_buffers(self, owner, phase: str, batch: int) -> contextlib.AbstractContextManager:
+        """The context around one step: nothing to keep between steps here."""
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def guarded_update(self, halted) -> Iterator[bool]:
+        """Around the optimizer's update of a step: yields whether it may apply, which it
+        may not when the loss kernel set the NaN flag ``halted`` ((1,) int32)."""
+        yield halted is None or not self.to_host(halted)[0]
+
+    def __repr__(self) -> str:
+        return f"<minicnn backend {self.name!r}>"
+
+
+check_backend_class(NumpyBackend)

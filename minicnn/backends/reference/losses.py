@@ -1,0 +1,66 @@
+"""Losses: each returns (its per-row values (N,) float64, the gradient of their mean).
+
+The Loss classes (minicnn/losses.py) take the mean, or a weighted one. Softmax and
+cross-entropy are computed together from the logits z: the stable form
+logsumexp(z) - <y, z> never overflows, and the gradient is simply softmax(z) - y.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .activations import stable_sigmoid
+from .metrics import correct_rows
+
+
+def softmax_cross_entropy(logits, y):
+    """rows: logsumexp(z_n) - <y_n, z_n>; dz = (softmax(z) - y) / N. y is one-hot."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    rows = -(y * log_probs).sum(axis=1)
+    return rows.astype(np.float64), (np.exp(log_probs) - y) / logits.shape[0]
+
+
+def softmax_cross_entropy_totals(logits, y, totals, halted):
+    """softmax_cross_entropy summed, and the accuracy counted, into totals = (sum of the row
+    losses, rows whose class is right); halted[0] = 1 if the sum is NaN or inf. -> dlogits."""
+    rows, grad = softmax_cross_entropy(logits, y)
+    write_totals(rows, correct_rows(logits, y, 0.0), totals, halted)
+    return grad
+
+
+def write_totals(losses, hits, totals, halted) -> None:
+    """totals = (sum of losses, sum of hits); halted[0] = 1 if the loss sum is NaN or inf."""
+    totals[0], totals[1] = losses.sum(), hits.sum()
+    if not np.isfinite(totals[0]):
+        halted[0] = 1
+
+
+def sigmoid_binary_cross_entropy(logits, y):
+    """rows: mean over columns of log(1 + e^z) - y z (the stable form);
+    dz = (sigmoid(z) - y) / size."""
+    loss = np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits)))
+    return loss.mean(axis=1, dtype=np.float64), (stable_sigmoid(logits) - y) / logits.size
+
+
+def probability_cross_entropy(probs, y, eps: float = 1e-7):
+    """Cross-entropy of already-normalised probabilities (Keras' from_logits=False), clipped."""
+    p = np.clip(probs, eps, 1 - eps)
+    n = probs.shape[0]
+    grad = np.where((probs > eps) & (probs < 1 - eps), -y / p, 0) / n
+    return -(y * np.log(p)).sum(axis=1, dtype=np.float64), grad.astype(probs.dtype)
+
+
+def probability_binary_cross_entropy(probs, y, eps: float = 1e-7):
+    """Binary cross-entropy of probabilities in (0, 1), clipped like Keras."""
+    p = np.clip(probs, eps, 1 - eps)
+    loss = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    inside = (probs > eps) & (probs < 1 - eps)
+    grad = np.where(inside, (p - y) / (p * (1 - p)), 0) / probs.size
+    return loss.mean(axis=1, dtype=np.float64), grad.astype(probs.dtype)
+
+
+def mean_squared_error(pred, y):
+    """rows: mean over columns of (pred - y)^2; d pred = 2 (pred - y) / size."""
+    diff = pred - y
+    return (diff * diff).mean(axis=1, dtype=np.float64), 2 * diff / diff.size

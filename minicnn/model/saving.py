@@ -1,0 +1,148 @@
+"""The model file: one ``.npz`` holding the JSON config, the weights and the optimizer
+state; ``save_model`` writes it atomically, ``load_model`` checks everything before it
+builds anything."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from .. import config, optimizers
+from ..layers import LAYER_CLASSES
+from ..validation import as_finite
+from . import npz
+
+FORMAT_VERSION = 1
+_CONFIG_BYTES = 1 << 20  # a model's JSON config is a few KB; more is not a minicnn file
+
+
+def _checked_config(cfg) -> dict:
+    """The parsed JSON config, with the type of every field checked."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ValueError(f"config: {what}")
+
+    need(isinstance(cfg, dict), "not a JSON object")
+    need(cfg.get("format_version") == FORMAT_VERSION,
+         f"unsupported format_version {cfg.get('format_version')!r}")
+    need(isinstance(cfg.get("name"), str), "name must be a string")
+    need(isinstance(cfg.get("layers"), list) and cfg["layers"], "layers must be a list")
+    for spec in cfg["layers"]:
+        need(isinstance(spec, dict) and spec.get("class") in LAYER_CLASSES
+             and isinstance(spec.get("config"), dict)
+             and isinstance(spec.get("trainable", True), bool), f"bad layer entry {spec!r:.80}")
+    need(cfg.get("loss") is None or isinstance(cfg["loss"], str), "loss must be a string")
+    need(cfg.get("optimizer") is None or (isinstance(cfg["optimizer"], dict)
+                                          and isinstance(cfg["optimizer"].get("name"), str)),
+         "optimizer must be an object with a name")
+    need(isinstance(cfg.get("metrics"), list)
+         and all(isinstance(m, str) for m in cfg["metrics"]), "metrics must be a list of names")
+    iterations = cfg.get("optimizer_iterations")
+    need(type(iterations) is int and iterations >= 0,
+         "optimizer_iterations must be an int >= 0")
+    return cfg
+
+
+def _model_from_config(cfg: dict):
+    """The model a config describes: layers made and compiled, no weights allocated yet."""
+    from .sequential import Sequential  # a model file makes a Sequential
+
+    model = Sequential(name=cfg["name"])
+    for spec in cfg["layers"]:
+        layer = LAYER_CLASSES[spec["class"]](**spec["config"])
+        layer.trainable = spec.get("trainable", True)
+        model.add(layer)
+    if cfg["loss"] is not None:
+        if cfg["optimizer"] is None:
+            raise ValueError("config: a compiled model needs an optimizer")
+        model.compile(optimizers.from_config(cfg["optimizer"]), cfg["loss"], cfg["metrics"])
+    return model
+
+
+def load_model(path: str | os.PathLike):
+    """Rebuild a model saved by ``Sequential.save`` (weights and optimizer state included).
+
+    Every array is checked against what the config implies (names, shapes, dtypes, sizes)
+    before anything is allocated, and for NaN/inf in the current floatx after. A bad file
+    raises ValueError naming it; nothing half-built is returned.
+    """
+    path = os.fspath(path)
+    try:
+        with npz.NpzArchive(path) as archive:
+            cfg = _checked_config(json.loads(archive.small_bytes("config", _CONFIG_BYTES)))
+            model = _model_from_config(cfg)
+            expected = expected_arrays(model)
+            stored = archive.names() - {"config"}
+            unknown = stored - set(expected)
+            if unknown:
+                raise ValueError(f"unexpected arrays {sorted(unknown)[:5]}")
+            weights = {k: v for k, v in expected.items() if k.startswith("weights/")}
+            archive.check(weights)
+            state = {k: v for k, v in expected.items()
+                     if k in stored and k.startswith("optimizer/")}
+            archive.check(state)
+            _check_complete_slots(state, model)
+            values = {key: as_finite(archive.array(key), config.dtype(), key)
+                      for key in [*weights, *state]}
+        model.build()
+        model.set_weights([values[key] for key in weights])
+        if model.optimizer is not None:
+            model.optimizer.load_state(cfg["optimizer_iterations"],
+                                       {k.removeprefix("optimizer/"): values[k] for k in state})
+    except FileNotFoundError:
+        raise
+    except (*npz.BAD_FILE_ERRORS, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot load model from {path!r}: the file is corrupt, truncated or "
+                         f"not a minicnn model ({type(exc).__name__}: {exc})") from None
+    return model
+
+
+def _check_complete_slots(state: dict, model) -> None:
+    """Each parameter has all of its optimizer's slots or none (none: never updated)."""
+    per_param: dict[str, int] = {}
+    for key in state:
+        param = key.rsplit("/", 1)[0]
+        per_param[param] = per_param.get(param, 0) + 1
+    wanted = len(model.optimizer.slot_names) if model.optimizer else 0
+    partial = [p for p, n in per_param.items() if n != wanted]
+    if partial:
+        raise ValueError(f"incomplete optimizer state for {partial[:3]}")
+
+
+def expected_arrays(model) -> dict[str, tuple[int, ...]]:
+    """Every array a saved file of this model holds, with its shape (optimizer state may
+    be absent for a parameter never updated), computed without building anything."""
+    shapes = {}
+    slots = model.optimizer.slot_names if model.optimizer else ()
+    for i, (layer, (in_shape, _)) in enumerate(zip(model.layers, model._shapes())):
+        for key, spec in layer.weight_specs(in_shape).items():
+            shapes[f"weights/{i}/{key}"] = spec.shape
+            for slot in slots if spec.trainable else ():
+                shapes[f"optimizer/{i}/{key}/{slot}"] = spec.shape
+    return shapes
+
+
+def save_model(model, path: str | os.PathLike) -> None:
+    """Write architecture, weights and optimizer state to one ``.npz`` file, atomically.
+
+    Non-finite weights (a diverged run) are refused, and the existing file is kept.
+    """
+    if not os.fspath(path).endswith(".npz"):
+        raise ValueError(f"minicnn saves models as .npz files, not {os.fspath(path)!r} "
+                         "(Keras' .keras and .h5 formats are not supported); use a name "
+                         "ending in .npz")
+    model._ensure_built()
+    arrays = {"config": np.frombuffer(json.dumps(model.get_config()).encode(), np.uint8)}
+    for i, layer in enumerate(model.layers):
+        for key, value in zip(layer.weight_specs(layer.input_shape), layer.get_weights()):
+            arrays[f"weights/{i}/{key}"] = value
+    if model.optimizer is not None:
+        for key, value in model.optimizer.state_arrays().items():
+            arrays[f"optimizer/{key}"] = value
+    for key, value in arrays.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise ValueError(f"cannot save {os.fspath(path)!r}: {key} contains NaN or inf "
+                             "(the training diverged); the existing file was left as it was")
+    npz.atomic_write(path, lambda f: np.savez(f, **arrays))

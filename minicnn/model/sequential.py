@@ -1,0 +1,188 @@
+"""Sequential: a stack of layers, its shapes and its weights (Keras' ``Sequential``).
+
+Training (compile, fit, evaluate, predict) is ``training.Trainer``'s, which Sequential
+inherits as Keras' models inherit theirs; the file format is ``saving.py``'s.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import numpy as np
+
+from .. import config, losses, optimizers
+from ..layers import Input, Layer
+from . import saving
+from .training import Trainer
+
+
+class Sequential(Trainer):
+    """A linear stack of layers; the first one takes ``input_shape`` (no batch axis)."""
+
+    def __init__(self, layers: Iterable[Layer] | None = None, name: str = "sequential"):
+        self.name = name
+        self.layers: list[Layer] = []
+        self.optimizer: optimizers.Optimizer | None = None
+        self.loss: losses.Loss | None = None
+        self.metrics: list[str] = []
+        self._placed_on = None
+        self._input: Input | None = None
+        self.stop_training = False
+        for layer in layers or []:
+            self.add(layer)
+
+    # -- structure ----------------------------------------------------------------------
+
+    def add(self, layer: Layer | Input) -> None:
+        """Append a layer (its name is made unique inside the model, as Keras does).
+
+        ``Input(shape)`` first, as in Keras, gives the shape to the next (first) layer.
+        """
+        if isinstance(layer, Input):
+            if self.layers:
+                raise ValueError("Input(...) must come first, before any layer")
+            self._input = layer
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a minicnn layer, got {type(layer).__name__}")
+        if self.built:
+            raise ValueError("cannot add layers to a model whose weights are already built")
+        if not self.layers and self._input is not None:
+            layer.input_shape = self._input.shape
+        names = {existing.name for existing in self.layers}
+        base, k = layer.name, 0
+        while layer.name in names:
+            k += 1
+            layer.name = f"{base}_{k}"
+        self.layers.append(layer)
+
+    @property
+    def built(self) -> bool:
+        return bool(self.layers) and all(layer.built for layer in self.layers)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        if not self.layers:
+            raise ValueError("the model has no layers; add some first")
+        shape = self.layers[0].input_shape
+        if shape is None:
+            raise ValueError("the first layer needs input_shape=..., e.g. input_shape=(28, 28, 1)")
+        return shape
+
+    def _shapes(self) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+        """(input shape, output shape) of every layer, computed without building weights."""
+        shapes, shape = [], self.input_shape
+        for layer in self.layers:
+            out = layer.compute_output_shape(shape)
+            shapes.append((shape, out))
+            shape = out
+        return shapes
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self._shapes()[-1][1]
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """The layer called ``name``, or at position ``index``."""
+        if (name is None) == (index is None):
+            raise ValueError("get_layer needs exactly one of name= or index=")
+        if index is not None:
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer named {name!r}; the layers are "
+                         f"{[layer.name for layer in self.layers]}")
+
+    def build(self, seed: int | None = None) -> None:
+        """Create every layer's weights (by their initialisers, e.g. glorot-uniform kernels
+        and zero biases) from ``seed``."""
+        rng = np.random.default_rng(seed)
+        for layer, (in_shape, _) in zip(self.layers, self._shapes()):
+            layer.build(in_shape, rng)
+        self._placed_on = None
+
+    def _ensure_built(self, seed: int | None = None) -> None:
+        if not self.built:
+            self.build(seed)
+
+    def _place(self, backend) -> None:
+        """Keep parameters and optimizer state in the active backend's memory, in floatx."""
+        where = (backend, config.floatx())
+        if self._placed_on == where:
+            return
+        for layer in self.layers:
+            layer.place(backend)
+        if self.optimizer is not None:
+            self.optimizer.place(backend)
+        self._placed_on = where
+
+    def count_params(self, trainable: bool | None = None) -> int:
+        """Number of parameters (only the trainable or non-trainable ones when asked)."""
+        return sum(layer.count_params(shapes[0], trainable)
+                   for layer, shapes in zip(self.layers, self._shapes()))
+
+    def summary(self, print_fn=print) -> None:
+        """Print layer, output shape and parameter count, as Keras does."""
+        longest = max(len(f" {l.name} ({type(l).__name__})") for l in self.layers)
+        widths = (max(29, longest + 2), 26, 10)  # Keras' widths, wider for long names
+        rule = "_" * sum(widths)
+
+        def row(*cells):
+            return "".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+        lines = [f'Model: "{self.name}"', rule, row(" Layer (type)", "Output Shape", "Param #"),
+                 "=" * sum(widths)]
+        for i, (layer, (in_shape, out_shape)) in enumerate(zip(self.layers, self._shapes())):
+            shape = "(None, " + ", ".join(str(d) for d in out_shape) + ")"
+            lines.append(row(f" {layer.name} ({type(layer).__name__})", shape,
+                             f"{layer.count_params(in_shape):,}"))
+            lines.append(rule if i < len(self.layers) - 1 else "=" * sum(widths))
+        lines += [f"Total params: {self.count_params():,}",
+                  f"Trainable params: {self.count_params(trainable=True):,}",
+                  f"Non-trainable params: {self.count_params(trainable=False):,}", rule]
+        for line in lines:
+            print_fn(line)
+
+    # -- weights ------------------------------------------------------------------------
+
+    def get_weights(self) -> list[np.ndarray]:
+        self._ensure_built()
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def set_weights(self, weights) -> None:
+        self._ensure_built()
+        weights = list(weights)
+        expected = sum(len(layer._weights()) for layer in self.layers)
+        if len(weights) != expected:
+            raise ValueError(f"expected {expected} weight arrays, got {len(weights)}")
+        saved = [layer.get_weights() for layer in self.layers]
+        try:
+            for layer in self.layers:
+                n = len(layer._weights())
+                layer.set_weights(weights[:n])
+                weights = weights[n:]
+        except ValueError:
+            for layer, old in zip(self.layers, saved):  # all or nothing
+                layer.set_weights(old)
+            raise
+
+    # -- persistence --------------------------------------------------------------------
+
+    def get_config(self) -> dict:
+        return {
+            "format_version": saving.FORMAT_VERSION,
+            "name": self.name,
+            "layers": [{"class": type(l).__name__, "config": l.get_config(),
+                        "trainable": l.trainable} for l in self.layers],
+            "optimizer": self.optimizer.get_config() if self.optimizer else None,
+            "loss": self.loss.name if self.loss else None,
+            "metrics": self.metrics,
+            "optimizer_iterations": self.optimizer.iterations if self.optimizer else 0,
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write architecture, weights and optimizer state to one ``.npz`` file, atomically
+        (``saving.save_model``)."""
+        saving.save_model(self, path)
