@@ -17,7 +17,9 @@ def test_ci_really_compiled_the_cython_extension():
     """A silent fallback must not pass CI: the compiled module has to be importable."""
     assert "cython" in minicnn.available_backends()
     backend = load("cython")
-    assert backend.module.COMPILED_FILE.endswith((".so", ".pyd"))
+    from minicnn.backends import cython
+    assert backend.kernels is cython._kernels
+    assert cython.COMPILED_FILE.endswith((".so", ".pyd"))
 
 
 def test_use_backend_restores_the_previous_one():
@@ -27,11 +29,12 @@ def test_use_backend_restores_the_previous_one():
     assert minicnn.get_backend().name == "numpy"
 
 
-def test_missing_kernels_fall_back_to_the_reference():
-    from minicnn.backends import numpy_ref
+def test_missing_kernels_are_the_references_by_inheritance():
+    from minicnn.backends.reference import NumpyBackend, losses
     numba = load("numba")
-    assert numba.mean_squared_error is numpy_ref.mean_squared_error
-    assert numba.conv2d_forward is not numpy_ref.conv2d_forward
+    assert isinstance(numba, NumpyBackend)
+    assert type(numba).mean_squared_error is losses.mean_squared_error
+    assert type(numba).conv2d_forward is not NumpyBackend.conv2d_forward
 
 
 @pytest.mark.parametrize("name", ["numpy", "numba"])
@@ -46,32 +49,26 @@ def test_environment_variable_selects_the_backend(name):
 def test_missing_backend_error_says_how_to_get_it(monkeypatch):
     import minicnn.backends as registry
     monkeypatch.setitem(registry._REGISTRY, "ghost", ("minicnn.backends.no_such_module",
-                                                      "install the ghost extra"))
+                                                      "GhostBackend", "install the ghost extra"))
     with pytest.raises(RuntimeError, match="not available here.*install the ghost extra"):
         minicnn.set_backend("ghost")
     assert "ghost" not in minicnn.available_backends()
 
 
 
-BACKEND_MODULES = {
-    "numpy": "minicnn.backends.numpy_ref",
-    "numba": "minicnn.backends.numba_cpu",
-    "cython": "minicnn.backends.cython_backend",
-    "cuda": "minicnn.backends.cuda",
+
+BACKEND_CLASSES = {
+    "numpy": ("minicnn.backends.reference", "NumpyBackend"),
+    "numba": ("minicnn.backends.numba", "NumbaBackend"),
+    "cython": ("minicnn.backends.cython", "CythonBackend"),
+    "cuda": ("minicnn.backends.cuda", "CudaBackend"),
 }
 
 
-def _public_functions(module):
-    import inspect
-    return {name: fn for name, fn in vars(module).items()
-            if inspect.isfunction(fn) and not name.startswith("_")
-            and fn.__module__ == module.__name__}
-
-
-@pytest.mark.parametrize("name", list(BACKEND_MODULES))
-def test_backend_modules_follow_the_contract(name):
-    """Every public function of a backend module is a contract kernel with the contract's
-    argument names (or a registry hook): a misnamed kernel must not fall back silently."""
+@pytest.mark.parametrize("name", list(BACKEND_CLASSES))
+def test_backend_classes_follow_the_contract(name):
+    """Every public method of a backend class is a contract kernel with the contract's
+    argument names (or a hook): a misnamed kernel must not fall back silently."""
     import importlib
     import inspect
 
@@ -80,55 +77,89 @@ def test_backend_modules_follow_the_contract(name):
         pytest.skip("the CUDA module imports only with a GPU or NUMBA_ENABLE_CUDASIM=1")
     if name == "cython" and "cython" not in minicnn.available_backends():
         pytest.skip("the Cython extension is not built here")
-    module = importlib.import_module(BACKEND_MODULES[name])
-    helpers = getattr(module, "HELPERS", ())
-    for fn_name, fn in _public_functions(module).items():
-        if fn_name in HOOKS or fn_name in helpers:
-            continue
-        assert fn_name in KERNELS, f"{name}: {fn_name} is not in the kernel contract"
-        args = tuple(inspect.signature(fn).parameters)
-        assert args == KERNELS[fn_name][0], f"{name}.{fn_name}{args} != {KERNELS[fn_name][0]}"
+    path, class_name = BACKEND_CLASSES[name]
+    cls = getattr(importlib.import_module(path), class_name)
+    for kernel, (args, _) in KERNELS.items():
+        fn = inspect.getattr_static(cls, kernel)
+        bound = not isinstance(fn, staticmethod)
+        got = tuple(inspect.signature(getattr(cls, kernel)).parameters)[int(bound):]
+        assert got == args, f"{name}.{kernel}{got} != {args}"
+    public = [n for n, v in vars(cls).items()
+              if not n.startswith("_") and (inspect.isfunction(v) or isinstance(v, staticmethod))]
+    assert set(public) <= set(KERNELS) | set(HOOKS)
 
 
-def test_the_reference_provides_every_kernel():
-    from minicnn.backends import numpy_ref
+def test_a_misnamed_kernel_is_an_error_when_the_class_is_defined():
+    from minicnn.backends.reference import NumpyBackend
+
+    with pytest.raises(TypeError, match="conv2d_forwards is not a kernel of the backend"):
+        class Typo(NumpyBackend):
+            @staticmethod
+            def conv2d_forwards(x, w, b, stride, padding, relu=False):
+                return x
+
+    with pytest.raises(TypeError, match="maxpool2d_forward takes"):
+        class WrongArguments(NumpyBackend):
+            @staticmethod
+            def maxpool2d_forward(x, pool_size, stride, padding="valid"):
+                return x
+
+
+def test_a_compiled_backend_must_provide_every_compiled_kernel():
+    import types
+
+    from minicnn.backends.compiled import CompiledCPUBackend
+    from minicnn.backends.numba import NumbaKernels
+
+    incomplete = types.SimpleNamespace(**{k: getattr(NumbaKernels, k) for k in (
+        "conv_forward", "conv_backward")})
+    with pytest.raises(TypeError, match="lacks the compiled kernels"):
+        class Partial(CompiledCPUBackend):
+            kernels = incomplete
+
+
+def test_cuda_runs_no_raw_reference_kernel_on_device_arrays():
+    """Every kernel the CUDA class has is its own, a host fallback, or the reference's
+    composition of its own kernels (conv + pool): none is a bare NumPy function."""
+    import inspect
+
+    from minicnn.backends import reference
     from minicnn.backends.contract import KERNELS
-    missing = [k for k in KERNELS if not callable(getattr(numpy_ref, k, None))]
-    assert not missing
-
-
-def test_a_name_outside_the_contract_is_an_error_not_a_fallback():
-    backend = load("numpy")
-    with pytest.raises(AttributeError, match="not a kernel of the backend contract"):
-        backend.conv2d_forwards  # noqa: B018
+    if "cuda" not in minicnn.available_backends():
+        pytest.skip("the CUDA module imports only with a GPU or NUMBA_ENABLE_CUDASIM=1")
+    from minicnn.backends.cuda import CudaBackend
+    composed = {"conv2d_maxpool_forward", "conv2d_maxpool_backward"}
+    for kernel in set(KERNELS) - composed:
+        fn = inspect.getattr_static(CudaBackend, kernel)
+        assert kernel in vars(CudaBackend), f"cuda inherits the reference's {kernel}"
+        assert fn is not inspect.getattr_static(reference.NumpyBackend, kernel)
 
 
 def test_a_backend_without_the_fused_conv_pool_pair_runs_its_own_kernels():
     """The pair is made of the backend's own conv and pool kernels (on a GPU, the reference's
     would receive device arrays), in that order."""
-    import types
-
     import numpy as np
 
-    from minicnn.backends import Backend, numpy_ref
+    from minicnn.backends.reference import NumpyBackend, conv, pool
 
     calls = []
 
-    def conv2d_forward(x, w, b, stride, padding, relu=False):
-        calls.append("conv")
-        return numpy_ref.conv2d_forward(x, w, b, stride, padding, relu)
+    class Custom(NumpyBackend):
+        @staticmethod
+        def conv2d_forward(x, w, b, stride, padding, relu=False):
+            calls.append("conv")
+            return conv.conv2d_forward(x, w, b, stride, padding, relu)
 
-    def maxpool2d_forward(x, pool, stride, padding="valid"):
-        calls.append("pool")
-        return numpy_ref.maxpool2d_forward(x, pool, stride, padding)
+        @staticmethod
+        def maxpool2d_forward(x, pool, stride, padding="valid"):
+            calls.append("pool")
+            return pool_module.maxpool2d_forward(x, pool, stride, padding)
 
-    module = types.SimpleNamespace(conv2d_forward=conv2d_forward,
-                                   maxpool2d_forward=maxpool2d_forward)
+    pool_module = pool
     x = np.random.default_rng(0).standard_normal((2, 6, 6, 1))
     w = np.random.default_rng(1).standard_normal((3, 3, 1, 2))
-    y, _ = Backend("custom", module).conv2d_maxpool_forward(x, w, None, (1, 1), "valid", (2, 2),
-                                                            True)
+    y, _ = Custom().conv2d_maxpool_forward(x, w, None, (1, 1), "valid", (2, 2), True)
     assert calls == ["conv", "pool"]
-    expected = numpy_ref.maxpool2d_forward(np.maximum(numpy_ref.conv2d_forward(
+    expected = pool.maxpool2d_forward(np.maximum(conv.conv2d_forward(
         x, w, None, (1, 1), "valid"), 0), (2, 2), (2, 2))[0]
     np.testing.assert_array_equal(y, expected)

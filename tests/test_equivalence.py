@@ -1,11 +1,21 @@
-"""Every fast backend computes what the NumPy reference computes."""
+"""Every fast backend computes what the NumPy reference computes, kernel by kernel, at one
+thread and at two (the compiled CPU backends split their work by thread count).
 
+Only kernels a backend implements itself are compared: one it inherits from the reference
+is the reference (``test_every_kernel_a_backend_implements_is_compared_here``).
+"""
+
+import inspect
+
+import numba
 import numpy as np
 import pytest
 
 import minicnn
-from minicnn.backends import numpy_ref
+from minicnn.backends.reference import NumpyBackend, activations
 from tests.conftest import FAST_BACKENDS
+
+numpy_ref = NumpyBackend()
 
 CONV_CASES = [  # (x shape, kernel shape, stride, padding)
     ((1, 7, 9, 1), (3, 3, 1, 4), (1, 1), "valid"),
@@ -34,9 +44,54 @@ def _close(a, b, dtype):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol)
 
 
-@pytest.fixture(params=FAST_BACKENDS)
-def fast(request):
-    return minicnn.backends.load(request.param)
+# Each compiled CPU backend at one thread and at two; CUDA once.
+FAST_AT_THREADS = [(b, t) for b in FAST_BACKENDS for t in ((None,) if b == "cuda" else (1, 2))]
+
+
+@pytest.fixture(params=FAST_AT_THREADS, ids=lambda p: p[0] if p[1] is None else f"{p[0]}-{p[1]}t")
+def fast(request, monkeypatch):
+    """A fast backend, its threads set by MINICNN_NUM_THREADS (and Numba's pool size)."""
+    name, threads = request.param
+    if threads is not None:
+        monkeypatch.setenv("MINICNN_NUM_THREADS", str(threads))
+        before = numba.get_num_threads()
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        yield minicnn.backends.load(name)
+        numba.set_num_threads(before)
+    else:
+        yield minicnn.backends.load(name)
+
+
+def implements(backend, kernel: str) -> bool:
+    """Whether ``backend``'s class defines ``kernel`` itself (not the reference's)."""
+    return (inspect.getattr_static(type(backend), kernel)
+            is not inspect.getattr_static(NumpyBackend, kernel))
+
+
+# Every kernel the tests below compare with the reference.
+COMPARED = {
+    "conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward",
+    "avgpool2d_forward", "avgpool2d_backward", "conv2d_maxpool_forward",
+    "conv2d_maxpool_backward", "dense_forward", "dense_backward", "activation_forward",
+    "activation_backward", "multiply", "moments", "batchnorm_forward", "batchnorm_backward",
+    "softmax_cross_entropy", "softmax_cross_entropy_totals", "mean_squared_error",
+    "count_correct", "adam_update", "adam_update_many", "sgd_update", "take_rows",
+}
+# Kernels that only move or view memory (``to_host`` is how every comparison reads back).
+MEMORY = {"to_device", "to_host", "zeros_like", "reshape"}
+
+
+@pytest.mark.parametrize("name", FAST_BACKENDS)
+def test_every_kernel_a_backend_implements_is_compared_here(name):
+    from minicnn.backends.contract import KERNELS
+    backend = minicnn.backends.load(name)
+    own = {k for k in KERNELS if implements(backend, k)} - MEMORY
+    missing = own - COMPARED
+    if name == "cuda":  # its host fallbacks run the reference on copies: test_cuda.py
+        missing -= {"add_scaled", "weight_penalty", "moving_average", "rmsprop_update",
+                    "sigmoid_binary_cross_entropy", "probability_cross_entropy",
+                    "probability_binary_cross_entropy", "count_top_k"}
+    assert not missing, f"{name} implements {sorted(missing)} but nothing compares them"
 
 
 def _host(backend, value):
@@ -45,6 +100,7 @@ def _host(backend, value):
 
 def _compare(backend, name, args, dtype):
     """Run kernel ``name`` on both backends; compare every array it returns."""
+    assert implements(backend, name), f"{backend.name} does not implement {name}"
     expected = getattr(numpy_ref, name)(*args)
     got = getattr(backend, name)(*[backend.to_device(a) if isinstance(a, np.ndarray) else a
                                    for a in args])
@@ -80,12 +136,12 @@ def test_conv_kernels(fast, case, dtype):
 @pytest.mark.parametrize("case", CONV_CASES[-2:])
 def test_winograd_cases_take_the_winograd_path(case):
     """The last two conv cases above test Winograd only if the compiled backends choose it."""
-    from minicnn.backends import chunked, numba_cpu
+    from minicnn.backends import compiled
     from minicnn.backends.shapes import conv_geometry
 
     x_shape, w_shape, stride, padding = case
     g = conv_geometry(*x_shape[1:3], *w_shape[:2], stride, padding)
-    assert chunked._algorithm(numba_cpu._Kernels, np.empty(w_shape), stride, g) == "winograd"
+    assert compiled._algorithm(np.empty(w_shape), stride, g) == "winograd"
 
 
 @pytest.mark.parametrize("case", CONV_CASES[-2:])
@@ -193,8 +249,8 @@ def test_compiled_cpu_backends_pool_as_they_convolve(name, case, fused):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_optimizer_state_below_the_normal_floats_becomes_zero(fast, dtype):
     """Adam's m and v and SGD's velocity that decay below the smallest normal float become 0
-    on every backend, as in the reference (numpy_ref.flush_to_zero): a dead unit's state would
-    otherwise linger among the denormals, where CPU arithmetic is ~10x slower."""
+    on every backend, as in the reference (optimizers.flush_to_zero): a dead unit's state would
+    otherwise linger among the denormals, where CPU arithmetic is many times slower."""
     tiny = np.finfo(dtype).tiny
     live = np.arange(64) % 4 == 0
     g = np.where(live, 1e-3, 0.0).astype(dtype)
@@ -217,9 +273,8 @@ def test_optimizer_state_below_the_normal_floats_becomes_zero(fast, dtype):
 
 @pytest.mark.parametrize("count", [1, 11])
 def test_adam_over_many_parameters_updates_each_like_the_reference(fast, count):
-    """adam_update_many (numba: several parameters per call, in groups) changes every
-    parameter, m and v as adam_update does one at a time in the reference; a set halt flag
-    changes nothing."""
+    """adam_update_many changes every parameter, m and v as adam_update does one at a time
+    in the reference; inside ``guarded_update`` a set halt flag changes nothing."""
     rng = np.random.default_rng(8)
     shapes = [(3, 3, 1, 32), (32,), (1152, 64), (10,), (5, 7)] * 3
     arrays = [[rng.standard_normal(shape) for _ in range(4)] for shape in shapes[:count]]
@@ -230,8 +285,9 @@ def test_adam_over_many_parameters_updates_each_like_the_reference(fast, count):
         numpy_ref.adam_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-7)
     state = [[fast.to_device(a.copy()) for a in group] for group in arrays]
     params, grads, ms, vs = (list(column) for column in zip(*state))
-    fast.adam_update_many(params, grads, ms, vs, 1e-3, 0.9, 0.999, 1e-7,
-                          fast.to_device(np.ones(1, np.int32)))  # halted: no change
+    with fast.guarded_update(fast.to_device(np.ones(1, np.int32))) as allowed:  # halted
+        if allowed:
+            fast.adam_update_many(params, grads, ms, vs, 1e-3, 0.9, 0.999, 1e-7)
     for got, start in zip(state, arrays):
         _close(_host(fast, got[0]), start[0], np.float64)
     fast.adam_update_many(params, grads, ms, vs, 1e-3, 0.9, 0.999, 1e-7)
@@ -262,15 +318,17 @@ def test_dense_activation_loss_and_optimizer_kernels(fast, dtype):
         _compare(fast, "dense_backward", (x, w, dy, True, a), dtype)
         _compare(fast, "dense_backward", (x, w, dy, False, a), dtype)
     z = (10 * rng.standard_normal((6, 3, 4))).astype(dtype)
-    for name in numpy_ref.ACTIVATIONS:
+    for name in activations.ACTIVATIONS:
         a = numpy_ref.activation_forward(name, z)
         _compare(fast, "activation_forward", (name, z), dtype)
         da = rng.standard_normal(z.shape).astype(dtype)
         _compare(fast, "activation_backward", (name, z, a, da), dtype)
     y = np.eye(4, dtype=dtype)[rng.integers(0, 4, 5)]
     logits = (30 * rng.standard_normal((5, 4))).astype(dtype)
-    for name in ("softmax_cross_entropy", "mean_squared_error", "count_correct"):
-        _compare(fast, name, (logits, y), dtype)
+    _compare(fast, "softmax_cross_entropy", (logits, y), dtype)
+    for name in ("mean_squared_error", "count_correct"):  # CUDA's own; the CPUs' are the ref's
+        if implements(fast, name):
+            _compare(fast, name, (logits, y), dtype)
     p, g = rng.standard_normal(9).astype(dtype), rng.standard_normal(9).astype(dtype)
     m, v = rng.standard_normal(9).astype(dtype), rng.random(9).astype(dtype)
     for update, args in (("adam_update", (0.01, 0.9, 0.999, 1e-7)),
@@ -290,7 +348,7 @@ def test_dense_activation_loss_and_optimizer_kernels(fast, dtype):
 @pytest.mark.parametrize("rows", [1, 5, 70])  # 70: more rows than a simulated block has threads
 def test_loss_totals_and_the_halt_flag(fast, dtype, rows):
     """softmax_cross_entropy_totals: the gradient, (loss sum, hits) and the NaN flag, which
-    then stops adam_update_many; take_rows gathers rows in any order."""
+    then stops adam_update_many (``guarded_update``); take_rows gathers rows in any order."""
     rng = np.random.default_rng(rows)
     logits = (30 * rng.standard_normal((rows, 4))).astype(dtype)
     y = np.eye(4, dtype=dtype)[rng.integers(0, 4, rows)]
@@ -307,9 +365,13 @@ def test_loss_totals_and_the_halt_flag(fast, dtype, rows):
             _close(fast.to_host(got[0]), expected[0], np.float64 if dtype == np.float64 else dtype)
         p = rng.standard_normal(7).astype(dtype)
         state = [fast.to_device(a.astype(dtype)) for a in (p, p, np.zeros(7), np.zeros(7))]
-        fast.adam_update_many([state[0]], [state[1]], [state[2]], [state[3]], 0.1, 0.9, 0.999,
-                              1e-7, got[1])
+        with fast.guarded_update(got[1]) as allowed:
+            if allowed:
+                fast.adam_update_many([state[0]], [state[1]], [state[2]], [state[3]], 0.1, 0.9,
+                                      0.999, 1e-7)
         assert np.array_equal(fast.to_host(state[0]), p) == poison
+    if not implements(fast, "take_rows"):  # the CPU backends' is the reference's np.take
+        return
     order = rng.permutation(rows)
     out = fast.zeros_like(fast.to_device(logits))
     assert np.array_equal(fast.to_host(fast.take_rows(fast.to_device(logits), fast.to_device(order),

@@ -8,7 +8,7 @@ import pytest
 
 import minicnn
 from minicnn import Sequential, load_model
-from minicnn.backends import numpy_ref
+from minicnn.backends import load
 from minicnn.callbacks import (
     Callback,
     CSVLogger,
@@ -38,6 +38,8 @@ from minicnn.optimizers import (
     RMSprop,
 )
 from tests.conftest import synthetic_images
+
+numpy_ref = load("numpy")
 
 
 def bn_cnn(dropout=0.25):

@@ -452,20 +452,20 @@ def test_set_floatx_after_build_converts_the_model():
 def test_numba_without_a_writable_cache_compiles_in_memory(monkeypatch):
     if "numba" not in minicnn.available_backends():
         pytest.skip("numba is not installed")
-    from minicnn.backends import numba_cpu
+    from minicnn.backends.numba import jit
 
     def no_locator(*args, **kwargs):
         raise RuntimeError("cannot cache function '_cache_probe': no locator available")
 
-    monkeypatch.setattr(numba_cpu, "njit", no_locator)
+    monkeypatch.setattr(jit, "njit", no_locator)
     with pytest.warns(RuntimeWarning, match="compiled in memory"):
-        assert numba_cpu._caching_works() is False
+        assert jit._caching_works() is False
 
 
 def test_a_backend_that_fails_to_load_reports_the_real_error(monkeypatch):
     from minicnn import backends
 
-    monkeypatch.setitem(backends._REGISTRY, "broken", ("tests.no_such_module", "remedy"))
+    monkeypatch.setitem(backends._REGISTRY, "broken", ("tests.no_such_module", "Broken", "remedy"))
     with pytest.raises(RuntimeError, match="not available here.*no_such_module"):
         backends.load("broken")
 

@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import Sequential, load_model
-from minicnn.backends import numpy_ref
+from minicnn import Sequential, fusion, load_model
+from minicnn.backends import load
 from minicnn.datasets import load_xor
 from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D
 from minicnn.optimizers import SGD, Adam
 from minicnn.zoo import cnn_a, cnn_b, mlp
 from tests.conftest import synthetic_images
+
+numpy_ref = load("numpy")
 
 
 @pytest.mark.parametrize("make, count", [(mlp, 203_530), (cnn_a, 302_026), (cnn_b, 167_114)])
@@ -166,12 +168,19 @@ def test_a_conv_and_the_max_pool_after_it_run_as_one_stage():
     """Conv2D (ReLU or no activation) + MaxPool2D with pool-sized 'valid' windows: one stage;
     overlapping or padded windows, or another activation, keep the layers apart."""
     model = cnn_b()
-    assert model._stages() == [(0, 1), (2, 3), (4,), (5,), (6,), (7,)]
+    stages = fusion.plan(model.layers, fuse_loss=True)
+    assert [tuple(model.layers.index(l) for l in s.layers) for s in stages] == [
+        (0, 1), (2, 3), (4,), (5,), (6,), (7,)]
+    assert [type(s).__name__ for s in stages] == [
+        "ConvPool", "ConvPool", "ProductReLU", "LayerStage", "ProductReLU", "LayerStage"]
+    assert stages[-1].activate is False  # the softmax runs inside the loss kernel
     apart = Sequential([
         Conv2D(2, 3, activation="relu", input_shape=(9, 9, 1)), MaxPool2D(2, strides=1),
         Conv2D(2, 3, activation="sigmoid"), MaxPool2D(2),
         Conv2D(2, 1), MaxPool2D(2, padding="same"), Flatten()])
-    assert apart._stages() == [(i,) for i in range(7)]
+    stages = fusion.plan(apart.layers)
+    assert [tuple(apart.layers.index(l) for l in s.layers) for s in stages] == [
+        (i,) for i in range(7)]
 
 
 def test_a_fused_stage_predicts_what_its_layers_compute_one_by_one(backend):

@@ -180,8 +180,8 @@ def test_run_script_reuses_an_installed_venv(tmp_path):
     (venv / "bin" / "python").symlink_to(sys.executable)
     env = {**os.environ, "MINICNN_VENV": str(venv)}
     probe = [str(ROOT / "run"), "-c", "print('hello from the venv')"]
-    stamp_cmd = ("cat pyproject.toml setup.py minicnn/backends/_cython_kernels.pyx | cksum "
-                 "| cut -d' ' -f1")
+    stamp_cmd = ("cat pyproject.toml setup.py minicnn/backends/cython/*.pyx "
+                 "minicnn/backends/cython/*.pxi | cksum | cut -d' ' -f1")
     inputs = subprocess.run(["sh", "-c", stamp_cmd], cwd=ROOT, capture_output=True, text=True,
                             check=True).stdout.strip()
     version = subprocess.run(

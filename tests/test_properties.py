@@ -140,7 +140,7 @@ def test_winograd_sized_convolutions_match_the_reference(backend, n, h, w, c, f,
                                                          relu, dtype, seed):
     """3x3 stride-1 convolutions big enough for the compiled backends' Winograd path, every
     tile split the edges allow: forward and backward against the reference's im2col."""
-    from minicnn.backends import numpy_ref
+    numpy_ref = minicnn.backends.load("numpy")
 
     fast = minicnn.backends.load(backend)
     rng = np.random.default_rng(seed)
@@ -179,7 +179,7 @@ def test_conv_then_max_pool_pairs_match_the_reference(backend, n, h, w, c, f, ke
     """Sequential's fused Conv2D + MaxPool2D kernel pair (the compiled backends pool a
     one-channel convolution's output image by image, a Winograd one tile by tile) against
     the reference's two kernels."""
-    from minicnn.backends import numpy_ref
+    numpy_ref = minicnn.backends.load("numpy")
     from minicnn.backends.shapes import conv_geometry
 
     g = conv_geometry(h, w, *kernel, stride, padding)

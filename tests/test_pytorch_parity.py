@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn.backends import numpy_ref
+from minicnn.backends import load
 from minicnn.layers import AveragePooling2D, BatchNormalization, Dense
 from minicnn.optimizers import SGD, AdamW, RMSprop
+
+numpy_ref = load("numpy")
 
 torch = pytest.importorskip("torch")
 

@@ -22,15 +22,15 @@ def test_the_matrices_compute_a_correlation():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_numba_transforms_are_the_matrices(dtype):
-    numba_cpu = pytest.importorskip("minicnn.backends.numba_cpu")
-    matrices = {numba_cpu.BT: winograd.BT, numba_cpu.B: winograd.BT.T,
-                numba_cpu.AT: winograd.AT, numba_cpu.A: winograd.AT.T,
-                numba_cpu.G: winograd.G, numba_cpu.GT: winograd.G.T}
+    kernels = pytest.importorskip("minicnn.backends.numba.winograd")
+    matrices = {kernels.BT: winograd.BT, kernels.B: winograd.BT.T,
+                kernels.AT: winograd.AT, kernels.A: winograd.AT.T,
+                kernels.G: winograd.G, kernels.GT: winograd.G.T}
     rng = np.random.default_rng(1)
     for kind, matrix in matrices.items():
         s = rng.standard_normal((matrix.shape[1], 37)).astype(dtype)
         d = np.empty((matrix.shape[0], 37), dtype)
-        numba_cpu._transform(kind, s, d)
+        kernels._transform(kind, s, d)
         assert d.dtype == dtype
         tol = 1e-5 if dtype == np.float32 else 1e-13
         np.testing.assert_allclose(d, matrix @ s.astype(np.float64), rtol=tol, atol=tol)

@@ -1,6 +1,6 @@
 """One thread pool at a time: the CPU backends parallelise their own loops, BLAS calls
 included, so while a model runs the BLAS libraries are held to one thread each (two pools
-on two cores oversubscribe each other: measured 10x slower)."""
+on the same cores oversubscribe each other: docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from threadpoolctl import ThreadpoolController
 
 @functools.cache
 def _blas_libraries() -> ThreadpoolController:
-    """NumPy's and SciPy's BLAS (the ones the kernels call), looked up once: the look-up
-    costs ~0.3 ms, and every ``train_on_batch`` opens a session."""
+    """NumPy's and SciPy's BLAS (the ones the kernels call), looked up once: every
+    ``train_on_batch`` opens a session, and the look-up is not free."""
     return ThreadpoolController()
 
 

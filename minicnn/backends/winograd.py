@@ -21,7 +21,7 @@ The backward pass is the same chain run backwards, each linear step by its trans
 
 A max-pooling after the convolution whose windows divide the tile (2x2, as in cnn_b) is
 applied to each row of output tiles as it is made, and its gradient sent back to the
-winners while the backward fills that row (``chunked.conv2d_maxpool_forward``): the
+winners while the backward fills that row (``CompiledCPUBackend.conv2d_maxpool_forward``): the
 convolution's output is never stored whole.
 
 The output is cut into ceil(out/4) tiles per axis; pixels past the edge are computed and
@@ -57,8 +57,8 @@ AT = np.array([[1, 1, 1, 1, 1, 0],
                [0, 1, -1, 8, -8, 1]], dtype=np.float64)
 
 # The largest per-axis waste we accept: out = 11 -> three tiles compute 12 (9% waste);
-# out = 3 (cnn_b's last conv) -> one tile of 4 per axis, 1.8x the pixels and products too
-# small to run near peak (measured: that layer's backward 0.54 -> 0.86 ms at batch 32).
+# out = 3 (cnn_b's last conv) -> one tile of 4 per axis, 1.8x the pixels, and products too
+# small to run near peak (docs/performance.md).
 MIN_OUTPUT = 8
 
 
@@ -77,8 +77,7 @@ def tiles(out_h: int, out_w: int) -> tuple[int, int]:
 
 # A thread transforms and multiplies its images a block at a time, so that its buffers (36
 # points x tiles x channels or filters) stay near the size of a core's 2 MB L2 cache however
-# large the batch. cnn_b's second conv at batch 64, numba, 32 images per thread in one block:
-# forward 1.13 ms, backward 2.30 ms; in blocks of 17 images (153 tiles): 0.98 and 1.99 ms.
+# large the batch (docs/performance.md has the measurement behind the size).
 BLOCK_TILES = 160
 
 

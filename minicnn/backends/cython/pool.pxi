@@ -63,7 +63,7 @@ cdef void maxpool_image(real[:, :, :, ::1] x, Py_ssize_t b, int ph, int pw, int 
 def maxpool_forward(real[:, :, :, ::1] x, int ph, int pw, int sh, int sw, int pad_top,
                     int pad_left, real[:, :, :, ::1] y, offset[:, :, :, ::1] arg):
     """y = window max; arg = its offset di * pw + dj inside the window (first max wins),
-    one image per iteration (``maxpool_image``; cnn_b's first pool: 0.37 -> 0.13 ms)."""
+    one image per iteration (``maxpool_image``)."""
     cdef Py_ssize_t b
     for b in prange(y.shape[0], nogil=True, schedule="static"):
         maxpool_image(x, b, ph, pw, sh, sw, pad_top, pad_left, y, arg)
@@ -111,8 +111,7 @@ def maxpool_backward(real[:, :, :, ::1] dy, offset[:, :, :, ::1] arg, int ph, in
     """Each output gradient goes to the pixel that won its window: gathered per pixel where
     windows do not overlap (stride >= pool, the usual case: ``maxpool_gather_image``), else
     dx zeroed and each gradient added onto its winner. The winner's offset becomes a flat
-    distance through a small table: two integer divisions per pixel had cost 60% of the time
-    (cnn_b's first pool: 0.33 -> 0.135 ms)."""
+    distance through a small table, not two integer divisions per pixel."""
     cdef Py_ssize_t n = dy.shape[0], out_h = dy.shape[1], out_w = dy.shape[2], c = dy.shape[3]
     cdef Py_ssize_t b, i, j, ch, k
     cdef Py_ssize_t pixel_step = dx.shape[2] * c  # flat distance between image rows

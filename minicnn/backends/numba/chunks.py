@@ -1,6 +1,7 @@
 """Rows of a chunk, and the per-row epilogues every product kernel shares: the bias (and
 fused ReLU) after a forward product, the output gradient (through the ReLU) and its bias
 sums before a backward one, and the per-chunk partial sums added up in a fixed order."""
+
 from __future__ import annotations
 
 from numba import njit, prange

@@ -1,4 +1,5 @@
 """Dense layers per chunk of rows: y = x W (BLAS) + b, and the backward products."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,7 @@ def _dense_forward(x, w, bias, relu, y, chunks):
 @njit(parallel=True, **JIT)
 def _dense_backward(x, w, dy, relu, relu_out, masked, dx, dw, db_parts, need_dx, chunks):
     """Per chunk of rows: dy through the ReLU and its bias sums, dx = dy W^T; then per chunk
-    of W's rows: dW[k0:k1] = x[:, k0:k1]^T dy, so no thread's partial dW needs adding up
-    (cnn_b's first Dense at batch 32: 70 -> 34 us for dW)."""
+    of W's rows: dW[k0:k1] = x[:, k0:k1]^T dy, so no thread's partial dW needs adding up."""
     n, k = x.shape
     for chunk in prange(chunks):
         lo, hi = _chunk_rows(chunk, chunks, n)

@@ -1,5 +1,6 @@
 """Element-wise activations and their backward on flat arrays, softmax over rows, and
 the element-wise product (Dropout's mask)."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Softmax cross-entropy and its gradient, with each row's hit, in one pass per row."""
+
 from __future__ import annotations
 
 import math

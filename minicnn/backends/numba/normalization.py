@@ -1,5 +1,6 @@
 """Batch normalization on (M, C) rows: per-chunk partial sums (float64, added in a fixed
 order), then element-wise passes (the reference normalization.py)."""
+
 from __future__ import annotations
 
 from numba import njit, prange

@@ -1,5 +1,6 @@
 """Adam and SGD with momentum, element by element in parallel (the reference
 optimizers.py; state below the smallest normal float is flushed to zero)."""
+
 from __future__ import annotations
 
 import math

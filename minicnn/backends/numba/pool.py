@@ -1,5 +1,6 @@
 """Max and average pooling, parallel over images (the reference pool.py, one pass per
 window, with no padded copy)."""
+
 from __future__ import annotations
 
 from numba import njit, prange

@@ -12,8 +12,8 @@ import numpy as np
 
 def flush_to_zero(a) -> None:
     """a[|a| < the smallest normal float] = 0, in place (NaN stays NaN). Optimizer state that
-    decays geometrically (a dead unit's momentum shrinks 0.9x a step) otherwise spends ~150
-    steps among the denormal floats, where CPU arithmetic is many times slower
+    decays geometrically (a dead unit's momentum shrinks by 0.9 a step) otherwise spends
+    ~150 steps among the denormal floats, where CPU arithmetic is many times slower
     (docs/performance.md). TensorFlow flushes them on CPU too."""
     a[np.abs(a) < np.finfo(a.dtype).tiny] = 0
 
