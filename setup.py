@@ -31,8 +31,8 @@ def _accepts(compiler, flag: str, program: str, run: bool = False) -> bool:
 
 # x86-64-v2 (SSE4.2, every x86-64 CPU since 2008) where this machine runs it: the baseline
 # SSE2 has no blend instruction, and GCC then leaves loops that pick with a comparison
-# scalar (max-pooling's forward: 0.37 -> 0.20 ms on cnn_b's first pool). Not -march=native:
-# measured no faster here, and an extension built for one machine would crash on an older one.
+# scalar (docs/performance.md). Not -march=native: no faster here, and an extension built
+# for one machine would crash on an older one.
 X86_64_V2 = ("int main(void) { __builtin_cpu_init(); "
              "return !__builtin_cpu_supports(\"sse4.2\"); }\n")
 
@@ -57,14 +57,14 @@ class OptionalBuildExt(build_ext):
             target = []
         for ext in self.extensions:
             # -fno-trapping-math: nothing here relies on floating-point traps, and without
-            # it GCC keeps a branch in loops like ReLU's backward (da if a > 0): measured 10x
-            # slower on random signs than the vectorised select this flag allows.
+            # it GCC keeps a branch in loops like ReLU's backward (da if a > 0) instead of
+            # the vectorised select this flag allows.
             # -fno-math-errno: nothing reads errno; without it every sqrt is a libm call that
-            # may set it, and Adam's loop cannot vectorise (200 -> 108 us on 100k floats).
+            # may set it, and Adam's loop cannot vectorise.
             # vect-max-version-for-alias-checks: a Winograd transform reads six rows and
             # writes six through pointers GCC cannot prove apart; past its default of 10
-            # run-time overlap checks it leaves the loop scalar (cnn_b's conv2 backward at
-            # batch 32: 1.80 -> 1.31 ms with the checks allowed).
+            # run-time overlap checks it leaves the loop scalar (docs/performance.md has what
+            # each of these flags buys).
             ext.extra_compile_args += ["-O3", "-fno-trapping-math", "-fno-math-errno", *flags,
                                        *alias_checks, *target]
             ext.extra_link_args += flags

@@ -3,7 +3,7 @@
     python examples/train_cnn.py                      # the three-conv CNN, 10 epochs, batch 32
     python examples/train_cnn.py --model cnn_a --batch-size 64
     python examples/train_cnn.py --epochs 1 --limit 2000 --backend numpy
-    python examples/train_cnn.py --model best        # past the seeds (about 8 minutes)
+    python examples/train_cnn.py --model best        # past the seeds (several minutes)
 
 Prints Keras-style progress and the test accuracy; saves the model (.npz) and figures
 (history, sample predictions, conv filters, confusion matrix) as PNG in --out.
@@ -17,21 +17,9 @@ Its choices: BatchNormalization after each convolution and the hidden Dense laye
 first epochs already train fast), Dropout (0.25 after the convolutions, 0.5 before the
 output) against over-fitting, and the cosine schedule for the last fine steps.
 
-What each buys, measured one change at a time (seed 0, 20 epochs, test accuracy; measured
-before the last round of kernel fusions, which moved the baseline to 93.04% by rounding):
-
-    --model best                      93.16%  (val 93.18%, 8.2 min)
-    --model best --without schedule   92.49%  (-0.67: constant learning rate 1e-3)
-    --model best --without batchnorm  92.76%  (-0.40)
-    --model best --without dropout    92.95%  (-0.21; train accuracy 100%, test loss
-                                               0.325 against 0.205: over-fitting)
-    --model best --augment            92.84%  (-0.32: flips and 2-pixel shifts slow the
-                                               fit, train accuracy 92.3%; 20 epochs are
-                                               too few for them to pay off)
-
-The baseline's seed-to-seed spread (seeds 0, 1, 2 with the current code: 93.04%, 93.37%,
-92.92%; standard deviation 0.23) says the schedule and BatchNorm clearly pay; Dropout's and
-augmentation's effects are within about one standard deviation of noise.
+What each choice buys, one change at a time (``--without schedule|batchnorm|dropout``,
+``--augment``), with the seed-to-seed spread that says which effects are real, is measured
+in docs/performance.md ("Accuracy").
 """
 
 from __future__ import annotations

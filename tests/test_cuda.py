@@ -52,7 +52,7 @@ def test_loss_totals_halt_flag_and_row_gather(cuda, rows):
 def test_launches_are_checked_against_the_kernels_signatures(cuda):
     """Kernels are compiled for explicit signatures (numba-cuda then launches them without
     checking anything); under the simulator every launch is checked instead."""
-    from minicnn.backends import cuda as module
+    from minicnn.backends.cuda import memory as module
     every_other = cuda.to_device(np.zeros(8, np.float32))[::2]  # strided: not C-contiguous
     with pytest.raises(TypeError, match="_fill: argument 0 is array.*declares"):
         module._fill[1, 32](every_other, 0.0)
@@ -236,7 +236,7 @@ def test_fit_steps_copy_nothing_and_read_the_loss_once(cuda, monkeypatch):
     shuffle (one gather per array, into buffers kept for the fit), its steps (no allocation,
     no copy either way, no host array, no new view, at most 20 launches each) and one read
     of the loss (the read interval is made endless here; by default it is 0.1 s)."""
-    monkeypatch.setattr(minicnn.model.training, "READ_EVERY", float("inf"))
+    monkeypatch.setattr(type(minicnn.backends.load("cuda")), "loss_read_interval", float("inf"))
     model = _cnn_b_shaped()
     rng = np.random.default_rng(0)
     x, y = rng.random((4, 12, 12, 1), dtype=np.float32), rng.integers(0, 3, 4)
@@ -254,7 +254,7 @@ def test_deferred_nan_guard_stops_like_the_reference(monkeypatch):
     """A loss that turns NaN is seen on the device at once (the Adam kernel then changes
     nothing) and on the host only at the next read: fit still stops with the weights, step
     count and history of the reference, which reads every step."""
-    monkeypatch.setattr(minicnn.model.training, "READ_EVERY", float("inf"))
+    monkeypatch.setattr(type(minicnn.backends.load("cuda")), "loss_read_interval", float("inf"))
     rng = np.random.default_rng(1)
     x, y = 100 * rng.standard_normal((12, 6)), rng.integers(0, 3, 12)
     results = {}

@@ -28,6 +28,7 @@ class Sequential(Trainer):
         self.metrics: list[str] = []
         self._placed_on = None
         self._input: Input | None = None
+        self._plans: dict = {}  # the stages of fusion.plan, per layer list and loss fusion
         self.stop_training = False
         for layer in layers or []:
             self.add(layer)

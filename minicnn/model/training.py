@@ -20,7 +20,6 @@ from ..progress import Progbar, SlowStartNotice
 from ..tally import Tally
 from ..validation import as_array, as_finite, check_inputs, check_labels, check_positive_int
 
-READ_EVERY = 0.1  # seconds between reads of the loss from a device during fit
 _ONE_BATCH = 1 << 62  # a batch size no array reaches: the *_on_batch methods' single batch
 
 
@@ -101,10 +100,9 @@ class Trainer:
     def _stages(self, fuse_loss: bool) -> list[fusion.Stage]:
         """``fusion.plan`` of the layers, made once per layer list and loss fusion."""
         key = (tuple(map(id, self.layers)), fuse_loss)
-        plans = self.__dict__.setdefault("_plans", {})
-        if key not in plans:
-            plans[key] = fusion.plan(self.layers, fuse_loss)
-        return plans[key]
+        if key not in self._plans:
+            self._plans[key] = fusion.plan(self.layers, fuse_loss)
+        return self._plans[key]
 
     def _forward(self, x, training: bool, fuse_loss: bool = False):
         for stage in self._stages(fuse_loss):
@@ -306,10 +304,11 @@ class Trainer:
         history = History()
         notice = backend.compile_notice if verbose else None
         batch_hooks = [c for c in callbacks if c.has_batch_hooks()]
-        # Reading the loss back makes the host wait for the device: on a GPU, fit reads
-        # once per progress update (unless a callback or terminate_on_nan=False needs
-        # every step); on the CPU reading is free.
-        read_every_step = not backend.on_device or bool(batch_hooks) or not terminate_on_nan
+        # How often to read the loss back is the backend's call (``loss_read_interval``:
+        # reading makes the host wait for a GPU), unless a callback or
+        # terminate_on_nan=False needs every step.
+        read_every = backend.loss_read_interval
+        read_every_step = read_every == 0 or bool(batch_hooks) or not terminate_on_nan
         tally = Tally(backend, steps, self.metrics)
         self.stop_training = False
         for callback in callbacks:
@@ -337,7 +336,7 @@ class Trainer:
                         SlowStartNotice(notice if slow_start else None, after=2.0):
                     self._train_step(tally, backend.to_device(xb), backend.to_device(yb), wb)
                 now = time.perf_counter()
-                if not (read_every_step or step == steps - 1 or now - last_read >= READ_EVERY):
+                if not (read_every_step or step == steps - 1 or now - last_read >= read_every):
                     continue
                 tally.read()
                 last_read = now

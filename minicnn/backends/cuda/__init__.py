@@ -45,6 +45,9 @@ class CudaBackend(NumpyBackend):
     name = "cuda"
     on_device = True
     compile_notice = "minicnn: compiling the CUDA kernels (once per process) ..."
+    # fit reads the step totals back once per progress update, not every step: a read
+    # makes the host wait for the GPU (the deferred loss read-back, ``tally.py``)
+    loss_read_interval = 0.1
 
     # memory
     to_device = staticmethod(memory.to_device)

@@ -37,6 +37,7 @@ class NumpyBackend:
     name = "numpy"
     on_device = False  # arrays live in host memory
     compile_notice = None  # what fit says while a first step compiles (numba, CUDA)
+    loss_read_interval = 0.0  # seconds between fit's reads of the loss: 0, every step
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
