@@ -170,3 +170,51 @@ def test_regularized_model_gradient_includes_the_penalty(backend, float64):
                         Dense(3, activation="softmax", kernel_regularizer="l2")])
     model.compile("sgd", "sparse_categorical_crossentropy")
     assert check_model(model, rng.standard_normal((6, 3)), rng.integers(0, 3, 6)) < TOL
+
+
+def test_checks_run_in_float64_at_the_default_floatx(backend):
+    """As a learner writes it, at the default float32: every backend checks in float64
+    (correct gradients pass), says so, and leaves floatx and the layer's weights as they
+    were (float32)."""
+    import minicnn
+    from minicnn.layers import Layer
+
+    class Square(Layer):  # a learner's own layer: y = x^2
+        def _forward(self, x, training):
+            self._x = x
+            return x * x
+
+        def _backward(self, dz, need_input_grad=True):
+            return 2 * self._x * dz
+
+    rng = np.random.default_rng(3)
+    assert minicnn.floatx() == "float32"
+    for layer, x in ((Dense(4, activation="tanh"), rng.standard_normal((3, 5))),
+                     (Conv2D(2, 3, padding="same"), rng.standard_normal((2, 5, 5, 2))),
+                     (Square(), rng.standard_normal((2, 3)))):
+        errors = check_layer(layer, x.astype(np.float32))
+        assert errors.precision == "float64" and "float64" in repr(errors)
+        assert max(errors.values()) < 1e-6, (layer, errors)
+        assert minicnn.floatx() == "float32"
+        assert all(w.dtype == np.float32 for w in layer.get_weights())
+    model = Sequential([Dense(3, activation="relu", input_shape=(4,)),
+                        Dense(2, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    assert check_model(model, rng.standard_normal((5, 4)), rng.integers(0, 2, 5)) < 1e-6
+    assert minicnn.floatx() == "float32"
+    assert model.predict(np.ones((1, 4))).dtype == np.float32
+
+
+def test_a_wrong_custom_gradient_fails_the_check():
+    from minicnn.layers import Layer
+
+    class WrongSquare(Layer):
+        def _forward(self, x, training):
+            self._x = x
+            return x * x
+
+        def _backward(self, dz, need_input_grad=True):
+            return self._x * dz  # forgot the 2
+
+    errors = check_layer(WrongSquare(), np.random.default_rng(0).standard_normal((2, 3)))
+    assert errors["input"] > 0.1

@@ -192,3 +192,49 @@ def test_a_fused_stage_predicts_what_its_layers_compute_one_by_one(backend):
     for layer in model.layers:
         step = layer.forward(step)
     np.testing.assert_allclose(got, minicnn.backends.to_numpy(step), rtol=1e-5, atol=1e-6)
+
+
+class Square(minicnn.layers.Layer):
+    """A learner's own layer, y = x^2, saved by class name like any other."""
+
+    def _forward(self, x, training):
+        self._x = x
+        return x * x
+
+    def _backward(self, dz, need_input_grad=True):
+        return 2 * self._x * dz
+
+
+def test_a_model_with_a_custom_layer_loads_with_custom_objects(tmp_path):
+    model = Sequential([Dense(4, input_shape=(3,)), Square(), Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    x, y = np.random.default_rng(0).standard_normal((8, 3)), np.arange(8) % 2
+    model.fit(x, y, epochs=1, verbose=0, seed=0)
+    path = tmp_path / "custom.npz"
+    model.save(path)
+    with pytest.raises(ValueError, match="unknown layer class 'Square': pass it in "
+                                         "custom_objects") as info:
+        load_model(path)
+    assert "corrupt" not in str(info.value)
+    loaded = load_model(path, custom_objects={"Square": Square})
+    np.testing.assert_allclose(loaded.predict(x), model.predict(x), rtol=1e-6)
+    with pytest.raises(TypeError, match="custom_objects must map class names"):
+        load_model(path, custom_objects={"Square": "Square"})
+
+
+def test_a_registered_layer_needs_no_custom_objects(tmp_path):
+    from minicnn.layers import REGISTERED_LAYERS, register_layer
+
+    @register_layer
+    class Cube(minicnn.layers.Layer):
+        def _forward(self, x, training):
+            return x * x * x
+
+    try:
+        model = Sequential([Dense(2, input_shape=(3,)), Cube()])
+        model.save(tmp_path / "cube.npz")
+        assert isinstance(load_model(tmp_path / "cube.npz").layers[1], Cube)
+    finally:
+        REGISTERED_LAYERS.pop("Cube")
+    with pytest.raises(TypeError, match="register_layer takes a minicnn Layer subclass"):
+        register_layer(int)

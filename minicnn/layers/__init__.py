@@ -18,10 +18,23 @@ from .normalization import BatchNormalization
 __all__ = [
     "Activation", "AveragePooling2D", "AvgPool2D", "BatchNormalization", "Conv2D", "Dense",
     "Dropout", "Flatten", "GlobalAveragePooling2D", "GlobalAvgPool2D", "Input", "Layer",
-    "MaxPool2D", "MaxPooling2D", "ReLU", "Sigmoid", "Softmax",
+    "MaxPool2D", "MaxPooling2D", "REGISTERED_LAYERS", "ReLU", "Sigmoid", "Softmax",
+    "register_layer",
 ]
 
 # The classes a saved model may name (aliases resolve to these).
 LAYER_CLASSES = {cls.__name__: cls for cls in (
     Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
     GlobalAveragePooling2D, MaxPool2D, ReLU, Sigmoid, Softmax)}
+
+# Layer classes of the user's own that saved models may name (``register_layer``).
+REGISTERED_LAYERS: dict[str, type] = {}
+
+
+def register_layer(cls: type) -> type:
+    """Class decorator: ``load_model`` can then rebuild saved models that use this layer
+    class without ``custom_objects`` (Keras' ``register_keras_serializable``)."""
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise TypeError(f"register_layer takes a minicnn Layer subclass, got {cls!r}")
+    REGISTERED_LAYERS[cls.__name__] = cls
+    return cls

@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from .. import config, optimizers
-from ..layers import LAYER_CLASSES
+from ..layers import LAYER_CLASSES, REGISTERED_LAYERS, Layer
 from ..validation import as_finite
 from . import npz
 
@@ -18,7 +18,23 @@ FORMAT_VERSION = 1
 _CONFIG_BYTES = 1 << 20  # a model's JSON config is a few KB; more is not a minicnn file
 
 
-def _checked_config(cfg) -> dict:
+class LayerClassError(ValueError):
+    """A saved layer whose class this process does not know, or cannot rebuild."""
+
+
+def layer_classes(custom_objects: dict | None = None) -> dict[str, type]:
+    """The layer classes a file may name: minicnn's, those registered with
+    ``@minicnn.layers.register_layer``, and ``custom_objects`` ({name: class}), as Keras."""
+    custom = dict(custom_objects or {})
+    bad = {k: v for k, v in custom.items()
+           if not (isinstance(k, str) and isinstance(v, type) and issubclass(v, Layer))}
+    if bad:
+        raise TypeError(f"custom_objects must map class names to minicnn Layer classes, "
+                        f"got {bad!r:.200}")
+    return {**LAYER_CLASSES, **REGISTERED_LAYERS, **custom}
+
+
+def _checked_config(cfg, classes: dict[str, type]) -> dict:
     """The parsed JSON config, with the type of every field checked."""
     def need(ok: bool, what: str) -> None:
         if not ok:
@@ -30,9 +46,15 @@ def _checked_config(cfg) -> dict:
     need(isinstance(cfg.get("name"), str), "name must be a string")
     need(isinstance(cfg.get("layers"), list) and cfg["layers"], "layers must be a list")
     for spec in cfg["layers"]:
-        need(isinstance(spec, dict) and spec.get("class") in LAYER_CLASSES
+        need(isinstance(spec, dict) and isinstance(spec.get("class"), str)
              and isinstance(spec.get("config"), dict)
              and isinstance(spec.get("trainable", True), bool), f"bad layer entry {spec!r:.80}")
+        name = spec["class"]
+        if name not in classes:
+            raise LayerClassError(
+                f"unknown layer class {name!r:.80}: pass it in custom_objects, e.g. "
+                f"load_model(path, custom_objects={{{name!r:.80}: {name:.80}}}), or register "
+                "it with @minicnn.layers.register_layer")
     need(cfg.get("loss") is None or isinstance(cfg["loss"], str), "loss must be a string")
     need(cfg.get("optimizer") is None or (isinstance(cfg["optimizer"], dict)
                                           and isinstance(cfg["optimizer"].get("name"), str)),
@@ -45,13 +67,19 @@ def _checked_config(cfg) -> dict:
     return cfg
 
 
-def _model_from_config(cfg: dict):
+def _model_from_config(cfg: dict, classes: dict[str, type]):
     """The model a config describes: layers made and compiled, no weights allocated yet."""
     from .sequential import Sequential  # a model file makes a Sequential
 
     model = Sequential(name=cfg["name"])
     for spec in cfg["layers"]:
-        layer = LAYER_CLASSES[spec["class"]](**spec["config"])
+        try:
+            layer = classes[spec["class"]](**spec["config"])
+        except TypeError as exc:
+            raise LayerClassError(
+                f"layer class {spec['class']!r} cannot be rebuilt from its saved config "
+                f"{spec['config']!r:.200} ({exc}); its get_config() must return its "
+                "constructor's arguments") from None
         layer.trainable = spec.get("trainable", True)
         model.add(layer)
     if cfg["loss"] is not None:
@@ -61,18 +89,22 @@ def _model_from_config(cfg: dict):
     return model
 
 
-def load_model(path: str | os.PathLike):
+def load_model(path: str | os.PathLike, custom_objects: dict | None = None):
     """Rebuild a model saved by ``Sequential.save`` (weights and optimizer state included).
 
+    ``custom_objects`` ({class name: class}) names the layer classes of your own that the
+    model uses, as in Keras (or register them once with ``@minicnn.layers.register_layer``).
     Every array is checked against what the config implies (names, shapes, dtypes, sizes)
     before anything is allocated, and for NaN/inf in the current floatx after. A bad file
     raises ValueError naming it; nothing half-built is returned.
     """
     path = os.fspath(path)
+    classes = layer_classes(custom_objects)
     try:
         with npz.NpzArchive(path) as archive:
-            cfg = _checked_config(json.loads(archive.small_bytes("config", _CONFIG_BYTES)))
-            model = _model_from_config(cfg)
+            cfg = _checked_config(json.loads(archive.small_bytes("config", _CONFIG_BYTES)),
+                                  classes)
+            model = _model_from_config(cfg, classes)
             expected = expected_arrays(model)
             stored = archive.names() - {"config"}
             unknown = stored - set(expected)
@@ -93,6 +125,8 @@ def load_model(path: str | os.PathLike):
                                        {k.removeprefix("optimizer/"): values[k] for k in state})
     except FileNotFoundError:
         raise
+    except LayerClassError as exc:
+        raise ValueError(f"cannot load model from {path!r}: {exc}") from None
     except (*npz.BAD_FILE_ERRORS, json.JSONDecodeError) as exc:
         raise ValueError(f"cannot load model from {path!r}: the file is corrupt, truncated or "
                          f"not a minicnn model ({type(exc).__name__}: {exc})") from None
