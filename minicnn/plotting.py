@@ -64,10 +64,8 @@ def plot_samples(x, y, class_names=CLASS_NAMES, n: int = 25, path=None, predicte
 
 def plot_history(history, path=None, val_name: str = "validation",
                  title: str = "Training history") -> Figure:
-    """Loss and accuracy per epoch: training, and the held-out data (``val_name``) if present.
-
-    ``val_name`` says what the ``val_*`` curves were measured on, e.g. "test set".
-    """
+    """Loss and accuracy per epoch: training, and held-out data if present: the ``val_*``
+    curves (measured on ``val_name``) and the ``test_*`` ones (the test set)."""
     logs = getattr(history, "history", history)
     panels = [k for k in ("loss", "accuracy") if k in logs]
     fig = Figure(figsize=(5 * len(panels), 4.3))
@@ -75,8 +73,9 @@ def plot_history(history, path=None, val_name: str = "validation",
         ax = fig.add_subplot(1, len(panels), i + 1)
         epochs = np.arange(1, len(logs[key]) + 1)
         ax.plot(epochs, logs[key], "o-", label=f"training {key}")
-        if "val_" + key in logs:
-            ax.plot(epochs, logs["val_" + key], "s--", label=f"{val_name} {key}")
+        for prefix, name, style in (("val_", val_name, "s--"), ("test_", "test set", "^:")):
+            if prefix + key in logs:
+                ax.plot(epochs, logs[prefix + key], style, label=f"{name} {key}")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(key)

@@ -68,3 +68,12 @@ def test_augmentation_smoke(tiny_data, tmp_path):
                                          "--epochs-augmented", "1", "--seeds", "1",
                                          "--data", str(tiny_data), "--out", str(tmp_path)])
     assert len(results["plain"]) == len(results["augmented"]) == 1
+
+
+def test_train_cnn_names_the_test_set_as_the_test_set(tiny_data, tmp_path, capsys):
+    """The seed models' per-epoch scores on the test set are printed and kept as test_*,
+    never as val_* (which would claim validation data)."""
+    load("train_cnn").main(["--model", "cnn_a", "--epochs", "2", "--limit", "6", "--out",
+                            str(tmp_path), "--data", str(tiny_data), "--verbose", "2"])
+    out = capsys.readouterr().out
+    assert "test_accuracy:" in out and "val_" not in out

@@ -375,15 +375,21 @@ class Trainer:
         values = list(logs.values())
         return values if len(values) > 1 else values[0]
 
-    def train_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
-        """One optimizer step on one batch of host arrays (checked, moved to the backend);
-        returns this batch's ``[loss, metric, ...]`` (or a dict), as Keras does."""
+    def _placed_arrays(self, x, y, sample_weight):
+        """Checked copies of x and y, their per-sample loss weights (or None), and the
+        active backend, which now holds the model's weights."""
         self._require_compiled()
         x, y = self._prepare(x, y)
         weights = self._sample_weights(y, sample_weight, None)
         self._ensure_built()
         backend = get_backend()
         self._place(backend)
+        return x, y, weights, backend
+
+    def train_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
+        """One optimizer step on one batch of host arrays (checked, moved to the backend);
+        returns this batch's ``[loss, metric, ...]`` (or a dict), as Keras does."""
+        x, y, weights, backend = self._placed_arrays(x, y, sample_weight)
         with backend.session(), backend.step_buffers(self, "train", len(x)):
             tally = self._one_step(backend.to_device(x), backend.to_device(y), weights)
         return self._batch_logs(tally.logs(), return_dict)
@@ -417,13 +423,8 @@ class Trainer:
                  return_dict: bool = False):
         """``[loss, metric, ...]`` (just the loss when compiled without metrics), or with
         ``return_dict`` ``{"loss": ..., "accuracy": ...}``; ``sample_weight`` weights the loss."""
-        self._require_compiled()
         check_positive_int(batch_size, "batch_size")
-        x, y = self._prepare(x, y)
-        weights = self._sample_weights(y, sample_weight, None)
-        self._ensure_built()
-        backend = get_backend()
-        self._place(backend)
+        x, y, weights, backend = self._placed_arrays(x, y, sample_weight)
         with backend.session(), backend.step_buffers(self, "evaluate", len(x)):
             logs = self._evaluate_feed(ArrayFeed(backend, x, y, weights, batch_size))
         if verbose:
