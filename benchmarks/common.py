@@ -21,7 +21,7 @@ REFERENCE_BATCH = {"mlp": 64, "cnn_a": 64, "cnn_b": 32}
 def make_model(name: str, seed: int = 0):
     model = MODELS[name]()
     model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
-    model.build(seed)
+    model.build(seed=seed)
     return model
 
 

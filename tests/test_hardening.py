@@ -343,15 +343,23 @@ def test_a_trickling_download_gives_up_at_the_deadline(tmp_path, monkeypatch):
 # -- 7: saves -------------------------------------------------------------------------------------
 
 
-def test_save_removes_temporaries_of_dead_saves(tmp_path):
+def test_save_removes_temporaries_of_dead_saves_by_age_not_pid(tmp_path):
+    """A temporary untouched for over an hour is a dead save's; a fresh one may be a live
+    writer's in another PID namespace (whose pid looks dead from here): kept."""
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
     stale = tmp_path / f".m.npz.{dead}.abc123.minicnn-tmp"
     stale.write_bytes(b"x" * 1000)
+    hours_ago = time.time() - 7200
+    os.utime(stale, (hours_ago, hours_ago))
+    live = tmp_path / f".m.npz.{dead}.def456.minicnn-tmp"  # fresh: another writer's
+    live.write_bytes(b"x")
     other = tmp_path / f".other.npz.{dead}.abc123.minicnn-tmp"  # another target's: kept
     other.write_bytes(b"x")
+    os.utime(other, (hours_ago, hours_ago))
     trained_model().save(tmp_path / "m.npz")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "m.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, live.name,
+                                                                 "m.npz"])
 
 
 def test_save_keeps_the_mode_of_an_existing_file_and_umask_for_new_ones(tmp_path):
@@ -506,3 +514,70 @@ def test_set_backend_inside_use_backend_applies_there_and_after():
         minicnn.set_backend(names[-1])
         assert minicnn.get_backend().name == names[-1]
     assert minicnn.get_backend().name == names[-1]
+
+
+# -- round 2: every file save writes loads --------------------------------------------------
+
+
+def _small(**dense):
+    return Sequential([Dense(3, activation="relu", input_shape=(4,), **dense),
+                       Dense(2, activation="softmax")])
+
+
+def test_numpy_scalars_in_layer_configs_save_and_load(tmp_path):
+    from minicnn.layers import Dropout
+    from minicnn.regularizers import L1L2
+    model = Sequential([Dense(3, input_shape=(4,), kernel_regularizer=L1L2(np.float32(0.01))),
+                        Dropout(np.float64(0.2), seed=np.int64(3)), Dense(2)])
+    model.layers[0].trainable = np.bool_(True)
+    model.save(tmp_path / "m.npz")
+    loaded = load_model(tmp_path / "m.npz")
+    assert loaded.layers[1].seed == 3 and loaded.layers[0].trainable is True
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (lambda m: setattr(m, "name", None), "name must be a string"),
+    (lambda m: setattr(m.layers[0], "trainable", "no"), "bad layer entry"),
+])
+def test_a_config_that_would_not_load_is_refused_before_writing(tmp_path, spoil, message):
+    model = _small()
+    spoil(model)
+    path = tmp_path / "m.npz"
+    with pytest.raises(ValueError, match=f"would not load back.*{message}.*nothing was written"):
+        model.save(path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_schedule_minicnn_cannot_rebuild_is_refused_at_save(tmp_path):
+    from minicnn.optimizers import Adam, LearningRateSchedule
+
+    class Halving(LearningRateSchedule):
+        def __call__(self, step):
+            return 0.01 / 2 ** step
+
+    model = _small()
+    model.compile(Adam(Halving()), "sparse_categorical_crossentropy")
+    path = tmp_path / "m.npz"
+    path.write_bytes(b"the user's old file")
+    with pytest.raises(ValueError, match="would not load back"):
+        model.save(path)
+    assert path.read_bytes() == b"the user's old file"
+
+
+def test_build_after_fit_changes_nothing_and_takes_keras_input_shapes():
+    model = _small()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(np.ones((4, 4)), np.array([0, 1, 0, 1]), epochs=1, verbose=0, seed=0)
+    trained = model.get_weights()
+    model.build()
+    model.build((None, 4))
+    for a, b in zip(trained, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    fresh = Sequential([Dense(3), Dense(2)])
+    fresh.build((None, 5), seed=0)
+    assert fresh.layers[0].get_weights()[0].shape == (5, 3)
+    for bad in (0, (4,), (None, 4.7), (None, 0)):
+        with pytest.raises(ValueError, match="build takes the input shape"):
+            Sequential([Dense(3)]).build(bad)
+    with pytest.raises(ValueError, match="disagrees"):
+        _small().build((None, 5))

@@ -14,6 +14,7 @@ import glob
 import os
 import stat
 import tempfile
+import time
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -27,6 +28,7 @@ BAD_FILE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, 
                    EOFError, OSError, UnicodeDecodeError, zipfile.BadZipFile, zlib.error,
                    NotImplementedError)
 _TMP_SUFFIX = ".minicnn-tmp"
+_STALE_AFTER = 3600.0  # seconds without a write after which a temporary is a dead save's
 
 
 # ----------------------------------------------------------------------------- writing
@@ -73,22 +75,14 @@ def _mode_for(target: str) -> int:
 
 
 def _remove_stale_temporaries(folder: str, name: str) -> None:
-    """Delete temporaries of ``name`` left by saves whose process died (kill -9, power loss)."""
+    """Delete temporaries of ``name`` that no save has written to for ``_STALE_AFTER``
+    seconds (left by a save whose process died: kill -9, power loss). Age, not the pid in
+    the name: a writer in another PID namespace has a pid this process cannot see."""
+    now = time.time()
     for tmp in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*{_TMP_SUFFIX}")):
-        pid = os.path.basename(tmp)[len(name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):
+            if now - os.stat(tmp).st_mtime > _STALE_AFTER:
                 os.unlink(tmp)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
 
 
 # ----------------------------------------------------------------------------- reading

@@ -158,17 +158,42 @@ def expected_arrays(model) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def _json_value(value):
+    """What ``json`` cannot write itself: NumPy scalars, as the Python numbers they hold."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} {value!r:.80} has no JSON form")
+
+
+def portable_config(model) -> str:
+    """The model's config as JSON, checked exactly as ``load_model`` will read it (the model
+    is rebuilt from it, its own layer classes known), so every file ``save`` writes loads.
+    NumPy scalars become Python numbers; anything else that cannot round-trip is a
+    ValueError naming it, raised before any file is touched."""
+    try:
+        text = json.dumps(model.get_config(), default=_json_value, allow_nan=False)
+        classes = layer_classes({type(layer).__name__: type(layer) for layer in model.layers})
+        _model_from_config(_checked_config(json.loads(text), classes), classes)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"cannot save this model: its config would not load back ({exc}); "
+                         "nothing was written") from None
+    return text
+
+
 def save_model(model, path: str | os.PathLike) -> None:
     """Write architecture, weights and optimizer state to one ``.npz`` file, atomically.
 
-    Non-finite weights (a diverged run) are refused, and the existing file is kept.
+    What could not be loaded back is refused before anything is written
+    (``portable_config``), and so are non-finite weights (a diverged run): the existing
+    file is kept.
     """
     if not os.fspath(path).endswith(".npz"):
         raise ValueError(f"minicnn saves models as .npz files, not {os.fspath(path)!r} "
                          "(Keras' .keras and .h5 formats are not supported); use a name "
                          "ending in .npz")
+    text = portable_config(model)
     model._ensure_built()
-    arrays = {"config": np.frombuffer(json.dumps(model.get_config()).encode(), np.uint8)}
+    arrays = {"config": np.frombuffer(text.encode(), np.uint8)}
     for i, layer in enumerate(model.layers):
         for key, value in zip(layer.weight_specs(layer.input_shape), layer.get_weights()):
             arrays[f"weights/{i}/{key}"] = value

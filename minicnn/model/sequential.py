@@ -96,17 +96,44 @@ class Sequential(Trainer):
         raise ValueError(f"no layer named {name!r}; the layers are "
                          f"{[layer.name for layer in self.layers]}")
 
-    def build(self, seed: int | None = None) -> None:
+    def build(self, input_shape=None, seed: int | None = None) -> None:
         """Create every layer's weights (by their initialisers, e.g. glorot-uniform kernels
-        and zero biases) from ``seed``."""
+        and zero biases) from ``seed``; once built, nothing changes (as in Keras).
+
+        ``input_shape`` is Keras' form, with the batch axis: ``(None, 28, 28, 1)``; it gives
+        the first layer its input shape, or must agree with the one it has.
+        """
+        if input_shape is not None:
+            self._take_input_shape(input_shape)
+        if self.built:
+            return
         rng = np.random.default_rng(seed)
         for layer, (in_shape, _) in zip(self.layers, self._shapes()):
             layer.build(in_shape, rng)
         self._placed_on = None
 
+    def _take_input_shape(self, input_shape) -> None:
+        """build's ``(None, *shape)`` argument: checked, then the first layer's input shape."""
+        ok = (isinstance(input_shape, (tuple, list)) and len(input_shape) >= 2
+              and input_shape[0] is None
+              and all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0
+                      for d in input_shape[1:]))
+        if not ok:
+            raise ValueError(f"build takes the input shape with its batch axis as None, e.g. "
+                             f"(None, 28, 28, 1), got {input_shape!r} (a seed goes by name: "
+                             "build(seed=0))")
+        shape = tuple(int(d) for d in input_shape[1:])
+        if not self.layers:
+            raise ValueError("the model has no layers; add some before build")
+        first = self.layers[0]
+        if first.input_shape is not None and tuple(first.input_shape) != shape:
+            raise ValueError(f"build's input shape {shape} disagrees with the model's "
+                             f"{tuple(first.input_shape)}")
+        first.input_shape = shape
+
     def _ensure_built(self, seed: int | None = None) -> None:
         if not self.built:
-            self.build(seed)
+            self.build(seed=seed)
 
     def _place(self, backend) -> None:
         """Keep parameters and optimizer state in the active backend's memory, in floatx."""
