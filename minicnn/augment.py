@@ -7,10 +7,11 @@ and never modifies its input.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
-from .validation import check_positive_int
+from .validation import check_positive_int, check_seed
 
 
 def _images(x) -> np.ndarray:
@@ -60,6 +61,15 @@ def shift_images(x, dy, dx, fill_mode: str = "nearest", cval: float = 0) -> np.n
     return out
 
 
+def check_shift_range(value) -> int | float:
+    """A shift range as Python's int or float (NumPy scalars welcome): finite and >= 0."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or value < 0:
+        raise ValueError(f"a shift range must be a finite, non-negative number (pixels, or a "
+                         f"fraction of the image below 1), got {value!r}")
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
 def draw_shifts(rng: np.random.Generator, n: int, value: float, size: int) -> np.ndarray:
     """n random whole-pixel shifts with Keras' ImageDataGenerator conventions.
 
@@ -67,8 +77,7 @@ def draw_shifts(rng: np.random.Generator, n: int, value: float, size: int) -> np
     exactly as Keras does); a float is a uniform range in pixels, or a fraction of
     ``size`` when below 1, rounded to whole pixels.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"a shift range must be a non-negative number, got {value!r}")
+    value = check_shift_range(value)
     if value == 0:
         return np.zeros(n, dtype=np.int64)
     if isinstance(value, int):
@@ -96,10 +105,9 @@ class ImageDataGenerator:
                  fill_mode: str = "nearest", cval: float = 0.0):
         if fill_mode not in ("nearest", "constant"):
             raise ValueError(f"fill_mode must be 'nearest' or 'constant', got {fill_mode!r}")
-        for value in (height_shift_range, width_shift_range):
-            draw_shifts(np.random.default_rng(0), 0, value, 1)  # validates the range
         self.horizontal_flip, self.vertical_flip = horizontal_flip, vertical_flip
-        self.height_shift_range, self.width_shift_range = height_shift_range, width_shift_range
+        self.height_shift_range = check_shift_range(height_shift_range)
+        self.width_shift_range = check_shift_range(width_shift_range)
         self.fill_mode, self.cval = fill_mode, cval
 
     def augment(self, x, rng: np.random.Generator) -> np.ndarray:
@@ -128,7 +136,7 @@ class ArrayFlow:
         self.generator = generator
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.n, self.shuffle = len(self.x), shuffle
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(check_seed(seed))
         self._order, self._position = None, self.n
 
     def __len__(self) -> int:

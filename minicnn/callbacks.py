@@ -11,11 +11,16 @@ training after the current step.
 from __future__ import annotations
 
 import csv
+import inspect
 import math
 import os
+import string
 import sys
+import warnings
 
 import numpy as np
+
+from .optimizers import LearningRateSchedule
 
 
 class Callback:
@@ -23,9 +28,15 @@ class Callback:
 
     def __init__(self):
         self.model = None
+        self.params: dict = {}
 
     def set_model(self, model) -> None:
         self.model = model
+
+    def set_params(self, params: dict) -> None:
+        """What fit tells every callback before training (Keras' ``params``): ``epochs``,
+        ``steps``, ``verbose`` and ``validation`` (whether val_* logs will exist)."""
+        self.params = params
 
     def on_train_begin(self, logs=None): ...
     def on_train_end(self, logs=None): ...
@@ -112,9 +123,21 @@ class ModelCheckpoint(Callback):
         self.save_best_only = save_best_only
         self._better, self.best = _improvement(mode, monitor)
 
+    def on_train_begin(self, logs=None):
+        fields = {name.split(".")[0].split("[")[0]
+                  for _, name, _, _ in string.Formatter().parse(self.filepath) if name}
+        missing = sorted(f for f in fields if f.startswith("val_"))
+        if missing and not self.params.get("validation", True):
+            raise ValueError(f"ModelCheckpoint's filepath {self.filepath!r} names {missing}, "
+                             "but this fit has no validation data; pass validation_data or "
+                             "validation_split, or name other logs")
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         path = self.filepath.format(epoch=epoch + 1, **logs)
+        folder = os.path.dirname(path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)  # as Keras does
         if self.save_best_only:
             value = _monitored(logs, self.monitor, "ModelCheckpoint")
             if value is None or not self._better(value, self.best, 0.0):
@@ -126,16 +149,36 @@ class ModelCheckpoint(Callback):
         self.model.save(path)
 
 
+def _require_plain_learning_rate(optimizer, who: str) -> None:
+    """A callback that sets the learning rate needs a number there, not a schedule (which
+    it would silently replace): refused before training starts, as Keras does."""
+    if isinstance(optimizer.learning_rate, LearningRateSchedule):
+        raise TypeError(f"{who} sets the learning rate, but this optimizer's is a schedule "
+                        f"({type(optimizer.learning_rate).__name__}); use one or the other")
+
+
 class LearningRateScheduler(Callback):
-    """At the start of each epoch set the learning rate to ``schedule(epoch, lr)``."""
+    """At the start of each epoch set the learning rate to ``schedule(epoch, lr)``, or
+    ``schedule(epoch)`` for a one-argument function (Keras calls either)."""
 
     def __init__(self, schedule, verbose: int = 0):
         super().__init__()
+        if not callable(schedule):
+            raise TypeError(f"schedule must be a function schedule(epoch) or "
+                            f"schedule(epoch, lr), got {schedule!r:.80}")
         self.schedule, self.verbose = schedule, verbose
+        try:
+            self._with_lr = len(inspect.signature(schedule).parameters) != 1
+        except (TypeError, ValueError):  # a builtin without a signature: Keras' two arguments
+            self._with_lr = True
+
+    def on_train_begin(self, logs=None):
+        _require_plain_learning_rate(self.model.optimizer, "LearningRateScheduler")
 
     def on_epoch_begin(self, epoch, logs=None):
         optimizer = self.model.optimizer
-        lr = float(self.schedule(epoch, optimizer.current_learning_rate()))
+        lr = float(self.schedule(epoch, optimizer.current_learning_rate()) if self._with_lr
+                   else self.schedule(epoch))
         optimizer.set_learning_rate(lr)
         if self.verbose:
             print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
@@ -160,6 +203,7 @@ class ReduceLROnPlateau(Callback):
         self._better, self._worst = _improvement(mode, monitor)
 
     def on_train_begin(self, logs=None):
+        _require_plain_learning_rate(self.model.optimizer, "ReduceLROnPlateau")
         self.best, self.wait, self.cooldown_left = self._worst, 0, 0
 
     def on_epoch_end(self, epoch, logs=None):
@@ -213,11 +257,16 @@ class CSVLogger(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch, **(logs or {})}
-        if self._writer is None:
-            self._writer = csv.DictWriter(self._file, fieldnames=list(row),
-                                          delimiter=self.separator)
+        if self._writer is None:  # the first epoch's logs are the columns, as in Keras
+            self._writer = csv.DictWriter(self._file, fieldnames=list(row), restval="NA",
+                                          extrasaction="ignore", delimiter=self.separator)
             if not self._header_written:
                 self._writer.writeheader()
+        new = [key for key in row if key not in self._writer.fieldnames]
+        if new:
+            warnings.warn(f"CSVLogger: {new} appeared after the first epoch and are not in "
+                          f"{self.filename!r}, whose columns the first epoch fixed",
+                          RuntimeWarning, stacklevel=2)
         self._writer.writerow(row)
         self._file.flush()
 

@@ -269,8 +269,16 @@ def _missing_message(name: str, folders: list[Path]) -> str:
 
 
 def to_float_images(x: np.ndarray) -> np.ndarray:
-    """uint8 images (N, 28, 28) -> float32 (N, 28, 28, 1) scaled to [0, 1], as the examples use."""
-    return (np.asarray(x, dtype=np.float32) / 255.0)[..., None]
+    """uint8 images (N, 28, 28) -> float32 (N, 28, 28, 1) scaled to [0, 1], as the examples
+    use. Float images already in [0, 1] are taken as scaled, not divided again (that would
+    make them all nearly black); only the channel axis is added."""
+    x = np.asarray(x)
+    if x.dtype.kind == "f" and x.size and np.nanmax(x) <= 1.0:
+        return x.astype(np.float32)[..., None]
+    if x.dtype.kind not in "uif":
+        raise ValueError(f"to_float_images takes pixels 0..255 (e.g. uint8) or floats in "
+                         f"[0, 1], got dtype {x.dtype}")
+    return (x.astype(np.float32) / 255.0)[..., None]
 
 
 def load_xor() -> tuple[np.ndarray, np.ndarray]:

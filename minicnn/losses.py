@@ -106,6 +106,9 @@ def get(identifier: str | Loss) -> Loss:
     """A loss instance from its Keras name or an instance."""
     if isinstance(identifier, Loss):
         return identifier
-    if identifier not in _LOSSES:
-        raise ValueError(f"unknown loss {identifier!r}; expected one of {sorted(_LOSSES)}")
+    if not isinstance(identifier, str) or identifier not in _LOSSES:
+        single = " (a Sequential model has one output, so one loss)" if isinstance(
+            identifier, (list, tuple, dict)) else ""
+        raise ValueError(f"unknown loss {identifier!r}{single}; expected one of "
+                         f"{sorted(_LOSSES)}")
     return _LOSSES[identifier]()

@@ -23,12 +23,21 @@ def _is_number(value) -> bool:
 
 
 def _check(value: float, name: str, low: float, high: float | None = None) -> float:
+    """A number in (low, high) that float32, the default compute type, also holds: no
+    overflow to inf, and nothing that is above 0 as a float64 but 0 as a float32 (an
+    epsilon of 1e-50 would divide by zero)."""
     ok = _is_number(value) and math.isfinite(value) and value > low
     if high is not None:
         ok = ok and value < high
     if not ok:
         bound = f"in ({low}, {high})" if high is not None else f"> {low}"
         raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+    with np.errstate(over="ignore", under="ignore"):
+        as_float32 = float(np.float32(value))
+    if not math.isfinite(as_float32) or (as_float32 <= low < value):
+        raise ValueError(f"{name}={value!r} cannot be carried in float32 (it becomes "
+                         f"{as_float32}); use a value between {np.finfo(np.float32).tiny:.2g} "
+                         f"and {np.finfo(np.float32).max:.2g}")
     return float(value)
 
 
@@ -139,12 +148,25 @@ class Optimizer:
         return self.slots[key]
 
     def current_learning_rate(self) -> float:
-        """The learning rate of the next step (a schedule's value at this step count)."""
+        """The learning rate of the next step (a schedule's value at this step count, which
+        must be a number >= 0 that float32 holds: a ValueError, before any update, if not)."""
         lr = self.learning_rate
-        return float(lr(self.iterations)) if isinstance(lr, LearningRateSchedule) else lr
+        if not isinstance(lr, LearningRateSchedule):
+            return lr
+        value = lr(self.iterations)
+        if not (_is_number(value) and 0 <= value <= float(np.finfo(np.float32).max)):
+            raise ValueError(f"the learning-rate schedule {type(lr).__name__} gave {value!r} "
+                             f"at step {self.iterations}; a learning rate must be a finite "
+                             "number >= 0 (no update was applied)")
+        return float(value)
 
     def set_learning_rate(self, value: float) -> None:
-        """Replace the learning rate (callbacks do: LearningRateScheduler, ReduceLROnPlateau)."""
+        """Replace the learning rate (callbacks do: LearningRateScheduler, ReduceLROnPlateau).
+        Not when it is a schedule, as in Keras: the schedule would be silently lost."""
+        if isinstance(self.learning_rate, LearningRateSchedule):
+            raise TypeError(f"this optimizer's learning rate is a schedule "
+                            f"({type(self.learning_rate).__name__}) and cannot be set; use a "
+                            "plain number as learning_rate to let a callback change it")
         self.learning_rate = _check(value, "learning_rate", 0.0)
 
     def apply(self, layers) -> None:

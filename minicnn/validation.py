@@ -11,7 +11,11 @@ def as_array(x, what: str) -> np.ndarray:
     """A numeric NumPy array (no copy when it already is one), or a TypeError."""
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(f"{what} must be a numeric array, got {type(x).__name__}")
-    arr = np.asarray(x)
+    try:
+        arr = np.asarray(x)
+    except ValueError:  # NumPy refuses nested lists of different lengths
+        raise ValueError(f"{what} is ragged (its rows have different lengths); it must be a "
+                         "rectangular array, e.g. every image the same shape") from None
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise TypeError(f"{what} must hold numbers, got an array of dtype {arr.dtype}")
     return arr
@@ -84,6 +88,15 @@ def check_labels(y, n: int, n_outputs: int, sparse: bool, categorical: bool) -> 
     if categorical and (arr.min() < 0 or arr.max() > 1):
         raise ValueError("targets of a cross-entropy loss must lie in [0, 1] (one-hot or 0/1)")
     return arr
+
+
+def check_seed(seed) -> int | None:
+    """None, or a non-negative int (NumPy's seeds)."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
+    return int(seed)
 
 
 def check_positive_int(value, what: str) -> int:

@@ -581,3 +581,217 @@ def test_build_after_fit_changes_nothing_and_takes_keras_input_shapes():
             Sequential([Dense(3)]).build(bad)
     with pytest.raises(ValueError, match="disagrees"):
         _small().build((None, 5))
+
+
+# -- round 2: hyper-parameters, schedules and Keras' edges ---------------------------------
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SGD(1e39), lambda: Adam(epsilon=1e-50),
+    lambda: minicnn.optimizers.RMSprop(epsilon=1e-50)])
+def test_hyper_parameters_float32_cannot_carry_are_refused(make):
+    with pytest.raises(ValueError, match="cannot be carried in float32"):
+        make()
+
+
+def test_a_schedule_value_that_is_not_a_learning_rate_stops_before_the_update():
+    from minicnn.optimizers import ExponentialDecay, LearningRateSchedule
+
+    class Broken(LearningRateSchedule):
+        def __call__(self, step):
+            return float("nan") if step >= 2 else 0.01
+
+    for schedule in (ExponentialDecay(0.1, 1, 10.0), Broken()):
+        model = _small()
+        model.compile(SGD(schedule), "sparse_categorical_crossentropy")
+        x, y = np.ones((64, 4)), np.arange(64) % 2
+        with pytest.raises(ValueError, match="learning-rate schedule .* gave"):
+            model.fit(x, y, batch_size=1, epochs=1, verbose=0, seed=0)
+        assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_learning_rate_callbacks_refuse_a_schedule_and_take_one_argument_functions():
+    from minicnn.callbacks import LearningRateScheduler, ReduceLROnPlateau
+    from minicnn.optimizers import CosineDecay
+    x, y = np.ones((8, 4)), np.arange(8) % 2
+    for callback in (LearningRateScheduler(lambda epoch, lr: lr), ReduceLROnPlateau("loss")):
+        model = _small()
+        model.compile(Adam(CosineDecay(1e-3, 100)), "sparse_categorical_crossentropy")
+        with pytest.raises(TypeError, match="is a schedule"):
+            model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+        assert isinstance(model.optimizer.learning_rate, CosineDecay)
+    model = _small()
+    model.compile(SGD(0.1), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[LearningRateScheduler(lambda e: 0.5 / (e + 1))])
+    assert model.optimizer.learning_rate == 0.25
+
+
+def test_regularizer_instances_are_validated_like_names():
+    from minicnn.regularizers import L1L2
+    for bad in (L1L2(-1.0, 0.0), L1L2("x", 0.0), L1L2(float("nan"), 0.0)):
+        with pytest.raises(ValueError, match="regularizer factors"):
+            Dense(3, kernel_regularizer=bad)
+
+
+def test_input_shapes_must_be_positive_ints_and_agree():
+    from minicnn.layers import Input
+    for bad in ((4.7,), (0, 3), "28", (True,)):
+        with pytest.raises(ValueError, match="shape of one sample as positive ints"):
+            Dense(3, input_shape=bad)
+    with pytest.raises(ValueError, match="disagree; give only one"):
+        Sequential([Input((4,)), Dense(3, input_shape=(5,))])
+    assert Sequential([Input((4,)), Dense(3, input_shape=(4,))]).input_shape == (4,)
+
+
+def test_to_float_images_scales_pixels_once():
+    from minicnn.datasets import to_float_images
+    pixels = np.array([[0, 255]], dtype=np.uint8)
+    once = to_float_images(pixels)
+    np.testing.assert_array_equal(to_float_images(once[..., 0]), once)
+    np.testing.assert_array_equal(to_float_images(pixels.astype(float)), once)
+
+
+def test_an_unbuilt_layer_has_no_weights_and_one_layer_cannot_stand_twice():
+    assert Dense(3).get_weights() == []
+    dense = Dense(3, input_shape=(4,))
+    with pytest.raises(ValueError, match="already in this model"):
+        Sequential([dense, dense])
+    first = Sequential([Dense(2, input_shape=(4,)), Dense(2)])
+    shared = first.layers[1]
+    assert shared.name == "dense_1"
+    with pytest.raises(ValueError, match="belongs to another model"):
+        Sequential([Dense(2, input_shape=(4,), name="dense_1"), shared])
+    assert shared.name == "dense_1"
+
+
+def test_generators_honour_sample_weights_and_may_end_early():
+    x, y = np.ones((8, 4)), np.arange(8) % 2
+
+    def weighted(w):
+        while True:
+            yield x, y, w
+
+    model = _small()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    model.build(seed=0)
+    start = model.get_weights()
+    model.fit(weighted(np.zeros(8)), steps_per_epoch=2, epochs=1, verbose=0)
+    for a, b in zip(start, model.get_weights()):  # zero weights: zero loss, no change
+        np.testing.assert_array_equal(a, b)
+
+    def three_batches():
+        for _ in range(3):
+            yield x, y
+
+    with pytest.warns(RuntimeWarning, match="ran out of data"):
+        history = model.fit(three_batches(), steps_per_epoch=2, epochs=3, verbose=0)
+    assert len(history.history["loss"]) == 2  # epoch 2 had one step; epoch 3 none
+    with pytest.raises(ValueError, match="steps_per_epoch is for generators"):
+        model.fit(x, y, steps_per_epoch=3, verbose=0)
+
+
+def test_a_second_thread_cannot_enter_a_running_model():
+    model = _small()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    started, errors = threading.Event(), []
+
+    class Pause(minicnn.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            started.set()
+            thread.join()
+
+    def predict_meanwhile():
+        started.wait()
+        try:
+            model.predict(np.ones((2, 4)))
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    thread = threading.Thread(target=predict_meanwhile)
+    thread.start()
+    model.fit(np.ones((4, 4)), np.array([0, 1, 0, 1]), epochs=1, verbose=0,
+              callbacks=[Pause()])
+    assert errors and "another thread" in errors[0]
+    assert model.predict(np.ones((2, 4))).shape == (2, 2)  # free again afterwards
+
+
+# -- round 2: every error a user can cause names it -----------------------------------------
+
+
+def _fitted_small():
+    model = _small()
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    return model
+
+
+_X, _Y = np.ones((6, 4)), np.arange(6) % 2
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: _fitted_small().fit(_X, _Y, validation_split="0.2", verbose=0), ValueError,
+     "validation_split must be in"),
+    (lambda: _fitted_small().fit(_X, _Y, seed=-1, verbose=0), ValueError, "seed must be"),
+    (lambda: _fitted_small().fit(_X, _Y, seed=1.5, verbose=0), ValueError, "seed must be"),
+    (lambda: _fitted_small().fit(_X, _Y, class_weight={1: "heavy"}, verbose=0), ValueError,
+     "class_weight entry 1: 'heavy'"),
+    (lambda: _fitted_small().fit(_X, _Y, class_weight={"1": 2.0}, verbose=0), ValueError,
+     "class_weight entry '1'"),
+    (lambda: _fitted_small().fit([[1, 2, 3, 4], [1, 2]], [0, 1], verbose=0), ValueError,
+     "x is ragged"),
+    (lambda: Sequential().summary(), ValueError, "has no layers yet"),
+    (lambda: _small().get_layer(index=5), ValueError, r"get_layer\(index=5\): the model has 2"),
+    (lambda: _small().compile("adam", ["mse"]), ValueError, "one output, so one loss"),
+    (lambda: _small().set_weights(["a", "b", "c", "d"]), ValueError, "array of real numbers"),
+    (lambda: _fitted_small().fit(_X, _Y, verbose=0, callbacks=minicnn.callbacks.EarlyStopping()),
+     TypeError,
+     "callbacks must be a list"),
+    (lambda: minicnn.augment.ImageDataGenerator(height_shift_range=float("nan")), ValueError,
+     "shift range must be a finite, non-negative number"),
+    (lambda: minicnn.augment.ImageDataGenerator().flow(np.zeros((2, 4, 4, 1)), np.zeros(2),
+                                                       seed=-3), ValueError, "seed must be"),
+    (lambda: load_model("/dev/zero"), ValueError, "not a regular file"),
+])
+def test_errors_name_what_was_wrong(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_model_files_by_bytes_path_fifo_and_folder(tmp_path):
+    model = _small()
+    model.save(os.fsencode(tmp_path / "m.npz"))
+    assert load_model(tmp_path / "m.npz").layers[0].units == 3
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    for path in (fifo, tmp_path):
+        with pytest.raises(ValueError, match="not a regular file"):
+            load_model(path)  # refused at once: reading a pipe would wait for ever
+
+
+def test_model_checkpoint_checks_its_names_and_makes_its_folder(tmp_path):
+    from minicnn.callbacks import CSVLogger, ModelCheckpoint
+    with pytest.raises(ValueError, match="no validation data"):
+        _fitted_small().fit(_X, _Y, verbose=0,
+                            callbacks=[ModelCheckpoint(str(tmp_path / "ck-{val_loss:.2f}.npz"))])
+    assert list(tmp_path.iterdir()) == []
+    path = tmp_path / "new" / "folder" / "ck-{epoch}.npz"
+    _fitted_small().fit(_X, _Y, epochs=2, verbose=0, callbacks=[ModelCheckpoint(str(path))])
+    assert sorted(p.name for p in (tmp_path / "new" / "folder").iterdir()) == [
+        "ck-1.npz", "ck-2.npz"]
+
+    class LateKey(minicnn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch:
+                logs["late"] = 1.0
+
+    csv_path = tmp_path / "log.csv"
+    with pytest.warns(RuntimeWarning, match=r"\['late'\] appeared after the first epoch"):
+        _fitted_small().fit(_X, _Y, epochs=2, verbose=0,
+                            callbacks=[LateKey(), CSVLogger(str(csv_path))])
+    assert len(csv_path.read_text().splitlines()) == 3
+
+
+def test_a_bad_thread_count_names_the_variable(monkeypatch):
+    from minicnn.backends.threads import cpu_threads
+    monkeypatch.setenv("MINICNN_NUM_THREADS", "abc")
+    with pytest.raises(ValueError, match="MINICNN_NUM_THREADS must be a whole number"):
+        cpu_threads()

@@ -33,7 +33,10 @@ def cpu_threads() -> int:
     process may use (its affinity mask: ``os.cpu_count()`` counts a container's host)."""
     configured = os.environ.get("MINICNN_NUM_THREADS")
     if configured:
-        return max(1, int(configured))
+        if not configured.strip().isdigit() or int(configured) < 1:
+            raise ValueError(f"MINICNN_NUM_THREADS must be a whole number >= 1, got "
+                             f"{configured!r}")
+        return int(configured)
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1  # no affinity masks on this OS

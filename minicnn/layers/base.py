@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from typing import NamedTuple
 
 import numpy as np
@@ -36,6 +37,18 @@ def check_activation(name: str | None) -> str:
         raise ValueError(f"unknown activation {name!r}; expected one of "
                          f"{ACTIVATIONS + tuple(ALIASES)} or None")
     return name
+
+
+def check_shape(shape, what: str) -> tuple[int, ...]:
+    """A sample's shape (no batch axis) as positive ints: (28, 28, 1), or 784 for (784,)."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not (isinstance(shape, (tuple, list)) and shape and all(
+            isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0
+            for d in shape)):
+        raise ValueError(f"{what} must be the shape of one sample as positive ints, without "
+                         f"the batch axis, e.g. (28, 28, 1); got {shape!r}")
+    return tuple(int(d) for d in shape)
 
 
 def check_positive_pair(value, what: str) -> tuple[int, int]:
@@ -71,7 +84,8 @@ class Layer:
 
     def __init__(self, activation: str | None = None, input_shape=None, name: str | None = None):
         self.activation = check_activation(activation)
-        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        self.input_shape = None if input_shape is None else check_shape(input_shape,
+                                                                           "input_shape")
         self.name = name or snake_case(type(self).__name__)
         self.output_shape: tuple[int, ...] | None = None
         self.params: dict[str, object] = {}
@@ -81,6 +95,7 @@ class Layer:
         self.built = False
         self.rng: np.random.Generator = np.random.default_rng()
         self._placed_on = None  # the backend whose memory holds the weights
+        self.models: weakref.WeakSet = weakref.WeakSet()  # the models this layer is in
         self._pre = self._output = None
         self._activated = False
 
@@ -118,7 +133,10 @@ class Layer:
         return {key: both[key] for key in self.weight_specs(self.input_shape)}
 
     def get_weights(self) -> list[np.ndarray]:
-        """Host copies of every weight, Keras order (kernel, bias; gamma, beta, moving ...)."""
+        """Host copies of every weight, Keras order (kernel, bias; gamma, beta, moving ...);
+        [] before the layer is built, as in Keras."""
+        if not self.built:
+            return []
         return [to_numpy(value).copy() for value in self._weights().values()]
 
     def set_weights(self, weights) -> None:
@@ -133,6 +151,9 @@ class Layer:
         new = {}
         for (key, old), value in zip(current.items(), weights):
             value = np.asarray(value)
+            if not (np.issubdtype(value.dtype, np.number) and value.dtype.kind != "c"):
+                raise ValueError(f"layer {self.name!r}: {key} must be an array of real "
+                                 f"numbers, got dtype {value.dtype}")
             if value.shape != tuple(old.shape):
                 raise ValueError(
                     f"layer {self.name!r}: {key} must have shape {tuple(old.shape)}, "

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import config
 from ..backends import get_backend
-from .base import Layer
+from .base import Layer, check_shape
 
 
 class Input:
@@ -17,10 +17,7 @@ class Input:
     """
 
     def __init__(self, shape, name: str | None = None):
-        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-        if not shape or not all(isinstance(d, (int, np.integer)) and d > 0 for d in shape):
-            raise ValueError(f"Input shape must be positive ints (no batch axis), got {shape!r}")
-        self.shape = tuple(int(d) for d in shape)
+        self.shape = check_shape(shape, "Input shape")
         self.name = name
 
     def __repr__(self) -> str:

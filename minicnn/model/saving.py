@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 
 import numpy as np
 
@@ -98,7 +99,10 @@ def load_model(path: str | os.PathLike, custom_objects: dict | None = None):
     before anything is allocated, and for NaN/inf in the current floatx after. A bad file
     raises ValueError naming it; nothing half-built is returned.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(path)
+    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError(f"cannot load model from {path!r}: it is not a regular file (a "
+                         "folder, device or pipe); give the path of a .npz saved by save()")
     classes = layer_classes(custom_objects)
     try:
         with npz.NpzArchive(path) as archive:
@@ -187,8 +191,12 @@ def save_model(model, path: str | os.PathLike) -> None:
     (``portable_config``), and so are non-finite weights (a diverged run): the existing
     file is kept.
     """
-    if not os.fspath(path).endswith(".npz"):
-        raise ValueError(f"minicnn saves models as .npz files, not {os.fspath(path)!r} "
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"save takes a file path (str or pathlib.Path), got "
+                        f"{type(path).__name__}")
+    path = os.fsdecode(path)
+    if not path.endswith(".npz"):
+        raise ValueError(f"minicnn saves models as .npz files, not {path!r} "
                          "(Keras' .keras and .h5 formats are not supported); use a name "
                          "ending in .npz")
     text = portable_config(model)

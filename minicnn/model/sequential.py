@@ -7,6 +7,7 @@ inherits as Keras' models inherit theirs; the file format is ``saving.py``'s.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable
 
 import numpy as np
@@ -29,6 +30,7 @@ class Sequential(Trainer):
         self._placed_on = None
         self._input: Input | None = None
         self._plans: dict = {}  # the stages of fusion.plan, per layer list and loss fusion
+        self._lock = threading.RLock()  # one thread at a time (training._one_thread_at_a_time)
         self.stop_training = False
         for layer in layers or []:
             self.add(layer)
@@ -49,13 +51,25 @@ class Sequential(Trainer):
             raise TypeError(f"Sequential.add expects a minicnn layer, got {type(layer).__name__}")
         if self.built:
             raise ValueError("cannot add layers to a model whose weights are already built")
+        if any(existing is layer for existing in self.layers):
+            raise ValueError(f"layer {layer.name!r} is already in this model; each place "
+                             "needs its own layer object (its input and gradients are its own)")
         if not self.layers and self._input is not None:
+            if layer.input_shape is not None and tuple(layer.input_shape) != self._input.shape:
+                raise ValueError(f"Input{self._input.shape} and the first layer's input_shape "
+                                 f"{tuple(layer.input_shape)} disagree; give only one")
             layer.input_shape = self._input.shape
         names = {existing.name for existing in self.layers}
-        base, k = layer.name, 0
-        while layer.name in names:
-            k += 1
-            layer.name = f"{base}_{k}"
+        if layer.name in names:
+            if len(layer.models):  # renaming it here would rename it there too
+                raise ValueError(f"layer {layer.name!r} belongs to another model and this one "
+                                 "already has a layer of that name; give one of them a "
+                                 "unique name=...")
+            base, k = layer.name, 0
+            while layer.name in names:
+                k += 1
+                layer.name = f"{base}_{k}"
+        layer.models.add(self)
         self.layers.append(layer)
 
     @property
@@ -89,6 +103,11 @@ class Sequential(Trainer):
         if (name is None) == (index is None):
             raise ValueError("get_layer needs exactly one of name= or index=")
         if index is not None:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not (
+                    -len(self.layers) <= index < len(self.layers)):
+                raise ValueError(f"get_layer(index={index!r}): the model has "
+                                 f"{len(self.layers)} layers, indexed 0 to "
+                                 f"{len(self.layers) - 1}")
             return self.layers[index]
         for layer in self.layers:
             if layer.name == name:
@@ -153,6 +172,8 @@ class Sequential(Trainer):
 
     def summary(self, print_fn=print) -> None:
         """Print layer, output shape and parameter count, as Keras does."""
+        if not self.layers:
+            raise ValueError(f"model {self.name!r} has no layers yet; add some before summary()")
         longest = max(len(f" {l.name} ({type(l).__name__})") for l in self.layers)
         widths = (max(29, longest + 2), 26, 10)  # Keras' widths, wider for long names
         rule = "_" * sum(widths)

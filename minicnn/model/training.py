@@ -4,7 +4,9 @@ update). ``Sequential`` inherits all of it from ``Trainer``."""
 
 from __future__ import annotations
 
+import functools
 import math
+import numbers
 import time
 import warnings
 
@@ -18,7 +20,14 @@ from ..layers.base import KernelLayer
 from ..metrics import TRAINING_METRICS
 from ..progress import Progbar, SlowStartNotice
 from ..tally import Tally
-from ..validation import as_array, as_finite, check_inputs, check_labels, check_positive_int
+from ..validation import (
+    as_array,
+    as_finite,
+    check_inputs,
+    check_labels,
+    check_positive_int,
+    check_seed,
+)
 
 _ONE_BATCH = 1 << 62  # a batch size no array reaches: the *_on_batch methods' single batch
 
@@ -31,6 +40,15 @@ def _flow_steps(flow) -> int:
         return math.ceil(flow.n / flow.batch_size)
     raise ValueError(f"fit cannot tell how many batches make an epoch of this "
                      f"{type(flow).__name__}; pass steps_per_epoch=... (batches per epoch)")
+
+
+def _warn_ran_out(epoch: int, step: int, steps: int) -> None:
+    """A generator ended before ``steps_per_epoch`` batches: fit stops there, as Keras."""
+    warnings.warn(
+        f"fit stopped at epoch {epoch + 1}, step {step + 1} of {steps}: the input ran out of "
+        "data. Make sure it yields at least steps_per_epoch * epochs batches (or pass a "
+        "smaller steps_per_epoch). The weights and history so far are kept.",
+        RuntimeWarning, stacklevel=5)
 
 
 def _warn_diverged(epoch: int, step: int, value: float) -> None:
@@ -53,6 +71,26 @@ class History:
         self.epoch.append(epoch)
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
+
+
+def _one_thread_at_a_time(method):
+    """A model's weights, activations and step buffers are shared by all its calls: a
+    second thread entering fit, evaluate or predict while another runs one is refused with
+    a clear error (the same thread may nest them, as a callback's evaluate inside fit)."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError(
+                f"model {self.name!r} is already running fit, evaluate or predict in another "
+                f"thread; a minicnn model serves one thread at a time (give each thread its "
+                f"own copy, e.g. load_model of a saved one)")
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._lock.release()
+
+    return run
 
 
 class Trainer:
@@ -198,6 +236,7 @@ class Trainer:
 
     # -- fit ----------------------------------------------------------------------------
 
+    @_one_thread_at_a_time
     def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1,
             callbacks=None, validation_data=None, validation_split: float = 0.0,
             shuffle: bool = True, class_weight: dict | None = None, sample_weight=None,
@@ -217,8 +256,12 @@ class Trainer:
         """
         self._require_compiled()
         check_positive_int(epochs, "epochs")
+        seed = check_seed(seed)
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        if isinstance(callbacks, Callback):
+            raise TypeError(f"callbacks must be a list, e.g. callbacks=[{type(callbacks).__name__}"
+                            "(...)], not a single callback")
         callbacks = list(callbacks or [])
         bad = [c for c in callbacks if not isinstance(c, Callback)]
         if bad:
@@ -238,8 +281,13 @@ class Trainer:
         else:
             if y is None:
                 raise ValueError("fit needs labels y when x is an array")
+            if steps_per_epoch is not None:
+                raise ValueError("steps_per_epoch is for generators and flows; with arrays an "
+                                 "epoch is every batch of batch_size samples (len(x) / "
+                                 "batch_size, rounded up)")
             check_positive_int(batch_size, "batch_size")
-            if not 0.0 <= validation_split < 1.0:
+            if isinstance(validation_split, (bool, np.bool_)) or not (
+                    isinstance(validation_split, numbers.Real) and 0.0 <= validation_split < 1.0):
                 raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
             x, y = self._prepare(x, y)
             weights = self._sample_weights(y, sample_weight, class_weight)
@@ -289,9 +337,13 @@ class Trainer:
                       else (targets[:, 0] > 0.5).astype(int))
             table = np.ones(max(targets.shape[1], 2))
             for label, weight in class_weight.items():
-                if not (0 <= int(label) < len(table)) or not float(weight) >= 0:
+                ok = (isinstance(label, (int, np.integer)) and not isinstance(label, bool)
+                      and 0 <= label < len(table) and isinstance(weight, numbers.Real)
+                      and not isinstance(weight, bool) and math.isfinite(weight)
+                      and weight >= 0)
+                if not ok:
                     raise ValueError(f"class_weight entry {label!r}: {weight!r} is not a class "
-                                     "index with a weight >= 0")
+                                     f"index in [0, {len(table)}) with a number >= 0")
                 table[int(label)] = float(weight)
             weights *= table[labels]
         return weights
@@ -313,6 +365,8 @@ class Trainer:
         self.stop_training = False
         for callback in callbacks:
             callback.set_model(self)
+            callback.set_params({"epochs": epochs, "steps": steps, "verbose": verbose,
+                                 "validation": validation is not None})
             callback.on_train_begin()
         for epoch in range(epochs):
             for callback in callbacks:
@@ -328,7 +382,13 @@ class Trainer:
                 for callback in batch_hooks:
                     callback.on_train_batch_begin(step)
                 if flow:
-                    (xb, yb), wb = self._prepare(*next(feed)), None
+                    try:
+                        xb, yb, wb = self._flow_batch(feed)
+                    except StopIteration:  # Keras: stop training, keep what was learned
+                        _warn_ran_out(epoch, step, steps)
+                        self.stop_training = True
+                        tally.read()
+                        break
                 else:
                     xb, yb, wb = feed.batch(step)
                 slow_start = notice and epoch == 0 and step == 0  # may compile kernels
@@ -354,6 +414,8 @@ class Trainer:
                 if self.stop_training:
                     break
                 bar.update(step + 1, logs)
+            if tally.steps_read == 0:  # the input ran out before this epoch's first step
+                break
             logs = tally.logs()
             if validation is not None and math.isfinite(tally.loss_sum):
                 with backend.step_buffers(self, "validate", validation.size):
@@ -367,6 +429,17 @@ class Trainer:
         for callback in callbacks:
             callback.on_train_end()
         return history
+
+    def _flow_batch(self, flow):
+        """The next batch of a flow or generator, checked: (x, y) or (x, y, sample_weight)
+        -> x, targets, per-sample loss weights (or None)."""
+        batch = next(flow)
+        if not (isinstance(batch, (tuple, list)) and len(batch) in (2, 3)):
+            raise ValueError("a generator or flow given to fit must yield (x, y) or "
+                             f"(x, y, sample_weight), got {type(batch).__name__}")
+        x, y = self._prepare(batch[0], batch[1])
+        weights = self._sample_weights(y, batch[2], None) if len(batch) == 3 else None
+        return x, y, weights
 
     def _batch_logs(self, logs: dict, return_dict: bool):
         """Keras' return convention: the dict, or [loss, metric, ...] (a bare loss alone)."""
@@ -386,6 +459,7 @@ class Trainer:
         self._place(backend)
         return x, y, weights, backend
 
+    @_one_thread_at_a_time
     def train_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
         """One optimizer step on one batch of host arrays (checked, moved to the backend);
         returns this batch's ``[loss, metric, ...]`` (or a dict), as Keras does."""
@@ -419,6 +493,7 @@ class Trainer:
         logs[prefix + "loss"] += self._penalty()
         return logs
 
+    @_one_thread_at_a_time
     def evaluate(self, x, y, batch_size: int = 32, verbose: int = 0, sample_weight=None,
                  return_dict: bool = False):
         """``[loss, metric, ...]`` (just the loss when compiled without metrics), or with
@@ -431,6 +506,7 @@ class Trainer:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
         return self._batch_logs(logs, return_dict)
 
+    @_one_thread_at_a_time
     def predict(self, x, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
         """Outputs for every sample of ``x`` (probabilities after a softmax), as a host array."""
         check_positive_int(batch_size, "batch_size")
