@@ -85,19 +85,26 @@ class EarlyStopping(Callback):
 
     def on_train_begin(self, logs=None):
         self.wait, self.stopped_epoch, self.best_epoch = 0, 0, 0
-        self.best = self._worst if self.baseline is None else self.baseline
+        self.best = self._worst
         self.best_weights = None
 
     def on_epoch_end(self, epoch, logs=None):
+        """Keras 3's rule: the best epoch so far is kept (its weights too) even when it does
+        not beat ``baseline``; only beating both resets the patience count."""
         value = _monitored(logs, self.monitor, "EarlyStopping")
         if value is None or epoch < self.start_from_epoch:
             return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights, self.best_epoch = self.model.get_weights(), epoch
         self.wait += 1
         if self._better(value, self.best, self.min_delta):
-            self.best, self.best_epoch, self.wait = value, epoch, 0
+            self.best, self.best_epoch = value, epoch
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
-        elif self.wait >= self.patience and epoch > 0:
+            if self.baseline is None or self._better(value, self.baseline, self.min_delta):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             self.model.stop_training = True
 

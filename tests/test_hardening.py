@@ -795,3 +795,57 @@ def test_a_bad_thread_count_names_the_variable(monkeypatch):
     monkeypatch.setenv("MINICNN_NUM_THREADS", "abc")
     with pytest.raises(ValueError, match="MINICNN_NUM_THREADS must be a whole number"):
         cpu_threads()
+
+
+def test_compute_gradients_builds_an_unbuilt_model():
+    model = _small()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x, y = model._prepare(_X, _Y)
+    assert np.isfinite(model.compute_gradients(x, y))
+    assert model.layers[0].grads["kernel"].shape == (4, 3)
+
+
+def test_history_stays_aligned_after_a_diverged_epoch():
+    model = _small()
+    model.compile(SGD(0.1), "sparse_categorical_crossentropy", ["accuracy"])
+    x = np.ones((6, 4))
+    x[0, 0] = 1e30  # its loss overflows: the first epoch diverges
+    history = model.fit(x, _Y, epochs=2, verbose=0, terminate_on_nan=False,
+                        validation_data=(np.ones((2, 4)), np.array([0, 1])))
+    lengths = {key: len(values) for key, values in history.history.items()}
+    assert set(lengths.values()) == {2}, lengths
+
+
+def test_early_stopping_keeps_the_best_epoch_below_the_baseline_as_keras_3():
+    from minicnn.callbacks import Callback, EarlyStopping
+    losses = iter([0.9, 0.5, 0.7, 0.8])
+
+    class Scripted(Callback):  # fakes the monitored value before EarlyStopping reads it
+        def on_epoch_end(self, epoch, logs=None):
+            logs["scripted"] = next(losses)
+
+    model = _fitted_small()
+    stop = EarlyStopping("scripted", mode="min", patience=2, baseline=0.1,
+                         restore_best_weights=True)
+    saved = []
+
+    class Keep(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            saved.append(self.model.get_weights())
+
+    history = model.fit(_X, _Y, epochs=4, verbose=0, callbacks=[Scripted(), stop, Keep()])
+    assert len(history.history["loss"]) == 3  # never beats the baseline: patience runs out
+    assert stop.best == 0.5 and stop.best_epoch == 1
+    for a, b in zip(model.get_weights(), saved[1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_accuracy_with_binary_cross_entropy_over_several_outputs_is_binary_accuracy(backend):
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((12, 4)), (rng.random((12, 3)) > 0.5).astype(float)
+    model = Sequential([Dense(3, activation="sigmoid", input_shape=(4,))])
+    model.compile("sgd", "binary_crossentropy", ["accuracy"])
+    _, accuracy = model.evaluate(x, y)
+    expected = np.mean((model.predict(x) > 0.5) == (y > 0.5))
+    assert accuracy == pytest.approx(expected)
+    assert accuracy != pytest.approx(np.mean(model.predict(x).argmax(1) == y.argmax(1)))

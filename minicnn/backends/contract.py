@@ -86,6 +86,9 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
     # metrics
     "count_correct": (("pred", "y", "threshold"), "number of rows whose class is right"),
     "count_top_k": (("pred", "y", "k"), "rows whose true class is among the k top scores"),
+    "count_binary_correct": (("pred", "y", "threshold"),
+                             "sum over rows of the fraction of columns where (pred > "
+                             "threshold) == (y > 0.5): binary accuracy's count"),
     # optimizers: update p (and the state arrays) in place from the gradient g
     "sgd_update": (("p", "g", "velocity", "lr", "momentum", "nesterov"),
                    "v <- m v - lr g; p <- p + v (nesterov: p <- p + m v - lr g)"),

@@ -160,9 +160,15 @@ class Trainer:
             # counts the hits into the tally's row, left in the backend's memory
             return backend.softmax_cross_entropy_totals(out, y, tally.slot(), tally.halted)
         value, grad = (self.loss.fused if fused else self.loss)(out, y, weights)
+        threshold = 0.0 if fused else 0.5  # logits or probabilities
+        # Keras' rule: "accuracy" with binary cross-entropy over several outputs is binary
+        # accuracy (each output a 0/1 label of its own), not the argmax's
+        binary = self.loss.name == "binary_crossentropy" and y.shape[1] > 1
         tally.add(value * len(x), {
-            name: backend.count_correct(out, y, 0.0 if fused else 0.5) if k == 1
-            else backend.count_top_k(out, y, k) for name, k in self._metric_k.items()})
+            name: backend.count_top_k(out, y, k) if k > 1
+            else backend.count_binary_correct(out, y, threshold) if binary
+            else backend.count_correct(out, y, threshold)
+            for name, k in self._metric_k.items()})
         return grad
 
     def _penalty(self) -> float:
@@ -175,6 +181,9 @@ class Trainer:
     def compute_loss(self, x, y, training: bool = True) -> float:
         """Loss of one batch (already in backend memory, y as the model's targets), weight
         penalties included; nothing changes but BatchNorm's moving statistics in training."""
+        self._require_compiled()
+        self._ensure_built()
+        self._place(get_backend())
         tally = self._tally()
         tally.begin(len(x))
         self._step_loss(tally, x, y, training)
@@ -186,6 +195,9 @@ class Trainer:
         gradients of every layer's parameters into ``layer.grads``. Returns the loss,
         weight penalties included; the weights do not change. After a NaN or inf loss the
         gradients mean nothing (``train_step`` then applies none)."""
+        self._require_compiled()
+        self._ensure_built()
+        self._place(get_backend())
         tally = self._tally()
         tally.begin(len(x))
         self._gradients(tally, x, y, sample_weight)
@@ -420,6 +432,8 @@ class Trainer:
             if validation is not None and math.isfinite(tally.loss_sum):
                 with backend.step_buffers(self, "validate", validation.size):
                     logs.update(self._evaluate_feed(validation, prefix="val_"))
+            elif validation is not None:  # a diverged epoch: NaN keeps history's lists aligned
+                logs.update({f"val_{key}": math.nan for key in tally.logs()})
             for callback in callbacks:
                 callback.on_epoch_end(epoch, logs)
             bar.finish(logs, tally.steps_read)

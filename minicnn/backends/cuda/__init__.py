@@ -94,6 +94,7 @@ class CudaBackend(NumpyBackend):
         host_fallback(ref_losses.probability_binary_cross_entropy))
     mean_squared_error = staticmethod(host_fallback(ref_losses.mean_squared_error))
     count_top_k = staticmethod(host_fallback(ref_metrics.count_top_k))
+    count_binary_correct = staticmethod(host_fallback(ref_metrics.count_binary_correct))
 
     # hooks
     check_available = staticmethod(launch.check_available)

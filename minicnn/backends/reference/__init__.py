@@ -96,6 +96,7 @@ class NumpyBackend:
     mean_squared_error = staticmethod(losses.mean_squared_error)
     count_correct = staticmethod(metrics.count_correct)
     count_top_k = staticmethod(metrics.count_top_k)
+    count_binary_correct = staticmethod(metrics.count_binary_correct)
 
     # optimizers
     sgd_update = staticmethod(optimizers.sgd_update)

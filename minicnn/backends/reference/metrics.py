@@ -19,3 +19,9 @@ def count_top_k(pred, y, k: int) -> int:
     """Rows whose true class (one-hot y) is among the k highest scores of pred."""
     true_score = (pred * y).sum(axis=1, keepdims=True)  # pred at the true class
     return int(((pred > true_score).sum(axis=1) < k).sum())
+
+
+def count_binary_correct(pred, y, threshold: float = 0.5) -> float:
+    """Binary accuracy's count: for each row, the fraction of its columns (independent 0/1
+    labels) where (pred > threshold) == (y > 0.5), summed over the rows."""
+    return float(((pred > threshold) == (y > 0.5)).mean(axis=1).sum())
