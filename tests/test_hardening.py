@@ -849,3 +849,16 @@ def test_accuracy_with_binary_cross_entropy_over_several_outputs_is_binary_accur
     expected = np.mean((model.predict(x) > 0.5) == (y > 0.5))
     assert accuracy == pytest.approx(expected)
     assert accuracy != pytest.approx(np.mean(model.predict(x).argmax(1) == y.argmax(1)))
+
+
+def test_saving_over_a_read_only_file_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "m.npz"
+    path.write_bytes(b"the user's old file")
+    path.chmod(0o444)
+    real_access = os.access
+    # as root every file is writable: pretend to be a user that may not write this one
+    monkeypatch.setattr(os, "access", lambda p, mode: False if os.fspath(p) == str(path)
+                        else real_access(p, mode))
+    with pytest.raises(PermissionError, match="read-only"):
+        _small().save(path)
+    assert path.read_bytes() == b"the user's old file"

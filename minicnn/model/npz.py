@@ -43,6 +43,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     """
     target = os.path.realpath(path)
     folder, name = os.path.split(target)
+    if os.path.exists(target) and not os.access(target, os.W_OK):
+        raise PermissionError(f"{os.fspath(path)!r} is read-only for this user; it was left as "
+                              "it was (make it writable, or save under another name)")
     _remove_stale_temporaries(folder, name)
     mode = _mode_for(target)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.{os.getpid()}.", suffix=_TMP_SUFFIX)
