@@ -18,11 +18,14 @@ import contextlib
 import contextvars
 import functools
 import importlib
+import inspect
 import os
 from collections.abc import Iterator
+from types import ModuleType
 
 import numpy as np
 
+from .contract import KERNELS
 from .reference import NumpyBackend
 
 Backend = NumpyBackend  # every backend is a NumpyBackend (the type to annotate with)
@@ -80,6 +83,28 @@ def _load(name: str) -> Backend:
     return _loaded[name]
 
 
+def from_module(module: ModuleType) -> Backend:
+    """A backend made of a module's functions named as contract kernels (a learner's own,
+    checked by ``python -m minicnn.check``), the reference's for every other kernel. Its
+    class is checked like every backend's: a kernel with the wrong arguments is an error."""
+    own = {name: staticmethod(fn) for name, fn in vars(module).items()
+           if name in KERNELS and inspect.isfunction(fn)}
+    if not own:
+        raise ValueError(f"module {module.__name__!r} defines no kernel of the contract "
+                         "(minicnn/backends/contract.py lists their names)")
+    cls = type(f"{module.__name__}Backend", (NumpyBackend,), {"name": module.__name__, **own})
+    return cls()
+
+
+def _resolve(backend: str | ModuleType | Backend) -> Backend:
+    """A backend from its name, a module of kernels (``from_module``) or itself."""
+    if isinstance(backend, NumpyBackend):
+        return backend
+    if isinstance(backend, ModuleType):
+        return from_module(backend)
+    return _load(backend)
+
+
 def load(name: str) -> Backend:
     """The backend object called ``name`` (its kernels as methods), without activating it:
     ``minicnn.backends.load("numba").conv2d_forward(...)``. Raises like ``set_backend``."""
@@ -129,11 +154,11 @@ def get_backend() -> Backend:
     return _default
 
 
-def set_backend(name: str) -> None:
-    """Make ``name`` ("numpy", "numba", "cython" or "cuda") the active backend everywhere
-    (inside a ``use_backend`` block, for the rest of that block too)."""
+def set_backend(name: str | ModuleType | Backend) -> None:
+    """Make ``name`` ("numpy", "numba", "cython" or "cuda", or a module of your own kernels)
+    the active backend everywhere (inside a ``use_backend`` block, for the rest of it too)."""
     global _default
-    _default = _load(name)
+    _default = _resolve(name)
     if _override.get() is not None:
         _override.set(_default)
 
@@ -152,9 +177,10 @@ def in_session(method):
 
 
 @contextlib.contextmanager
-def use_backend(name: str) -> Iterator[Backend]:
-    """Temporarily switch backend in this thread or task: ``with use_backend("numba"): ...``."""
-    token = _override.set(_load(name))
+def use_backend(name: str | ModuleType | Backend) -> Iterator[Backend]:
+    """Temporarily switch backend in this thread or task: ``with use_backend("numba"): ...``;
+    a module of your own kernels works too (``from_module``)."""
+    token = _override.set(_resolve(name))
     try:
         yield _override.get()
     finally:

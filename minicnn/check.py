@@ -1,0 +1,383 @@
+"""Check a learner's kernels against the reference: ``python -m minicnn.check FILE.py``.
+
+Every function in FILE whose name is a kernel of the contract (``backends/contract.py``)
+that this checker knows is run on cases Hypothesis draws (odd sizes, batch 1, strides,
+paddings, float32 and float64): its forward output must equal the reference's within
+float tolerance, and its backward must equal central differences of the reference's
+forward (float64). Per kernel it prints PASS, or the first failing case it could shrink
+to: the inputs' shapes, the largest difference and where. It exits 0 only when every
+kernel it found passes, and refuses a file that defines none.
+
+The reference kernels are the solutions (``minicnn/backends/reference/``); ``exercises/``
+has a file per kernel to start from. To train with your kernels once they pass:
+``with minicnn.use_backend(module): model.fit(...)`` (what the module lacks is the
+reference's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib.util
+import inspect
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from .backends.contract import KERNELS
+from .backends.reference import NumpyBackend
+from .gradcheck import numerical_gradient
+
+REFERENCE = NumpyBackend()
+TOLERANCE = {np.float32: 2e-4, np.float64: 1e-7}
+
+
+class Mismatch(AssertionError):
+    """A kernel's result differs from the reference's: what, by how much and where."""
+
+
+def _compare(name: str, got, want, dtype) -> None:
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        raise Mismatch(f"{name} has shape {got.shape}, expected {want.shape}")
+    if got.size == 0:
+        return
+    diff = np.abs(got - want)
+    diff[np.isnan(got) != np.isnan(want)] = np.inf
+    tol = TOLERANCE[dtype] * max(1.0, float(np.nanmax(np.abs(want))))
+    worst = int(np.nanargmax(diff)) if not np.isnan(diff).all() else 0
+    if not diff.flat[worst] <= tol:
+        where = [int(i) for i in np.unravel_index(worst, got.shape)]
+        raise Mismatch(f"{name}: largest difference {diff.flat[worst]:.3g} at {name}"
+                       f"{where} (got {got.flat[worst]:.6g}, expected "
+                       f"{want.flat[worst]:.6g}; tolerance {tol:.2g})")
+
+
+def _numeric(f: Callable[[np.ndarray], float], x: np.ndarray) -> np.ndarray:
+    """d f / d x by central differences, on a float64 copy."""
+    return numerical_gradient(f, np.array(x, dtype=np.float64))
+
+
+# ----------------------------------------------------------------------------- cases
+
+dtypes = st.sampled_from([np.float32, np.float64])
+FLOAT64 = st.just(np.float64)  # backward passes are checked by central differences
+seeds = st.integers(0, 2**16)
+
+
+@st.composite
+def conv_cases(draw, dtype=dtypes):
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    h, w = draw(st.integers(kh, 6)), draw(st.integers(kw, 6))
+    return {"x": (draw(st.integers(1, 2)), h, w, draw(st.integers(1, 3))),
+            "w": (kh, kw, None, draw(st.integers(1, 3))), "stride": stride,
+            "padding": draw(st.sampled_from(["valid", "same"])), "bias": draw(st.booleans()),
+            "relu": draw(st.booleans()), "dtype": draw(dtype), "seed": draw(seeds)}
+
+
+@st.composite
+def pool_cases(draw, dtype=dtypes):
+    pool = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    h, w = draw(st.integers(pool[0], 6)), draw(st.integers(pool[1], 6))
+    return {"x": (draw(st.integers(1, 2)), h, w, draw(st.integers(1, 3))), "pool": pool,
+            "stride": stride, "padding": draw(st.sampled_from(["valid", "same"])),
+            "ties": draw(st.booleans()), "dtype": draw(dtype), "seed": draw(seeds)}
+
+
+@st.composite
+def dense_cases(draw, dtype=dtypes):
+    return {"x": (draw(st.integers(1, 5)), draw(st.integers(1, 6))),
+            "units": draw(st.integers(1, 5)), "bias": draw(st.booleans()),
+            "relu": draw(st.booleans()), "dtype": draw(dtype), "seed": draw(seeds)}
+
+
+@st.composite
+def row_cases(draw, dtype=dtypes):
+    return {"rows": draw(st.integers(1, 6)), "classes": draw(st.integers(2, 6)),
+            "scale": draw(st.sampled_from([1.0, 30.0])), "dtype": draw(dtype),
+            "seed": draw(seeds)}
+
+
+@st.composite
+def update_cases(draw, dtype=dtypes):
+    return {"shape": tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3))),
+            "lr": draw(st.sampled_from([0.001, 0.1])), "momentum": draw(st.sampled_from(
+                [0.0, 0.9])), "nesterov": draw(st.booleans()), "dtype": draw(dtype),
+            "seed": draw(seeds)}
+
+
+def _conv_arrays(case):
+    rng = np.random.default_rng(case["seed"])
+    dtype = case["dtype"]
+    x = rng.standard_normal(case["x"]).astype(dtype)
+    kh, kw, _, f = case["w"]
+    w = rng.standard_normal((kh, kw, case["x"][3], f)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype) if case["bias"] else None
+    return rng, x, w, b
+
+
+def _describe(case) -> str:
+    return ", ".join(f"{k} {v.__name__ if isinstance(v, type) else v}" for k, v in case.items()
+                     if k != "seed")
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def check_conv2d_forward(fn, case):
+    _, x, w, b = _conv_arrays(case)
+    args = (case["stride"], case["padding"], case["relu"])
+    _compare("y", fn(x, w, b, *args), REFERENCE.conv2d_forward(x, w, b, *args), case["dtype"])
+
+
+def check_conv2d_backward(fn, case):
+    rng, x, w, b = _conv_arrays(case)
+    stride, padding = case["stride"], case["padding"]
+    y = REFERENCE.conv2d_forward(x, w, b, stride, padding)
+    dy = rng.standard_normal(y.shape)
+    dx, dw, db = fn(x, w, dy, stride, padding, True, None)
+    _compare("dx", dx, _numeric(lambda v: (REFERENCE.conv2d_forward(
+        v, w, b, stride, padding) * dy).sum(), x), np.float64)
+    _compare("dw", dw, _numeric(lambda v: (REFERENCE.conv2d_forward(
+        x, v, b, stride, padding) * dy).sum(), w), np.float64)
+    _compare("db", db, dy.sum(axis=(0, 1, 2)), np.float64)
+    if fn(x, w, dy, stride, padding, False, None)[0] is not None:
+        raise Mismatch("with need_dx=False, dx must be None (the first layer needs none)")
+
+
+def _pool_input(case):
+    rng = np.random.default_rng(case["seed"])
+    shape = case["x"]
+    if case["ties"]:  # many equal values: the first maximum (row by row) must win
+        return rng, rng.integers(-2, 3, shape).astype(case["dtype"])
+    return rng, rng.permutation(np.arange(np.prod(shape))).reshape(shape).astype(
+        case["dtype"]) / 10
+
+
+def check_maxpool2d_forward(fn, case):
+    _, x = _pool_input(case)
+    args = (case["pool"], case["stride"], case["padding"])
+    _compare("y", fn(x, *args)[0], REFERENCE.maxpool2d_forward(x, *args)[0], case["dtype"])
+
+
+def check_maxpool2d_backward(fn, case, module):
+    forward = getattr(module, "maxpool2d_forward", REFERENCE.maxpool2d_forward)
+    rng, x = _pool_input(case)
+    args = (case["pool"], case["stride"], case["padding"])
+    y, cache = forward(x, *args)
+    dy = rng.standard_normal(np.shape(y))
+    want = REFERENCE.maxpool2d_backward(dy, REFERENCE.maxpool2d_forward(x, *args)[1], x.shape,
+                                        *args)  # equals central differences away from ties
+    _compare("dx", fn(dy, cache, x.shape, *args), want, np.float64)
+
+
+def check_avgpool2d_forward(fn, case):
+    _, x = _pool_input(case)
+    args = (case["pool"], case["stride"], case["padding"])
+    _compare("y", fn(x, *args), REFERENCE.avgpool2d_forward(x, *args), case["dtype"])
+
+
+def check_avgpool2d_backward(fn, case):
+    rng, x = _pool_input(case)
+    args = (case["pool"], case["stride"], case["padding"])
+    dy = rng.standard_normal(REFERENCE.avgpool2d_forward(x, *args).shape)
+    _compare("dx", fn(dy, x.shape, *args), _numeric(
+        lambda v: (REFERENCE.avgpool2d_forward(v, *args) * dy).sum(), x), np.float64)
+
+
+def _dense_arrays(case):
+    rng = np.random.default_rng(case["seed"])
+    dtype = case["dtype"]
+    x = rng.standard_normal(case["x"]).astype(dtype)
+    w = rng.standard_normal((case["x"][1], case["units"])).astype(dtype)
+    b = rng.standard_normal(case["units"]).astype(dtype) if case["bias"] else None
+    return rng, x, w, b
+
+
+def check_dense_forward(fn, case):
+    _, x, w, b = _dense_arrays(case)
+    _compare("y", fn(x, w, b, case["relu"]), REFERENCE.dense_forward(x, w, b, case["relu"]),
+             case["dtype"])
+
+
+def check_dense_backward(fn, case):
+    rng, x, w, b = _dense_arrays(case)
+    dy = rng.standard_normal((len(x), w.shape[1]))
+    dx, dw, db = fn(x, w, dy, True, None)
+    _compare("dx", dx, _numeric(lambda v: (REFERENCE.dense_forward(v, w, b) * dy).sum(), x),
+             np.float64)
+    _compare("dw", dw, _numeric(lambda v: (REFERENCE.dense_forward(x, v, b) * dy).sum(), w),
+             np.float64)
+    _compare("db", db, dy.sum(axis=0), np.float64)
+
+
+def check_softmax_cross_entropy(fn, case):
+    rng = np.random.default_rng(case["seed"])
+    logits = (case["scale"] * rng.standard_normal((case["rows"], case["classes"])))
+    y = np.eye(case["classes"])[rng.integers(0, case["classes"], case["rows"])]
+    rows, grad = fn(logits.astype(case["dtype"]), y.astype(case["dtype"]))
+    want_rows, _ = REFERENCE.softmax_cross_entropy(logits, y)
+    _compare("rows", rows, want_rows, case["dtype"])
+    _compare("dlogits", grad, _numeric(
+        lambda v: REFERENCE.softmax_cross_entropy(v, y)[0].mean(), logits), np.float64)
+
+
+def _update_arrays(case, count: int):
+    rng = np.random.default_rng(case["seed"])
+    arrays = [rng.standard_normal(case["shape"]) for _ in range(count)]
+    arrays[-1] = np.abs(arrays[-1])  # Adam's v >= 0
+    return [a.astype(case["dtype"]) for a in arrays]
+
+
+def _check_update(fn, reference, case, count, args, names):
+    mine, want = _update_arrays(case, count), _update_arrays(case, count)
+    fn(*mine, *args)
+    reference(*want, *args)
+    for name, got, expected in zip(names, mine, want):
+        _compare(f"{name} (updated in place)", got, expected, case["dtype"])
+
+
+def check_sgd_update(fn, case):
+    _check_update(fn, REFERENCE.sgd_update, case, 3,
+                  (case["lr"], case["momentum"], case["nesterov"]), ("p", "g", "velocity"))
+
+
+def check_adam_update(fn, case):
+    _check_update(fn, REFERENCE.adam_update, case, 4, (case["lr"], 0.9, 0.999, 1e-7),
+                  ("p", "g", "m", "v"))
+
+
+@dataclass(frozen=True)
+class KernelCheck:
+    check: Callable
+    cases: st.SearchStrategy
+    needs_module: bool = False  # checks a backward with the file's own forward's cache
+
+
+CHECKS = {
+    "conv2d_forward": KernelCheck(check_conv2d_forward, conv_cases()),
+    "conv2d_backward": KernelCheck(check_conv2d_backward, conv_cases(FLOAT64)),
+    "maxpool2d_forward": KernelCheck(check_maxpool2d_forward, pool_cases()),
+    "maxpool2d_backward": KernelCheck(check_maxpool2d_backward, pool_cases(FLOAT64), True),
+    "avgpool2d_forward": KernelCheck(check_avgpool2d_forward, pool_cases()),
+    "avgpool2d_backward": KernelCheck(check_avgpool2d_backward, pool_cases(FLOAT64)),
+    "dense_forward": KernelCheck(check_dense_forward, dense_cases()),
+    "dense_backward": KernelCheck(check_dense_backward, dense_cases(FLOAT64)),
+    "softmax_cross_entropy": KernelCheck(check_softmax_cross_entropy, row_cases()),
+    "sgd_update": KernelCheck(check_sgd_update, update_cases()),
+    "adam_update": KernelCheck(check_adam_update, update_cases()),
+}
+
+
+# ----------------------------------------------------------------------------- running
+
+
+class CheckError(Exception):
+    """The file cannot be checked (no kernel in it, a wrong signature, a misspelt name)."""
+
+
+def load_module(path: str | Path) -> ModuleType:
+    """Import a Python file as a module of its own."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckError(f"{path}: no such file")
+    spec = importlib.util.spec_from_file_location(f"minicnn_checked_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def kernels_in(module: ModuleType) -> dict[str, Callable]:
+    """The module's functions named as checkable kernels, with the contract's arguments.
+    A misspelt kernel name or wrong arguments is a CheckError; so is a module with none."""
+    functions = {name: fn for name, fn in vars(module).items()
+                 if inspect.isfunction(fn) and not name.startswith("_")}
+    found, problems = {}, []
+    for name, fn in functions.items():
+        if name in CHECKS:
+            args = tuple(inspect.signature(fn).parameters)
+            if args != KERNELS[name][0]:
+                problems.append(f"{name}{args}: the contract's arguments are "
+                                f"{KERNELS[name][0]}")
+            found[name] = fn
+        elif name in KERNELS:
+            problems.append(f"{name} is a kernel this checker cannot check yet; it checks "
+                            f"{sorted(CHECKS)}")
+        else:
+            close = difflib.get_close_matches(name, CHECKS, n=1, cutoff=0.85)
+            if close:
+                problems.append(f"{name} looks like the kernel {close[0]}: rename it")
+    if problems:
+        raise CheckError("; ".join(problems))
+    if not found:
+        raise CheckError(f"{module.__name__} defines no kernel to check; name functions as "
+                         f"the contract does, e.g. {sorted(CHECKS)[:3]}")
+    return found
+
+
+def check_kernel(name: str, fn: Callable, module: ModuleType | None = None,
+                 examples: int = 40) -> str | None:
+    """None when ``fn`` passes every drawn case, else the first failing case it could
+    shrink to, described."""
+    spec = CHECKS[name]
+    failures: list[str] = []
+
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(spec.cases)
+    def run(case):
+        try:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a mismatch says it; overflow noise does not
+                if spec.needs_module:
+                    spec.check(fn, case, module)
+                else:
+                    spec.check(fn, case)
+        except Exception as exc:  # noqa: BLE001  (a learner's kernel may raise anything)
+            failures.append(f"{_describe(case)}: {type(exc).__name__}: {exc}")
+            raise
+
+    try:
+        run()
+    except Exception:  # noqa: BLE001
+        return failures[-1] if failures else "failed"
+    return None
+
+
+def check_module(module: ModuleType, examples: int = 40, out=None) -> bool:
+    """Check every kernel of ``module``; print PASS or FAIL per kernel (to ``out``, standard
+    output by default); True if all pass."""
+    out = out or sys.stdout
+    ok = True
+    for name, fn in kernels_in(module).items():
+        failure = check_kernel(name, fn, module, examples)
+        print(f"PASS {name}" if failure is None else f"FAIL {name}: {failure}", file=out)
+        ok = ok and failure is None
+    return ok
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m minicnn.check",
+                                     description="Check kernels against the reference.")
+    parser.add_argument("file", help="a Python file defining kernels (e.g. an exercise)")
+    parser.add_argument("--examples", type=int, default=40,
+                        help="cases drawn per kernel (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        return 0 if check_module(load_module(args.file), args.examples) else 1
+    except CheckError as exc:
+        print(f"minicnn.check: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""``python -m minicnn.check``: it passes the reference's kernels, fails planted bugs with
+the failing case, refuses files it cannot check, and a learner's kernels can train."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn import check
+
+ROOT = Path(__file__).resolve().parent.parent
+
+REFERENCE_KERNELS = """
+from minicnn.backends.reference.conv import conv2d_backward, conv2d_forward
+from minicnn.backends.reference.dense import dense_backward, dense_forward
+from minicnn.backends.reference.losses import softmax_cross_entropy
+from minicnn.backends.reference.optimizers import adam_update, sgd_update
+from minicnn.backends.reference.pool import (avgpool2d_backward, avgpool2d_forward,
+                                             maxpool2d_backward, maxpool2d_forward)
+"""
+
+
+def _file(tmp_path, source: str, name: str = "kernels.py") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+def test_the_reference_kernels_pass(tmp_path, capsys):
+    module = check.load_module(_file(tmp_path, REFERENCE_KERNELS))
+    assert set(check.kernels_in(module)) == set(check.CHECKS)
+    assert check.check_module(module, examples=15)
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == len(check.CHECKS) and all(line.startswith("PASS") for line in out)
+
+
+PLANTED = {
+    "a transposed kernel": ("conv2d_forward", """
+        from minicnn.backends.reference.conv import conv2d_forward as right
+        def conv2d_forward(x, w, b, stride, padding, relu=False):
+            return right(x, w.transpose(1, 0, 2, 3) if w.shape[0] == w.shape[1] else w,
+                         b, stride, padding, relu)
+        """),
+    "an off-by-one stride": ("conv2d_forward", """
+        import numpy as np
+        from minicnn.backends.shapes import conv_geometry
+        def conv2d_forward(x, w, b, stride, padding, relu=False):
+            kh, kw, _, f = w.shape
+            g = conv_geometry(x.shape[1], x.shape[2], kh, kw, stride, padding)
+            xp = np.pad(x, ((0, 0), (g.pad_top, g.pad_bottom), (g.pad_left, g.pad_right),
+                            (0, 0)))
+            y = np.zeros((x.shape[0], g.out_h, g.out_w, f), x.dtype)
+            for i in range(g.out_h):
+                for j in range(g.out_w):
+                    r, c = i * (stride[0] - 1), j * stride[1]  # the bug: stride - 1
+                    win = xp[:, r:r + kh, c:c + kw, :]
+                    y[:, i, j] = np.tensordot(win, w, axes=3) + (0 if b is None else b)
+            return np.maximum(y, 0) if relu else y
+        """),
+    "a pooling backward that ignores ties": ("maxpool2d_backward", """
+        import numpy as np
+        from minicnn.backends.reference.pool import maxpool2d_forward as ref_forward
+        from minicnn.backends.shapes import conv_geometry
+        def maxpool2d_forward(x, pool, stride, padding="valid"):
+            y, _ = ref_forward(x, pool, stride, padding)
+            return y, x
+        def maxpool2d_backward(dy, cache, x_shape, pool, stride, padding="valid"):
+            x = cache  # every pixel equal to its window's max gets the gradient
+            g = conv_geometry(x.shape[1], x.shape[2], *pool, stride, padding)
+            pad = ((0, 0), (g.pad_top, g.pad_bottom), (g.pad_left, g.pad_right), (0, 0))
+            xp = np.pad(x, pad, constant_values=-np.inf)
+            dxp = np.zeros(xp.shape)
+            for i in range(g.out_h):
+                for j in range(g.out_w):
+                    r, c = i * stride[0], j * stride[1]
+                    win = xp[:, r:r + pool[0], c:c + pool[1], :]
+                    top = win.max(axis=(1, 2), keepdims=True)
+                    dxp[:, r:r + pool[0], c:c + pool[1], :] += (win == top) * dy[:, i:i+1, j:j+1, :]
+            return dxp[:, g.pad_top:g.pad_top + x.shape[1], g.pad_left:g.pad_left + x.shape[2]]
+        """),
+    "Adam with g instead of g^2": ("adam_update", """
+        import numpy as np
+        def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
+            m += (1 - beta_1) * (g - m)
+            v += (1 - beta_2) * (np.abs(g) - v)
+            p -= lr_t * m / (np.sqrt(v) + epsilon)
+        """),
+    "a softmax that overflows": ("softmax_cross_entropy", """
+        import numpy as np
+        def softmax_cross_entropy(logits, y):
+            e = np.exp(logits)
+            p = e / e.sum(axis=1, keepdims=True)
+            rows = -(y * np.log(p)).sum(axis=1)
+            return rows.astype(np.float64), (p - y) / len(logits)
+        """),
+}
+
+
+@pytest.mark.parametrize("bug", list(PLANTED))
+def test_planted_bugs_fail_with_the_failing_case(tmp_path, bug):
+    kernel, source = PLANTED[bug]
+    module = check.load_module(_file(tmp_path, source))
+    failure = check.check_kernel(kernel, vars(module)[kernel], module, examples=40)
+    assert failure is not None, bug
+    assert "largest difference" in failure or "Error" in failure, failure
+    assert "dtype" in failure  # the case is described
+
+
+def test_files_it_cannot_check_are_clear_errors(tmp_path):
+    with pytest.raises(check.CheckError, match="defines no kernel to check"):
+        check.kernels_in(check.load_module(_file(tmp_path, "def helper(x):\n    return x\n")))
+    with pytest.raises(check.CheckError, match="looks like the kernel dense_forward"):
+        check.kernels_in(check.load_module(_file(tmp_path, """
+            def dense_forwrd(x, w, b, relu=False):
+                return x
+            """)))
+    with pytest.raises(check.CheckError, match="the contract's arguments are"):
+        check.kernels_in(check.load_module(_file(tmp_path, """
+            def dense_forward(x, weights, b, relu=False):
+                return x
+            """)))
+
+
+def test_the_command_line_exit_codes(tmp_path):
+    def run(path):
+        return subprocess.run([sys.executable, "-m", "minicnn.check", str(path),
+                               "--examples", "5"], capture_output=True, text=True,
+                              cwd=ROOT, timeout=300)
+
+    passing = run(_file(tmp_path, "from minicnn.backends.reference.dense import "
+                                  "dense_forward\n", "good.py"))
+    assert passing.returncode == 0 and "PASS dense_forward" in passing.stdout
+    exercise = run(ROOT / "exercises" / "dense.py")
+    assert exercise.returncode == 1 and "FAIL dense_forward" in exercise.stdout
+    assert "NotImplementedError" in exercise.stdout
+    empty = run(_file(tmp_path, "x = 1\n", "empty.py"))
+    assert empty.returncode == 2 and "defines no kernel" in empty.stderr
+
+
+def test_every_exercise_names_only_checkable_kernels():
+    for path in sorted((ROOT / "exercises").glob("*.py")):
+        assert set(check.kernels_in(check.load_module(path))) <= set(check.CHECKS)
+
+
+def test_a_model_trains_on_a_learners_kernels(tmp_path):
+    """Kernels of one's own (here: the reference's dense pair under a learner's file) train
+    a model exactly as the reference does; what the file lacks is the reference's."""
+    from tests.conftest import synthetic_images
+    module = check.load_module(_file(tmp_path, """
+        import numpy as np
+        def dense_forward(x, w, b, relu=False):
+            y = x @ w + (0 if b is None else b)
+            return np.maximum(y, 0) if relu else y
+        def dense_backward(x, w, dy, need_dx=True, relu_output=None):
+            if relu_output is not None:
+                dy = dy * (relu_output > 0)
+            return (dy @ w.T if need_dx else None), x.T @ dy, dy.sum(axis=0)
+        """))
+    x, y = synthetic_images(32, 8)
+    weights = []
+    for backend in ("numpy", module):
+        with minicnn.use_backend(backend) as active:
+            model = minicnn.Sequential([minicnn.layers.Flatten(input_shape=(8, 8, 1)),
+                                        minicnn.layers.Dense(8, activation="relu"),
+                                        minicnn.layers.Dense(4, activation="softmax")])
+            model.compile("adam", "sparse_categorical_crossentropy")
+            model.fit(x, y, epochs=2, verbose=0, seed=0)
+            weights.append(model.get_weights())
+    assert active.name.startswith("minicnn_checked_")
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="defines no kernel of the contract"):
+        minicnn.set_backend(check.load_module(_file(tmp_path, "x = 1\n", "none.py")))
