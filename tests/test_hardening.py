@@ -845,6 +845,7 @@ def test_accuracy_with_binary_cross_entropy_over_several_outputs_is_binary_accur
     x, y = rng.standard_normal((12, 4)), (rng.random((12, 3)) > 0.5).astype(float)
     model = Sequential([Dense(3, activation="sigmoid", input_shape=(4,))])
     model.compile("sgd", "binary_crossentropy", ["accuracy"])
+    model.build(seed=0)
     _, accuracy = model.evaluate(x, y)
     expected = np.mean((model.predict(x) > 0.5) == (y > 0.5))
     assert accuracy == pytest.approx(expected)
