@@ -1,20 +1,31 @@
 """The figures people look at. Each function returns a matplotlib Figure and saves it to
-``path`` when given. Figures are built without pyplot, so they work on headless machines.
+``path`` when given. Figures are built without pyplot, so they work on headless machines,
+and show themselves inline when a Jupyter cell returns one (``Figure._repr_png_``).
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 
 import numpy as np
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure as _MatplotlibFigure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from .backends import to_numpy
 from .datasets import CLASS_NAMES
 from .metrics import confusion_matrix
+
+
+class Figure(_MatplotlibFigure):
+    """A matplotlib Figure that Jupyter (IPython) draws inline as a PNG, no pyplot needed."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
 
 
 def _finish(fig: Figure, path: str | os.PathLike | None) -> Figure:

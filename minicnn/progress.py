@@ -11,6 +11,14 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds:.0f}s" if seconds >= 1 else f"{seconds * 1000:.0f}ms"
 
 
+def _redraws_in_place(stream) -> bool:
+    """A terminal, or a Jupyter notebook's output (which also honours a carriage return):
+    the bar redraws its line there. Elsewhere (a log file, a pipe) one line per epoch."""
+    if hasattr(stream, "isatty") and stream.isatty():
+        return True
+    return "ipykernel" in sys.modules and type(stream).__module__.startswith("ipykernel")
+
+
 class Progbar:
     """``verbose=1``: a live bar per epoch; ``verbose=2``: one line per epoch; ``0``: silent.
 
@@ -28,7 +36,7 @@ class Progbar:
         self._first_update: tuple[int, float] | None = None  # (step, time)
         self._last_draw = 0.0
         self._drawn = 0  # length of the line on screen, to blank what a shorter one leaves
-        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.live = _redraws_in_place(self.stream)
 
     def _metrics(self, values: dict[str, float]) -> str:
         return "".join(f" - {k}: {v:.4f}" for k, v in values.items())

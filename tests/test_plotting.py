@@ -48,3 +48,36 @@ def test_prediction_colours_true_blue_wrong_red():
 def test_confusion_matrix_counts():
     np.testing.assert_array_equal(confusion_matrix([0, 1, 1, 2], [0, 2, 1, 2], 3),
                                   [[1, 0, 0], [0, 1, 1], [0, 0, 1]])
+
+
+def test_figures_show_inline_in_a_notebook():
+    """IPython displays any object with ``_repr_png_``: a cell that returns a figure of ours
+    shows it, without pyplot or a Jupyter dependency."""
+    fig = plotting.plot_history({"loss": [1.0, 0.5], "accuracy": [0.5, 0.8]})
+    png = fig._repr_png_()
+    assert png.startswith(b"\x89PNG")
+
+
+def test_the_progress_bar_redraws_in_place_in_a_notebook(monkeypatch):
+    """ipykernel's output stream is no terminal, yet a notebook honours a carriage return."""
+    import io
+    import sys
+    import types
+
+    from minicnn.progress import Progbar
+
+    class OutStream(io.StringIO):  # what ipykernel gives a notebook cell as sys.stdout
+        pass
+
+    OutStream.__module__ = "ipykernel.iostream"
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    stream = OutStream()
+    bar = Progbar(10, verbose=1, stream=stream)
+    bar._last_draw = -1.0
+    bar.update(5, {"loss": 0.5})
+    assert stream.getvalue().startswith("\r") and "5/10" in stream.getvalue()
+    plain = io.StringIO()
+    quiet = Progbar(10, verbose=1, stream=plain)  # a log file: nothing until the epoch ends
+    quiet._last_draw = -1.0
+    quiet.update(5, {"loss": 0.5})
+    assert plain.getvalue() == ""
