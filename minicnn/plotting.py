@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 from matplotlib.figure import Figure as _MatplotlibFigure
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from .backends import to_numpy
@@ -36,8 +36,9 @@ def _finish(fig: Figure, path: str | os.PathLike | None) -> Figure:
 
 
 def _image(x: np.ndarray) -> np.ndarray:
+    """An (H, W, C) image as imshow takes it: RGB as it is, otherwise its first channel."""
     x = np.asarray(x)
-    return x[..., 0] if x.ndim == 3 and x.shape[-1] == 1 else x
+    return x[..., 0] if x.ndim == 3 and x.shape[-1] != 3 else x
 
 
 def plot_samples(x, y, class_names=CLASS_NAMES, n: int = 25, path=None, predicted=None,
@@ -180,3 +181,90 @@ def plot_confusion_matrix(y_true, y_pred, class_names=CLASS_NAMES, path=None,
         ax.text(j, i, str(value), ha="center", va="center", fontsize=7,
                 color="white" if value > counts.max() / 2 else "black")
     return _finish(fig, path)
+
+
+def plot_feature_maps(maps: dict, layer: str | None = None, image: int = 0,
+                      max_maps: int = 32, path=None) -> Figure:
+    """The channels of one layer's output for one image (``inspect.feature_maps``' dict),
+    each on its own colour scale: the first convolution's by default."""
+    images = {name: m for name, m in maps.items() if np.ndim(m) == 4}
+    if not images:
+        raise ValueError("no layer in these maps has image outputs (N, H, W, C)")
+    name = layer if layer is not None else next(iter(images))
+    if name not in images:
+        raise ValueError(f"no image-shaped map for layer {name!r}; those with one are "
+                         f"{list(images)}")
+    planes = images[name][image]
+    count = min(planes.shape[-1], max_maps)
+    cols = min(8, count)
+    rows = math.ceil(count / cols)
+    fig = Figure(figsize=(1.4 * cols, 1.5 * rows + 0.6))
+    for k in range(count):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        ax.imshow(planes[:, :, k], cmap="viridis")
+        ax.set_title(f"{k}", fontsize=7)
+        ax.axis("off")
+    fig.suptitle(f"{name}: {count} of {planes.shape[-1]} feature maps of image {image} "
+                 f"({planes.shape[0]}x{planes.shape[1]})", fontsize=10)
+    return _finish(fig, path)
+
+
+def plot_saliency(x, saliency, y_true=None, predicted=None, class_names=CLASS_NAMES,
+                  path=None, n: int = 6) -> Figure:
+    """Images (top) and their saliency (bottom): the largest |d score / d pixel| over
+    channels, brightest where a pixel changes the class score most. Wrong predictions in red."""
+    x, saliency = np.asarray(x)[:n], np.abs(np.asarray(saliency)[:n]).max(axis=-1)
+    fig = Figure(figsize=(2.0 * len(x), 4.6))
+    for k in range(len(x)):
+        top, bottom = fig.add_subplot(2, len(x), k + 1), fig.add_subplot(2, len(x), len(x) + k + 1)
+        top.imshow(_image(x[k]), cmap="gray_r")
+        if predicted is not None:
+            guess = class_names[predicted[k]] if class_names else str(predicted[k])
+            wrong = y_true is not None and predicted[k] != y_true[k]
+            truth = f"\n(true: {class_names[y_true[k]]})" if wrong and class_names else ""
+            top.set_title(f"{guess}{truth}", fontsize=8, color="red" if wrong else "black")
+        bottom.imshow(saliency[k], cmap="hot")
+        top.axis("off")
+        bottom.axis("off")
+    fig.suptitle("images (top) and saliency, max |d class score / d pixel| (bottom)",
+                 fontsize=10)
+    return _finish(fig, path)
+
+
+def plot_model(model, path=None) -> Figure:
+    """The model as a diagram, as keras.utils.plot_model draws it: a box per layer with its
+    name, class, output shape and parameter count; layers that run as one fused stage
+    (``fusion.plan``) share a dashed frame."""
+    from .fusion import plan
+
+    shapes = model._shapes()
+    stages = plan(model.layers, fuse_loss=False)
+    height = 0.9 * len(model.layers) + 0.6
+    fig = Figure(figsize=(5.2, height))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(-len(model.layers) - 0.2, 0.6)
+    ax.axis("off")
+    top = 0.0
+    ax.text(5, 0.3, "input (None, " + ", ".join(str(d) for d in shapes[0][0]) + ")",
+            ha="center", fontsize=8)
+    for stage in stages:
+        first = top
+        for layer in stage.layers:
+            i = model.layers.index(layer)
+            out = "(None, " + ", ".join(str(d) for d in shapes[i][1]) + ")"
+            ax.add_patch(Rectangle((1.5, top - 0.8), 7, 0.7, facecolor="#dde8f4",
+                                   edgecolor="#35618f"))
+            ax.text(5, top - 0.33, f"{layer.name} ({type(layer).__name__})", ha="center",
+                    va="bottom", fontsize=8, weight="bold")
+            ax.text(5, top - 0.38, f"{out}   params {layer.count_params(shapes[i][0]):,}",
+                    ha="center", va="top", fontsize=7)
+            top -= 1
+        if len(stage.layers) > 1 or type(stage).__name__ != "LayerStage":
+            ax.add_patch(Rectangle((1.2, top + 0.1), 7.6, first - top - 0.1, fill=False,
+                                   linestyle="--", edgecolor="#c0504d"))
+            ax.text(8.9, (first + top) / 2, "one fused stage", rotation=90, va="center",
+                    fontsize=7, color="#c0504d")
+    if path is not None:  # a full-figure axes: no tight_layout to do
+        fig.savefig(path, dpi=100)
+    return fig

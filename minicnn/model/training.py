@@ -493,6 +493,32 @@ class Trainer:
 
     # -- inference ----------------------------------------------------------------------
 
+    @_one_thread_at_a_time
+    def input_gradient(self, x, dy, before_activation: bool = False) -> np.ndarray:
+        """d sum(output * dy) / d x: how a weighted sum of the model's outputs for images
+        ``x`` changes with each input pixel, in inference mode (BatchNorm's moving
+        statistics, no Dropout). ``dy`` has the output's shape (N, K). With
+        ``before_activation`` the output is the last layer's before its softmax or
+        sigmoid (the class scores saliency maps use). Same shape as ``x``; the weights do
+        not change (their ``grads`` are overwritten)."""
+        x = check_inputs(x, self.input_shape, config.dtype())
+        self._ensure_built()
+        backend = get_backend()
+        self._place(backend)
+        dy = as_finite(as_array(dy, "dy"), config.dtype(), "dy")
+        if dy.shape != (len(x), *self.output_shape):
+            raise ValueError(f"dy must have the output's shape {(len(x), *self.output_shape)}, "
+                             f"got {dy.shape}")
+        stages = self._stages(before_activation)
+        with backend.session(), backend.step_buffers(self, "input_gradient", len(x)):
+            out = backend.to_device(x)
+            for stage in stages:
+                out = stage.forward(out, False)
+            grad = backend.to_device(dy)
+            for stage in reversed(stages):
+                grad = stage.backward(grad, True)
+            return backend.to_host(grad)
+
     def _evaluate_feed(self, feed: ArrayFeed, prefix: str = "") -> dict:
         """Loss (weight penalties included) and metrics over every batch of ``feed``."""
         backend = get_backend()
