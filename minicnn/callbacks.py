@@ -20,6 +20,7 @@ import warnings
 
 import numpy as np
 
+from .backends import get_backend
 from .optimizers import LearningRateSchedule
 
 
@@ -281,3 +282,77 @@ class CSVLogger(Callback):
         if self._file is not None:
             self._file.close()
         self._file = self._writer = None
+
+
+class LayerStats(Callback):
+    """Every ``every`` training steps, per layer: the mean, standard deviation, fraction of
+    exact zeros and a fixed-bin histogram of its activations and of its weights' gradients
+    (fast.ai's activation statistics; Keras' TensorBoard ``histogram_freq``, in memory).
+
+    Activations are those of the training step itself, as the model ran it: a layer that
+    runs fused with the next (``fusion.plan``: a Conv2D and its MaxPool2D) is recorded
+    through the stage's output, under "conv2d+max_pool2d". ``records`` holds one dict per
+    (step, layer, kind) with ``step``, ``layer``, ``kind`` ("activation" or "gradient"),
+    ``mean``, ``std``, ``zeros`` and ``histogram`` (counts in ``bins`` equal bins over
+    ``value_range``, values outside it counted in the end bins); ``path`` also writes them
+    as CSV. ``plotting.plot_layer_stats`` draws them.
+    """
+
+    def __init__(self, every: int = 10, bins: int = 40, value_range=(-3.0, 3.0),
+                 path: str | os.PathLike | None = None):
+        super().__init__()
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a whole number of steps >= 1, got {every!r}")
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+            raise ValueError(f"bins must be an int >= 1, got {bins!r}")
+        low, high = value_range
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ValueError(f"value_range must be two finite numbers, low < high, got "
+                             f"{value_range!r}")
+        self.every, self.bins, self.value_range = every, bins, (float(low), float(high))
+        self.edges = np.linspace(low, high, bins + 1)
+        self.path = None if path is None else os.fspath(path)
+        self.records: list[dict] = []
+
+    def on_train_begin(self, logs=None):
+        self.records, self._step = [], 0
+
+    def summarize(self, values) -> dict:
+        """The statistics of one array (float64): mean, std, zeros, histogram."""
+        values = np.asarray(values, dtype=np.float64).ravel()
+        clipped = np.clip(values, *self.value_range)
+        return {"mean": float(values.mean()), "std": float(values.std()),
+                "zeros": float(np.mean(values == 0)),
+                "histogram": np.histogram(clipped, bins=self.edges)[0]}
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        if (self._step - 1) % self.every:
+            return
+        backend = get_backend()
+        for stage in self.model._stages(self.model._fused):
+            name = "+".join(layer.name for layer in stage.layers)
+            self._record(name, "activation", backend.to_host(stage.output))
+            for owner in stage.layers:
+                grads = [backend.to_host(g) for g in owner.grads.values() if g is not None]
+                if grads:
+                    self._record(owner.name, "gradient",
+                                 np.concatenate([g.ravel() for g in grads]))
+
+    def _record(self, layer: str, kind: str, values) -> None:
+        self.records.append({"step": self._step - 1, "layer": layer, "kind": kind,
+                             **self.summarize(values)})
+
+    def on_train_end(self, logs=None):
+        if self.path is None:
+            return
+        folder = os.path.dirname(self.path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        with open(self.path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["step", "layer", "kind", "mean", "std", "zeros",
+                             *(f"bin_{k}" for k in range(self.bins))])
+            for r in self.records:
+                writer.writerow([r["step"], r["layer"], r["kind"], r["mean"], r["std"],
+                                 r["zeros"], *r["histogram"]])

@@ -36,6 +36,11 @@ class LayerStage:
     def backward(self, dy, need_input_grad: bool):
         return self.layer.backward(dy, need_input_grad)
 
+    @property
+    def output(self):
+        """What the last forward returned."""
+        return self.layer._output
+
 
 class ProductReLU:
     """A Dense or Conv2D and its ReLU as one kernel call each way."""
@@ -53,6 +58,11 @@ class ProductReLU:
         dx, dw, db = self.layer.product_backward(self.x, dy, need_input_grad, relu_output=self.y)
         self.layer.take_gradients(dw, db)
         return dx
+
+    @property
+    def output(self):
+        """What the last forward returned."""
+        return self.y
 
 
 class ConvPool:
@@ -77,6 +87,12 @@ class ConvPool:
             self.pool.pool_size, need_input_grad, conv.activation == "relu")
         conv.take_gradients(dw, db)
         return dx
+
+    @property
+    def output(self):
+        """What the last forward returned: the pooled output (the convolution's own output
+        is never stored whole on the compiled backends)."""
+        return self.y
 
 
 Stage = LayerStage | ProductReLU | ConvPool

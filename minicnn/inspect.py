@@ -9,6 +9,9 @@ backend (arrays come back to the host).
 
 from __future__ import annotations
 
+import math
+import time
+
 import numpy as np
 
 from . import config
@@ -47,3 +50,136 @@ def saliency(model, x, class_index=None) -> np.ndarray:
         raise ValueError(f"class_index must be a class in [0, {classes}) (or one per image), "
                          f"got {class_index!r}")
     return model.input_gradient(x, np.eye(classes)[index], before_activation=True)
+
+
+# ----------------------------------------------------------------------------- profile
+
+
+def layer_flops(layer, input_shape, output_shape, batch: int) -> int:
+    """Floating-point operations of one forward and backward of ``layer`` for ``batch``
+    samples, 2 per multiply-add: a Dense or Conv2D multiplies three times (y, dx, dW) its
+    forward's batch x inputs x outputs products; pooling compares (max) or adds (average)
+    each window element once forward and sends each output once backward; element-wise
+    layers and activations count 1 per value each way."""
+    from .layers import AveragePooling2D, Conv2D, Dense, MaxPool2D
+
+    out = batch * math.prod(output_shape)
+    if isinstance(layer, Dense):
+        return 3 * 2 * batch * input_shape[0] * layer.units
+    if isinstance(layer, Conv2D):
+        taps = layer.kernel_size[0] * layer.kernel_size[1] * input_shape[-1]
+        return 3 * 2 * out * taps
+    if isinstance(layer, (MaxPool2D, AveragePooling2D)):
+        return out * layer.pool_size[0] * layer.pool_size[1] + out
+    return 2 * out if layer.activation != "linear" or layer.params else 0
+
+
+def _bytes(layer, input_shape, output_shape, batch: int, itemsize: int) -> int:
+    weights = sum(math.prod(spec.shape) for spec in layer.weight_specs(input_shape).values())
+    return itemsize * (batch * (math.prod(input_shape) + math.prod(output_shape)) + weights)
+
+
+def profile(model, x, y, steps: int = 10) -> list[dict]:
+    """Where a training step's time goes: the real step (``fit``'s), timed around each stage
+    of ``fusion.plan``, the loss and the optimizer, over ``steps`` steps after a warm-up
+    one (which may compile kernels), the weights restored afterwards.
+
+    One row per stage (``layer``: its layers' names, joined by "+") with ``forward_s`` and
+    ``backward_s`` (medians per step), ``flops`` (``layer_flops``, forward and backward),
+    ``bytes`` (its input, output and weights) and ``share`` of the step; then "loss" and
+    "optimizer" (their time in ``forward_s``), and "outside the layers": the rest of the
+    step (Python, the tally), so that the rows add up to the median step, ``step_s``, within
+    the spread of the medians.
+    """
+    from .backends import get_backend
+    from .validation import check_positive_int
+
+    check_positive_int(steps, "steps")
+    model._require_compiled()
+    xs, ys = model._prepare(x, y)
+    model._ensure_built()
+    backend = get_backend()
+    model._place(backend)
+    saved, iterations = model.get_weights(), model.optimizer.iterations
+    stages = model._stages(model._fused)
+    times: dict = {}  # (stage index or name, "forward"/"backward") -> seconds per step
+
+    def timed(key, call):
+        def run(*args, **kwargs):
+            backend.synchronize()
+            start = time.perf_counter()
+            result = call(*args, **kwargs)
+            backend.synchronize()
+            times.setdefault(key, []).append(time.perf_counter() - start)
+            return result
+        return run
+
+    for i, stage in enumerate(stages):
+        stage.forward = timed((i, "forward"), stage.forward)
+        stage.backward = timed((i, "backward"), stage.backward)
+    model.optimizer.apply = timed(("optimizer", "forward"), model.optimizer.apply)
+    model._step_loss = timed(("forward and loss", "forward"), model._step_loss)
+    step_times = []
+    try:
+        with backend.session(), backend.step_buffers(model, "profile", len(xs)):
+            xd, yd = backend.to_device(xs), backend.to_device(ys)
+            for step in range(steps + 1):
+                if step == 1:
+                    times.clear()  # the warm-up step may have compiled kernels
+                tally = model._tally()
+                backend.synchronize()
+                start = time.perf_counter()
+                model._train_step(tally, xd, yd)
+                tally.read()
+                backend.synchronize()
+                step_times.append(time.perf_counter() - start)
+    finally:
+        for stage in stages:
+            del stage.forward, stage.backward
+        del model.optimizer.apply, model._step_loss
+        model.set_weights(saved)
+        model.optimizer.iterations = iterations
+    step_times = np.array(step_times[1:])
+
+    def per_step(key):
+        return np.array(times.get(key, [0.0] * steps))
+
+    shapes = model._shapes()
+    rows, accounted = [], np.zeros(steps)
+    for i, stage in enumerate(stages):
+        forward, backward = per_step((i, "forward")), per_step((i, "backward"))
+        accounted += forward + backward
+        indices = [model.layers.index(layer) for layer in stage.layers]
+        rows.append({
+            "layer": "+".join(layer.name for layer in stage.layers),
+            "forward_s": float(np.median(forward)), "backward_s": float(np.median(backward)),
+            "flops": sum(layer_flops(model.layers[j], *shapes[j], len(xs)) for j in indices),
+            "bytes": sum(_bytes(model.layers[j], *shapes[j], len(xs), xs.itemsize)
+                         for j in indices)})
+    # the loss: the forward-and-loss call less its stages' forwards
+    loss = per_step(("forward and loss", "forward")) - sum(
+        per_step((i, "forward")) for i in range(len(stages)))
+    update = per_step(("optimizer", "forward"))
+    accounted += loss + update
+    for name, seconds in (("loss", loss), ("optimizer", update),
+                          ("outside the layers", step_times - accounted)):
+        rows.append({"layer": name, "forward_s": float(np.median(seconds)), "backward_s": 0.0,
+                     "flops": 0, "bytes": 0})
+    step = float(np.median(step_times))
+    for row in rows:
+        row["step_s"] = step
+        row["share"] = (row["forward_s"] + row["backward_s"]) / step
+    return rows
+
+
+def print_profile(rows: list[dict], print_fn=print) -> None:
+    """``profile``'s rows as a table, with each row's GFLOP/s."""
+    print_fn(f"{'layer':34s} {'forward ms':>11s} {'backward ms':>12s} {'GFLOP/s':>8s} "
+             f"{'MB':>7s} {'share':>6s}")
+    for r in rows:
+        seconds = r["forward_s"] + r["backward_s"]
+        rate = f"{r['flops'] / seconds / 1e9:8.1f}" if r["flops"] and seconds > 0 else " " * 8
+        print_fn(f"{r['layer'][:34]:34s} {1e3 * r['forward_s']:11.3f} "
+                 f"{1e3 * r['backward_s']:12.3f} {rate} {r['bytes'] / 1e6:7.2f} "
+                 f"{r['share']:6.1%}")
+    print_fn(f"{'one step':34s} {1e3 * rows[0]['step_s']:11.3f}")

@@ -28,8 +28,9 @@ class Figure(_MatplotlibFigure):
         return buffer.getvalue()
 
 
-def _finish(fig: Figure, path: str | os.PathLike | None) -> Figure:
-    fig.tight_layout()
+def _finish(fig: Figure, path: str | os.PathLike | None, rect=(0, 0, 1, 1)) -> Figure:
+    """Lay the figure out (inside ``rect``, figure fractions) and save it to ``path``."""
+    fig.tight_layout(rect=rect)
     if path is not None:
         fig.savefig(path, dpi=100)
     return fig
@@ -268,3 +269,64 @@ def plot_model(model, path=None) -> Figure:
     if path is not None:  # a full-figure axes: no tight_layout to do
         fig.savefig(path, dpi=100)
     return fig
+
+
+def plot_layer_stats(stats, path=None) -> Figure:
+    """``callbacks.LayerStats`` over training, a column per layer: the activations'
+    histogram over the steps as an image (fast.ai's "colourful dimension": log counts,
+    darker is fewer), then their mean, standard deviation and fraction of zeros, and the
+    standard deviation of the weights' gradients."""
+    records = getattr(stats, "records", stats)
+    layers = list(dict.fromkeys(r["layer"] for r in records if r["kind"] == "activation"))
+    if not layers:
+        raise ValueError("no activation statistics recorded; was LayerStats given to fit?")
+    low, high = getattr(stats, "value_range", (-3.0, 3.0))
+    fig = Figure(figsize=(2.6 * len(layers), 5.6))
+    for k, name in enumerate(layers):
+        acts = [r for r in records if r["layer"] == name and r["kind"] == "activation"]
+        grads = [r for r in records  # a fused stage's weights are its layers'
+                 if r["layer"] in name.split("+") and r["kind"] == "gradient"]
+        steps = [r["step"] for r in acts]
+        image = np.log1p(np.array([r["histogram"] for r in acts], dtype=float).T)
+        top = fig.add_subplot(2, len(layers), k + 1)
+        top.imshow(image, aspect="auto", origin="lower", cmap="viridis",
+                   extent=(steps[0], steps[-1] + 1, low, high))
+        top.set_title(name, fontsize=9)
+        top.set_xlabel("step", fontsize=8)
+        if k == 0:
+            top.set_ylabel("activation value", fontsize=8)
+        bottom = fig.add_subplot(2, len(layers), len(layers) + k + 1)
+        bottom.plot(steps, [r["mean"] for r in acts], label="mean")
+        bottom.plot(steps, [r["std"] for r in acts], label="std")
+        bottom.plot(steps, [r["zeros"] for r in acts], label="fraction of zeros")
+        if grads:
+            bottom.plot([r["step"] for r in grads], [r["std"] for r in grads], ":",
+                        label="gradient std")
+        bottom.set_xlabel("step", fontsize=8)
+        bottom.tick_params(labelsize=7)
+        if grads or k == 0:
+            handles, labels = bottom.get_legend_handles_labels()
+    fig.suptitle("activations per layer over training (top: histogram; bottom: statistics)",
+                 fontsize=10)
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
+    return _finish(fig, path, rect=(0, 0.06, 1, 1))
+
+
+def plot_profile(rows: list[dict], path=None, title: str = "Where a training step's time goes"
+                 ) -> Figure:
+    """``inspect.profile``'s rows as horizontal bars: forward and backward time per stage,
+    then the loss, the optimizer and the rest of the step."""
+    names = [r["layer"] for r in rows][::-1]
+    forward = np.array([1e3 * r["forward_s"] for r in rows][::-1])
+    backward = np.array([1e3 * r["backward_s"] for r in rows][::-1])
+    fig = Figure(figsize=(7.5, 0.42 * len(rows) + 1.4))
+    ax = fig.add_subplot()
+    ax.barh(names, forward, label="forward (loss, optimizer, rest: their time)")
+    ax.barh(names, backward, left=forward, label="backward")
+    for k, (f, b) in enumerate(zip(forward, backward)):
+        share = rows[len(rows) - 1 - k]["share"]
+        ax.text(f + b, k, f" {share:.0%}", va="center", fontsize=8)
+    ax.set_xlabel(f"milliseconds per step (median; one step {1e3 * rows[0]['step_s']:.2f} ms)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    return _finish(fig, path)

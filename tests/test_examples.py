@@ -22,7 +22,7 @@ def load(name):
     return module
 
 
-@pytest.mark.parametrize("name", ["xor", "train_mlp", "train_cnn", "augmentation"])
+@pytest.mark.parametrize("name", ["xor", "train_mlp", "train_cnn", "augmentation", "inspect_model"])
 def test_help(name):
     result = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), "--help"],
                             capture_output=True, text=True, timeout=120)
@@ -77,3 +77,13 @@ def test_train_cnn_names_the_test_set_as_the_test_set(tiny_data, tmp_path, capsy
                             str(tmp_path), "--data", str(tiny_data), "--verbose", "2"])
     out = capsys.readouterr().out
     assert "test_accuracy:" in out and "val_" not in out
+
+
+def test_inspect_model_smoke(tiny_data, tmp_path):
+    profiles = load("inspect_model").main(["--limit", "40", "--data", str(tiny_data),
+                                           "--model", str(tmp_path / "none.npz"),
+                                           "--out", str(tmp_path)])
+    assert "numpy" in profiles
+    for name in ("layer_stats", "model", "feature_maps_conv2d", "saliency_right",
+                 "profile_numpy"):
+        assert (tmp_path / f"{name}.png").is_file(), name

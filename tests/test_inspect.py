@@ -82,3 +82,65 @@ def test_the_figures_draw(tmp_path):
     plotting.plot_model(model, tmp_path / "model.png")
     for name in ("maps", "saliency", "model"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+def test_layer_stats_are_numpys_on_the_recorded_arrays(backend, tmp_path):
+    from minicnn.callbacks import LayerStats
+    model = _small_cnn()
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((12, 7, 6, 2)), rng.integers(0, 4, 12)
+    stats = LayerStats(every=2, bins=10, value_range=(-2, 2), path=tmp_path / "s" / "stats.csv")
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, seed=0, callbacks=[stats])
+    steps = sorted({r["step"] for r in stats.records})
+    assert steps == [0, 2]
+    last = {(r["layer"], r["kind"]): r for r in stats.records if r["step"] == 2}
+    backend_ = minicnn.get_backend()
+    for stage in model._stages(model._fused):  # they still hold the last step's arrays
+        name = "+".join(layer.name for layer in stage.layers)
+        values = np.asarray(backend_.to_host(stage.output), dtype=np.float64).ravel()
+        record = last[(name, "activation")]
+        assert record["mean"] == pytest.approx(values.mean())
+        assert record["std"] == pytest.approx(values.std())
+        assert record["zeros"] == pytest.approx(np.mean(values == 0))
+        counts = np.histogram(np.clip(values, -2, 2), bins=np.linspace(-2, 2, 11))[0]
+        np.testing.assert_array_equal(record["histogram"], counts)
+        assert record["histogram"].sum() == values.size
+    kernel = np.asarray(backend_.to_host(model.layers[-1].grads["kernel"]), dtype=np.float64)
+    bias = np.asarray(backend_.to_host(model.layers[-1].grads["bias"]), dtype=np.float64)
+    gradient = last[("dense_1", "gradient")]
+    assert gradient["std"] == pytest.approx(np.concatenate([kernel.ravel(), bias]).std())
+    lines = (tmp_path / "s" / "stats.csv").read_text().splitlines()
+    assert lines[0].startswith("step,layer,kind,mean,std,zeros,bin_0")
+    assert len(lines) == 1 + len(stats.records)
+    plotting.plot_layer_stats(stats, path=tmp_path / "stats.png")
+    with pytest.raises(ValueError, match="every must be"):
+        LayerStats(every=0)
+
+
+def test_profile_flops_are_hand_counts_and_the_rows_add_up(backend):
+    from minicnn.layers import AveragePooling2D
+    n = 8
+    assert inspect.layer_flops(Dense(5), (3,), (5,), n) == 3 * 2 * n * 3 * 5
+    conv = Conv2D(4, (3, 2))
+    outputs, taps = n * 4 * 4 * 4, 3 * 2 * 2
+    assert inspect.layer_flops(conv, (6, 5, 2), (4, 4, 4), n) == 3 * 2 * outputs * taps
+    pool = MaxPool2D((2, 3))
+    assert inspect.layer_flops(pool, (6, 6, 3), (3, 2, 3), n) == n * 18 * 6 + n * 18
+    assert inspect.layer_flops(AveragePooling2D(2), (4, 4, 1), (2, 2, 1), n) == n * 4 * 4 + n * 4
+    model = _small_cnn()
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((n, 7, 6, 2)), rng.integers(0, 4, n)
+    before = model.get_weights()
+    rows = model.profile(x, y, steps=8)
+    for a, b in zip(before, model.get_weights()):  # profiling trains nothing
+        np.testing.assert_array_equal(a, b)
+    assert [r["layer"] for r in rows][-3:] == ["loss", "optimizer", "outside the layers"]
+    assert rows[0]["layer"] == "conv2d+max_pool2d"
+    shapes = model._shapes()
+    assert rows[0]["flops"] == (inspect.layer_flops(model.layers[0], *shapes[0], n)
+                                + inspect.layer_flops(model.layers[1], *shapes[1], n))
+    total = sum(r["forward_s"] + r["backward_s"] for r in rows)
+    # medians of parts need not add to the median step exactly: within a quarter of it
+    assert total == pytest.approx(rows[0]["step_s"], rel=0.25)
+    inspect.print_profile(rows)
+    plotting.plot_profile(rows)

@@ -108,6 +108,7 @@ HOOKS: dict[str, str] = {
                       "may apply: not if the loss kernel set the NaN flag ``halted`` (CUDA: "
                       "yields True at once; its update kernels read the flag themselves)",
     "check_available": "raise RuntimeError when the backend cannot run on this machine",
+    "synchronize": "wait until the backend's queued work is done (a GPU's; CPUs: nothing)",
 }
 
 # The compiled kernels that the shared driver of the Numba and Cython backends calls

@@ -494,6 +494,14 @@ class Trainer:
     # -- inference ----------------------------------------------------------------------
 
     @_one_thread_at_a_time
+    def profile(self, x, y, steps: int = 10) -> list[dict]:
+        """Where a training step's time goes, a row per fused stage, the loss and the
+        optimizer (``minicnn.inspect.profile``; ``inspect.print_profile`` prints them)."""
+        from ..inspect import profile
+
+        return profile(self, x, y, steps)
+
+    @_one_thread_at_a_time
     def input_gradient(self, x, dy, before_activation: bool = False) -> np.ndarray:
         """d sum(output * dy) / d x: how a weighted sum of the model's outputs for images
         ``x`` changes with each input pixel, in inference mode (BatchNorm's moving

@@ -100,3 +100,4 @@ class CudaBackend(NumpyBackend):
     check_available = staticmethod(launch.check_available)
     step_buffers = staticmethod(memory.step_buffers)
     guarded_update = staticmethod(optimizers.guarded_update)
+    synchronize = staticmethod(launch.synchronize)

@@ -133,3 +133,8 @@ def _rows(a, f: int):
 def _unravel_nhwc(idx, h, w, c):
     """Flat index of a C-contiguous (N, H, W, C) array -> (n, y, x, channel)."""
     return idx // (c * w * h), (idx // (c * w)) % h, (idx // c) % w, idx % c
+
+
+def synchronize() -> None:
+    """Wait for every launched kernel to finish (timing a step needs it)."""
+    cuda.synchronize()

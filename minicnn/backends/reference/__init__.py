@@ -123,6 +123,9 @@ class NumpyBackend:
         may not when the loss kernel set the NaN flag ``halted`` ((1,) int32)."""
         yield halted is None or not self.to_host(halted)[0]
 
+    def synchronize(self) -> None:
+        """Wait until the backend's queued work is done (profiling): nothing queues here."""
+
     def __repr__(self) -> str:
         return f"<minicnn backend {self.name!r}>"
 
