@@ -273,3 +273,34 @@ def test_deferred_nan_guard_stops_like_the_reference(monkeypatch):
     assert results["cuda"][1] == results["numpy"][1] < 6  # the steps applied
     for got, ref in zip(results["cuda"][2], results["numpy"][2]):
         np.testing.assert_allclose(got, ref, rtol=1e-5)
+
+
+def test_looking_inside_reads_back_what_the_reference_sees():
+    """feature_maps, saliency, LayerStats and profile on the GPU backend: the same numbers
+    as the reference's, read back to the host."""
+    from minicnn import inspect
+    from minicnn.callbacks import LayerStats
+    rng = np.random.default_rng(6)
+    x, y = rng.random((3, 6, 6, 1), dtype=np.float32), np.array([0, 1, 2])
+    results = {}
+    for name in ("numpy", "cuda"):
+        with minicnn.use_backend(name):
+            model = Sequential([Conv2D(2, (3, 3), activation="relu", input_shape=(6, 6, 1)),
+                                MaxPool2D((2, 2)), Flatten(), Dense(3, activation="softmax")])
+            model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+            model.build(seed=0)
+            stats = LayerStats(every=1)
+            model.fit(x, y, batch_size=3, epochs=1, verbose=0, seed=0, callbacks=[stats])
+            rows = model.profile(x, y, steps=2)
+            results[name] = (inspect.feature_maps(model, x), inspect.saliency(model, x),
+                             stats.records, rows)
+    (maps, sal, records, rows), (cmaps, csal, crecords, crows) = results["numpy"], results["cuda"]
+    for key in maps:
+        np.testing.assert_allclose(cmaps[key], maps[key], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(csal, sal, rtol=1e-3, atol=1e-5)
+    assert [(r["layer"], r["kind"]) for r in crecords] == [(r["layer"], r["kind"])
+                                                           for r in records]
+    for got, want in zip(crecords, records):
+        assert got["mean"] == pytest.approx(want["mean"], rel=1e-3, abs=1e-6)
+    assert [r["layer"] for r in crows] == [r["layer"] for r in rows]
+    assert [r["flops"] for r in crows] == [r["flops"] for r in rows]
