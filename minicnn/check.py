@@ -231,6 +231,36 @@ def check_softmax_cross_entropy(fn, case):
         lambda v: REFERENCE.softmax_cross_entropy(v, y)[0].mean(), logits), np.float64)
 
 
+@st.composite
+def activation_cases(draw, dtype=dtypes):
+    shape = tuple(draw(st.lists(st.integers(1, 5), min_size=1, max_size=3)))
+    return {"name": draw(st.sampled_from(["relu", "sigmoid", "tanh", "elu", "leaky_relu",
+                                          "silu", "gelu"])),
+            "shape": shape, "dtype": draw(dtype), "seed": draw(seeds)}
+
+
+def _activation_input(case):
+    rng = np.random.default_rng(case["seed"])
+    z = 3 * rng.standard_normal(case["shape"])
+    z[np.abs(z) < 1e-3] = 0.5  # no kinks inside a central difference's reach
+    return rng, z.astype(case["dtype"])
+
+
+def check_activation_forward(fn, case):
+    _, z = _activation_input(case)
+    _compare("a", fn(case["name"], z), REFERENCE.activation_forward(case["name"], z),
+             case["dtype"])
+
+
+def check_activation_backward(fn, case):
+    rng, z = _activation_input(case)
+    name = case["name"]
+    a = REFERENCE.activation_forward(name, z)
+    da = rng.standard_normal(z.shape)
+    _compare("dz", fn(name, z, a, da), _numeric(
+        lambda v: float((REFERENCE.activation_forward(name, v) * da).sum()), z), np.float64)
+
+
 def _update_arrays(case, count: int):
     rng = np.random.default_rng(case["seed"])
     arrays = [rng.standard_normal(case["shape"]) for _ in range(count)]
@@ -272,6 +302,8 @@ CHECKS = {
     "avgpool2d_backward": KernelCheck(check_avgpool2d_backward, pool_cases(FLOAT64)),
     "dense_forward": KernelCheck(check_dense_forward, dense_cases()),
     "dense_backward": KernelCheck(check_dense_backward, dense_cases(FLOAT64)),
+    "activation_forward": KernelCheck(check_activation_forward, activation_cases()),
+    "activation_backward": KernelCheck(check_activation_backward, activation_cases(FLOAT64)),
     "softmax_cross_entropy": KernelCheck(check_softmax_cross_entropy, row_cases()),
     "sgd_update": KernelCheck(check_sgd_update, update_cases()),
     "adam_update": KernelCheck(check_adam_update, update_cases()),
@@ -299,8 +331,9 @@ def load_module(path: str | Path) -> ModuleType:
 def kernels_in(module: ModuleType) -> dict[str, Callable]:
     """The module's functions named as checkable kernels, with the contract's arguments.
     A misspelt kernel name or wrong arguments is a CheckError; so is a module with none."""
-    functions = {name: fn for name, fn in vars(module).items()
-                 if inspect.isfunction(fn) and not name.startswith("_")}
+    functions = {name: fn for name, fn in vars(module).items()  # NumPy, Numba or Cython
+                 if callable(fn) and not isinstance(fn, (type, ModuleType))
+                 and not name.startswith("_")}
     found, problems = {}, []
     for name, fn in functions.items():
         if name in CHECKS:

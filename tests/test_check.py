@@ -15,6 +15,7 @@ from minicnn import check
 ROOT = Path(__file__).resolve().parent.parent
 
 REFERENCE_KERNELS = """
+from minicnn.backends.reference.activations import activation_backward, activation_forward
 from minicnn.backends.reference.conv import conv2d_backward, conv2d_forward
 from minicnn.backends.reference.dense import dense_backward, dense_forward
 from minicnn.backends.reference.losses import softmax_cross_entropy
@@ -82,6 +83,14 @@ PLANTED = {
                     dxp[:, r:r + pool[0], c:c + pool[1], :] += (win == top) * dy[:, i:i+1, j:j+1, :]
             return dxp[:, g.pad_top:g.pad_top + x.shape[1], g.pad_left:g.pad_left + x.shape[2]]
         """),
+    "a ReLU backward through the output's sign, not the input's": ("activation_backward", """
+        import numpy as np
+        from minicnn.backends.reference.activations import activation_backward as right
+        def activation_backward(name, z, a, da):
+            if name == "sigmoid":
+                return da * a  # forgot (1 - a)
+            return right(name, z, a, da)
+        """),
     "Adam with g instead of g^2": ("adam_update", """
         import numpy as np
         def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
@@ -108,6 +117,25 @@ def test_planted_bugs_fail_with_the_failing_case(tmp_path, bug):
     assert failure is not None, bug
     assert "largest difference" in failure or "Error" in failure, failure
     assert "dtype" in failure  # the case is described
+
+
+def test_numba_kernels_are_checked_too(tmp_path):
+    module = check.load_module(_file(tmp_path, """
+        import numpy as np
+        from numba import njit
+
+        @njit(cache=False)
+        def dense_forward(x, w, b, relu=False):
+            y = x @ w
+            if b is not None:
+                y += b
+            if relu:
+                for i in range(y.shape[0]):
+                    for j in range(y.shape[1]):
+                        y[i, j] = max(y[i, j], 0.0)
+            return y
+        """))
+    assert check.check_kernel("dense_forward", module.dense_forward, module, examples=10) is None
 
 
 def test_files_it_cannot_check_are_clear_errors(tmp_path):

@@ -18,7 +18,6 @@ import contextlib
 import contextvars
 import functools
 import importlib
-import inspect
 import os
 from collections.abc import Iterator
 from types import ModuleType
@@ -88,7 +87,7 @@ def from_module(module: ModuleType) -> Backend:
     checked by ``python -m minicnn.check``), the reference's for every other kernel. Its
     class is checked like every backend's: a kernel with the wrong arguments is an error."""
     own = {name: staticmethod(fn) for name, fn in vars(module).items()
-           if name in KERNELS and inspect.isfunction(fn)}
+           if name in KERNELS and callable(fn) and not isinstance(fn, type)}
     if not own:
         raise ValueError(f"module {module.__name__!r} defines no kernel of the contract "
                          "(minicnn/backends/contract.py lists their names)")
