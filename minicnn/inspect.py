@@ -82,7 +82,8 @@ def _bytes(layer, input_shape, output_shape, batch: int, itemsize: int) -> int:
 def profile(model, x, y, steps: int = 10) -> list[dict]:
     """Where a training step's time goes: the real step (``fit``'s), timed around each stage
     of ``fusion.plan``, the loss and the optimizer, over ``steps`` steps after a warm-up
-    one (which may compile kernels), the weights restored afterwards.
+    one (which may compile kernels); the weights and the optimizer's state are restored
+    afterwards, so profiling trains nothing.
 
     One row per stage (``layer``: its layers' names, joined by "+") with ``forward_s`` and
     ``backward_s`` (medians per step), ``flops`` (``layer_flops``, forward and backward),
@@ -101,6 +102,7 @@ def profile(model, x, y, steps: int = 10) -> list[dict]:
     backend = get_backend()
     model._place(backend)
     saved, iterations = model.get_weights(), model.optimizer.iterations
+    saved_state = model.optimizer.state_arrays()
     stages = model._stages(model._fused)
     times: dict = {}  # (stage index or name, "forward"/"backward") -> seconds per step
 
@@ -138,7 +140,8 @@ def profile(model, x, y, steps: int = 10) -> list[dict]:
             del stage.forward, stage.backward
         del model.optimizer.apply, model._step_loss
         model.set_weights(saved)
-        model.optimizer.iterations = iterations
+        model.optimizer.load_state(iterations, saved_state)
+        model._placed_on = None  # the restored optimizer state goes back to the backend
     step_times = np.array(step_times[1:])
 
     def per_step(key):
