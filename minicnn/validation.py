@@ -80,7 +80,9 @@ def check_labels(y, n: int, n_outputs: int, sparse: bool, categorical: bool) -> 
                 f"labels must lie in [0, {n_outputs}) for a model with {n_outputs} outputs; "
                 f"found values from {lo:g} to {hi:g}"
             )
-        return np.eye(n_outputs)[arr.astype(np.int64)]
+        one_hot = np.zeros((len(arr), n_outputs))  # not np.eye(K)[y]: K x K for K classes
+        one_hot[np.arange(len(arr)), arr.astype(np.int64)] = 1.0
+        return one_hot
     if n_outputs == 1 and arr.ndim == 1:
         arr = arr[:, None]
     if arr.shape != (n, n_outputs):
