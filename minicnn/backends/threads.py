@@ -30,8 +30,14 @@ def chunks_for(n: int, threads: int) -> int:
 
 def cpu_threads() -> int:
     """Threads the CPU backends run: ``$MINICNN_NUM_THREADS`` if set, else the cores this
-    process may use (its affinity mask: ``os.cpu_count()`` counts a container's host)."""
-    configured = os.environ.get("MINICNN_NUM_THREADS")
+    process may use (its affinity mask: ``os.cpu_count()`` counts a container's host). The
+    compiled backends ask at every kernel call, so the answer is worked out once per value
+    of the variable."""
+    return _threads_for(os.environ.get("MINICNN_NUM_THREADS"))
+
+
+@functools.cache
+def _threads_for(configured: str | None) -> int:
     if configured:
         if not configured.strip().isdigit() or int(configured) < 1:
             raise ValueError(f"MINICNN_NUM_THREADS must be a whole number >= 1, got "
