@@ -56,7 +56,8 @@ def check_inputs(x, expected: tuple[int, ...], dtype, what: str = "x") -> np.nda
 
 
 def check_labels(y, n: int, n_outputs: int, sparse: bool, categorical: bool) -> np.ndarray:
-    """Validate targets for n samples and return them as floats (one-hot when sparse)."""
+    """Validate targets for n samples and return them as floats: (n, n_outputs), or the
+    class indices (n,) when ``sparse`` (a batch's one-hot rows are made when it is used)."""
     arr = as_array(y, "y")
     if arr.shape[:1] != (n,):
         raise ValueError(f"x and y have different lengths: {n} samples but y has shape {arr.shape}")
@@ -80,9 +81,7 @@ def check_labels(y, n: int, n_outputs: int, sparse: bool, categorical: bool) -> 
                 f"labels must lie in [0, {n_outputs}) for a model with {n_outputs} outputs; "
                 f"found values from {lo:g} to {hi:g}"
             )
-        one_hot = np.zeros((len(arr), n_outputs))  # not np.eye(K)[y]: K x K for K classes
-        one_hot[np.arange(len(arr)), arr.astype(np.int64)] = 1.0
-        return one_hot
+        return arr.astype(np.float64)  # indices: each batch becomes one-hot (``one_hot``)
     if n_outputs == 1 and arr.ndim == 1:
         arr = arr[:, None]
     if arr.shape != (n, n_outputs):

@@ -76,6 +76,7 @@ COMPARED = {
     "activation_backward", "multiply", "moments", "batchnorm_forward", "batchnorm_backward",
     "softmax_cross_entropy", "softmax_cross_entropy_totals", "mean_squared_error",
     "count_correct", "adam_update", "adam_update_many", "sgd_update", "take_rows",
+    "one_hot",
 }
 # Kernels that only move or view memory (``to_host`` is how every comparison reads back).
 MEMORY = {"to_device", "to_host", "zeros_like", "reshape"}
@@ -376,6 +377,17 @@ def test_loss_totals_and_the_halt_flag(fast, dtype, rows):
     out = fast.zeros_like(fast.to_device(logits))
     assert np.array_equal(fast.to_host(fast.take_rows(fast.to_device(logits), fast.to_device(order),
                                                       out)), logits[order], equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows, classes", [(1, 1), (5, 3), (70, 10)])
+def test_one_hot_from_class_indices(fast, dtype, rows, classes):
+    """Sparse labels (class indices in the compute dtype) -> each batch's one-hot rows."""
+    labels = np.random.default_rng(rows).integers(0, classes, rows).astype(dtype)
+    got = fast.to_host(fast.one_hot(fast.to_device(labels), classes))
+    assert got.dtype == dtype
+    assert np.array_equal(got, numpy_ref.one_hot(labels, classes))
+    assert np.array_equal(got.argmax(axis=1), labels) and np.all(got.sum(axis=1) == 1)
 
 
 def _three_conv_cnn():

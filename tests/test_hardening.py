@@ -863,3 +863,30 @@ def test_saving_over_a_read_only_file_is_refused(tmp_path, monkeypatch):
     with pytest.raises(PermissionError, match="read-only"):
         _small().save(path)
     assert path.read_bytes() == b"the user's old file"
+
+
+def test_sparse_labels_with_many_classes_never_become_one_n_by_k_array():
+    """100,000 classes: the one-hot rows are made per batch, not for the whole data set
+    (2,000 x 100,000 float32 one-hot rows would be 800 MB)."""
+    import tracemalloc
+
+    model = Sequential([Dense(100_000, activation="softmax", input_shape=(4,))])
+    model.compile("sgd", "sparse_categorical_crossentropy", ["accuracy"])
+    rng = np.random.default_rng(0)
+    x, y = rng.random((2000, 4)), rng.integers(0, 100_000, 2000)
+    y[:5] = 99_999  # the last class
+    tracemalloc.start()
+    try:
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0, class_weight={99_999: 2.0})
+        loss, accuracy = model.evaluate(x, y, batch_size=32)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200e6, f"peak {peak / 1e6:.0f} MB"
+    assert np.isfinite(loss) and 0 <= accuracy <= 1
+    # the same loss as one-hot targets with categorical cross-entropy
+    sparse_loss = model.evaluate(x[:32], y[:32])[0]
+    model.compile(SGD(), "categorical_crossentropy", ["accuracy"])
+    one_hot = np.zeros((32, 100_000))
+    one_hot[np.arange(32), y[:32]] = 1
+    assert np.isclose(model.evaluate(x[:32], one_hot)[0], sparse_loss, rtol=1e-5)

@@ -61,6 +61,8 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
                             "dz = da * f'(z), from the input z and/or the output a"),
     "multiply": (("a", "b"), "a * b element-wise, same shapes (Dropout's scaled mask)"),
     "add_scaled": (("y", "x", "alpha"), "y <- y + alpha x, in place"),
+    "one_hot": (("labels", "n_classes"),
+                "class indices (N,) in the compute dtype -> one-hot targets (N, K), same dtype"),
     "weight_penalty": (("w", "l1", "l2", "g"),
                        "l1 sum|w| + l2 sum w^2; with g, also g += l1 sign(w) + 2 l2 w in place"),
     "moments": (("x",), "x (M,C) -> per-channel mean (C,) and biased variance (C,)"),

@@ -154,6 +154,8 @@ class Trainer:
         fused = self._fused
         out = self._forward(x, training, fuse_loss=fused)
         backend = get_backend()
+        if y.ndim == 1:  # sparse labels (class indices): this batch's one-hot targets
+            y = backend.one_hot(y, self.output_shape[0])
         if (fused and self.loss.fuses == "softmax" and set(self._metric_k.values()) <= {1}
                 and weights is None):
             # softmax cross-entropy with plain accuracy: the loss kernel sums the loss and
@@ -345,9 +347,10 @@ class Trainer:
             if not self.loss.categorical or not isinstance(class_weight, dict):
                 raise ValueError("class_weight must be a dict {class index: weight} and needs "
                                  "a classification loss")
-            labels = (targets.argmax(axis=1) if targets.shape[1] > 1
+            labels = (targets.astype(int) if targets.ndim == 1  # sparse: class indices
+                      else targets.argmax(axis=1) if targets.shape[1] > 1
                       else (targets[:, 0] > 0.5).astype(int))
-            table = np.ones(max(targets.shape[1], 2))
+            table = np.ones(max(self.output_shape[0], 2))
             for label, weight in class_weight.items():
                 ok = (isinstance(label, (int, np.integer)) and not isinstance(label, bool)
                       and 0 <= label < len(table) and isinstance(weight, numbers.Real)

@@ -109,3 +109,19 @@ def count_correct(pred, y, threshold: float = 0.5) -> int:
 
 
 
+
+
+@_kernel("void({t}[::1], {t}[:, ::1])")
+def _one_hot(labels, out):
+    """One thread per row r: out[r] = 0 but out[r, labels[r]] = 1."""
+    r = cuda.grid(1)
+    if r < out.shape[0]:
+        label = int(labels[r])
+        for j in range(out.shape[1]):
+            out[r, j] = 1 if j == label else 0
+
+
+def one_hot(labels, n_classes: int):
+    out = _empty((labels.shape[0], n_classes), labels.dtype)
+    _launch(_one_hot, labels.shape[0], labels, out)
+    return out

@@ -88,6 +88,7 @@ class NumpyBackend:
     batchnorm_backward = staticmethod(normalization.batchnorm_backward)
 
     # losses and metrics
+    one_hot = staticmethod(losses.one_hot)
     softmax_cross_entropy = staticmethod(losses.softmax_cross_entropy)
     softmax_cross_entropy_totals = staticmethod(losses.softmax_cross_entropy_totals)
     sigmoid_binary_cross_entropy = staticmethod(losses.sigmoid_binary_cross_entropy)

@@ -13,6 +13,15 @@ from .activations import stable_sigmoid
 from .metrics import correct_rows
 
 
+def one_hot(labels, n_classes: int):
+    """Class indices (N,) (whole numbers, in the compute dtype) -> one-hot targets (N, K) in
+    the same dtype. Sparse labels stay indices until a batch needs them, so K = 100,000
+    classes costs N x K only per batch, never for the whole data set."""
+    out = np.zeros((labels.shape[0], n_classes), labels.dtype)
+    out[np.arange(labels.shape[0]), labels.astype(np.int64)] = 1
+    return out
+
+
 def softmax_cross_entropy(logits, y):
     """rows: logsumexp(z_n) - <y_n, z_n>; dz = (softmax(z) - y) / N. y is one-hot."""
     shifted = logits - logits.max(axis=1, keepdims=True)
