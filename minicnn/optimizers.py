@@ -169,21 +169,23 @@ class Optimizer:
                             "plain number as learning_rate to let a callback change it")
         self.learning_rate = _check(value, "learning_rate", 0.0)
 
-    def apply(self, layers) -> None:
-        """One update of every parameter of ``layers`` from its ``grads``."""
+    def apply(self, layers) -> int:
+        """One update of every parameter of ``layers`` from its ``grads``. Returns how many
+        elements kept their old values because their new ones were not finite (the
+        backend's update kernels never write NaN or inf; CUDA flags it on the device and
+        returns 0)."""
         self.lr = self.current_learning_rate()  # this step's rate, for _update
         self.iterations += 1
-        self._update_all([(param, layer.grads[key], self._slots_for((i, key), param))
+        return self._update_all([(param, layer.grads[key], self._slots_for((i, key), param))
                           for i, layer in enumerate(layers) if layer.trainable
                           for key, param in layer.params.items()])
 
-    def _update_all(self, updates) -> None:
+    def _update_all(self, updates) -> int:
         """Apply every (param, grad, slots) update: one ``_update`` each unless the optimizer
-        batches them (Adam: one kernel call for all)."""
-        for param, grad, slots in updates:
-            self._update(param, grad, slots)
+        batches them (Adam: one kernel call for all). -> elements kept."""
+        return sum(self._update(param, grad, slots) or 0 for param, grad, slots in updates)
 
-    def _update(self, param, grad, slots) -> None:
+    def _update(self, param, grad, slots) -> int:
         raise NotImplementedError
 
     def get_config(self) -> dict:
@@ -225,7 +227,7 @@ class SGD(Optimizer):
         self.slot_names = ("velocity",) if self.momentum else ()
 
     def _update(self, param, grad, slots):
-        get_backend().sgd_update(param, grad, slots.get("velocity"), self.lr, self.momentum,
+        return get_backend().sgd_update(param, grad, slots.get("velocity"), self.lr, self.momentum,
                                  self.nesterov)
 
     def get_config(self):
@@ -247,11 +249,11 @@ class Adam(Optimizer):
 
     def _update_all(self, updates):
         if not updates:
-            return
+            return 0
         t = self.iterations
         lr_t = self.lr * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
         params, grads, slots = zip(*updates)
-        get_backend().adam_update_many(params, grads, [s["m"] for s in slots],
+        return get_backend().adam_update_many(params, grads, [s["m"] for s in slots],
                                        [s["v"] for s in slots], lr_t, self.beta_1,
                                        self.beta_2, self.epsilon)
 
@@ -268,15 +270,15 @@ class AdamW(Adam):
     def __init__(self, learning_rate=0.001, weight_decay: float = 0.004, beta_1: float = 0.9,
                  beta_2: float = 0.999, epsilon: float = 1e-7):
         super().__init__(learning_rate, beta_1, beta_2, epsilon)
-        if not (_is_number(weight_decay) and weight_decay >= 0):
-            raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
+        if not (_is_number(weight_decay) and math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
         self.weight_decay = float(weight_decay)
 
     def _update_all(self, updates):
         backend = get_backend()
-        for param, _, _ in updates:
-            backend.add_scaled(param, param, -self.lr * self.weight_decay)
-        super()._update_all(updates)
+        kept = sum(backend.add_scaled(param, param, -self.lr * self.weight_decay) or 0
+                   for param, _, _ in updates)
+        return kept + super()._update_all(updates)
 
     def get_config(self):
         return {**super().get_config(), "weight_decay": self.weight_decay}
@@ -294,7 +296,7 @@ class RMSprop(Optimizer):
         self.epsilon = _check(epsilon, "epsilon", 0.0)
 
     def _update(self, param, grad, slots):
-        get_backend().rmsprop_update(param, grad, slots["velocity"], self.lr, self.rho,
+        return get_backend().rmsprop_update(param, grad, slots["velocity"], self.lr, self.rho,
                                      self.epsilon)
 
     def get_config(self):

@@ -3,11 +3,13 @@
 A step's numbers reach the tally in one of two ways. On the common path (softmax
 cross-entropy with plain accuracy, no sample weights) the loss kernel writes the step's
 loss sum and hit count into its row of ``rows``, a (steps, 2) float64 array in the
-backend's memory, and sets ``halted`` ((1,) int32, same memory) when that loss is not
-finite; while ``halted`` is set the optimizer changes nothing. So a GPU step sends nothing
-back to the host: ``read`` brings the rows of every step since the last read back in one
-copy (``fit`` reads once per progress update on a GPU, every step on the CPU where it is
-free). Other losses, metrics and weight penalties hand host numbers to ``add``.
+backend's memory, and sets ``halted`` ((1,) int32, same memory) to 1 when that loss is not
+finite; while ``halted`` is set the optimizer changes nothing. An update that would have
+made weights NaN or inf sets it to 2 (``KEPT``: those elements kept their values). So a GPU
+step sends nothing back to the host: ``read`` brings the rows of every step since the last
+read, and the flag, back (``fit`` reads once per progress update on a GPU, every step on
+the CPU where it is free). Other losses, metrics and weight penalties hand host numbers to
+``add``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .backends.contract import KEPT
 
 
 @dataclass
@@ -32,8 +36,10 @@ class Tally:
 
     def __init__(self, backend, steps: int, metrics: list[str]):
         self.backend, self.metrics = backend, list(metrics)
-        self.rows = backend.to_device(np.zeros((steps, 2)))
-        self.halted = backend.to_device(np.zeros(1, np.int32))
+        # the rows and the flag share one buffer, so that a read is one copy
+        self._buffer = backend.to_device(np.zeros((steps + 1, 2)))
+        self.rows = self._buffer[:steps]
+        self.halted = self._buffer[steps].view(np.int32)[:1]
         self._slots: dict = {}  # step -> its row of ``rows`` (a device view: made once)
         self.restart()
 
@@ -44,7 +50,8 @@ class Tally:
         self.loss_sum, self.seen = 0.0, 0
         self.counts = dict.fromkeys(self.metrics, 0)
         self.last_loss = math.nan  # mean loss of the last step read
-        self.first_bad: int | None = None  # the first step whose loss is NaN or inf
+        self.first_bad: int | None = None  # the first step whose loss is NaN or inf ...
+        self.bad_update = False  # ... or whose update was not finite (``update_kept``)
 
     def begin(self, size: int, mark: int = 0) -> None:
         """Start a step of ``size`` rows (its index is the number of steps begun before)."""
@@ -65,6 +72,10 @@ class Tally:
         for name, count in (counts or {}).items():
             step.counts[name] = step.counts.get(name, 0) + count
 
+    def update_kept(self) -> None:
+        """The current step's update kept elements whose new values were not finite."""
+        self.halted[0] = KEPT  # (a host flag: device updates set theirs on the device)
+
     def known_bad(self) -> bool:
         """The current step's host loss is already NaN or inf (nothing must be applied)."""
         return not math.isfinite(self._steps[-1].loss_sum)
@@ -83,9 +94,9 @@ class Tally:
         new = self._steps[self._read:]
         if (stop_at_bad and self.first_bad is not None) or not new:
             return
-        rows = None
-        if any(step.in_rows for step in new):  # one copy for all of them
-            rows = self.backend.to_host(self.rows)
+        buffer = self.backend.to_host(self._buffer)  # one copy for all of them
+        rows = buffer[:-1]
+        kept = self.first_bad is None and buffer[-1].view(np.int32)[0] == KEPT
         for i, step in enumerate(new, start=self._read):
             loss, counts = step.loss_sum, dict(step.counts)
             if step.in_rows:
@@ -102,11 +113,13 @@ class Tally:
                 self.first_bad = self._read - 1
                 if stop_at_bad:
                     return
+        if kept and self.first_bad is None:  # (on a GPU: by the last step read, at latest)
+            self.first_bad, self.bad_update = self._read - 1, True
 
     def forgive(self) -> None:
         """Carry on past a bad step (``fit(terminate_on_nan=False)``): clear ``halted``."""
-        self.first_bad = None
-        self.halted = self.backend.to_device(np.zeros(1, np.int32))
+        self.first_bad, self.bad_update = None, False
+        self.halted[0] = 0
 
     def logs(self, prefix: str = "") -> dict[str, float]:
         """{"loss": mean loss per row, "accuracy": ..., } of the steps read so far."""

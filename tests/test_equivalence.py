@@ -379,6 +379,46 @@ def test_loss_totals_and_the_halt_flag(fast, dtype, rows):
                                                       out)), logits[order], equal_nan=True)
 
 
+UPDATES = [  # (kernel, its state arrays, momentum and nesterov or Adam's betas and eps)
+    ("adam_update", 2, (0.9, 0.999, 1e-7)), ("sgd_update", 1, (0.9, False)),
+    ("sgd_update", 1, (0.0, False)), ("sgd_update", 1, (0.9, True))]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("update, states, args", UPDATES)
+def test_an_update_that_is_not_finite_keeps_the_old_values(fast, dtype, update, states, args):
+    """NaN and inf gradients and a step past the largest float: those elements keep all
+    their old values (the reference's keep_finite), the others update; the count comes
+    back (CUDA: the step's flag says KEPT, and then no later update applies)."""
+    from minicnn.backends.contract import KEPT
+    rng = np.random.default_rng(4)
+    big = np.finfo(dtype).max
+    p, g = rng.standard_normal(40).astype(dtype), 1e-3 * rng.standard_normal(40).astype(dtype)
+    g[3], g[17] = np.nan, -np.inf
+    p[25], g[25] = 0.95 * big, -1  # a step of about lr = big / 10 upwards: overflows
+    state = [(0.5 + 0.5 * rng.random(40)).astype(dtype) for _ in range(states)]
+    state[0][25] = -1 if update == "adam_update" else 0
+    args = (float(big) / 10, *args)
+    ref = [a.copy() for a in (p, g, *state)]
+    kept = getattr(numpy_ref, update)(ref[0], ref[1], *ref[2:], *args)
+    assert kept == 3 and all(np.isfinite(a).all() for i, a in enumerate(ref) if i != 1)
+    for i in (3, 17, 25):
+        assert ref[0][i] == p[i] and all(r[i] == s[i] for r, s in zip(ref[2:], state))
+    dev = [fast.to_device(a.copy()) for a in (p, g, *state)]
+    flag = fast.to_device(np.zeros(1, np.int32))
+    with fast.guarded_update(flag) as allowed:
+        assert allowed
+        got = getattr(fast, update)(dev[0], dev[1], *dev[2:], *args)
+    if fast.on_device:
+        assert fast.to_host(flag)[0] == KEPT
+    else:
+        assert got == kept
+    for i, (r, d) in enumerate(zip(ref, dev)):
+        if i != 1:
+            np.testing.assert_allclose(fast.to_host(d), r, rtol=2e-4 if dtype == np.float32
+                                       else 1e-10)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows, classes", [(1, 1), (5, 3), (70, 10)])
 def test_one_hot_from_class_indices(fast, dtype, rows, classes):

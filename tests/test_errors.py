@@ -80,9 +80,11 @@ def test_bad_compile_arguments(kwargs, message):
 
 
 def test_kernel_larger_than_input():
-    model = Sequential([Conv2D(2, (5, 5), input_shape=(4, 4, 1))])
     with pytest.raises(ValueError, match="larger than its input"):
-        model.summary()
+        Sequential([Conv2D(2, (5, 5), input_shape=(4, 4, 1))])  # built at once, as Keras'
+    model = Sequential([Conv2D(2, (5, 5))])  # no input shape: found when it gets one
+    with pytest.raises(ValueError, match="larger than its input"):
+        model.build((None, 4, 4, 1))
 
 
 def test_dense_on_images_asks_for_flatten():

@@ -890,3 +890,89 @@ def test_sparse_labels_with_many_classes_never_become_one_n_by_k_array():
     one_hot = np.zeros((32, 100_000))
     one_hot[np.arange(32), y[:32]] = 1
     assert np.isclose(model.evaluate(x[:32], one_hot)[0], sparse_loss, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "cython"])
+@pytest.mark.parametrize("make", [lambda: SGD(1e10), lambda: SGD(1e10, momentum=0.5),
+                                  lambda: minicnn.optimizers.RMSprop(1e38),
+                                  lambda: minicnn.optimizers.AdamW(1e38, weight_decay=1e3)])
+def test_an_update_that_overflows_never_leaves_nan_or_inf_in_the_weights(backend, make):
+    """A finite loss, but a step past float32's largest number (a huge L2 penalty's gradient
+    times the learning rate): fit stops, says so, and every weight and optimizer value is
+    still finite."""
+    from minicnn.regularizers import L2
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 4)), np.arange(8) % 3
+    with minicnn.use_backend(backend):
+        model = Sequential([Dense(3, activation="softmax", input_shape=(4,),
+                                  kernel_regularizer=L2(1e30))])
+        model.compile(make(), "sparse_categorical_crossentropy")
+        with pytest.warns(RuntimeWarning, match=r"update would have made weights .* NaN or inf"):
+            history = model.fit(x, y, batch_size=2, epochs=3, verbose=0, seed=0)
+        assert np.isfinite(history.history["loss"]).all()
+        assert all(np.isfinite(w).all() for w in model.get_weights())
+        assert all(np.isfinite(a).all() for a in model.optimizer.state_arrays().values())
+        assert model.optimizer.iterations == 1  # the step that broke off, applied in part
+        # carrying on past it (terminate_on_nan=False) keeps them finite too
+        model.fit(x, y, batch_size=2, epochs=2, verbose=0, terminate_on_nan=False)
+        assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def _mlp(input_shape=(4,)):
+    """The audit's m: Dense(8, relu) -> Dense(3, softmax)."""
+    return Sequential([Dense(8, activation="relu", input_shape=input_shape),
+                       Dense(3, activation="softmax")])
+
+
+def test_a_model_that_knows_its_input_shape_is_built_at_construction_as_in_keras():
+    from minicnn.layers import Input
+    for model in (_mlp(), Sequential([Input((4,)), Dense(8, activation="relu"), Dense(3)])):
+        assert model.built
+        kernel, bias = model.layers[0].get_weights()
+        assert kernel.shape == (4, 8) and bias.shape == (8,)
+        model.add(Dense(2))  # added later: built too, as Keras' add does
+        assert model.layers[-1].get_weights()[0].shape == (3, 2)
+    assert Sequential([Dense(3)]).layers[0].get_weights() == []  # no input shape: not yet
+    model = _mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y = np.random.default_rng(0).standard_normal((8, 4)), np.arange(8) % 3
+    assert np.isfinite(model.compute_gradients(x, y))
+
+
+def test_a_seed_redraws_weights_still_as_construction_drew_them_and_nothing_else():
+    """fit(seed=s) and build(seed=s) give the weights a model built late gets from s; weights
+    set or trained since construction are never redrawn."""
+    x, y = np.random.default_rng(0).standard_normal((16, 4)), np.arange(16) % 3
+
+    def trained(model, **fit):
+        model.compile(SGD(0.1), "sparse_categorical_crossentropy")
+        model.fit(x, y, epochs=1, verbose=0, **fit)
+        return model.get_weights()
+
+    late = Sequential()
+    for layer in _mlp(input_shape=None).layers:
+        late.add(layer, rebuild=False)
+    late.layers[0].input_shape = (4,)
+    assert not late.built
+    for got, want in zip(trained(_mlp(), seed=0), trained(late, seed=0)):
+        np.testing.assert_array_equal(got, want)
+    early, late = _mlp(), _mlp(input_shape=None)
+    early.build(seed=3)
+    late.build((None, 4), seed=3)
+    for got, want in zip(early.get_weights(), late.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    chosen = [np.full_like(w, 0.25) for w in _mlp().layers[0].get_weights()]
+    for setter in ("model", "layer"):
+        model = _mlp()
+        if setter == "model":
+            model.set_weights(chosen + model.get_weights()[2:])
+        else:
+            model.layers[0].set_weights(chosen)
+        model.compile(SGD(1e-30), "sparse_categorical_crossentropy")
+        model.fit(x, y, epochs=1, verbose=0, seed=0)  # no redraw: what was set stays
+        np.testing.assert_allclose(model.layers[0].get_weights()[0], 0.25)
+    model = _mlp()
+    before = trained(model, seed=1)
+    model.build(seed=2)  # trained: a no-op
+    for got, want in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(got, want)

@@ -454,15 +454,12 @@ class CompiledCPUBackend(NumpyBackend):
 
     def adam_update(self, p, g, m, v, lr_t, beta_1, beta_2, epsilon):
         require_same_shape(param=p, grad=g, m=m, v=v)
-        self.kernels.adam(p.reshape(-1), _flat(g), m.reshape(-1), v.reshape(-1), lr_t, beta_1,
-                          beta_2, epsilon)
+        return self.kernels.adam(p.reshape(-1), _flat(g), m.reshape(-1), v.reshape(-1), lr_t,
+                                 beta_1, beta_2, epsilon)
 
     def sgd_update(self, p, g, velocity, lr, momentum, nesterov=False):
         require_same_shape(param=p, grad=g, velocity=velocity)
         if nesterov:  # the reference's
-            super().sgd_update(p, g, velocity, lr, momentum, nesterov)
-        elif momentum == 0:
-            p -= lr * g
-        else:
-            self.kernels.sgd_momentum(p.reshape(-1), _flat(g), velocity.reshape(-1), lr,
-                                      momentum)
+            return super().sgd_update(p, g, velocity, lr, momentum, nesterov)
+        return self.kernels.sgd(p.reshape(-1), _flat(g),
+                                None if momentum == 0 else velocity.reshape(-1), lr, momentum)

@@ -60,7 +60,8 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
     "activation_backward": (("name", "z", "a", "da"),
                             "dz = da * f'(z), from the input z and/or the output a"),
     "multiply": (("a", "b"), "a * b element-wise, same shapes (Dropout's scaled mask)"),
-    "add_scaled": (("y", "x", "alpha"), "y <- y + alpha x, in place"),
+    "add_scaled": (("y", "x", "alpha"), "y <- y + alpha x, in place, keeping y where that is "
+                   "not finite (AdamW's decay; returns how many elements kept their value)"),
     "one_hot": (("labels", "n_classes"),
                 "class indices (N,) in the compute dtype -> one-hot targets (N, K), same dtype"),
     "weight_penalty": (("w", "l1", "l2", "g"),
@@ -91,7 +92,10 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
     "count_binary_correct": (("pred", "y", "threshold"),
                              "sum over rows of the fraction of columns where (pred > "
                              "threshold) == (y > 0.5): binary accuracy's count"),
-    # optimizers: update p (and the state arrays) in place from the gradient g
+    # optimizers: update p (and the state arrays) in place from the gradient g, except
+    # elements whose new values are not all finite, which keep their old ones
+    # (reference.elementwise.keep_finite); each returns how many did (CUDA: it sets the
+    # step's flag ``halted`` to KEPT instead, see guarded_update)
     "sgd_update": (("p", "g", "velocity", "lr", "momentum", "nesterov"),
                    "v <- m v - lr g; p <- p + v (nesterov: p <- p + m v - lr g)"),
     "adam_update": (("p", "g", "m", "v", "lr_t", "beta_1", "beta_2", "epsilon"),
@@ -101,6 +105,10 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
     "rmsprop_update": (("p", "g", "v", "lr", "rho", "epsilon"),
                        "v <- rho v + (1 - rho) g^2; p <- p - lr g / sqrt(v + eps)"),
 }
+
+# The step's flag ``halted`` ((1,) int32): 0, 1 when the loss kernel found a NaN or inf
+# loss, KEPT when an update kept elements whose new values were not finite.
+KEPT = 2
 
 # What a backend class may define besides kernels.
 HOOKS: dict[str, str] = {
@@ -122,7 +130,7 @@ COMPILED_KERNELS = (
     "dense_forward", "dense_backward", "maxpool_forward", "maxpool_backward",
     "avgpool_forward", "avgpool_backward", "multiply", "sum_parts", "column_sums",
     "centred_squares", "normalize", "batchnorm_dx", "softmax_cross_entropy", "softmax_rows",
-    "activation_forward", "activation_backward", "adam", "sgd_momentum",
+    "activation_forward", "activation_backward", "adam", "sgd",
 )
 
 

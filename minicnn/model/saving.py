@@ -82,7 +82,7 @@ def _model_from_config(cfg: dict, classes: dict[str, type]):
                 f"{spec['config']!r:.200} ({exc}); its get_config() must return its "
                 "constructor's arguments") from None
         layer.trainable = spec.get("trainable", True)
-        model.add(layer)
+        model.add(layer, rebuild=False)  # the file's weights come after its checks
     if cfg["loss"] is not None:
         if cfg["optimizer"] is None:
             raise ValueError("config: a compiled model needs an optimizer")

@@ -6,6 +6,7 @@ inherits as Keras' models inherit theirs; the file format is ``saving.py``'s.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Iterable
@@ -19,7 +20,13 @@ from .training import Trainer
 
 
 class Sequential(Trainer):
-    """A linear stack of layers; the first one takes ``input_shape`` (no batch axis)."""
+    """A linear stack of layers; the first one takes ``input_shape`` (no batch axis).
+
+    As in Keras, a model whose first layer knows its input shape is built at once (its
+    weights drawn by the initialisers), and so is each layer added after. Weights still
+    exactly as drawn then are drawn again from a seed, when one is given to ``fit`` or
+    ``build``: the same seed gives the same model, built early or late.
+    """
 
     def __init__(self, layers: Iterable[Layer] | None = None, name: str = "sequential"):
         self.name = name
@@ -32,13 +39,15 @@ class Sequential(Trainer):
         self._plans: dict = {}  # the stages of fusion.plan, per layer list and loss fusion
         self._lock = threading.RLock()  # one thread at a time (training._one_thread_at_a_time)
         self.stop_training = False
+        self._as_drawn: bytes | None = None  # digest of weights drawn without a seed
         for layer in layers or []:
             self.add(layer)
 
     # -- structure ----------------------------------------------------------------------
 
-    def add(self, layer: Layer | Input) -> None:
-        """Append a layer (its name is made unique inside the model, as Keras does).
+    def add(self, layer: Layer | Input, rebuild: bool = True) -> None:
+        """Append a layer (its name is made unique inside the model, as Keras does), and
+        draw its weights if the layers before it are built and ``rebuild`` (Keras' name).
 
         ``Input(shape)`` first, as in Keras, gives the shape to the next (first) layer.
         """
@@ -49,8 +58,6 @@ class Sequential(Trainer):
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a minicnn layer, got {type(layer).__name__}")
-        if self.built:
-            raise ValueError("cannot add layers to a model whose weights are already built")
         if any(existing is layer for existing in self.layers):
             raise ValueError(f"layer {layer.name!r} is already in this model; each place "
                              "needs its own layer object (its input and gradients are its own)")
@@ -70,7 +77,11 @@ class Sequential(Trainer):
                 k += 1
                 layer.name = f"{base}_{k}"
         layer.models.add(self)
+        as_drawn = self._still_as_drawn()
         self.layers.append(layer)
+        if rebuild and self._knows_input_shape() and all(
+                existing.built for existing in self.layers[:-1]):
+            self._draw_unbuilt(np.random.default_rng(), as_drawn or len(self.layers) == 1)
 
     @property
     def built(self) -> bool:
@@ -117,19 +128,42 @@ class Sequential(Trainer):
 
     def build(self, input_shape=None, seed: int | None = None) -> None:
         """Create every layer's weights (by their initialisers, e.g. glorot-uniform kernels
-        and zero biases) from ``seed``; once built, nothing changes (as in Keras).
+        and zero biases) from ``seed``. Once built nothing changes, as in Keras, except
+        that weights still as drawn without a seed are drawn again from a given ``seed``.
 
         ``input_shape`` is Keras' form, with the batch axis: ``(None, 28, 28, 1)``; it gives
         the first layer its input shape, or must agree with the one it has.
         """
         if input_shape is not None:
             self._take_input_shape(input_shape)
-        if self.built:
+        if self.built and not (seed is not None and self._still_as_drawn()):
             return
-        rng = np.random.default_rng(seed)
+        for layer in self.layers:
+            layer.built = False
+        self._draw_unbuilt(np.random.default_rng(seed), seed is None)
+
+    def _knows_input_shape(self) -> bool:
+        return bool(self.layers) and self.layers[0].input_shape is not None
+
+    def _draw_unbuilt(self, rng: np.random.Generator, unseeded: bool) -> None:
+        """Build the layers not built yet, drawing from ``rng``; remember the weights'
+        digest when every weight is as drawn without a seed (``_still_as_drawn``)."""
         for layer, (in_shape, _) in zip(self.layers, self._shapes()):
-            layer.build(in_shape, rng)
+            if not layer.built:
+                layer.build(in_shape, rng)
         self._placed_on = None
+        self._as_drawn = self._digest() if unseeded else None
+
+    def _digest(self) -> bytes:
+        """A fingerprint of every weight's bytes."""
+        digest = hashlib.blake2b(digest_size=16)
+        for w in self.get_weights():
+            digest.update(w.tobytes())
+        return digest.digest()
+
+    def _still_as_drawn(self) -> bool:
+        """Every weight is still as drawn without a seed: nothing trained, set or loaded."""
+        return self._as_drawn is not None and self.built and self._digest() == self._as_drawn
 
     def _take_input_shape(self, input_shape) -> None:
         """build's ``(None, *shape)`` argument: checked, then the first layer's input shape."""
@@ -151,7 +185,9 @@ class Sequential(Trainer):
         first.input_shape = shape
 
     def _ensure_built(self, seed: int | None = None) -> None:
-        if not self.built:
+        """Build now if not built; with a ``seed``, weights still as drawn without one are
+        drawn again from it (``build``)."""
+        if not self.built or seed is not None:
             self.build(seed=seed)
 
     def _place(self, backend) -> None:

@@ -51,13 +51,20 @@ def _warn_ran_out(epoch: int, step: int, steps: int) -> None:
         RuntimeWarning, stacklevel=5)
 
 
-def _warn_diverged(epoch: int, step: int, value: float) -> None:
-    """fit stops on a non-finite loss (``terminate_on_nan``): say why, once."""
-    warnings.warn(
-        f"fit stopped at epoch {epoch + 1}, step {step + 1}: the loss became {value} (training "
-        "diverged). The weights are those from before that batch. Try a lower learning rate, "
-        "scaled inputs (e.g. x / 255) or check the data for extreme values.",
-        RuntimeWarning, stacklevel=5)
+def _warn_diverged(epoch: int, step: int, value: float, bad_update: bool = False,
+                   learning_rate: float = math.nan) -> None:
+    """fit stops on a non-finite loss or update (``terminate_on_nan``): say why, once."""
+    if bad_update:
+        what = (f"its update would have made weights or optimizer state NaN or inf (the "
+                f"loss, {value:.4g}, was finite; the learning rate was {learning_rate:.4g}). "
+                "The values it would have broken kept those from before that batch; the "
+                "rest of its update was applied. Try a lower learning rate.")
+    else:
+        what = (f"the loss became {value} (training diverged). The weights are those from "
+                "before that batch. Try a lower learning rate, scaled inputs (e.g. x / 255) "
+                "or check the data for extreme values.")
+    warnings.warn(f"fit stopped at epoch {epoch + 1}, step {step + 1}: {what}",
+                  RuntimeWarning, stacklevel=5)
 
 
 class History:
@@ -180,12 +187,23 @@ class Trainer:
     def _tally(self, steps: int = 1) -> Tally:
         return Tally(get_backend(), steps, self.metrics)
 
-    def compute_loss(self, x, y, training: bool = True) -> float:
-        """Loss of one batch (already in backend memory, y as the model's targets), weight
-        penalties included; nothing changes but BatchNorm's moving statistics in training."""
+    def _ready_batch(self, x, y) -> tuple:
+        """The batch of compute_loss, compute_gradients and train_step, ready to use: host
+        arrays checked and converted as fit's are (labels as the loss takes them), then in
+        the backend's memory; a GPU backend's own arrays are used as they are."""
         self._require_compiled()
         self._ensure_built()
-        self._place(get_backend())
+        backend = get_backend()
+        self._place(backend)
+        if backend.on_device and not isinstance(x, (np.ndarray, list, tuple)):
+            return x, y
+        x, y = self._prepare(x, y)
+        return backend.to_device(x), backend.to_device(y)
+
+    def compute_loss(self, x, y, training: bool = True) -> float:
+        """Loss of one batch (x and y as fit takes them), weight penalties included;
+        nothing changes but BatchNorm's moving statistics in training."""
+        x, y = self._ready_batch(x, y)
         tally = self._tally()
         tally.begin(len(x))
         self._step_loss(tally, x, y, training)
@@ -193,13 +211,11 @@ class Trainer:
         return tally.last_loss + self._penalty()
 
     def compute_gradients(self, x, y, sample_weight=None) -> float:
-        """Loss of one batch (already in backend memory, y as the model's targets) and the
-        gradients of every layer's parameters into ``layer.grads``. Returns the loss,
-        weight penalties included; the weights do not change. After a NaN or inf loss the
-        gradients mean nothing (``train_step`` then applies none)."""
-        self._require_compiled()
-        self._ensure_built()
-        self._place(get_backend())
+        """Loss of one batch (x and y as fit takes them) and the gradients of every layer's
+        parameters into ``layer.grads``. Returns the loss, weight penalties included; the
+        weights do not change. After a NaN or inf loss the gradients mean nothing
+        (``train_step`` then applies none)."""
+        x, y = self._ready_batch(x, y)
         tally = self._tally()
         tally.begin(len(x))
         self._gradients(tally, x, y, sample_weight)
@@ -224,9 +240,11 @@ class Trainer:
         tally.add(penalty * len(x))
 
     def train_step(self, x, y, sample_weight=None) -> tuple[float, dict]:
-        """One optimizer step on a batch already in backend memory: ``compute_gradients``,
+        """One optimizer step on a batch (x and y as fit takes them): ``compute_gradients``,
         then the update; returns (loss, metric counts). ``sample_weight`` (N,) host array
-        weights the rows of the loss. A non-finite loss changes nothing."""
+        weights the rows of the loss. A non-finite loss changes nothing; an element whose
+        update is not finite keeps its values."""
+        x, y = self._ready_batch(x, y)
         tally = self._one_step(x, y, sample_weight)
         return tally.last_loss, tally.counts
 
@@ -245,8 +263,8 @@ class Trainer:
         if tally.known_bad():
             return
         with get_backend().guarded_update(tally.halted) as allowed:
-            if allowed:
-                self.optimizer.apply(self.layers)
+            if allowed and self.optimizer.apply(self.layers):
+                tally.update_kept()
 
     # -- fit ----------------------------------------------------------------------------
 
@@ -263,8 +281,10 @@ class Trainer:
         each sample's loss (Keras' meaning; both multiply when given together).
         ``callbacks`` are ``minicnn.callbacks.Callback`` objects (Keras' hooks).
         Returns a History whose ``history`` holds loss/metrics (and val_*) per epoch.
-        A batch whose loss is NaN or inf is never applied; ``terminate_on_nan`` (default)
-        then stops training with a warning, keeping the weights and the history so far.
+        A batch whose loss is NaN or inf is never applied, and an update never writes NaN
+        or inf (an element it would break keeps its values); ``terminate_on_nan``
+        (default) then stops training with a warning, keeping the weights and the history
+        so far.
         (On a GPU the loss is read back once per progress update; the steps queued after a
         bad one change no weights either, only BatchNorm's moving statistics see them.)
         """
@@ -420,9 +440,12 @@ class Trainer:
                     callback.on_train_batch_end(step, {**logs, "batch_loss": tally.last_loss})
                 if tally.first_bad is not None:
                     if terminate_on_nan:
-                        _warn_diverged(epoch, tally.first_bad, tally.last_loss)
-                        # the device skipped every update from that step on: count none
-                        self.optimizer.iterations = tally.mark(tally.first_bad)
+                        _warn_diverged(epoch, tally.first_bad, tally.last_loss,
+                                       tally.bad_update, self.optimizer.lr)
+                        # no update from that step on (the device skipped them): count
+                        # none but that step's, if it was applied in part
+                        self.optimizer.iterations = tally.mark(tally.first_bad) + int(
+                            tally.bad_update)
                         self.stop_training = True
                     else:
                         tally.forgive()

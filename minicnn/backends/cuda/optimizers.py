@@ -11,6 +11,7 @@ import math
 import numpy as np
 from numba import cuda
 
+from ..contract import KEPT
 from ..reference import optimizers as ref_optimizers
 from .launch import _flat, _kernel, _launch
 from .memory import host_fallback
@@ -28,8 +29,9 @@ def _flushed(x, tiny):
 def _adam(ps, gs, ms, vs, ends, lr_t, beta_1, beta_2, epsilon, tiny, halted):
     """Adam over several parameters in one launch: thread i updates element i of their
     concatenation; ``ends`` are the running totals of their sizes (flat arrays in tuples).
-    Nothing changes while halted[0] is set (a NaN loss, flagged by the loss kernel).
-    m and v are flushed to zero below the smallest normal float, as in the reference."""
+    Nothing changes while halted[0] is set (a NaN loss, flagged by the loss kernel, or an
+    earlier update that was not finite). m and v are flushed to zero below the smallest
+    normal float, as in the reference."""
     i = cuda.grid(1)
     if i >= ends[len(ends) - 1] or halted[0] != 0:
         return
@@ -38,24 +40,35 @@ def _adam(ps, gs, ms, vs, ends, lr_t, beta_1, beta_2, epsilon, tiny, halted):
         k += 1
     j = i - (ends[k - 1] if k > 0 else 0)
     p, g, m, v = ps[k], gs[k], ms[k], vs[k]
-    m[j] = _flushed(m[j] + (1 - beta_1) * (g[j] - m[j]), tiny)
-    v[j] = _flushed(v[j] + (1 - beta_2) * (g[j] * g[j] - v[j]), tiny)
-    p[j] -= lr_t * m[j] / (math.sqrt(v[j]) + epsilon)
+    old_p, old_m, old_v = p[j], m[j], v[j]
+    m[j] = _flushed(old_m + (1 - beta_1) * (g[j] - old_m), tiny)
+    v[j] = _flushed(old_v + (1 - beta_2) * (g[j] * g[j] - old_v), tiny)
+    p[j] = old_p - lr_t * m[j] / (math.sqrt(v[j]) + epsilon)
+    if not (math.isfinite(m[j]) and math.isfinite(v[j]) and math.isfinite(p[j])):
+        # keep_finite (as stored, in the arrays' dtype): the old values, and no later update
+        p[j], m[j], v[j] = old_p, old_m, old_v
+        halted[0] = KEPT
 
 
-@_kernel("void({t}[::1], {t}[::1], {t}[::1], float64, float64, boolean, float64)")
-def _sgd(p, g, velocity, lr, momentum, use_momentum, tiny):
+@_kernel("void({t}[::1], {t}[::1], {t}[::1], float64, float64, boolean, float64, int32[::1])")
+def _sgd(p, g, velocity, lr, momentum, use_momentum, tiny, halted):
+    """Nothing changes while halted[0] is set; keep_finite as in _adam."""
     i = cuda.grid(1)
-    if i < p.size:
+    if i < p.size and halted[0] == 0:
+        old_p, old_velocity = p[i], velocity[i]
         if use_momentum:
-            velocity[i] = _flushed(momentum * velocity[i] - lr * g[i], tiny)
-            p[i] += velocity[i]
+            velocity[i] = _flushed(momentum * old_velocity - lr * g[i], tiny)
+            p[i] = old_p + velocity[i]
         else:
-            p[i] -= lr * g[i]
+            p[i] = old_p - lr * g[i]
+        if not (math.isfinite(p[i]) and math.isfinite(velocity[i])):
+            p[i], velocity[i] = old_p, old_velocity
+            halted[0] = KEPT
 
 
 # The NaN flag of the step being applied ((1,) int32 on the device, or None), set by
-# ``guarded_update``: Adam's kernel reads it on the device; the other updates read it back.
+# ``guarded_update``: the Adam and SGD kernels read it on the device; the other updates
+# (host fallbacks) read it back.
 HALTED: contextvars.ContextVar = contextvars.ContextVar("minicnn_cuda_halted", default=None)
 
 
@@ -72,13 +85,15 @@ def guarded_update(halted):
 
 
 def unless_halted(update):
-    """An update kernel that does nothing while the step's flag is set (read back first)."""
+    """An update that does nothing while the step's flag is set (read back first), and
+    sets it to KEPT when it kept elements (a host fallback's count)."""
 
     @functools.wraps(update)
     def run(*args):
         halted = HALTED.get()
         if halted is None or not halted.copy_to_host()[0]:
-            update(*args)
+            if update(*args) and halted is not None:
+                halted.copy_to_device(np.array([KEPT], np.int32))
 
     return run
 
@@ -87,17 +102,24 @@ def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
     adam_update_many([p], [g], [m], [v], lr_t, beta_1, beta_2, epsilon)
 
 
-_not_halted = []  # [a (1,) int32 zero on the device]: the flag when none is set
+_spare_flag = []  # [a (1,) int32 on the device]: the flag outside guarded_update
+
+
+def _flag():
+    """The step's flag (``guarded_update``), or a spare one, cleared, outside a step."""
+    halted = HALTED.get()
+    if halted is not None:
+        return halted
+    if not _spare_flag:
+        _spare_flag.append(cuda.to_device(np.zeros(1, np.int32)))
+    _spare_flag[0].copy_to_device(np.zeros(1, np.int32))
+    return _spare_flag[0]
 
 
 def adam_update_many(params, grads, ms, vs, lr_t, beta_1, beta_2, epsilon):
     """adam_update of every parameter in one launch (one kernel per step, not per weight);
     none while the step's flag (``guarded_update``) is set, checked by the kernel."""
-    halted = HALTED.get()
-    if halted is None:
-        if not _not_halted:
-            _not_halted.append(cuda.to_device(np.zeros(1, np.int32)))
-        halted = _not_halted[0]
+    halted = _flag()
     ends = tuple(itertools.accumulate(int(p.size) for p in params))
     flat = [tuple(_flat(a) for a in arrays) for arrays in (params, grads, ms, vs)]
     tiny = float(np.finfo(params[0].dtype).tiny)
@@ -119,11 +141,11 @@ def take_rows(a, rows, out):
     return out
 
 
-@unless_halted
 def sgd_update(p, g, velocity, lr, momentum, nesterov=False):
     if nesterov:
-        return host_fallback(ref_optimizers.sgd_update)(p, g, velocity, lr, momentum, nesterov)
+        return unless_halted(host_fallback(ref_optimizers.sgd_update))(
+            p, g, velocity, lr, momentum, nesterov)
     v = _flat(velocity) if velocity is not None else _flat(p)  # unused without momentum
     _launch(_sgd, p.size, _flat(p), _flat(g), v, lr, momentum, momentum != 0,
-            float(np.finfo(p.dtype).tiny))
+            float(np.finfo(p.dtype).tiny), _flag())
 

@@ -95,33 +95,57 @@ def multiply(real[::1] a, real[::1] b, real[::1] out):
         out[i] = a[i] * b[i]
 
 
+cdef inline bint finite3(double a, double b, double c) nogil:
+    return isfinite(a) and isfinite(b) and isfinite(c)
+
+
 def adam(real[::1] p, real[::1] g, real[::1] m, real[::1] v, double lr_t, double beta_1,
          double beta_2, double epsilon):
     """m += (1-b1)(g - m); v += (1-b2)(g^2 - v) (both flushed to zero below the smallest
-    normal float, as the reference's flush_to_zero); p -= lr_t m / (sqrt(v) + eps), in the arrays'
-    precision (as NumPy computes it)."""
-    cdef Py_ssize_t i
+    normal float, as the reference's flush_to_zero); p -= lr_t m / (sqrt(v) + eps), in the
+    arrays' precision (as NumPy computes it). An element whose new values are not all
+    finite keeps its old ones (the reference's keep_finite); returns how many did."""
+    cdef Py_ssize_t i, kept = 0
     cdef real rate_m = 1 - beta_1, rate_v = 1 - beta_2, step = lr_t, eps = epsilon
     cdef real tiny = FLT_MIN if real is float else DBL_MIN
-    cdef real mi, vi
+    cdef real mi, vi, pi
     for i in prange(p.shape[0], nogil=True, schedule="static"):
         mi = m[i] + rate_m * (g[i] - m[i])
         vi = v[i] + rate_v * (g[i] * g[i] - v[i])
-        m[i] = mi - mi if fabs(mi) < tiny else mi
-        v[i] = vi - vi if fabs(vi) < tiny else vi
-        p[i] -= step * m[i] / (sqrt(v[i]) + eps)
+        mi = mi - mi if fabs(mi) < tiny else mi
+        vi = vi - vi if fabs(vi) < tiny else vi
+        pi = p[i] - step * mi / (sqrt(vi) + eps)
+        if finite3(mi, vi, pi):
+            m[i] = mi
+            v[i] = vi
+            p[i] = pi
+        else:
+            kept += 1
+    return kept
 
 
-def sgd_momentum(real[::1] p, real[::1] g, real[::1] velocity, double lr, double momentum):
-    """velocity = momentum velocity - lr g (flushed to zero below the smallest normal float);
-    p += velocity."""
-    cdef Py_ssize_t i
-    cdef real rate = lr, keep = momentum, vi
+def sgd(real[::1] p, real[::1] g, real[::1] velocity, double lr, double momentum):
+    """velocity = momentum velocity - lr g (flushed to zero below the smallest normal
+    float); p += velocity. With momentum 0 (velocity None): p -= lr g. keep_finite as adam."""
+    cdef Py_ssize_t i, kept = 0
+    cdef real rate = lr, keep = momentum, vi, pi
     cdef real tiny = FLT_MIN if real is float else DBL_MIN
+    cdef bint plain = velocity is None
     for i in prange(p.shape[0], nogil=True, schedule="static"):
-        vi = keep * velocity[i] - rate * g[i]
-        velocity[i] = vi - vi if fabs(vi) < tiny else vi
-        p[i] += velocity[i]
+        if plain:
+            vi = 0
+            pi = p[i] - rate * g[i]
+        else:
+            vi = keep * velocity[i] - rate * g[i]
+            vi = vi - vi if fabs(vi) < tiny else vi
+            pi = p[i] + vi
+        if finite3(vi, pi, pi):
+            if not plain:
+                velocity[i] = vi
+            p[i] = pi
+        else:
+            kept += 1
+    return kept
 
 
 def softmax_rows(real[:, ::1] z, real[:, ::1] a):

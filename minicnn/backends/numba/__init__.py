@@ -59,7 +59,7 @@ class NumbaKernels:
     softmax_rows = staticmethod(elementwise.softmax_rows)
     multiply = staticmethod(elementwise.multiply)
     adam = staticmethod(optimizers.adam)
-    sgd_momentum = staticmethod(optimizers.sgd_momentum)
+    sgd = staticmethod(optimizers.sgd)
 
 
 class NumbaBackend(CompiledCPUBackend):

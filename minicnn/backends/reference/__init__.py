@@ -105,9 +105,9 @@ class NumpyBackend:
     rmsprop_update = staticmethod(optimizers.rmsprop_update)
 
     def adam_update_many(self, params, grads, ms, vs, lr_t, beta_1, beta_2, epsilon):
-        """adam_update of each parameter in turn."""
-        for p, g, m, v in zip(params, grads, ms, vs):
-            self.adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon)
+        """adam_update of each parameter in turn. -> elements kept as they were, in all."""
+        return sum(self.adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon)
+                   for p, g, m, v in zip(params, grads, ms, vs))
 
     # hooks (contract.HOOKS)
     def session(self) -> contextlib.AbstractContextManager:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -10,9 +12,33 @@ def multiply(a, b):
     return a * b
 
 
-def add_scaled(y, x, alpha: float) -> None:
-    """y <- y + alpha x, in place (AdamW's decoupled weight decay: p <- p - lr wd p)."""
-    y += alpha * x
+def quietly(update):
+    """``update`` without NumPy's overflow and invalid-value warnings: the NaN and inf they
+    warn of are what ``keep_finite`` then keeps out."""
+
+    @functools.wraps(update)
+    def run(*args, **kwargs):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return update(*args, **kwargs)
+
+    return run
+
+
+def keep_finite(*updates) -> int:
+    """Write each (array, its new values) pair in place, except at the elements where any
+    new value is NaN or inf: those keep all their old values. -> how many were kept.
+    An optimizer's update goes through here, so it never leaves NaN or inf behind."""
+    finite = np.logical_and.reduce([np.isfinite(new) for _, new in updates])
+    for array, new in updates:
+        np.copyto(array, new, where=finite)
+    return int(finite.size - np.count_nonzero(finite))
+
+
+@quietly
+def add_scaled(y, x, alpha: float) -> int:
+    """y <- y + alpha x, in place (AdamW's decoupled weight decay: p <- p - lr wd p), but
+    ``keep_finite``: -> the elements of y kept as they were."""
+    return keep_finite((y, y + alpha * x))
 
 
 def weight_penalty(w, l1: float, l2: float, g=None) -> float:
