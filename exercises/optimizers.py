@@ -11,7 +11,8 @@ def sgd_update(p, g, velocity, lr, momentum, nesterov=False):
     """Keras' SGD, in place: with momentum 0, p <- p - lr g. Otherwise
     velocity <- momentum velocity - lr g, then p <- p + velocity, or with ``nesterov``
     p <- p + momentum velocity - lr g. (The reference also sets velocity entries below the
-    smallest normal float to 0; the checker does not need that.)
+    smallest normal float to 0, and keeps the old values of any element whose new ones
+    are not finite; the checker needs neither.)
     """
     raise NotImplementedError("write sgd_update: see its docstring")
 

@@ -183,7 +183,8 @@ class Optimizer:
     def _update_all(self, updates) -> int:
         """Apply every (param, grad, slots) update: one ``_update`` each unless the optimizer
         batches them (Adam: one kernel call for all). -> elements kept."""
-        return sum(self._update(param, grad, slots) or 0 for param, grad, slots in updates)
+        return sum(self._update(param, grad, slots) or 0  # (CUDA: None)
+                   for param, grad, slots in updates)
 
     def _update(self, param, grad, slots) -> int:
         raise NotImplementedError
@@ -253,9 +254,10 @@ class Adam(Optimizer):
         t = self.iterations
         lr_t = self.lr * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
         params, grads, slots = zip(*updates)
-        return get_backend().adam_update_many(params, grads, [s["m"] for s in slots],
-                                       [s["v"] for s in slots], lr_t, self.beta_1,
-                                       self.beta_2, self.epsilon)
+        kept = get_backend().adam_update_many(params, grads, [s["m"] for s in slots],
+                                              [s["v"] for s in slots], lr_t, self.beta_1,
+                                              self.beta_2, self.epsilon)
+        return kept or 0  # CUDA returns None: its flag on the device says
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
