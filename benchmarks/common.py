@@ -12,10 +12,10 @@ import numpy as np
 
 import minicnn
 from minicnn.callbacks import Callback
-from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D
+from minicnn.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPool2D
 from minicnn.zoo import MODELS
 
-REFERENCE_BATCH = {"mlp": 64, "cnn_a": 64, "cnn_b": 32}
+REFERENCE_BATCH = {"mlp": 64, "cnn_a": 64, "cnn_b": 32, "best": 64}
 
 
 def make_model(name: str, seed: int = 0):
@@ -26,23 +26,31 @@ def make_model(name: str, seed: int = 0):
 
 
 def torch_model(name: str):
-    """The same architecture in PyTorch (NCHW), built layer by layer from the minicnn model."""
+    """The same architecture in PyTorch (NCHW), built layer by layer from the minicnn model:
+    BatchNorm with Keras' epsilon and momentum (PyTorch's momentum is 1 - Keras')."""
     import torch
 
     reference = MODELS[name]()
-    layers, channels = [], reference.input_shape[-1]
+    layers, channels, spatial = [], reference.input_shape[-1], True
     for layer in reference.layers:
         if isinstance(layer, Conv2D):
             layers.append(torch.nn.Conv2d(channels, layer.filters, layer.kernel_size,
-                                          layer.strides, padding=layer.padding))
+                                          layer.strides, padding=layer.padding,
+                                          bias=layer.use_bias))
             channels = layer.filters
         elif isinstance(layer, MaxPool2D):
             layers.append(torch.nn.MaxPool2d(layer.pool_size, layer.strides))
         elif isinstance(layer, Flatten):
             layers.append(torch.nn.Flatten())
+            spatial = False
         elif isinstance(layer, Dense):
-            layers.append(torch.nn.LazyLinear(layer.units))
-        if layer.activation == "relu":
+            layers.append(torch.nn.LazyLinear(layer.units, bias=layer.use_bias))
+        elif isinstance(layer, BatchNormalization):
+            norm = torch.nn.LazyBatchNorm2d if spatial else torch.nn.LazyBatchNorm1d
+            layers.append(norm(eps=layer.epsilon, momentum=1 - layer.momentum))
+        elif isinstance(layer, Dropout):
+            layers.append(torch.nn.Dropout(layer.rate))
+        if layer.activation == "relu":  # a layer's own, or a ReLU layer
             layers.append(torch.nn.ReLU())
     return torch.nn.Sequential(*layers)  # softmax is inside CrossEntropyLoss
 

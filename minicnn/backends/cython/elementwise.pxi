@@ -95,8 +95,10 @@ def multiply(real[::1] a, real[::1] b, real[::1] out):
         out[i] = a[i] * b[i]
 
 
-cdef inline bint finite3(double a, double b, double c) nogil:
-    return isfinite(a) and isfinite(b) and isfinite(c)
+cdef inline bint finite3(real a, real b, real c) noexcept nogil:
+    """a, b and c are neither NaN nor inf (x - x is 0 only then): in the arrays' precision,
+    with no call."""
+    return (a - a == 0) & (b - b == 0) & (c - c == 0)
 
 
 def adam(real[::1] p, real[::1] g, real[::1] m, real[::1] v, double lr_t, double beta_1,
@@ -104,22 +106,23 @@ def adam(real[::1] p, real[::1] g, real[::1] m, real[::1] v, double lr_t, double
     """m += (1-b1)(g - m); v += (1-b2)(g^2 - v) (both flushed to zero below the smallest
     normal float, as the reference's flush_to_zero); p -= lr_t m / (sqrt(v) + eps), in the
     arrays' precision (as NumPy computes it). An element whose new values are not all
-    finite keeps its old ones (the reference's keep_finite); returns how many did."""
-    cdef Py_ssize_t i, kept = 0
+    finite keeps its old ones (the reference's keep_finite: written, then put back in the
+    rare case, which keeps the common path short); returns how many did."""
+    cdef Py_ssize_t i
+    cdef int kept = 0
     cdef real rate_m = 1 - beta_1, rate_v = 1 - beta_2, step = lr_t, eps = epsilon
     cdef real tiny = FLT_MIN if real is float else DBL_MIN
-    cdef real mi, vi, pi
+    cdef real mi, vi, pi, old_p, old_m, old_v
     for i in prange(p.shape[0], nogil=True, schedule="static"):
-        mi = m[i] + rate_m * (g[i] - m[i])
-        vi = v[i] + rate_v * (g[i] * g[i] - v[i])
+        old_p, old_m, old_v = p[i], m[i], v[i]
+        mi = old_m + rate_m * (g[i] - old_m)
+        vi = old_v + rate_v * (g[i] * g[i] - old_v)
         mi = mi - mi if fabs(mi) < tiny else mi
         vi = vi - vi if fabs(vi) < tiny else vi
-        pi = p[i] - step * mi / (sqrt(vi) + eps)
-        if finite3(mi, vi, pi):
-            m[i] = mi
-            v[i] = vi
-            p[i] = pi
-        else:
+        pi = old_p - step * mi / (sqrt(vi) + eps)
+        m[i], v[i], p[i] = mi, vi, pi
+        if not finite3(mi, vi, pi):  # rare: put the old values back
+            m[i], v[i], p[i] = old_m, old_v, old_p
             kept += 1
     return kept
 
@@ -127,7 +130,8 @@ def adam(real[::1] p, real[::1] g, real[::1] m, real[::1] v, double lr_t, double
 def sgd(real[::1] p, real[::1] g, real[::1] velocity, double lr, double momentum):
     """velocity = momentum velocity - lr g (flushed to zero below the smallest normal
     float); p += velocity. With momentum 0 (velocity None): p -= lr g. keep_finite as adam."""
-    cdef Py_ssize_t i, kept = 0
+    cdef Py_ssize_t i
+    cdef int kept = 0
     cdef real rate = lr, keep = momentum, vi, pi
     cdef real tiny = FLT_MIN if real is float else DBL_MIN
     cdef bint plain = velocity is None
@@ -143,7 +147,7 @@ def sgd(real[::1] p, real[::1] g, real[::1] velocity, double lr, double momentum
             if not plain:
                 velocity[i] = vi
             p[i] = pi
-        else:
+        else:  # rare: keep the old values
             kept += 1
     return kept
 

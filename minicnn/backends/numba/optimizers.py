@@ -26,17 +26,18 @@ def _finite(a, b, c):
 @njit(parallel=True, **JIT)
 def _adam(p, g, m, v, lr_t, rate_m, rate_v, epsilon, tiny):
     """The scalars come in the arrays' dtype, so float32 runs in float32 (as NumPy's). An
-    element whose new values are not all finite, as stored, gets its old ones back (the
-    reference's keep_finite); returns how many did."""
+    element whose new values are not all finite keeps its old ones (the reference's
+    keep_finite), a select, not a branch, so the loop stays vectorised; returns how many
+    kept theirs."""
     kept = 0
     for i in prange(p.size):
         old_p, old_m, old_v = p[i], m[i], v[i]
-        m[i] = _flushed(old_m + rate_m * (g[i] - old_m), tiny)
-        v[i] = _flushed(old_v + rate_v * (g[i] * g[i] - old_v), tiny)
-        p[i] = old_p - lr_t * m[i] / (math.sqrt(v[i]) + epsilon)
-        if not _finite(m[i], v[i], p[i]):
-            p[i], m[i], v[i] = old_p, old_m, old_v
-            kept += 1
+        mi = _flushed(old_m + rate_m * (g[i] - old_m), tiny)
+        vi = _flushed(old_v + rate_v * (g[i] * g[i] - old_v), tiny)
+        pi = old_p - lr_t * mi / (math.sqrt(vi) + epsilon)
+        ok = _finite(mi, vi, pi)
+        m[i], v[i], p[i] = (mi, vi, pi) if ok else (old_m, old_v, old_p)
+        kept += 0 if ok else 1
     return kept
 
 
@@ -46,14 +47,13 @@ def _sgd(p, g, velocity, lr, momentum, tiny):
     kept = 0
     for i in prange(p.size):
         old_p, old_velocity = p[i], velocity[i]
+        vi = _flushed(momentum * old_velocity - lr * g[i], tiny)
+        pi = old_p + vi if momentum != 0 else old_p - lr * g[i]
+        ok = _finite(vi, pi, pi)
         if momentum != 0:
-            velocity[i] = _flushed(momentum * old_velocity - lr * g[i], tiny)
-            p[i] = old_p + velocity[i]
-        else:
-            p[i] = old_p - lr * g[i]
-        if not _finite(p[i], velocity[i], p[i]):
-            p[i], velocity[i] = old_p, old_velocity
-            kept += 1
+            velocity[i] = vi if ok else old_velocity
+        p[i] = pi if ok else old_p
+        kept += 0 if ok else 1
     return kept
 
 

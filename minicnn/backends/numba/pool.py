@@ -3,6 +3,7 @@ window, with no padded copy)."""
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
 
 from .jit import JIT
@@ -22,26 +23,32 @@ def _clip(start, size, limit):
 @njit(parallel=True, **JIT)
 def _maxpool_forward(x, ph, pw, sh, sw, pad_top, pad_left, y, arg):
     """y = window max, arg = its offset di * pw + dj inside the window (first max wins; a NaN
-    beats every number, as in np.argmax)."""
+    beats every number, as in np.argmax). Each window's running maxima and their offsets
+    live in per-image buffers, the offsets as int32 (as wide as a float32), and every update
+    is a select, not a branch: the channel loops vectorise (as the Cython kernel's)."""
     n, out_h, out_w, c = y.shape
     for b in prange(n):
+        best, where = np.empty(c, x.dtype), np.empty(c, np.int32)
         for i in range(out_h):
             top = i * sh - pad_top
             r0, r1 = _clip(top, ph, x.shape[1])
             for j in range(out_w):
                 left = j * sw - pad_left
                 c0, c1 = _clip(left, pw, x.shape[2])
+                k = (r0 - top) * pw + c0 - left
                 for ch in range(c):
-                    y[b, i, j, ch] = x[b, r0, c0, ch]
-                    arg[b, i, j, ch] = (r0 - top) * pw + c0 - left
+                    best[ch], where[ch] = x[b, r0, c0, ch], k
                 for r in range(r0, r1):
                     for q in range(c0, c1):
+                        k = (r - top) * pw + q - left
                         for ch in range(c):
-                            v, best = x[b, r, q, ch], y[b, i, j, ch]
+                            v, current = x[b, r, q, ch], best[ch]
                             # | and &: no short-circuit branch, the loop stays a select
-                            if (v > best) | ((v != v) & (best == best)):
-                                y[b, i, j, ch] = v
-                                arg[b, i, j, ch] = (r - top) * pw + q - left
+                            better = (v > current) | ((v != v) & (current == current))
+                            best[ch] = v if better else current
+                            where[ch] = k if better else where[ch]
+                for ch in range(c):
+                    y[b, i, j, ch], arg[b, i, j, ch] = best[ch], where[ch]
 
 
 @njit(parallel=True, **JIT)

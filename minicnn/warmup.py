@@ -1,0 +1,67 @@
+"""Compile the Numba kernels of the zoo's models before their first run.
+
+Numba compiles a kernel the first time it is called and keeps the machine code in its
+on-disk cache; on an empty cache a model's first step waits for every kernel it uses.
+``./run`` calls this once, right after it installs minicnn, so that the README's commands
+start training at once. Each model trains two small batches, then predicts, in float32 on
+the Numba backend; the models are shared out over worker processes, one per core.
+
+    python -m minicnn.warmup              # every zoo model
+    python -m minicnn.warmup cnn_b best   # some of them
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+# Heaviest first, so that the workers finish together (Winograd: cnn_b and best).
+ORDER = ("cnn_b", "best", "cnn_a", "small_data_cnn", "mlp")
+
+
+def warm(name: str) -> float:
+    """Train zoo model ``name`` for two batches and predict with it; -> seconds taken."""
+    import minicnn
+    from minicnn import zoo
+
+    start = time.perf_counter()
+    with minicnn.use_backend("numba"):
+        model = zoo.MODELS[name]()
+        model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+        rng = np.random.default_rng(0)
+        x = rng.random((40, *model.input_shape), dtype=np.float32)
+        y = np.arange(40) % model.output_shape[0]
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0, seed=0, validation_data=(x, y))
+        model.predict(x[:3])
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> None:
+    from minicnn.backends.numba.jit import JIT
+    from minicnn.backends.threads import cpu_threads
+
+    names = list(argv if argv is not None else sys.argv[1:]) or list(ORDER)
+    unknown = sorted(set(names) - set(ORDER))
+    if unknown:
+        raise SystemExit(f"unknown model(s) {unknown}; the zoo has {list(ORDER)}")
+    if not JIT["cache"]:
+        print("minicnn: numba cannot cache kernels here, so there is nothing to warm up")
+        return
+    print(f"minicnn: compiling the numba kernels of {', '.join(names)} (once: they are "
+          "cached on disk; a few minutes on 2 cores) ...", flush=True)
+    start = time.perf_counter()
+    workers = max(1, min(cpu_threads(), len(names)))
+    # spawned, not forked: a fork of a process whose Numba thread pool runs is unsafe
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for name, seconds in zip(names, pool.map(warm, names)):
+            print(f"minicnn:   {name}: {seconds:.0f} s", flush=True)
+    print(f"minicnn: kernels compiled and cached in {time.perf_counter() - start:.0f} s",
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()
