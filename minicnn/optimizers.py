@@ -172,19 +172,18 @@ class Optimizer:
     def apply(self, layers) -> int:
         """One update of every parameter of ``layers`` from its ``grads``. Returns how many
         elements kept their old values because their new ones were not finite (the
-        backend's update kernels never write NaN or inf; CUDA flags it on the device and
-        returns 0)."""
+        backend's update kernels never write NaN or inf; CUDA's set the step's flag on the
+        device instead and return 0)."""
         self.lr = self.current_learning_rate()  # this step's rate, for _update
         self.iterations += 1
         return self._update_all([(param, layer.grads[key], self._slots_for((i, key), param))
-                          for i, layer in enumerate(layers) if layer.trainable
-                          for key, param in layer.params.items()])
+                                 for i, layer in enumerate(layers) if layer.trainable
+                                 for key, param in layer.params.items()])
 
     def _update_all(self, updates) -> int:
         """Apply every (param, grad, slots) update: one ``_update`` each unless the optimizer
         batches them (Adam: one kernel call for all). -> elements kept."""
-        return sum(self._update(param, grad, slots) or 0  # (CUDA: None)
-                   for param, grad, slots in updates)
+        return sum(self._update(param, grad, slots) for param, grad, slots in updates)
 
     def _update(self, param, grad, slots) -> int:
         raise NotImplementedError
@@ -228,8 +227,8 @@ class SGD(Optimizer):
         self.slot_names = ("velocity",) if self.momentum else ()
 
     def _update(self, param, grad, slots):
-        return get_backend().sgd_update(param, grad, slots.get("velocity"), self.lr, self.momentum,
-                                 self.nesterov)
+        return get_backend().sgd_update(param, grad, slots.get("velocity"), self.lr,
+                                        self.momentum, self.nesterov)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -254,10 +253,9 @@ class Adam(Optimizer):
         t = self.iterations
         lr_t = self.lr * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
         params, grads, slots = zip(*updates)
-        kept = get_backend().adam_update_many(params, grads, [s["m"] for s in slots],
+        return get_backend().adam_update_many(params, grads, [s["m"] for s in slots],
                                               [s["v"] for s in slots], lr_t, self.beta_1,
                                               self.beta_2, self.epsilon)
-        return kept or 0  # CUDA returns None: its flag on the device says
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
@@ -278,7 +276,7 @@ class AdamW(Adam):
 
     def _update_all(self, updates):
         backend = get_backend()
-        kept = sum(backend.add_scaled(param, param, -self.lr * self.weight_decay) or 0
+        kept = sum(backend.add_scaled(param, param, -self.lr * self.weight_decay)
                    for param, _, _ in updates)
         return kept + super()._update_all(updates)
 
@@ -299,7 +297,7 @@ class RMSprop(Optimizer):
 
     def _update(self, param, grad, slots):
         return get_backend().rmsprop_update(param, grad, slots["velocity"], self.lr, self.rho,
-                                     self.epsilon)
+                                            self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}

@@ -389,7 +389,7 @@ UPDATES = [  # (kernel, its state arrays, momentum and nesterov or Adam's betas 
 def test_an_update_that_is_not_finite_keeps_the_old_values(fast, dtype, update, states, args):
     """NaN and inf gradients and a step past the largest float: those elements keep all
     their old values (the reference's keep_finite), the others update; the count comes
-    back (CUDA: the step's flag says KEPT, and then no later update applies)."""
+    back (CUDA: the step's flag says KEPT)."""
     from minicnn.backends.contract import KEPT
     rng = np.random.default_rng(4)
     big = np.finfo(dtype).max

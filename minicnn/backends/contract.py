@@ -94,8 +94,8 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
                              "threshold) == (y > 0.5): binary accuracy's count"),
     # optimizers: update p (and the state arrays) in place from the gradient g, except
     # elements whose new values are not all finite, which keep their old ones
-    # (reference.elementwise.keep_finite); each returns how many did (CUDA: it sets the
-    # step's flag ``halted`` to KEPT instead, see guarded_update)
+    # (reference.elementwise.keep_finite); each returns how many did (CUDA: 0, and it sets
+    # the step's flag ``halted`` to KEPT instead, see guarded_update)
     "sgd_update": (("p", "g", "velocity", "lr", "momentum", "nesterov"),
                    "v <- m v - lr g; p <- p + v (nesterov: p <- p + m v - lr g)"),
     "adam_update": (("p", "g", "m", "v", "lr_t", "beta_1", "beta_2", "epsilon"),

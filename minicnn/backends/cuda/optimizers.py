@@ -33,7 +33,9 @@ def _adam(ps, gs, ms, vs, ends, lr_t, beta_1, beta_2, epsilon, tiny, halted):
     earlier update that was not finite). m and v are flushed to zero below the smallest
     normal float, as in the reference."""
     i = cuda.grid(1)
-    if i >= ends[len(ends) - 1] or halted[0] != 0:
+    # skip on a NaN loss (1) only: KEPT (2) is written by this very launch's threads, and
+    # reading it here would stop the rest of this update half-way
+    if i >= ends[len(ends) - 1] or halted[0] == 1:
         return
     k = 0
     while i >= ends[k]:
@@ -45,7 +47,7 @@ def _adam(ps, gs, ms, vs, ends, lr_t, beta_1, beta_2, epsilon, tiny, halted):
     v[j] = _flushed(old_v + (1 - beta_2) * (g[j] * g[j] - old_v), tiny)
     p[j] = old_p - lr_t * m[j] / (math.sqrt(v[j]) + epsilon)
     if not (math.isfinite(m[j]) and math.isfinite(v[j]) and math.isfinite(p[j])):
-        # keep_finite (as stored, in the arrays' dtype): the old values, and no later update
+        # keep_finite (as stored, in the arrays' dtype): the old values, and the flag
         p[j], m[j], v[j] = old_p, old_m, old_v
         halted[0] = KEPT
 
@@ -54,7 +56,7 @@ def _adam(ps, gs, ms, vs, ends, lr_t, beta_1, beta_2, epsilon, tiny, halted):
 def _sgd(p, g, velocity, lr, momentum, use_momentum, tiny, halted):
     """Nothing changes while halted[0] is set; keep_finite as in _adam."""
     i = cuda.grid(1)
-    if i < p.size and halted[0] == 0:
+    if i < p.size and halted[0] != 1:  # a NaN loss only (as in _adam)
         old_p, old_velocity = p[i], velocity[i]
         if use_momentum:
             velocity[i] = _flushed(momentum * old_velocity - lr * g[i], tiny)
@@ -86,7 +88,8 @@ def guarded_update(halted):
 
 def unless_halted(update):
     """An update that does nothing while the step's flag is set (read back first), and
-    sets it to KEPT when it kept elements (a host fallback's count)."""
+    sets it to KEPT when it kept elements (a host fallback's count); returns 0, as every
+    update here (the flag says what it kept)."""
 
     @functools.wraps(update)
     def run(*args):
@@ -94,12 +97,13 @@ def unless_halted(update):
         if halted is None or not halted.copy_to_host()[0]:
             if update(*args) and halted is not None:
                 halted.copy_to_device(np.array([KEPT], np.int32))
+        return 0
 
     return run
 
 
 def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
-    adam_update_many([p], [g], [m], [v], lr_t, beta_1, beta_2, epsilon)
+    return adam_update_many([p], [g], [m], [v], lr_t, beta_1, beta_2, epsilon)
 
 
 _spare_flag = []  # [a (1,) int32 on the device]: the flag outside guarded_update
@@ -124,6 +128,7 @@ def adam_update_many(params, grads, ms, vs, lr_t, beta_1, beta_2, epsilon):
     flat = [tuple(_flat(a) for a in arrays) for arrays in (params, grads, ms, vs)]
     tiny = float(np.finfo(params[0].dtype).tiny)
     _launch(_adam, ends[-1], *flat, ends, lr_t, beta_1, beta_2, epsilon, tiny, halted)
+    return 0  # what it kept, the flag says
 
 
 @_kernel("void({t}[::1], int64[::1], {t}[::1], int64)")
@@ -148,4 +153,5 @@ def sgd_update(p, g, velocity, lr, momentum, nesterov=False):
     v = _flat(velocity) if velocity is not None else _flat(p)  # unused without momentum
     _launch(_sgd, p.size, _flat(p), _flat(g), v, lr, momentum, momentum != 0,
             float(np.finfo(p.dtype).tiny), _flag())
+    return 0  # what it kept, the flag says
 
