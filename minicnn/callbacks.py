@@ -290,12 +290,13 @@ class LayerStats(Callback):
     (fast.ai's activation statistics; Keras' TensorBoard ``histogram_freq``, in memory).
 
     Activations are those of the training step itself, as the model ran it: a layer that
-    runs fused with the next (``fusion.plan``: a Conv2D and its MaxPool2D) is recorded
-    through the stage's output, under "conv2d+max_pool2d". ``records`` holds one dict per
-    (step, layer, kind) with ``step``, ``layer``, ``kind`` ("activation" or "gradient"),
-    ``mean``, ``std``, ``zeros`` and ``histogram`` (counts in ``bins`` equal bins over
-    ``value_range``, values outside it counted in the end bins); ``path`` also writes them
-    as CSV. ``plotting.plot_layer_stats`` draws them.
+    runs fused with the next (``fusion.plan``: a Conv2D and its MaxPool2D, a
+    BatchNormalization and its ReLU) is recorded through the stage's output, under
+    "conv2d+max_pool2d". ``records`` holds one dict per (step, layer, kind) with ``step``,
+    ``layer``, ``kind`` ("activation" or "gradient"), ``mean``, ``std``, ``zeros`` and
+    ``histogram`` (counts in ``bins`` equal bins over ``value_range``, values outside it
+    counted in the end bins); ``path`` also writes them as CSV.
+    ``plotting.plot_layer_stats`` draws them.
     """
 
     def __init__(self, every: int = 10, bins: int = 40, value_range=(-3.0, 3.0),

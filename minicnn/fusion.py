@@ -5,6 +5,8 @@ For speed, ``plan`` groups layers into stages that each run as fewer kernel call
 
 - a Dense or Conv2D with ``activation="relu"``: the product's epilogue applies the ReLU,
   and its backward takes the output to mask dy (``ProductReLU``);
+- a BatchNormalization and the ReLU after it: the normalising pass applies the ReLU, and
+  the backward masks dy by gamma x_hat + beta > 0 as it reads x_hat (``NormReLU``);
 - a Conv2D (ReLU or no activation) and the MaxPool2D after it with pool-sized 'valid'
   windows: one kernel pair, ``conv2d_maxpool_forward``/``_backward`` (``ConvPool``), which a
   compiled backend runs pooling each image while it is in cache, and the reference
@@ -19,7 +21,7 @@ composition of its own primitives, so fusing changes speed, never results.
 from __future__ import annotations
 
 from .backends import get_backend
-from .layers import Conv2D, MaxPool2D
+from .layers import Activation, BatchNormalization, Conv2D, MaxPool2D, ReLU
 from .layers.base import KernelLayer, Layer
 
 
@@ -65,6 +67,26 @@ class ProductReLU:
         return self.y
 
 
+class NormReLU:
+    """A BatchNormalization and the ReLU after it as one kernel call each way."""
+
+    def __init__(self, norm: BatchNormalization, relu: Layer):
+        self.norm = norm
+        self.layers = (norm, relu)
+
+    def forward(self, x, training: bool):
+        self.y = self.norm.normalize(x, training, relu=True)
+        return self.y
+
+    def backward(self, dy, need_input_grad: bool):
+        return self.norm.backward(dy, need_input_grad)
+
+    @property
+    def output(self):
+        """What the last forward returned."""
+        return self.y
+
+
 class ConvPool:
     """A Conv2D (with its ReLU, if any) and the MaxPool2D after it as one kernel pair."""
 
@@ -95,7 +117,7 @@ class ConvPool:
         return self.y
 
 
-Stage = LayerStage | ProductReLU | ConvPool
+Stage = LayerStage | ProductReLU | NormReLU | ConvPool
 
 
 def _pools_in_place(conv: Layer, pool: Layer) -> bool:
@@ -103,6 +125,11 @@ def _pools_in_place(conv: Layer, pool: Layer) -> bool:
     return (type(conv) is Conv2D and conv.activation in ("relu", "linear")
             and type(pool) is MaxPool2D and pool.strides == pool.pool_size
             and pool.padding == "valid")
+
+
+def _is_relu(layer: Layer) -> bool:
+    """A plain ReLU: the ReLU layer or Activation("relu") (not LeakyReLU and friends)."""
+    return type(layer) in (ReLU, Activation) and layer.activation == "relu"
 
 
 def plan(layers: list[Layer], fuse_loss: bool = False) -> list[Stage]:
@@ -115,6 +142,8 @@ def plan(layers: list[Layer], fuse_loss: bool = False) -> list[Stage]:
         last = i == len(layers) - 1
         if not last and _pools_in_place(layer, layers[i + 1]):
             stages.append(ConvPool(layer, layers[i + 1]))
+        elif type(layer) is BatchNormalization and not last and _is_relu(layers[i + 1]):
+            stages.append(NormReLU(layer, layers[i + 1]))
         elif isinstance(layer, KernelLayer) and layer.activation == "relu":
             stages.append(ProductReLU(layer))
         else:

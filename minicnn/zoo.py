@@ -40,24 +40,25 @@ def small_data_cnn() -> Sequential:
     ])
 
 
-def _conv_relu(filters: int, batchnorm: bool) -> list:
+def _conv_relu(filters: int, batchnorm: bool, momentum: float) -> list:
     """Conv -> BatchNorm -> ReLU (no conv bias: BatchNorm's beta replaces it), or Conv-ReLU."""
     if not batchnorm:
         return [Conv2D(filters, (3, 3), padding="same", activation="relu")]
-    return [Conv2D(filters, (3, 3), padding="same", use_bias=False), BatchNormalization(),
-            ReLU()]
+    return [Conv2D(filters, (3, 3), padding="same", use_bias=False),
+            BatchNormalization(momentum=momentum), ReLU()]
 
 
-def best(batchnorm: bool = True, dropout: bool = True) -> Sequential:
+def best(batchnorm: bool = True, dropout: bool = True, momentum: float = 0.99) -> Sequential:
     """Past the seeds: two conv blocks with BatchNorm, Dropout, Dense(128) with BatchNorm
-    (``batchnorm`` / ``dropout`` False leave those out, for the ablation)."""
+    (``batchnorm`` / ``dropout`` False leave those out, for the ablation; ``momentum``:
+    BatchNorm's, Keras' 0.99 by default)."""
     drop = (lambda rate: [Dropout(rate)]) if dropout else (lambda rate: [])
-    dense = ([Dense(128, use_bias=False), BatchNormalization(), ReLU()] if batchnorm
-             else [Dense(128, activation="relu")])
+    dense = ([Dense(128, use_bias=False), BatchNormalization(momentum=momentum), ReLU()]
+             if batchnorm else [Dense(128, activation="relu")])
     return Sequential([
         Input((28, 28, 1)),
-        *_conv_relu(32, batchnorm), MaxPool2D((2, 2)),
-        *_conv_relu(64, batchnorm), MaxPool2D((2, 2)), *drop(0.25),
+        *_conv_relu(32, batchnorm, momentum), MaxPool2D((2, 2)),
+        *_conv_relu(64, batchnorm, momentum), MaxPool2D((2, 2)), *drop(0.25),
         Flatten(), *dense, *drop(0.5),
         Dense(10, activation="softmax"),
     ], name="best")

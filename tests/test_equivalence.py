@@ -468,8 +468,10 @@ def test_batchnorm_kernels(fast, dtype, rows):
     gamma, beta = rng.random(5).astype(dtype), rng.standard_normal(5).astype(dtype)
     _compare(fast, "moments", (x,), dtype)
     mean, var = numpy_ref.moments(x)
-    _compare(fast, "batchnorm_forward", (x, gamma, beta, mean, var, 1e-3), dtype)
-    _, x_hat = numpy_ref.batchnorm_forward(x, gamma, beta, mean, var, 1e-3)
     dy = rng.standard_normal(x.shape).astype(dtype)
-    for batch_stats in (True, False):
-        _compare(fast, "batchnorm_backward", (x_hat, gamma, var, 1e-3, dy, batch_stats), dtype)
+    for relu in (False, True):  # relu: a ReLU after the BatchNormalization, fused
+        _compare(fast, "batchnorm_forward", (x, gamma, beta, mean, var, 1e-3, relu), dtype)
+        _, x_hat = numpy_ref.batchnorm_forward(x, gamma, beta, mean, var, 1e-3, relu)
+        for batch_stats in (True, False):
+            _compare(fast, "batchnorm_backward",
+                     (x_hat, gamma, beta, var, 1e-3, dy, batch_stats, relu), dtype)

@@ -149,6 +149,21 @@ def test_batchnorm_gradients(backend, float64, shape):
     assert max(errors.values()) < TOL, errors
 
 
+def test_batchnorm_then_relu_stage_gradient(backend, float64):
+    """A BatchNormalization and the ReLU after it run as one stage (the ReLU's mask rebuilt
+    from x_hat in the backward)."""
+    rng = np.random.default_rng(8)
+    model = Sequential([Conv2D(3, (2, 2), use_bias=False, input_shape=(6, 5, 2)),
+                        BatchNormalization(), ReLU(), Flatten(),
+                        Dense(4, use_bias=False), BatchNormalization(), Activation("relu"),
+                        Dense(3, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    assert [type(s).__name__ for s in fusion.plan(model.layers)] == [
+        "LayerStage", "NormReLU", "LayerStage", "LayerStage", "NormReLU", "LayerStage"]
+    assert check_model(model, rng.standard_normal((4, 6, 5, 2)), rng.integers(0, 3, 4),
+                       eps=1e-4) < TOL
+
+
 def test_inference_mode_batchnorm_gradient(backend, float64):
     """With moving statistics (inference) BatchNorm is an affine map per channel."""
     layer = BatchNormalization()

@@ -25,6 +25,7 @@ from minicnn.layers import (
     Flatten,
     GlobalAveragePooling2D,
     MaxPool2D,
+    ReLU,
 )
 from minicnn.optimizers import SGD, Adam, AdamW, RMSprop
 from tests.conftest import FAST_BACKENDS
@@ -52,6 +53,8 @@ def models(draw, max_side: int = 9, max_filters: int = 4, max_batch: int = 6):
         # an ill-conditioned input (hypothesis found one); float64 tests BatchNorm exactly.
         if dtype == "float64" and draw(st.booleans()):
             layers.append(BatchNormalization)
+            if draw(st.booleans()):
+                layers.append(ReLU)  # fused into BatchNorm's kernels (fusion.NormReLU)
         if draw(st.booleans()):
             pool = dict(pool_size=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
                         strides=draw(st.one_of(st.none(), st.tuples(st.integers(1, 3),

@@ -379,14 +379,14 @@ class CompiledCPUBackend(NumpyBackend):
         kernels, chunks = self.kernels, self._chunks(len(x))
         x = np.ascontiguousarray(x)
         parts = np.empty((chunks, 2, x.shape[1]))
-        kernels.column_sums(x, x, chunks, parts)
+        kernels.column_sums(x, x, x[0], x[0], False, chunks, parts)  # no mask: x[0]s unread
         mean = (parts[:, 0].sum(axis=0) / len(x)).astype(x.dtype)
         squares = np.empty((chunks, x.shape[1]))
         kernels.centred_squares(x, mean, chunks, squares)
         return mean, (squares.sum(axis=0) / len(x)).astype(x.dtype)
 
 
-    def batchnorm_forward(self, x, gamma, beta, mean, var, epsilon):
+    def batchnorm_forward(self, x, gamma, beta, mean, var, epsilon, relu):
         kernels = self.kernels
         x = np.ascontiguousarray(x)
         require_same_shape(gamma=gamma, beta=beta, mean=mean, var=var)
@@ -394,23 +394,24 @@ class CompiledCPUBackend(NumpyBackend):
             raise ValueError(f"batchnorm: rows {x.shape} and gamma {gamma.shape} disagree")
         scale = (1.0 / np.sqrt(var + epsilon)).astype(x.dtype)
         x_hat, y = np.empty_like(x), np.empty_like(x)
-        kernels.normalize(x, mean, scale, gamma, beta, x_hat, y)
+        kernels.normalize(x, mean, scale, gamma, beta, relu, x_hat, y)
         return y, x_hat
 
 
-    def batchnorm_backward(self, x_hat, gamma, var, epsilon, dy, batch_stats):
+    def batchnorm_backward(self, x_hat, gamma, beta, var, epsilon, dy, batch_stats, relu):
+        """With relu, both passes mask dy where gamma x_hat + beta > 0 as they read it."""
         kernels, chunks = self.kernels, self._chunks(len(dy))
         dy = np.ascontiguousarray(dy)
         require_same_shape(x_hat=x_hat, dy=dy)
         parts = np.empty((chunks, 2, dy.shape[1]))
-        kernels.column_sums(dy, x_hat, chunks, parts)
+        kernels.column_sums(dy, x_hat, gamma, beta, relu, chunks, parts)
         dbeta, dgamma = parts.sum(axis=0).astype(dy.dtype)
         scale = (gamma / np.sqrt(var + epsilon)).astype(dy.dtype)
         m = len(dy)
         mean_dy, mean_dy_xhat = (dbeta / m, dgamma / m) if batch_stats else \
             (np.zeros_like(dbeta), np.zeros_like(dgamma))
         dx = np.empty_like(dy)
-        kernels.batchnorm_dx(x_hat, dy, scale, mean_dy, mean_dy_xhat, dx)
+        kernels.batchnorm_dx(x_hat, dy, scale, mean_dy, mean_dy_xhat, gamma, beta, relu, dx)
         return dx, dgamma, dbeta
 
 

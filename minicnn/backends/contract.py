@@ -69,10 +69,13 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
     "moments": (("x",), "x (M,C) -> per-channel mean (C,) and biased variance (C,)"),
     "moving_average": (("average", "value", "momentum"),
                        "average <- momentum average + (1 - momentum) value, in place"),
-    "batchnorm_forward": (("x", "gamma", "beta", "mean", "var", "epsilon"),
-                          "x (M,C) -> (x - mean) / sqrt(var + eps) * gamma + beta, x_hat"),
-    "batchnorm_backward": (("x_hat", "gamma", "var", "epsilon", "dy", "batch_stats"),
-                           "dy (M,C) -> dx (M,C), dgamma (C,), dbeta (C,)"),
+    "batchnorm_forward": (("x", "gamma", "beta", "mean", "var", "epsilon", "relu"),
+                          "x (M,C) -> (x - mean) / sqrt(var + eps) * gamma + beta, x_hat; "
+                          "relu: max(y, 0) (a ReLU after the BatchNormalization, fused)"),
+    "batchnorm_backward": (("x_hat", "gamma", "beta", "var", "epsilon", "dy", "batch_stats",
+                            "relu"),
+                           "dy (M,C) -> dx (M,C), dgamma (C,), dbeta (C,); relu: dy is first "
+                           "masked where gamma x_hat + beta > 0"),
     # losses: (per-row losses (N,) float64, gradient of their mean w.r.t. the first argument)
     "softmax_cross_entropy": (("logits", "y"), "logits (N,K), one-hot y -> rows, dlogits"),
     "softmax_cross_entropy_totals": (("logits", "y", "totals", "halted"),

@@ -33,6 +33,11 @@ class BatchNormalization(Layer):
                 "moving_variance": Weight(c, "ones", trainable=False)}
 
     def _forward(self, x, training):
+        return self.normalize(x, training)
+
+    def normalize(self, x, training: bool, relu: bool = False):
+        """The layer's kernel call; ``relu``: max(y, 0) in the same pass (Sequential fuses a
+        ReLU that follows, and ``backward`` then masks dy by it)."""
         backend, c = get_backend(), x.shape[len(x.shape) - 1]
         rows = backend.reshape(x, (x.size // c, c))  # (N*H*W, C): a view, channels-last
         if training:
@@ -42,15 +47,15 @@ class BatchNormalization(Layer):
         else:
             mean, var = self.state["moving_mean"], self.state["moving_variance"]
         y, self._x_hat = backend.batchnorm_forward(rows, self.params["gamma"], self.params["beta"],
-                                                   mean, var, self.epsilon)
-        self._var, self._batch_stats, self._shape = var, training, x.shape
+                                                   mean, var, self.epsilon, relu)
+        self._var, self._batch_stats, self._shape, self._relu = var, training, x.shape, relu
         return backend.reshape(y, x.shape)
 
     def _backward(self, dz, need_input_grad=True):
         backend, c = get_backend(), self._shape[len(self._shape) - 1]
         dx, dgamma, dbeta = backend.batchnorm_backward(
-            self._x_hat, self.params["gamma"], self._var, self.epsilon,
-            backend.reshape(dz, (dz.size // c, c)), self._batch_stats)
+            self._x_hat, self.params["gamma"], self.params["beta"], self._var, self.epsilon,
+            backend.reshape(dz, (dz.size // c, c)), self._batch_stats, self._relu)
         self.grads = {"gamma": dgamma, "beta": dbeta}
         return backend.reshape(dx, self._shape)
 

@@ -2,10 +2,13 @@
 # (M, C) rows, as in numba/normalization.py: per-chunk partial sums in double, then element-wise passes.
 
 
-def column_sums(real[:, ::1] a, real[:, ::1] b, int chunks, double[:, :, ::1] parts):
-    """parts[chunk, 0] = sum of a's rows, parts[chunk, 1] = sum of (a * b)'s rows."""
+def column_sums(real[:, ::1] a, real[:, ::1] b, real[::1] gamma, real[::1] beta, bint relu,
+                int chunks, double[:, :, ::1] parts):
+    """parts[chunk, 0] = sum of a's rows, parts[chunk, 1] = sum of (a * b)'s rows; relu: a is
+    first zeroed where gamma b + beta <= 0."""
     cdef Py_ssize_t m = a.shape[0], c = a.shape[1], step = (m + chunks - 1) // chunks
     cdef Py_ssize_t chunk, r, k, lo, hi
+    cdef real v
     for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         lo = chunk * step
         hi = min(m, lo + step)
@@ -14,8 +17,11 @@ def column_sums(real[:, ::1] a, real[:, ::1] b, int chunks, double[:, :, ::1] pa
             parts[chunk, 1, k] = 0
         for r in range(lo, hi):
             for k in range(c):
-                parts[chunk, 0, k] += a[r, k]
-                parts[chunk, 1, k] += a[r, k] * b[r, k]
+                v = a[r, k]
+                if relu and not b[r, k] * gamma[k] + beta[k] > 0:
+                    v = 0
+                parts[chunk, 0, k] += v
+                parts[chunk, 1, k] += v * b[r, k]
 
 
 def centred_squares(real[:, ::1] x, real[::1] mean, int chunks, double[:, ::1] parts):
@@ -35,22 +41,28 @@ def centred_squares(real[:, ::1] x, real[::1] mean, int chunks, double[:, ::1] p
 
 
 def normalize(real[:, ::1] x, real[::1] mean, real[::1] scale, real[::1] gamma,
-              real[::1] beta, real[:, ::1] x_hat, real[:, ::1] y):
-    """x_hat = (x - mean) * scale; y = gamma x_hat + beta."""
+              real[::1] beta, bint relu, real[:, ::1] x_hat, real[:, ::1] y):
+    """x_hat = (x - mean) * scale; y = gamma x_hat + beta, relu: max(y, 0)."""
     cdef Py_ssize_t r, k
     cdef real v
     for r in prange(x.shape[0], nogil=True, schedule="static"):
         for k in range(x.shape[1]):
             v = (x[r, k] - mean[k]) * scale[k]
             x_hat[r, k] = v
-            y[r, k] = v * gamma[k] + beta[k]
+            v = v * gamma[k] + beta[k]
+            y[r, k] = v if v > 0 or not relu else 0
 
 
 def batchnorm_dx(real[:, ::1] x_hat, real[:, ::1] dy, real[::1] scale, real[::1] mean_dy,
-                 real[::1] mean_dy_xhat, real[:, ::1] dx):
-    """dx = scale (dy - mean(dy) - x_hat mean(dy x_hat))."""
+                 real[::1] mean_dy_xhat, real[::1] gamma, real[::1] beta, bint relu,
+                 real[:, ::1] dx):
+    """dx = scale (dy - mean(dy) - x_hat mean(dy x_hat)); relu: dy is first zeroed where
+    gamma x_hat + beta <= 0."""
     cdef Py_ssize_t r, k
+    cdef real g
     for r in prange(dy.shape[0], nogil=True, schedule="static"):
         for k in range(dy.shape[1]):
-            dx[r, k] = scale[k] * (dy[r, k] - mean_dy[k] - x_hat[r, k] * mean_dy_xhat[k])
-
+            g = dy[r, k]
+            if relu and not x_hat[r, k] * gamma[k] + beta[k] > 0:
+                g = 0
+            dx[r, k] = scale[k] * (g - mean_dy[k] - x_hat[r, k] * mean_dy_xhat[k])

@@ -10,8 +10,9 @@ from .jit import JIT
 
 
 @njit(parallel=True, **JIT)
-def _column_sums(a, b, chunks, parts):
-    """parts[chunk, 0] = sum of a's rows, parts[chunk, 1] = sum of (a * b)'s rows (b given)."""
+def _column_sums(a, b, gamma, beta, relu, chunks, parts):
+    """parts[chunk, 0] = sum of a's rows, parts[chunk, 1] = sum of (a * b)'s rows; relu: a is
+    first zeroed where gamma b + beta <= 0 (BatchNorm's backward with the ReLU fused)."""
     m, c = a.shape
     for chunk in prange(chunks):
         lo, hi = _chunk_rows(chunk, chunks, m)
@@ -20,8 +21,11 @@ def _column_sums(a, b, chunks, parts):
             parts[chunk, 1, k] = 0.0
         for r in range(lo, hi):
             for k in range(c):
-                parts[chunk, 0, k] += a[r, k]
-                parts[chunk, 1, k] += a[r, k] * b[r, k]
+                v = a[r, k]
+                if relu:
+                    v = v if b[r, k] * gamma[k] + beta[k] > 0 else 0.0
+                parts[chunk, 0, k] += v
+                parts[chunk, 1, k] += v * b[r, k]
 
 
 @njit(parallel=True, **JIT)
@@ -39,22 +43,26 @@ def _centred_squares(x, mean, chunks, parts):
 
 
 @njit(parallel=True, **JIT)
-def _normalize(x, mean, scale, gamma, beta, x_hat, y):
-    """x_hat = (x - mean) * scale; y = gamma x_hat + beta (scale = 1 / sqrt(var + eps))."""
+def _normalize(x, mean, scale, gamma, beta, relu, x_hat, y):
+    """x_hat = (x - mean) * scale; y = gamma x_hat + beta, relu: max(y, 0)
+    (scale = 1 / sqrt(var + eps))."""
     m, c = x.shape
     for r in prange(m):
         for k in range(c):
             v = (x[r, k] - mean[k]) * scale[k]
             x_hat[r, k] = v
-            y[r, k] = v * gamma[k] + beta[k]
+            out = v * gamma[k] + beta[k]
+            y[r, k] = max(out, 0.0) if relu else out
 
 
 @njit(parallel=True, **JIT)
-def _batchnorm_dx(x_hat, dy, scale, mean_dy, mean_dy_xhat, dx):
-    """dx = scale (dy - mean(dy) - x_hat mean(dy x_hat)) (scale = gamma / sqrt(var + eps))."""
+def _batchnorm_dx(x_hat, dy, scale, mean_dy, mean_dy_xhat, gamma, beta, relu, dx):
+    """dx = scale (dy - mean(dy) - x_hat mean(dy x_hat)) (scale = gamma / sqrt(var + eps));
+    relu: dy is first zeroed where gamma x_hat + beta <= 0."""
     m, c = dy.shape
     for r in prange(m):
         for k in range(c):
-            dx[r, k] = scale[k] * (dy[r, k] - mean_dy[k] - x_hat[r, k] * mean_dy_xhat[k])
-
-
+            g = dy[r, k]
+            if relu:
+                g = g if x_hat[r, k] * gamma[k] + beta[k] > 0 else 0.0
+            dx[r, k] = scale[k] * (g - mean_dy[k] - x_hat[r, k] * mean_dy_xhat[k])
