@@ -36,6 +36,17 @@ class Loss:
     fuses: str | None = None
     sparse = False  # integer labels, one-hot encoded by the model
     categorical = True  # targets are class indicators (enables label checks and accuracy)
+    label_smoothing = 0.0
+
+    def targets(self, y):
+        """What the loss compares the prediction with: y itself (see CrossEntropy)."""
+        return y
+
+    def get_config(self) -> str | dict:
+        """The name alone, or with the options that differ from the defaults."""
+        if not self.label_smoothing:
+            return self.name
+        return {"name": self.name, "label_smoothing": self.label_smoothing}
 
     def __call__(self, pred, target, weights=None):
         return reduce(*self.kernel(pred, target), weights)
@@ -51,11 +62,33 @@ class Loss:
         raise NotImplementedError
 
 
-class CategoricalCrossentropy(Loss):
+class CrossEntropy(Loss):
+    """A cross-entropy with Keras' ``label_smoothing`` s in [0, 1): the targets become
+    (1 - s) y + s / K (0/1 targets: + s / 2), so the model is never pushed to certainty.
+    Accuracy still counts against the true classes."""
+
+    uniform_guess = 0.5  # a 0/1 target's
+
+    def __init__(self, label_smoothing: float = 0.0):
+        if isinstance(label_smoothing, bool) or not isinstance(
+                label_smoothing, (int, float, np.floating)) or not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be a number in [0, 1), got "
+                             f"{label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
+
+    def targets(self, y):
+        if not self.label_smoothing:
+            return y
+        uniform = self.uniform_guess or 1 / y.shape[1]
+        return get_backend().smooth_labels(y, self.label_smoothing, uniform)
+
+
+class CategoricalCrossentropy(CrossEntropy):
     """-mean_n sum_k y_nk log p_nk; fused with softmax through log-sum-exp."""
 
     name = "categorical_crossentropy"
     fuses = "softmax"
+    uniform_guess = None  # 1 / K
 
     def kernel(self, pred, target):
         return get_backend().probability_cross_entropy(pred, target)
@@ -71,7 +104,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     sparse = True
 
 
-class BinaryCrossentropy(Loss):
+class BinaryCrossentropy(CrossEntropy):
     """-mean [y log p + (1 - y) log(1 - p)]; fused with sigmoid as log(1 + e^z) - y z."""
 
     name = "binary_crossentropy"
@@ -100,6 +133,18 @@ _LOSSES = {
                 MeanSquaredError)
 }
 _LOSSES["mean_squared_error"] = MeanSquaredError
+
+
+def from_config(config: str | dict) -> Loss:
+    """The loss ``Loss.get_config`` describes (a name, or a name with options)."""
+    if isinstance(config, str):
+        return get(config)
+    options = dict(config)
+    name = options.pop("name", None)
+    cls = _LOSSES.get(name) if isinstance(name, str) else None
+    if cls is None or not issubclass(cls, CrossEntropy) or set(options) - {"label_smoothing"}:
+        raise ValueError(f"unknown loss config {config!r:.120}")
+    return cls(**options)
 
 
 def get(identifier: str | Loss) -> Loss:

@@ -56,6 +56,11 @@ def test_one_hot_rows_from_class_indices(cuda):
         equivalence.test_one_hot_from_class_indices(cuda, np.float32, rows, classes)
 
 
+def test_smoothed_labels(cuda):
+    for smoothing, uniform in ((0.1, 0.1), (0.25, 0.5)):
+        equivalence.test_smooth_labels(cuda, np.float32, smoothing, uniform)
+
+
 @pytest.mark.parametrize("rows", [5, 70])
 def test_loss_totals_halt_flag_and_row_gather(cuda, rows):
     equivalence.test_loss_totals_and_the_halt_flag(cuda, np.float32, rows)

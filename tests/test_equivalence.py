@@ -76,7 +76,7 @@ COMPARED = {
     "activation_backward", "multiply", "moments", "batchnorm_forward", "batchnorm_backward",
     "softmax_cross_entropy", "softmax_cross_entropy_totals", "mean_squared_error",
     "count_correct", "adam_update", "adam_update_many", "sgd_update", "take_rows",
-    "one_hot",
+    "one_hot", "smooth_labels",
 }
 # Kernels that only move or view memory (``to_host`` is how every comparison reads back).
 MEMORY = {"to_device", "to_host", "zeros_like", "reshape"}
@@ -428,6 +428,18 @@ def test_one_hot_from_class_indices(fast, dtype, rows, classes):
     assert got.dtype == dtype
     assert np.array_equal(got, numpy_ref.one_hot(labels, classes))
     assert np.array_equal(got.argmax(axis=1), labels) and np.all(got.sum(axis=1) == 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("smoothing, uniform", [(0.1, 0.1), (0.25, 0.5), (0.0, 1 / 3)])
+def test_smooth_labels(fast, dtype, smoothing, uniform):
+    """Label smoothing's targets (1 - s) y + s u, in y's dtype."""
+    y = np.eye(7, dtype=dtype)[np.random.default_rng(2).integers(0, 7, 33)]
+    got = fast.to_host(fast.smooth_labels(fast.to_device(y), smoothing, uniform))
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, numpy_ref.smooth_labels(y, smoothing, uniform),
+                               rtol=1e-6 if dtype == np.float32 else 1e-15)
+    np.testing.assert_allclose(got, y * (1 - smoothing) + smoothing * uniform, rtol=1e-6)
 
 
 def _three_conv_cnn():

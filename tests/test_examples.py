@@ -22,7 +22,8 @@ def load(name):
     return module
 
 
-@pytest.mark.parametrize("name", ["xor", "train_mlp", "train_cnn", "augmentation", "inspect_model"])
+@pytest.mark.parametrize("name", ["xor", "train_mlp", "train_cnn", "augmentation", "inspect_model",
+                                  "speedrun"])
 def test_help(name):
     result = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), "--help"],
                             capture_output=True, text=True, timeout=120)
@@ -54,6 +55,19 @@ def test_train_cnn_smoke(tiny_data, tmp_path, model):
                                        "--verbose", "0"])
     assert 0 <= accuracy <= 1
     assert (out / f"{model}.npz").is_file() and (out / f"{model}_history.png").is_file()
+
+
+@pytest.mark.parametrize("validate", [False, True])
+def test_speedrun_smoke(tiny_data, capsys, validate):
+    """The speed-run scores the test set, or with --validate the held-out training images
+    and never the test set; it prints the accuracy and the command's wall time."""
+    accuracy = load("speedrun").main(["--epochs", "1", "--limit", "8", "--data", str(tiny_data),
+                                      "--quiet"] + ["--validate"] * validate)
+    assert 0 <= accuracy <= 1
+    out = capsys.readouterr().out
+    scored = "validation" if validate else "test"
+    assert re.search(rf"^{scored} accuracy: \d\.\d{{4}}$", out, re.M), out
+    assert re.search(r"^wall time: \d+\.\d s", out, re.M), out
 
 
 def test_train_mlp_smoke(tiny_data, tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import Sequential, load_model
+from minicnn import Sequential, load_model, losses
 from minicnn.backends import load
 from minicnn.callbacks import (
     Callback,
@@ -413,3 +413,60 @@ def test_train_on_batch_is_one_fit_step(name):
         np.testing.assert_array_equal(stepped.predict_on_batch(x), stepped.predict(x))
     with pytest.raises(ValueError, match="label"):
         stepped.train_on_batch(x, y + 10)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "cython"])
+@pytest.mark.parametrize("loss_class, sparse", [
+    (losses.SparseCategoricalCrossentropy, True), (losses.CategoricalCrossentropy, False)])
+def test_label_smoothing_follows_keras(backend, loss_class, sparse):
+    """Keras' label_smoothing: the loss against (1 - s) y + s / K, accuracy against y; the
+    fused training kernel and the unfused path (with a top-k metric) agree."""
+    rng = np.random.default_rng(3)
+    x, labels = rng.standard_normal((40, 5)).astype(np.float32), rng.integers(0, 4, 40)
+    y = labels if sparse else np.eye(4, dtype=np.float32)[labels]
+    with minicnn.use_backend(backend):
+        model = Sequential([Dense(4, activation="softmax", input_shape=(5,))])
+        model.build(seed=1)
+        model.compile("sgd", loss_class(label_smoothing=0.2), ["accuracy"])
+        probs = model.predict(x, verbose=0).astype(np.float64)
+        target = np.eye(4)[labels] * 0.8 + 0.2 / 4
+        loss, accuracy = model.evaluate(x, y, verbose=0)
+        assert loss == pytest.approx(-(target * np.log(probs)).sum(axis=1).mean(), rel=1e-5)
+        assert accuracy == pytest.approx(np.mean(probs.argmax(axis=1) == labels))
+        model.compile("sgd", loss_class(label_smoothing=0.2),
+                      ["accuracy", "top_k_categorical_accuracy"])
+        assert model.evaluate(x, y, verbose=0)[:2] == pytest.approx([loss, accuracy], rel=1e-6)
+        history = model.fit(x, y, batch_size=8, epochs=1, verbose=0, seed=0)
+        assert np.isfinite(history.history["loss"][0])
+
+
+def test_label_smoothing_gradient_and_binary_targets(float64):
+    from minicnn.gradcheck import check_model
+    rng = np.random.default_rng(4)
+    model = Sequential([Dense(3, activation="sigmoid", input_shape=(4,))])
+    model.compile("sgd", losses.BinaryCrossentropy(label_smoothing=0.3))
+    y = rng.integers(0, 2, (6, 3)).astype(np.float64)
+    assert check_model(model, rng.standard_normal((6, 4)), y) < 1e-6
+    probs = model.predict(x := rng.standard_normal((6, 4)), verbose=0)
+    target = y * 0.7 + 0.15  # 0/1 targets move toward 1/2
+    expected = -(target * np.log(probs) + (1 - target) * np.log(1 - probs)).mean()
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, float("nan"), "0.1", True])
+def test_label_smoothing_outside_zero_to_one_is_refused(value):
+    with pytest.raises(ValueError, match="label_smoothing must be a number in \\[0, 1\\)"):
+        losses.CategoricalCrossentropy(label_smoothing=value)
+
+
+def test_a_saved_model_keeps_its_label_smoothing(tmp_path):
+    model = Sequential([Dense(3, activation="softmax", input_shape=(4,))])
+    model.compile("adam", losses.SparseCategoricalCrossentropy(label_smoothing=0.1))
+    model.save(tmp_path / "smooth.npz")
+    loaded = load_model(tmp_path / "smooth.npz")
+    assert type(loaded.loss) is losses.SparseCategoricalCrossentropy
+    assert loaded.loss.label_smoothing == 0.1
+    for bad in ({"name": "mse", "label_smoothing": 0.1}, {"name": ["x"]},
+                {"name": "categorical_crossentropy", "from_logits": True}):
+        with pytest.raises(ValueError, match="unknown loss config"):
+            losses.from_config(bad)

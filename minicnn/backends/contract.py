@@ -64,6 +64,9 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
                    "not finite (AdamW's decay; returns how many elements kept their value)"),
     "one_hot": (("labels", "n_classes"),
                 "class indices (N,) in the compute dtype -> one-hot targets (N, K), same dtype"),
+    "smooth_labels": (("y", "smoothing", "uniform"),
+                      "(1 - smoothing) y + smoothing uniform, element-wise, a new array "
+                      "(label smoothing: uniform = 1 / K, or 1/2 for 0/1 targets)"),
     "weight_penalty": (("w", "l1", "l2", "g"),
                        "l1 sum|w| + l2 sum w^2; with g, also g += l1 sign(w) + 2 l2 w in place"),
     "moments": (("x",), "x (M,C) -> per-channel mean (C,) and biased variance (C,)"),

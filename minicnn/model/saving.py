@@ -10,7 +10,7 @@ import stat
 
 import numpy as np
 
-from .. import config, optimizers
+from .. import config, losses, optimizers
 from ..layers import LAYER_CLASSES, REGISTERED_LAYERS, Layer
 from ..validation import as_finite
 from . import npz
@@ -56,7 +56,8 @@ def _checked_config(cfg, classes: dict[str, type]) -> dict:
                 f"unknown layer class {name!r:.80}: pass it in custom_objects, e.g. "
                 f"load_model(path, custom_objects={{{name!r:.80}: {name:.80}}}), or register "
                 "it with @minicnn.layers.register_layer")
-    need(cfg.get("loss") is None or isinstance(cfg["loss"], str), "loss must be a string")
+    need(cfg.get("loss") is None or isinstance(cfg["loss"], (str, dict)),
+         "loss must be a name or an object with a name")
     need(cfg.get("optimizer") is None or (isinstance(cfg["optimizer"], dict)
                                           and isinstance(cfg["optimizer"].get("name"), str)),
          "optimizer must be an object with a name")
@@ -86,7 +87,8 @@ def _model_from_config(cfg: dict, classes: dict[str, type]):
     if cfg["loss"] is not None:
         if cfg["optimizer"] is None:
             raise ValueError("config: a compiled model needs an optimizer")
-        model.compile(optimizers.from_config(cfg["optimizer"]), cfg["loss"], cfg["metrics"])
+        model.compile(optimizers.from_config(cfg["optimizer"]), losses.from_config(cfg["loss"]),
+                      cfg["metrics"])
     return model
 
 

@@ -262,7 +262,7 @@ class Sequential(Trainer):
             "layers": [{"class": type(l).__name__, "config": l.get_config(),
                         "trainable": l.trainable} for l in self.layers],
             "optimizer": self.optimizer.get_config() if self.optimizer else None,
-            "loss": self.loss.name if self.loss else None,
+            "loss": self.loss.get_config() if self.loss else None,
             "metrics": self.metrics,
             "optimizer_iterations": self.optimizer.iterations if self.optimizer else 0,
         }

@@ -163,12 +163,14 @@ class Trainer:
         backend = get_backend()
         if y.ndim == 1:  # sparse labels (class indices): this batch's one-hot targets
             y = backend.one_hot(y, self.output_shape[0])
+        target = self.loss.targets(y)  # label smoothing's; the metrics count against y
         if (fused and self.loss.fuses == "softmax" and set(self._metric_k.values()) <= {1}
                 and weights is None):
             # softmax cross-entropy with plain accuracy: the loss kernel sums the loss and
-            # counts the hits into the tally's row, left in the backend's memory
-            return backend.softmax_cross_entropy_totals(out, y, tally.slot(), tally.halted)
-        value, grad = (self.loss.fused if fused else self.loss)(out, y, weights)
+            # counts the hits (argmax, which smoothing keeps) into the tally's row, left in
+            # the backend's memory
+            return backend.softmax_cross_entropy_totals(out, target, tally.slot(), tally.halted)
+        value, grad = (self.loss.fused if fused else self.loss)(out, target, weights)
         threshold = 0.0 if fused else 0.5  # logits or probabilities
         # Keras' rule: "accuracy" with binary cross-entropy over several outputs is binary
         # accuracy (each output a 0/1 label of its own), not the argmax's

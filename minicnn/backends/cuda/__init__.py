@@ -68,6 +68,7 @@ class CudaBackend(NumpyBackend):
     activation_forward = staticmethod(elementwise.activation_forward)
     activation_backward = staticmethod(elementwise.activation_backward)
     one_hot = staticmethod(losses.one_hot)
+    smooth_labels = staticmethod(losses.smooth_labels)
     softmax_cross_entropy = staticmethod(losses.softmax_cross_entropy)
     softmax_cross_entropy_totals = staticmethod(losses.softmax_cross_entropy_totals)
     count_correct = staticmethod(losses.count_correct)

@@ -9,7 +9,7 @@ import math
 import numpy as np
 from numba import cuda, float64
 
-from .launch import THREADS, _kernel, _launch
+from .launch import THREADS, _flat, _kernel, _launch
 from .memory import _empty, empty_like
 
 
@@ -124,4 +124,20 @@ def _one_hot(labels, out):
 def one_hot(labels, n_classes: int):
     out = _empty((labels.shape[0], n_classes), labels.dtype)
     _launch(_one_hot, labels.shape[0], labels, out)
+    return out
+
+
+@_kernel("void({t}[::1], {t}, {t}, {t}[::1])")
+def _smooth_labels(y, keep, add, out):
+    """One thread per element: out = keep y + add."""
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = keep * y[i] + add
+
+
+def smooth_labels(y, smoothing: float, uniform: float):
+    out = empty_like(y)
+    real = np.dtype(y.dtype).type
+    _launch(_smooth_labels, y.size, _flat(y), real(1 - smoothing), real(smoothing * uniform),
+            _flat(out))
     return out

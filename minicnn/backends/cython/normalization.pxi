@@ -44,13 +44,15 @@ def normalize(real[:, ::1] x, real[::1] mean, real[::1] scale, real[::1] gamma,
               real[::1] beta, bint relu, real[:, ::1] x_hat, real[:, ::1] y):
     """x_hat = (x - mean) * scale; y = gamma x_hat + beta, relu: max(y, 0)."""
     cdef Py_ssize_t r, k
-    cdef real v
+    cdef real v, out
     for r in prange(x.shape[0], nogil=True, schedule="static"):
         for k in range(x.shape[1]):
             v = (x[r, k] - mean[k]) * scale[k]
             x_hat[r, k] = v
-            v = v * gamma[k] + beta[k]
-            y[r, k] = v if v > 0 or not relu else 0
+            out = v * gamma[k] + beta[k]
+            if relu and not out > 0:  # (as an if: GCC vectorises it, not a conditional expression)
+                out = 0
+            y[r, k] = out
 
 
 def batchnorm_dx(real[:, ::1] x_hat, real[:, ::1] dy, real[::1] scale, real[::1] mean_dy,

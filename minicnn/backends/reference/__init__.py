@@ -89,6 +89,7 @@ class NumpyBackend:
 
     # losses and metrics
     one_hot = staticmethod(losses.one_hot)
+    smooth_labels = staticmethod(losses.smooth_labels)
     softmax_cross_entropy = staticmethod(losses.softmax_cross_entropy)
     softmax_cross_entropy_totals = staticmethod(losses.softmax_cross_entropy_totals)
     sigmoid_binary_cross_entropy = staticmethod(losses.sigmoid_binary_cross_entropy)

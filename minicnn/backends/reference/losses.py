@@ -22,6 +22,12 @@ def one_hot(labels, n_classes: int):
     return out
 
 
+def smooth_labels(y, smoothing: float, uniform: float):
+    """Label smoothing: (1 - smoothing) y + smoothing uniform, a new array of y's dtype
+    (the targets move toward the uniform guess, so the model is never pushed to certainty)."""
+    return (y * (1 - smoothing) + smoothing * uniform).astype(y.dtype)
+
+
 def softmax_cross_entropy(logits, y):
     """rows: logsumexp(z_n) - <y_n, z_n>; dz = (softmax(z) - y) / N. y is one-hot."""
     shifted = logits - logits.max(axis=1, keepdims=True)

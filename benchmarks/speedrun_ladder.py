@@ -1,0 +1,62 @@
+"""The speed-run's ablation ladder, measured: each rung of examples/speedrun.py over seeds on
+the validation split, then the speed-run itself over seeds on the test set. Every run is its
+own process (the whole command's wall time, as a user runs it). Prints a Markdown table.
+
+    python benchmarks/speedrun_ladder.py                          # rungs 1-4, 3 seeds; final, 5
+    python benchmarks/speedrun_ladder.py --rungs 0 --seeds 0 --final-seeds
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+SPEEDRUN = Path(__file__).resolve().parent.parent / "examples" / "speedrun.py"
+
+
+def run(rung: int | None, seed: int) -> tuple[float, float]:
+    """(accuracy, wall seconds) of one speed-run command: a ladder rung on the validation
+    split, or (rung None) the speed-run scored on the test set."""
+    args = [sys.executable, str(SPEEDRUN), "--seed", str(seed), "--quiet"]
+    args += ["--rung", str(rung), "--validate"] if rung is not None else []
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    accuracy = float(re.search(r"^(?:test|validation) accuracy: ([\d.]+)$", out, re.M)[1])
+    seconds = float(re.search(r"^wall time: ([\d.]+) s", out, re.M)[1])
+    print(f"# {'final' if rung is None else f'rung {rung}'} seed {seed}: {accuracy:.4f} "
+          f"in {seconds:.1f} s", file=sys.stderr, flush=True)
+    return accuracy, seconds
+
+
+def row(name: str, results: list[tuple[float, float]]) -> str:
+    accuracies = [100 * a for a, _ in results]
+    spread = f" +- {statistics.stdev(accuracies):.2f}" if len(accuracies) > 1 else ""
+    return (f"| {name} | {statistics.mean(accuracies):.2f}{spread} (min "
+            f"{min(accuracies):.2f}) | {statistics.mean(s for _, s in results):.0f} s | "
+            f"{len(results)} |")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rungs", type=int, nargs="*", default=[1, 2, 3, 4],
+                        help="ladder rungs to measure on the validation split "
+                        "(default: %(default)s)")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2],
+                        help="seeds of each rung (default: %(default)s)")
+    parser.add_argument("--final-seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4],
+                        help="seeds of the speed-run on the test set; none: skip it "
+                        "(default: %(default)s)")
+    args = parser.parse_args(argv)
+    lines = ["| run | accuracy % (mean +- sd, min) | wall time | seeds |", "|---|---|---|---|"]
+    for rung in args.rungs:
+        lines.append(row(f"rung {rung} (validation)", [run(rung, s) for s in args.seeds]))
+    if args.final_seeds:
+        lines.append(row("speed-run (test set)", [run(None, s) for s in args.final_seeds]))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
