@@ -3,6 +3,7 @@ order), then element-wise passes (the reference normalization.py)."""
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
 
 from .chunks import _chunk_rows
@@ -16,16 +17,16 @@ def _column_sums(a, b, gamma, beta, relu, chunks, parts):
     m, c = a.shape
     for chunk in prange(chunks):
         lo, hi = _chunk_rows(chunk, chunks, m)
-        for k in range(c):
-            parts[chunk, 0, k] = 0.0
-            parts[chunk, 1, k] = 0.0
+        sums, products = np.zeros(c), np.zeros(c)  # the chunk's own: kept out of parts
         for r in range(lo, hi):
             for k in range(c):
                 v = a[r, k]
                 if relu:
                     v = v if b[r, k] * gamma[k] + beta[k] > 0 else 0.0
-                parts[chunk, 0, k] += v
-                parts[chunk, 1, k] += v * b[r, k]
+                sums[k] += v
+                products[k] += v * b[r, k]
+        parts[chunk, 0] = sums
+        parts[chunk, 1] = products
 
 
 @njit(parallel=True, **JIT)
@@ -34,12 +35,12 @@ def _centred_squares(x, mean, chunks, parts):
     m, c = x.shape
     for chunk in prange(chunks):
         lo, hi = _chunk_rows(chunk, chunks, m)
-        for k in range(c):
-            parts[chunk, k] = 0.0
+        squares = np.zeros(c)
         for r in range(lo, hi):
             for k in range(c):
                 d = x[r, k] - mean[k]
-                parts[chunk, k] += d * d
+                squares[k] += d * d
+        parts[chunk] = squares
 
 
 @njit(parallel=True, **JIT)
