@@ -11,11 +11,12 @@ installs; otherwise the first run also compiles them and says so).
 
 The recipe starts from ``train_cnn.py --model best`` (20 epochs at batch 64, Dropout,
 BatchNorm with Keras' momentum 0.99, early stopping on a validation split; rung 0 here runs
-its 20 epochs without it) and changes one thing per rung. Every choice was made on the validation split (``--validate``: trains on the
-first 54,000 images, scores the last 6,000); the test set is scored once, at the end of the
-last rung. The ladder (``--rung N``; validation accuracy over seeds 0-2, rung 0 seed 0 only,
-and the whole command's wall time on a 2-core machine, 2026-12-04, measured with
-``benchmarks/speedrun_ladder.py``; docs/performance.md, "The speed-run"):
+its 20 epochs without it) and changes one thing per rung. Every choice was made on the
+validation split (``--validate``: trains on the first 54,000 images, scores the last 6,000);
+the test set is scored once, at the end of the last rung. The ladder (``--rung N``;
+validation accuracy over seeds 0-2, rung 0 seed 0 only, and the whole command's wall time on
+a 2-core machine, 2026-12-04, measured with ``benchmarks/speedrun_ladder.py``;
+docs/performance.md, "The speed-run"):
 
     rung 0  the best recipe: 20 epochs, batch 64, Dropout, lr 1e-3   93.30%          451 s
     rung 1  5 epochs: the cosine schedule spans 5 epochs, not 20     92.07 +- 0.28   100 s
