@@ -91,7 +91,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", default=None, help=DATA_HELP)
     parser.add_argument("--quiet", action="store_true",
                         help="print the result only, not a line per epoch (default: off)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for option in ("epochs", "limit"):
+        if getattr(args, option) is not None and getattr(args, option) < 1:
+            parser.error(f"--{option} must be a whole number >= 1, got {getattr(args, option)}")
+    return args
 
 
 def main(argv=None) -> float:
@@ -99,7 +103,7 @@ def main(argv=None) -> float:
     if args.backend:
         minicnn.set_backend(args.backend)
     recipe = LADDER[args.rung]
-    epochs = args.epochs or recipe.epochs
+    epochs = recipe.epochs if args.epochs is None else args.epochs
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist(args.data)
     x_train, x_test = to_float_images(x_train), to_float_images(x_test)
     scored = "test"
@@ -108,7 +112,7 @@ def main(argv=None) -> float:
         x_test, y_test = x_train[cut:], y_train[cut:]
         x_train, y_train = x_train[:cut], y_train[:cut]
         scored = "validation"
-    if args.limit:
+    if args.limit is not None:
         x_train, y_train = x_train[:args.limit], y_train[:args.limit]
 
     model = zoo.best(dropout=recipe.dropout)

@@ -96,13 +96,13 @@ def main(argv=None) -> float:
     args = parse_args(argv)
     if args.backend:
         minicnn.set_backend(args.backend)
-    batch_size = args.batch_size or DEFAULT_BATCH[args.model]
+    batch_size = DEFAULT_BATCH[args.model] if args.batch_size is None else args.batch_size
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist(args.data)
-    if args.limit:
+    if args.limit is not None:
         x_train, y_train = x_train[:args.limit], y_train[:args.limit]
     x_train, x_test = to_float_images(x_train), to_float_images(x_test)
 
-    epochs = args.epochs or DEFAULT_EPOCHS[args.model]
+    epochs = DEFAULT_EPOCHS[args.model] if args.epochs is None else args.epochs
     if args.model == "best":  # hold out validation data; the test set stays unseen
         model = MODELS["best"](batchnorm="batchnorm" not in args.without,
                                dropout="dropout" not in args.without)

@@ -36,7 +36,7 @@ def main(argv=None) -> dict[str, tuple[float, float]]:
     args = parser.parse_args(argv)
 
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist(args.data)
-    if args.limit:
+    if args.limit is not None:
         x_train, y_train = x_train[:args.limit], y_train[:args.limit]
     raw_train = x_train.reshape(len(x_train), -1).astype(np.float64)
     raw_test = x_test.reshape(len(x_test), -1).astype(np.float64)
