@@ -13,8 +13,13 @@ from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D
 from tests import test_equivalence as equivalence
 from tests import test_properties as properties
 
-pytestmark = pytest.mark.skipif("cuda" not in minicnn.available_backends(),
-                                reason="needs a GPU or NUMBA_ENABLE_CUDASIM=1 (CI sets it)")
+pytestmark = [
+    pytest.mark.skipif("cuda" not in minicnn.available_backends(),
+                       reason="needs a GPU or NUMBA_ENABLE_CUDASIM=1 (CI sets it)"),
+    # Dropout's draws wrap their 64-bit integers, as the GPU does silently; the simulator
+    # runs them as NumPy scalars, which warn (the masks still match the reference's)
+    pytest.mark.filterwarnings("ignore:overflow encountered in scalar:RuntimeWarning"),
+]
 
 
 @pytest.fixture
@@ -54,6 +59,11 @@ def test_updates_keep_what_would_not_be_finite(cuda, update, states, args):
 def test_one_hot_rows_from_class_indices(cuda):
     for rows, classes in ((1, 1), (5, 3), (70, 10)):
         equivalence.test_one_hot_from_class_indices(cuda, np.float32, rows, classes)
+
+
+def test_dropout_mask(cuda):
+    for shape, rate in (((7, 3), 0.25), ((1000,), 0.9)):
+        equivalence.test_dropout_draws_the_reference_mask(cuda, np.float32, shape, rate)
 
 
 def test_smoothed_labels(cuda):

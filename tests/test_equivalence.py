@@ -76,7 +76,7 @@ COMPARED = {
     "activation_backward", "multiply", "moments", "batchnorm_forward", "batchnorm_backward",
     "softmax_cross_entropy", "softmax_cross_entropy_totals", "mean_squared_error",
     "count_correct", "adam_update", "adam_update_many", "sgd_update", "take_rows",
-    "one_hot", "smooth_labels",
+    "one_hot", "smooth_labels", "dropout",
 }
 # Kernels that only move or view memory (``to_host`` is how every comparison reads back).
 MEMORY = {"to_device", "to_host", "zeros_like", "reshape"}
@@ -428,6 +428,27 @@ def test_one_hot_from_class_indices(fast, dtype, rows, classes):
     assert got.dtype == dtype
     assert np.array_equal(got, numpy_ref.one_hot(labels, classes))
     assert np.array_equal(got.argmax(axis=1), labels) and np.all(got.sum(axis=1) == 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, rate", [((1,), 0.5), ((7, 3), 0.25), ((64, 7, 7, 64), 0.5),
+                                         ((1000,), 0.9)])
+def test_dropout_draws_the_reference_mask(fast, dtype, shape, rate):
+    """Every backend keeps exactly the reference's elements (integer draws from the key and
+    the flat index), scaled by 1 / (1 - rate); the same key remakes the mask (the backward),
+    another key draws a new one, and the kept share is 1 - rate."""
+    x = np.random.default_rng(5).standard_normal(shape).astype(dtype)
+    key = 2**63 + 12345  # keys use all 64 bits
+    want = numpy_ref.dropout(x, rate, key)
+    got = fast.to_host(fast.dropout(fast.to_device(x), rate, key))
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(fast.to_host(fast.dropout(fast.to_device(x), rate, key)), want)
+    kept = want != 0
+    np.testing.assert_array_equal(want[kept], x[kept] * dtype(1 / (1 - rate)))
+    if x.size >= 1000:
+        assert abs(kept.mean() - (1 - rate)) < 0.02
+        assert not np.array_equal(kept, numpy_ref.dropout(x, rate, key + 1) != 0)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import winograd
 from .reference import NumpyBackend
+from .reference.elementwise import dropout_threshold
 from .reference.losses import write_totals
 from .shapes import (
     conv_geometry,
@@ -370,6 +371,14 @@ class CompiledCPUBackend(NumpyBackend):
         a, b = np.ascontiguousarray(a), np.ascontiguousarray(b, dtype=a.dtype)
         out = np.empty_like(a)
         kernels.multiply(a.reshape(-1), b.reshape(-1), out.reshape(-1))
+        return out
+
+
+    def dropout(self, x, rate, key):
+        x = np.ascontiguousarray(x)
+        out = np.empty_like(x)
+        self.kernels.dropout(x.reshape(-1), dropout_threshold(rate), x.dtype.type(1 / (1 - rate)),
+                             np.uint64(key), out.reshape(-1))
         return out
 
 

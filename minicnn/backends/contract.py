@@ -59,7 +59,11 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
     "activation_forward": (("name", "z"), "a = f(z), any shape (softmax: over the last axis)"),
     "activation_backward": (("name", "z", "a", "da"),
                             "dz = da * f'(z), from the input z and/or the output a"),
-    "multiply": (("a", "b"), "a * b element-wise, same shapes (Dropout's scaled mask)"),
+    "multiply": (("a", "b"), "a * b element-wise, same shapes (per-sample loss weights)"),
+    "dropout": (("x", "rate", "key"),
+                "x * keep / (1 - rate), keep drawn per element from (key, its flat index) "
+                "with probability 1 - rate (reference.elementwise.dropout_draws: every "
+                "backend the same mask; the backward is dropout(dy, rate, key))"),
     "add_scaled": (("y", "x", "alpha"), "y <- y + alpha x, in place, keeping y where that is "
                    "not finite (AdamW's decay; returns how many elements kept their value)"),
     "one_hot": (("labels", "n_classes"),
@@ -134,7 +138,7 @@ COMPILED_KERNELS = (
     "conv_forward", "conv_backward", "plane_conv_forward", "plane_conv_backward",
     "winograd_kernel", "winograd_kernel_gradient", "winograd_forward", "winograd_backward",
     "dense_forward", "dense_backward", "maxpool_forward", "maxpool_backward",
-    "avgpool_forward", "avgpool_backward", "multiply", "sum_parts", "column_sums",
+    "avgpool_forward", "avgpool_backward", "multiply", "dropout", "sum_parts", "column_sums",
     "centred_squares", "normalize", "batchnorm_dx", "softmax_cross_entropy", "softmax_rows",
     "activation_forward", "activation_backward", "adam", "sgd",
 )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import config
 from ..backends import get_backend
 from .base import Layer, check_shape
 
@@ -28,7 +27,9 @@ class Dropout(Layer):
     """While training, zero each input with probability ``rate`` and scale the rest by
     1 / (1 - rate) (so the expected output equals the input); at inference, the identity.
 
-    Masks come from ``self.rng``, which ``fit(seed=...)`` seeds: same seed, same masks.
+    Each step's mask is the backend's ``dropout`` kernel's, drawn per element from a key
+    that ``self.rng`` gives (``fit(seed=...)`` seeds it): same seed, same masks, on every
+    backend.
     """
 
     uses_rng = True
@@ -42,19 +43,19 @@ class Dropout(Layer):
         self.seed = seed
         if seed is not None:
             self.rng = np.random.default_rng(seed)
-        self._mask = None
+        self._key = None
 
     def _forward(self, x, training):
         if not training or self.rate == 0.0:
-            self._mask = None
+            self._key = None
             return x
-        keep = self.rng.random(tuple(x.shape)) >= self.rate
-        backend = get_backend()
-        self._mask = backend.to_device((keep / (1.0 - self.rate)).astype(config.dtype()))
-        return backend.multiply(x, self._mask)
+        # the mask is the backend's, drawn from this key per element: never stored, the
+        # backward draws it again (reference.elementwise.dropout)
+        self._key = int(self.rng.integers(2**63))
+        return get_backend().dropout(x, self.rate, self._key)
 
     def _backward(self, dz, need_input_grad=True):
-        return dz if self._mask is None else get_backend().multiply(dz, self._mask)
+        return dz if self._key is None else get_backend().dropout(dz, self.rate, self._key)
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}

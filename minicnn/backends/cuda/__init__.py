@@ -84,6 +84,7 @@ class CudaBackend(NumpyBackend):
     avgpool2d_forward = staticmethod(host_fallback(ref_pool.avgpool2d_forward))
     avgpool2d_backward = staticmethod(host_fallback(ref_pool.avgpool2d_backward))
     multiply = staticmethod(host_fallback(ref_elementwise.multiply))
+    dropout = staticmethod(elementwise.dropout)
     weight_penalty = staticmethod(host_fallback(ref_elementwise.weight_penalty))
     moments = staticmethod(host_fallback(ref_normalization.moments))
     moving_average = staticmethod(host_fallback(ref_normalization.moving_average))

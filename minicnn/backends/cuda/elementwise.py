@@ -1,12 +1,14 @@
-"""Activations element by element, softmax per row."""
+"""Activations element by element, softmax per row, Dropout."""
 
 from __future__ import annotations
 
 import math
 
-from numba import cuda
+import numpy as np
+from numba import cuda, uint64
 
 from ..reference import activations as ref_activations
+from ..reference.elementwise import GOLDEN, MIX_1, MIX_2, SHIFTS, dropout_threshold
 from .launch import _flat, _kernel, _launch, _rows
 from .memory import empty_like, host_fallback
 
@@ -81,3 +83,23 @@ def activation_backward(name, z, a, da):
 
 
 
+
+
+@_kernel("void({t}[::1], uint64, {t}, uint64, {t}[::1])")
+def _dropout(x, threshold, scale, key, out):
+    """One thread per element: out = x * scale where its draw (the reference's integer
+    steps, reference.elementwise.dropout_draws) is >= threshold, else 0."""
+    i = cuda.grid(1)
+    if i >= x.size:
+        return
+    z = uint64(i) * GOLDEN + key
+    z = (z ^ (z >> SHIFTS[0])) * MIX_1
+    z = (z ^ (z >> SHIFTS[1])) * MIX_2
+    out[i] = x[i] * scale if ((z ^ (z >> SHIFTS[2])) >> SHIFTS[3]) >= threshold else 0
+
+
+def dropout(x, rate, key):
+    out = empty_like(x)
+    _launch(_dropout, x.size, _flat(x), dropout_threshold(rate), np.dtype(x.dtype).type(
+        1 / (1 - rate)), np.uint64(key), _flat(out))
+    return out

@@ -95,6 +95,28 @@ def multiply(real[::1] a, real[::1] b, real[::1] out):
         out[i] = a[i] * b[i]
 
 
+# Dropout's counter-based draws (reference/elementwise.py): splitmix64's constants.
+cdef unsigned long long GOLDEN = 0x9E3779B97F4A7C15
+cdef unsigned long long MIX_1 = 0xBF58476D1CE4E5B9
+cdef unsigned long long MIX_2 = 0x94D049BB133111EB
+
+
+def dropout(real[::1] x, unsigned long long threshold, real scale, unsigned long long key,
+            real[::1] out):
+    """out = x * scale where element i's draw (reference.elementwise.dropout_draws, the same
+    integer steps, wrapping mod 2^64) is >= threshold, else 0."""
+    cdef Py_ssize_t i
+    cdef unsigned long long z
+    for i in prange(x.shape[0], nogil=True, schedule="static"):
+        z = <unsigned long long>i * GOLDEN + key
+        z = (z ^ (z >> 30)) * MIX_1
+        z = (z ^ (z >> 27)) * MIX_2
+        z = (z ^ (z >> 31)) >> 32
+        out[i] = x[i] * scale
+        if z < threshold:
+            out[i] = 0
+
+
 cdef inline bint finite3(real a, real b, real c) noexcept nogil:
     """a, b and c are neither NaN nor inf (x - x is 0 only then): in the arrays' precision,
     with no call."""

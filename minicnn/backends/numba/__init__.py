@@ -58,6 +58,7 @@ class NumbaKernels:
     activation_backward = staticmethod(elementwise.activation_backward)
     softmax_rows = staticmethod(elementwise.softmax_rows)
     multiply = staticmethod(elementwise.multiply)
+    dropout = staticmethod(elementwise.dropout)
     adam = staticmethod(optimizers.adam)
     sgd = staticmethod(optimizers.sgd)
 

@@ -1,13 +1,15 @@
 """Element-wise activations and their backward on flat arrays, softmax over rows, and
-the element-wise product (Dropout's mask)."""
+the element-wise product, Dropout."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit, prange
 
 from ..reference.activations import LEAKY_SLOPE
+from ..reference.elementwise import GOLDEN, MIX_1, MIX_2, SHIFTS
 from .jit import JIT
 
 SQRT_HALF = math.sqrt(0.5)
@@ -151,5 +153,17 @@ def softmax_rows(z, a):
 def multiply(a, b, out):
     for i in prange(a.size):
         out[i] = a[i] * b[i]
+
+
+@njit(parallel=True, **JIT)
+def dropout(x, threshold, scale, key, out):
+    """out = x * scale where element i's draw (reference.elementwise.dropout_draws, the same
+    integer steps) is >= threshold, else 0."""
+    for i in prange(x.size):
+        z = np.uint64(i) * GOLDEN + key
+        z = (z ^ (z >> SHIFTS[0])) * MIX_1
+        z = (z ^ (z >> SHIFTS[1])) * MIX_2
+        keep = ((z ^ (z >> SHIFTS[2])) >> SHIFTS[3]) >= threshold
+        out[i] = x[i] * scale if keep else 0
 
 

@@ -80,6 +80,7 @@ class NumpyBackend:
     activation_forward = staticmethod(activations.activation_forward)
     activation_backward = staticmethod(activations.activation_backward)
     multiply = staticmethod(elementwise.multiply)
+    dropout = staticmethod(elementwise.dropout)
     add_scaled = staticmethod(elementwise.add_scaled)
     weight_penalty = staticmethod(elementwise.weight_penalty)
     moments = staticmethod(normalization.moments)

@@ -1,4 +1,4 @@
-"""Small element-wise kernels: Dropout's mask, AdamW's decay and the weight penalties."""
+"""Small element-wise kernels: Dropout, AdamW's decay and the weight penalties."""
 
 from __future__ import annotations
 
@@ -8,8 +8,38 @@ import numpy as np
 
 
 def multiply(a, b):
-    """a * b element-wise, same shapes (Dropout applies its scaled mask with it)."""
+    """a * b element-wise, same shapes (per-sample loss weights)."""
     return a * b
+
+
+# Dropout's random numbers come from a counter-based generator: element i's draw is a hash
+# of (key, i), splitmix64's finalizer of key + i * golden ratio (integers wrap mod 2^64).
+# Any element's draw is computed on its own, so every backend and thread makes the same
+# mask in any order, and the backward remakes it from the key instead of storing it.
+GOLDEN, MIX_1, MIX_2 = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9),
+                        np.uint64(0x94D049BB133111EB))
+SHIFTS = tuple(np.uint64(n) for n in (30, 27, 31, 32))
+
+
+def dropout_threshold(rate: float) -> np.uint64:
+    """An element is kept when its 32-bit draw is >= this: with probability 1 - rate."""
+    return np.uint64(round(rate * 2**32))
+
+
+def dropout_draws(size: int, key: int) -> np.ndarray:
+    """The 32-bit draws (as uint64) of elements 0 .. size-1 for this key."""
+    z = np.arange(size, dtype=np.uint64) * GOLDEN + np.uint64(key)
+    z = (z ^ (z >> SHIFTS[0])) * MIX_1
+    z = (z ^ (z >> SHIFTS[1])) * MIX_2
+    return (z ^ (z >> SHIFTS[2])) >> SHIFTS[3]
+
+
+def dropout(x, rate: float, key: int):
+    """x * keep / (1 - rate), keep: draw >= rate * 2^32 for each element of x (flat index).
+    The same key gives the same mask: Dropout's backward is dropout(dy, rate, key)."""
+    keep = (dropout_draws(x.size, key) >= dropout_threshold(rate)).reshape(x.shape)
+    real = x.dtype.type
+    return np.where(keep, x * real(1 / (1 - rate)), real(0))
 
 
 def quietly(update):
