@@ -11,6 +11,7 @@ names and arguments (``contract.COMPILED_KERNELS``), one include file per operat
 import numpy as np
 
 from minicnn.backends.reference.activations import LEAKY_SLOPE
+from minicnn.backends.reference import elementwise as _ref_elementwise
 
 from cython.parallel cimport prange
 from libc.float cimport DBL_MIN, FLT_MIN

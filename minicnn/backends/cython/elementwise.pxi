@@ -95,10 +95,12 @@ def multiply(real[::1] a, real[::1] b, real[::1] out):
         out[i] = a[i] * b[i]
 
 
-# Dropout's counter-based draws (reference/elementwise.py): splitmix64's constants.
-cdef unsigned long long GOLDEN = 0x9E3779B97F4A7C15
-cdef unsigned long long MIX_1 = 0xBF58476D1CE4E5B9
-cdef unsigned long long MIX_2 = 0x94D049BB133111EB
+# Dropout's counter-based draws: the reference's constants (reference/elementwise.py).
+cdef unsigned long long GOLDEN = _ref_elementwise.GOLDEN
+cdef unsigned long long MIX_1 = _ref_elementwise.MIX_1
+cdef unsigned long long MIX_2 = _ref_elementwise.MIX_2
+cdef int SHIFT_0 = _ref_elementwise.SHIFTS[0], SHIFT_1 = _ref_elementwise.SHIFTS[1]
+cdef int SHIFT_2 = _ref_elementwise.SHIFTS[2], SHIFT_3 = _ref_elementwise.SHIFTS[3]
 
 
 def dropout(real[::1] x, unsigned long long threshold, real scale, unsigned long long key,
@@ -109,9 +111,9 @@ def dropout(real[::1] x, unsigned long long threshold, real scale, unsigned long
     cdef unsigned long long z
     for i in prange(x.shape[0], nogil=True, schedule="static"):
         z = <unsigned long long>i * GOLDEN + key
-        z = (z ^ (z >> 30)) * MIX_1
-        z = (z ^ (z >> 27)) * MIX_2
-        z = (z ^ (z >> 31)) >> 32
+        z = (z ^ (z >> SHIFT_0)) * MIX_1
+        z = (z ^ (z >> SHIFT_1)) * MIX_2
+        z = (z ^ (z >> SHIFT_2)) >> SHIFT_3
         out[i] = x[i] * scale
         if z < threshold:
             out[i] = 0
