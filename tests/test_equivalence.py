@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import minicnn
+from minicnn.backends.compiled import UPDATE_BLOCK
 from minicnn.backends.reference import NumpyBackend, activations
 from tests.conftest import FAST_BACKENDS
 
@@ -386,23 +387,27 @@ UPDATES = [  # (kernel, its state arrays, momentum and nesterov or Adam's betas 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("update, states, args", UPDATES)
-def test_an_update_that_is_not_finite_keeps_the_old_values(fast, dtype, update, states, args):
+@pytest.mark.parametrize("size", [40, 2 * UPDATE_BLOCK + 7])  # one block; blocks in 2 chunks
+def test_an_update_that_is_not_finite_keeps_the_old_values(fast, dtype, update, states, args,
+                                                           size):
     """NaN and inf gradients and a step past the largest float: those elements keep all
     their old values (the reference's keep_finite), the others update; the count comes
-    back (CUDA: the step's flag says KEPT)."""
+    back (CUDA: the step's flag says KEPT). The compiled backends update a block at a time
+    and put back what is not finite: the bad elements sit in different blocks and chunks."""
     from minicnn.backends.contract import KEPT
     rng = np.random.default_rng(4)
     big = np.finfo(dtype).max
-    p, g = rng.standard_normal(40).astype(dtype), 1e-3 * rng.standard_normal(40).astype(dtype)
-    g[3], g[17] = np.nan, -np.inf
-    p[25], g[25] = 0.95 * big, -1  # a step of about lr = big / 10 upwards: overflows
-    state = [(0.5 + 0.5 * rng.random(40)).astype(dtype) for _ in range(states)]
-    state[0][25] = -1 if update == "adam_update" else 0
+    nan, inf, overflow = 3, size // 2, size - 1
+    p, g = rng.standard_normal(size).astype(dtype), 1e-3 * rng.standard_normal(size).astype(dtype)
+    g[nan], g[inf] = np.nan, -np.inf
+    p[overflow], g[overflow] = 0.95 * big, -1  # a step of about lr = big / 10 upwards: overflows
+    state = [(0.5 + 0.5 * rng.random(size)).astype(dtype) for _ in range(states)]
+    state[0][overflow] = -1 if update == "adam_update" else 0
     args = (float(big) / 10, *args)
     ref = [a.copy() for a in (p, g, *state)]
     kept = getattr(numpy_ref, update)(ref[0], ref[1], *ref[2:], *args)
     assert kept == 3 and all(np.isfinite(a).all() for i, a in enumerate(ref) if i != 1)
-    for i in (3, 17, 25):
+    for i in (nan, inf, overflow):
         assert ref[0][i] == p[i] and all(r[i] == s[i] for r, s in zip(ref[2:], state))
     dev = [fast.to_device(a.copy()) for a in (p, g, *state)]
     flag = fast.to_device(np.zeros(1, np.int32))

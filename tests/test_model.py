@@ -66,14 +66,15 @@ def test_small_cnn_learns_synthetic_images(backend, optimizer):
 
 @pytest.mark.parametrize("kernel", ["softmax_cross_entropy", "sigmoid_binary_cross_entropy"])
 def test_losses_stay_finite_for_extreme_logits(kernel):
-    logits = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4]], dtype=np.float32)
-    y = np.array([[0, 1, 0], [0, 0, 1]], dtype=np.float32)
+    # row three: two logits whose difference is past float32's largest number
+    logits = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4], [3e38, -3e38, 0.0]], dtype=np.float32)
+    y = np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0]], dtype=np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         rows, grad = getattr(numpy_ref, kernel)(logits, y)
     assert np.all(np.isfinite(rows)) and np.all(np.isfinite(grad))
     if kernel == "softmax_cross_entropy":
-        np.testing.assert_allclose(rows, [2e4, 0], atol=1e-6)  # row one costs 2e4, two 0
+        np.testing.assert_allclose(rows, [2e4, 0, 0], atol=1e-6)  # row one costs 2e4
 
 
 def test_extreme_logits_train_without_warnings(backend):

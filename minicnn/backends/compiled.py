@@ -31,6 +31,9 @@ from .threads import blas_single_thread, chunks_for
 
 _SCRATCH = threading.local()
 _SCRATCH_BUFFERS = 32  # distinct (name, shape, dtype) kept per thread: a few per layer
+# Optimizer updates save this many elements of each array before updating them in place,
+# so that an element whose new values are not finite can be put back (keep_finite).
+UPDATE_BLOCK = 1024
 
 
 def _scratch(name: str, shape, dtype):
@@ -462,14 +465,20 @@ class CompiledCPUBackend(NumpyBackend):
 
     # optimizers
 
+    def _saved_blocks(self, p) -> np.ndarray:
+        """The update kernels' scratch (chunks, 3, UPDATE_BLOCK): each chunk of elements is
+        updated a block at a time, its old values saved here first (keep_finite)."""
+        return _scratch("saved_block", (self._chunks(p.size), 3, UPDATE_BLOCK), p.dtype)
+
     def adam_update(self, p, g, m, v, lr_t, beta_1, beta_2, epsilon):
         require_same_shape(param=p, grad=g, m=m, v=v)
         return self.kernels.adam(p.reshape(-1), _flat(g), m.reshape(-1), v.reshape(-1), lr_t,
-                                 beta_1, beta_2, epsilon)
+                                 beta_1, beta_2, epsilon, self._saved_blocks(p))
 
     def sgd_update(self, p, g, velocity, lr, momentum, nesterov=False):
         require_same_shape(param=p, grad=g, velocity=velocity)
         if nesterov:  # the reference's
             return super().sgd_update(p, g, velocity, lr, momentum, nesterov)
         return self.kernels.sgd(p.reshape(-1), _flat(g),
-                                None if momentum == 0 else velocity.reshape(-1), lr, momentum)
+                                None if momentum == 0 else velocity.reshape(-1), lr, momentum,
+                                self._saved_blocks(p))

@@ -15,7 +15,7 @@ from minicnn.backends.reference import elementwise as _ref_elementwise
 
 from cython.parallel cimport prange
 from libc.float cimport DBL_MIN, FLT_MIN
-from libc.math cimport INFINITY, erf, exp, expm1, fabs, log, sqrt, tanh
+from libc.math cimport INFINITY, erf, exp, expm1, log, sqrt, sqrtf, tanh
 from libc.stdlib cimport free, malloc
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 

@@ -125,55 +125,115 @@ cdef inline bint finite3(real a, real b, real c) noexcept nogil:
     return (a - a == 0) & (b - b == 0) & (c - c == 0)
 
 
+cdef inline real flushed(real x, real tiny) noexcept nogil:
+    """x, or 0 where |x| is below the smallest normal float ``tiny`` (the reference's
+    flush_to_zero; NaN stays NaN)."""
+    return x - x if -tiny < x < tiny else x
+
+
+cdef inline real root(real x) noexcept nogil:
+    """sqrt in the arrays' precision (libc's sqrt would compute a float's in double)."""
+    if real is float:
+        return sqrtf(x)
+    return sqrt(x)
+
+
+cdef inline Py_ssize_t adam_block(real* p, real* g, real* m, real* v, Py_ssize_t n,
+                                  real step, real rate_m, real rate_v, real eps,
+                                  real tiny) noexcept nogil:
+    """Adam on n elements, in place; -> how many elements' new values are not all finite."""
+    cdef Py_ssize_t i, bad = 0
+    cdef real mi, vi, pi
+    for i in range(n):
+        mi = flushed(m[i] + rate_m * (g[i] - m[i]), tiny)
+        vi = flushed(v[i] + rate_v * (g[i] * g[i] - v[i]), tiny)
+        pi = p[i] - step * mi / (root(vi) + eps)
+        m[i], v[i], p[i] = mi, vi, pi
+        bad += not finite3(mi, vi, pi)
+    return bad
+
+
+cdef inline Py_ssize_t sgd_block(real* p, real* g, real* velocity, Py_ssize_t n, real rate,
+                                 real keep, real tiny) noexcept nogil:
+    """SGD on n elements, in place (velocity is p itself, and unused, when keep (the
+    momentum) = 0); -> how many elements' new values are not finite."""
+    cdef Py_ssize_t i, bad = 0
+    cdef real vi, pi
+    if keep == 0:
+        for i in range(n):
+            pi = p[i] - rate * g[i]
+            p[i] = pi
+            bad += not finite3(pi, pi, pi)
+        return bad
+    for i in range(n):
+        vi = flushed(keep * velocity[i] - rate * g[i], tiny)
+        pi = p[i] + vi
+        velocity[i], p[i] = vi, pi
+        bad += not finite3(vi, pi, pi)
+    return bad
+
+
+cdef inline void save_block(real* old, Py_ssize_t block, real* a, real* b, real* c,
+                            Py_ssize_t n) noexcept nogil:
+    """old (3, block)'s rows = a, b, c's first n values (before their update)."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        old[i], old[block + i], old[2 * block + i] = a[i], b[i], c[i]
+
+
+cdef inline Py_ssize_t restore_block(real* old, Py_ssize_t block, real* a, real* b, real* c,
+                                     Py_ssize_t n) noexcept nogil:
+    """Put ``save_block``'s values back wherever a, b or c is not finite; -> how many."""
+    cdef Py_ssize_t i, kept = 0
+    for i in range(n):
+        if not finite3(a[i], b[i], c[i]):
+            a[i], b[i], c[i] = old[i], old[block + i], old[2 * block + i]
+            kept += 1
+    return kept
+
+
+cdef Py_ssize_t update(bint adam, real[::1] p, real[::1] g, real[::1] a, real[::1] b,
+                       real s0, real s1, real s2, real s3, real[:, :, ::1] saved):
+    """Adam (``adam``: a, b = m, v; s0..s3 = lr_t, 1 - beta_1, 1 - beta_2, epsilon) or SGD
+    (a = b = the velocity; s0, s1 = lr, momentum) a block at a time in each of
+    saved.shape[0] chunks, as numba's ``_update``: save a block's old values in ``saved``
+    (chunks, 3, block), update it in place with no branch, put back the rare non-finite
+    ones (the reference's keep_finite); -> how many elements kept their old values."""
+    cdef Py_ssize_t chunks = saved.shape[0], block = saved.shape[2], n = p.shape[0]
+    cdef Py_ssize_t step = (n + chunks - 1) // chunks, chunk, lo, hi, stop, bad, kept = 0
+    cdef real tiny = FLT_MIN if real is float else DBL_MIN
+    for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        lo = chunk * step
+        stop = min(n, lo + step)
+        while lo < stop:
+            hi = min(lo + block, stop)
+            save_block(&saved[chunk, 0, 0], block, &p[lo], &a[lo], &b[lo], hi - lo)
+            if adam:
+                bad = adam_block(&p[lo], &g[lo], &a[lo], &b[lo], hi - lo, s0, s1, s2, s3, tiny)
+            else:
+                bad = sgd_block(&p[lo], &g[lo], &a[lo], hi - lo, s0, s1, tiny)
+            if bad:
+                kept += restore_block(&saved[chunk, 0, 0], block, &p[lo], &a[lo], &b[lo],
+                                      hi - lo)
+            lo = hi
+    return kept
+
+
 def adam(real[::1] p, real[::1] g, real[::1] m, real[::1] v, double lr_t, double beta_1,
-         double beta_2, double epsilon):
+         double beta_2, double epsilon, real[:, :, ::1] saved):
     """m += (1-b1)(g - m); v += (1-b2)(g^2 - v) (both flushed to zero below the smallest
     normal float, as the reference's flush_to_zero); p -= lr_t m / (sqrt(v) + eps), in the
-    arrays' precision (as NumPy computes it). An element whose new values are not all
-    finite keeps its old ones (the reference's keep_finite: written, then put back in the
-    rare case, which keeps the common path short); returns how many did."""
-    cdef Py_ssize_t i
-    cdef int kept = 0
-    cdef real rate_m = 1 - beta_1, rate_v = 1 - beta_2, step = lr_t, eps = epsilon
-    cdef real tiny = FLT_MIN if real is float else DBL_MIN
-    cdef real mi, vi, pi, old_p, old_m, old_v
-    for i in prange(p.shape[0], nogil=True, schedule="static"):
-        old_p, old_m, old_v = p[i], m[i], v[i]
-        mi = old_m + rate_m * (g[i] - old_m)
-        vi = old_v + rate_v * (g[i] * g[i] - old_v)
-        mi = mi - mi if fabs(mi) < tiny else mi
-        vi = vi - vi if fabs(vi) < tiny else vi
-        pi = old_p - step * mi / (sqrt(vi) + eps)
-        m[i], v[i], p[i] = mi, vi, pi
-        if not finite3(mi, vi, pi):  # rare: put the old values back
-            m[i], v[i], p[i] = old_m, old_v, old_p
-            kept += 1
-    return kept
+    arrays' precision (as NumPy computes it), with keep_finite (``update``); returns how
+    many elements kept their old values."""
+    return update(True, p, g, m, v, lr_t, 1 - beta_1, 1 - beta_2, epsilon, saved)
 
 
-def sgd(real[::1] p, real[::1] g, real[::1] velocity, double lr, double momentum):
+def sgd(real[::1] p, real[::1] g, real[::1] velocity, double lr, double momentum,
+        real[:, :, ::1] saved):
     """velocity = momentum velocity - lr g (flushed to zero below the smallest normal
     float); p += velocity. With momentum 0 (velocity None): p -= lr g. keep_finite as adam."""
-    cdef Py_ssize_t i
-    cdef int kept = 0
-    cdef real rate = lr, keep = momentum, vi, pi
-    cdef real tiny = FLT_MIN if real is float else DBL_MIN
-    cdef bint plain = velocity is None
-    for i in prange(p.shape[0], nogil=True, schedule="static"):
-        if plain:
-            vi = 0
-            pi = p[i] - rate * g[i]
-        else:
-            vi = keep * velocity[i] - rate * g[i]
-            vi = vi - vi if fabs(vi) < tiny else vi
-            pi = p[i] + vi
-        if finite3(vi, pi, pi):
-            if not plain:
-                velocity[i] = vi
-            p[i] = pi
-        else:  # rare: keep the old values
-            kept += 1
-    return kept
+    cdef real[::1] state = p if velocity is None else velocity
+    return update(False, p, g, state, state, lr, momentum, 0, 0, saved)
 
 
 def softmax_rows(real[:, ::1] z, real[:, ::1] a):

@@ -1,5 +1,11 @@
 """Adam and SGD with momentum, element by element in parallel (the reference
-optimizers.py; state below the smallest normal float is flushed to zero)."""
+optimizers.py; state below the smallest normal float is flushed to zero).
+
+The reference's keep_finite (an element whose new values are not all finite keeps its
+old ones) is done a block at a time: save the block's old values, update it in place
+while counting the non-finite elements, and put the old values back only in the rare block
+that has one. The update loop then has no select or branch per element and vectorises.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,12 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .chunks import _chunk_rows
 from .jit import JIT
+
+# Division by zero gives inf or NaN, as in NumPy, instead of a check that raises: the
+# update loops need no branch (keep_finite handles what the division makes).
+UPDATE_JIT = dict(JIT, error_model="numpy")
 
 
 @njit(**JIT)
@@ -20,54 +31,94 @@ def _flushed(x, tiny):
 
 @njit(**JIT)
 def _finite(a, b, c):
-    return math.isfinite(a) and math.isfinite(b) and math.isfinite(c)
+    """Whether a, b and c are all finite: x - x is 0 for a finite x, NaN otherwise."""
+    return (a - a) + (b - b) + (c - c) == 0
 
 
-@njit(parallel=True, **JIT)
-def _adam(p, g, m, v, lr_t, rate_m, rate_v, epsilon, tiny):
-    """The scalars come in the arrays' dtype, so float32 runs in float32 (as NumPy's). An
-    element whose new values are not all finite keeps its old ones (the reference's
-    keep_finite), a select, not a branch, so the loop stays vectorised; returns how many
-    kept theirs."""
+@njit(**UPDATE_JIT)
+def _adam_block(p, g, m, v, lr_t, rate_m, rate_v, epsilon, tiny):
+    """Adam on one block, in place; -> how many elements' new values are not all finite."""
+    bad = 0
+    for i in range(p.size):
+        mi = _flushed(m[i] + rate_m * (g[i] - m[i]), tiny)
+        vi = _flushed(v[i] + rate_v * (g[i] * g[i] - v[i]), tiny)
+        pi = p[i] - lr_t * mi / (math.sqrt(vi) + epsilon)
+        m[i], v[i], p[i] = mi, vi, pi
+        bad += 0 if _finite(mi, vi, pi) else 1
+    return bad
+
+
+@njit(**UPDATE_JIT)
+def _sgd_block(p, g, velocity, lr, momentum, tiny):
+    """SGD on one block, in place (velocity is p itself, and unused, when momentum = 0);
+    -> how many elements' new values are not finite."""
+    bad = 0
+    if momentum == 0:
+        for i in range(p.size):
+            p[i] = pi = p[i] - lr * g[i]
+            bad += 0 if _finite(pi, pi, pi) else 1
+        return bad
+    for i in range(p.size):
+        velocity[i] = vi = _flushed(momentum * velocity[i] - lr * g[i], tiny)
+        p[i] = pi = p[i] + vi
+        bad += 0 if _finite(vi, pi, pi) else 1
+    return bad
+
+
+@njit(**JIT)
+def _save(old, a, b, c):
+    """old[:, :n] = a, b, c (one block's values before its update)."""
+    for i in range(a.size):
+        old[0, i], old[1, i], old[2, i] = a[i], b[i], c[i]
+
+
+@njit(**JIT)
+def _restore(old, a, b, c):
+    """Put ``_save``'s values back wherever a, b or c is not finite; -> how many."""
     kept = 0
-    for i in prange(p.size):
-        old_p, old_m, old_v = p[i], m[i], v[i]
-        mi = _flushed(old_m + rate_m * (g[i] - old_m), tiny)
-        vi = _flushed(old_v + rate_v * (g[i] * g[i] - old_v), tiny)
-        pi = old_p - lr_t * mi / (math.sqrt(vi) + epsilon)
-        ok = _finite(mi, vi, pi)
-        m[i], v[i], p[i] = (mi, vi, pi) if ok else (old_m, old_v, old_p)
-        kept += 0 if ok else 1
+    for i in range(a.size):
+        if not _finite(a[i], b[i], c[i]):
+            a[i], b[i], c[i] = old[0, i], old[1, i], old[2, i]
+            kept += 1
     return kept
 
 
 @njit(parallel=True, **JIT)
-def _sgd(p, g, velocity, lr, momentum, tiny):
-    """velocity is p itself (and unused) when momentum = 0; keep_finite as in _adam."""
-    kept = 0
-    for i in prange(p.size):
-        old_p, old_velocity = p[i], velocity[i]
-        vi = _flushed(momentum * old_velocity - lr * g[i], tiny)
-        pi = old_p + vi if momentum != 0 else old_p - lr * g[i]
-        ok = _finite(vi, pi, pi)
-        if momentum != 0:
-            velocity[i] = vi if ok else old_velocity
-        p[i] = pi if ok else old_p
-        kept += 0 if ok else 1
-    return kept
+def _update(adam, p, g, a, b, scalars, tiny, saved):
+    """Adam (``adam``: a, b = m, v; scalars = lr_t, 1 - beta_1, 1 - beta_2, epsilon) or SGD
+    (a = b = the velocity; scalars = lr, momentum, unused, unused), in the arrays' dtype,
+    a block at a time in each of saved.shape[0] chunks, with keep_finite (the module
+    docstring; ``saved``: (chunks, 3, block)); returns how many elements kept their old
+    values."""
+    chunks, block = saved.shape[0], saved.shape[2]
+    kept = np.zeros(chunks, np.int64)
+    for chunk in prange(chunks):
+        start, stop = _chunk_rows(chunk, chunks, p.size)
+        for lo in range(start, stop, block):
+            hi = min(lo + block, stop)
+            _save(saved[chunk], p[lo:hi], a[lo:hi], b[lo:hi])
+            if adam:
+                bad = _adam_block(p[lo:hi], g[lo:hi], a[lo:hi], b[lo:hi], *scalars, tiny)
+            else:
+                bad = _sgd_block(p[lo:hi], g[lo:hi], a[lo:hi], scalars[0], scalars[1], tiny)
+            if bad:
+                kept[chunk] += _restore(saved[chunk], p[lo:hi], a[lo:hi], b[lo:hi])
+    return kept.sum()
 
 
-def adam(p, g, m, v, lr_t, beta_1, beta_2, epsilon) -> int:
-    """Adam's update of flat p, m and v (the reference's adam_update), with its scalars in
-    the arrays' dtype so float32 runs in float32, as NumPy's does. -> elements kept."""
+def adam(p, g, m, v, lr_t, beta_1, beta_2, epsilon, saved) -> int:
+    """Adam's update of flat p, m and v (the reference's adam_update) in saved.shape[0]
+    runs of elements, with its scalars in the arrays' dtype so float32 runs in float32, as
+    NumPy's does. -> elements kept."""
     real = p.dtype.type
-    return _adam(p, g, m, v, real(lr_t), real(1 - beta_1), real(1 - beta_2), real(epsilon),
-                 np.finfo(p.dtype).tiny)
+    scalars = (real(lr_t), real(1 - beta_1), real(1 - beta_2), real(epsilon))
+    return _update(True, p, g, m, v, scalars, np.finfo(p.dtype).tiny, saved)
 
 
-def sgd(p, g, velocity, lr, momentum) -> int:
+def sgd(p, g, velocity, lr, momentum, saved) -> int:
     """SGD on flat arrays (the reference's sgd_update without Nesterov; velocity None when
-    momentum = 0), with its scalars in the arrays' dtype. -> elements kept."""
+    momentum = 0) as ``adam``, with its scalars in the arrays' dtype. -> elements kept."""
     real = p.dtype.type
-    return _sgd(p, g, p if velocity is None else velocity, real(lr), real(momentum),
-                np.finfo(p.dtype).tiny)
+    velocity = p if velocity is None else velocity
+    scalars = (real(lr), real(momentum), real(0), real(0))
+    return _update(False, p, g, velocity, velocity, scalars, np.finfo(p.dtype).tiny, saved)

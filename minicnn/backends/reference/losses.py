@@ -29,10 +29,15 @@ def smooth_labels(y, smoothing: float, uniform: float):
 
 
 def softmax_cross_entropy(logits, y):
-    """rows: logsumexp(z_n) - <y_n, z_n>; dz = (softmax(z) - y) / N. y is one-hot."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
+    """rows: logsumexp(z_n) - <y_n, z_n>; dz = (softmax(z) - y) / N. y is one-hot.
+
+    Two logits near the largest float with opposite signs differ by more than it: the
+    shifted one is then -inf, whose probability is exactly 0, and a class whose target is
+    0 adds 0 to the row's loss (not 0 * -inf = NaN)."""
+    with np.errstate(over="ignore"):
+        shifted = logits - logits.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    rows = -(y * log_probs).sum(axis=1)
+    rows = -(y * np.where(y != 0, log_probs, 0)).sum(axis=1)
     return rows.astype(np.float64), (np.exp(log_probs) - y) / logits.shape[0]
 
 
