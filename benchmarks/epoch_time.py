@@ -54,6 +54,33 @@ def classic_epoch_seconds(x, y, epochs: int) -> float:
     return best
 
 
+def engines_in_turn(args, turn: int) -> list[str]:
+    """The engines of one round ("torch" stands for PyTorch's layouts), in reverse order
+    every other round so that a machine that slows down or speeds up favours none."""
+    engines = (["torch"] if args.torch else []) + list(args.backends)
+    return engines[::-1] if turn % 2 else engines
+
+
+def one_round(model_name: str, batch: int, engines: list[str], args, x, y) -> dict[str, float]:
+    """Best epoch seconds of each engine, timed one after another."""
+    timings = {}
+    for engine in engines:
+        if engine == "torch":
+            layouts = torch_epoch_seconds(model_name, args.torch, batch, args.samples,
+                                          args.real, args.epochs, args.threads)
+            for layout, seconds in layouts.items():
+                timings[f"pytorch-{args.torch} ({layout})"] = seconds
+            continue
+        with minicnn.use_backend(engine):
+            model = make_model(model_name)
+            start = time.perf_counter()
+            minicnn_epoch(model, x[:batch * 2], y[:batch * 2], batch)  # compiles
+            warmup = time.perf_counter() - start
+            timings[engine] = min(minicnn_epochs(model, x, y, batch, args.epochs))
+            print(f"# {model_name} {engine}: first two steps {warmup:.2f} s", flush=True)
+    return timings
+
+
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["cnn_a", "cnn_b"],
@@ -68,6 +95,10 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--real", action="store_true", help="time full epochs of Fashion-MNIST")
     parser.add_argument("--epochs", type=int, default=2,
                         help="timed epochs, the best one counts (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="time every engine this many times, alternating their order, "
+                        "and keep each one's best: on a machine whose speed drifts, a fair "
+                        "ratio (default: %(default)s)")
     parser.add_argument("--torch", choices=["cpu", "cuda"], default=None,
                         help="also time the PyTorch twin on this device (default: no)")
     parser.add_argument("--threads", type=int, default=cpu_threads(),
@@ -90,19 +121,10 @@ def main(argv=None) -> list[dict]:
         flops = training_flops_per_sample(make_model(model_name)) * len(x)
         for batch in args.batch_size or [REFERENCE_BATCH[model_name]]:
             timings = {}
-            if args.torch:
-                layouts = torch_epoch_seconds(model_name, args.torch, batch, args.samples,
-                                              args.real, args.epochs, args.threads)
-                for layout, seconds in layouts.items():
-                    timings[f"pytorch-{args.torch} ({layout})"] = seconds
-            for backend in args.backends:
-                with minicnn.use_backend(backend):
-                    model = make_model(model_name)
-                    start = time.perf_counter()
-                    minicnn_epoch(model, x[:batch * 2], y[:batch * 2], batch)  # compiles
-                    warmup = time.perf_counter() - start
-                    timings[backend] = min(minicnn_epochs(model, x, y, batch, args.epochs))
-                    print(f"# {model_name} {backend}: first two steps {warmup:.2f} s", flush=True)
+            for turn in range(args.rounds):
+                engines = engines_in_turn(args, turn)
+                for name, seconds in one_round(model_name, batch, engines, args, x, y).items():
+                    timings[name] = min(seconds, timings.get(name, float("inf")))
             peers = [t for k, t in timings.items() if k.startswith("pytorch")]
             reference = min(peers, default=None)
             for name, seconds in timings.items():

@@ -50,6 +50,22 @@ def test_conv(benchmark, backend_name, shape, direction):
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("shape", CONV_SHAPES[:2] + CONV_SHAPES[3:4],
+                         ids=[s[0] for s in CONV_SHAPES[:2] + CONV_SHAPES[3:4]])
+def test_conv_then_pool_forward(benchmark, backend_name, shape):
+    """A Conv2D and the MaxPool2D after it as one stage (the pooled output made while the
+    convolution's is in cache): one input channel, and Winograd's 3x3."""
+    _, n, size, c, f, k = shape
+    backend = load(backend_name)
+    rng = np.random.default_rng(0)
+    x = backend.to_device(rng.random((n, size, size, c), dtype=np.float32))
+    w = backend.to_device(rng.standard_normal((k, k, c, f)).astype(np.float32))
+    b = backend.to_device(np.zeros(f, np.float32))
+    benchmark(lambda: _sync(backend, backend.conv2d_maxpool_forward(x, w, b, (1, 1), "valid",
+                                                                    (2, 2))))
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
 @pytest.mark.parametrize("shape", POOL_SHAPES, ids=[s[0] for s in POOL_SHAPES])
 def test_maxpool_forward_backward(benchmark, backend_name, shape):
     _, n, size, c = shape
@@ -61,3 +77,18 @@ def test_maxpool_forward_backward(benchmark, backend_name, shape):
         return _sync(backend, backend.maxpool2d_backward(y, cache, x.shape, (2, 2), (2, 2)))
 
     benchmark(step)
+
+
+# (name, shape): the largest weights of the MLP and of cnn_a, which Adam updates every step
+UPDATE_SHAPES = [("mlp.dense", (784, 256)), ("cnn_a.dense", (1152, 256))]
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("shape", UPDATE_SHAPES, ids=[s[0] for s in UPDATE_SHAPES])
+def test_adam_update(benchmark, backend_name, shape):
+    _, size = shape
+    backend = load(backend_name)
+    rng = np.random.default_rng(0)
+    p, g = (backend.to_device(rng.standard_normal(size).astype(np.float32)) for _ in "pg")
+    m, v = (backend.to_device(np.zeros(size, np.float32)) for _ in "mv")
+    benchmark(lambda: _sync(backend, (p, backend.adam_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-7))))

@@ -92,17 +92,26 @@ def _plane_conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, ou
 
 
 @njit(inline="always", **JIT)
-def _keep_max(values, bias, relu, k, y, arg, b, i, j):
-    """Pixel k of window (i, j) of image b: its channels values (F,) + bias (then the ReLU)
-    replace y[b, i, j] where they beat it, arg[b, i, j] = k there (k = 0 always: first max
-    wins; a NaN beats every number, as in ``_maxpool_forward``)."""
+def _keep_max(values, bias, relu, k, best, where):
+    """Pixel k of a pooling window: its channels values (F,) + bias (then the ReLU) replace
+    best (F,) where they beat it, and where (F,) = k there (k = 0 always: first max wins; a
+    NaN beats every number, as in ``_maxpool_forward``). ``where`` is a window's int32
+    buffer, narrowed into the int8 offsets by ``_narrow`` once the window is done: a select
+    as wide as the float's vectorises; one that writes int8 offsets did not."""
     for e in range(values.shape[0]):
         v = values[e] + bias[e]
         v = 0.0 if relu and v < 0.0 else v
-        best = y[b, i, j, e]
-        if (k == 0) | (v > best) | ((v != v) & (best == best)):
-            y[b, i, j, e] = v
-            arg[b, i, j, e] = k
+        current = best[e]
+        better = (k == 0) | (v > current) | ((v != v) & (current == current))
+        best[e] = v if better else current
+        where[e] = k if better else where[e]
+
+
+@njit(inline="always", **JIT)
+def _narrow(where, arg):
+    """arg (F,) = a window's winners ``where`` (int32), in arg's narrower dtype."""
+    for e in range(where.shape[0]):
+        arg[e] = where[e]
 
 
 @njit(inline="always", **JIT)
@@ -118,12 +127,14 @@ def _send_to_winner(dy, pooled, arg, relu, b, i, j, k, g):
 def _pool_rows(z, bias, relu, out_w, pool_h, pool_w, y, arg, b):
     """y[b], arg[b] = the max-pooling of an image's rows z (out_h * out_w, F) + bias (then
     the ReLU)."""
+    where = np.empty(y.shape[3], np.int32)
     for i in range(y.shape[1]):
         for j in range(y.shape[2]):
             for di in range(pool_h):  # (k = di * pool_w + dj: no division per pixel)
                 for dj in range(pool_w):
                     r = (i * pool_h + di) * out_w + j * pool_w + dj
-                    _keep_max(z[r], bias, relu, di * pool_w + dj, y, arg, b, i, j)
+                    _keep_max(z[r], bias, relu, di * pool_w + dj, y[b, i, j], where)
+            _narrow(where, arg[b, i, j])
 
 
 @njit(**JIT)

@@ -9,7 +9,7 @@ from numba import njit, prange
 
 from .chunks import _chunk_rows
 from .jit import JIT
-from .plane import _keep_max, _send_to_winner
+from .plane import _keep_max, _narrow, _send_to_winner
 
 # Winograd F(4x4, 3x3) (winograd.py has the math and the matrices). ``_transform`` applies
 # one of those six matrices, written out, to the rows of s (rows, L): every row is a vector
@@ -167,14 +167,17 @@ def _pool_tile_row(o, bias, relu, b, ti, pool_h, pool_w, y, arg):
     """y[b], arg[b] at the windows inside row ti of output tiles o (pixel (r, q) of tile tj
     at o[r * 4 + q, tj]): the max-pooling of o + bias (then the ReLU)."""
     down, across = 4 // pool_h, 4 // pool_w  # windows per tile
+    where = np.empty(y.shape[3], np.int32)
     for pr in range(min(down, y.shape[1] - ti * down)):
         for tj in range(o.shape[1]):
             for pc in range(min(across, y.shape[2] - tj * across)):
+                i, j = ti * down + pr, tj * across + pc
                 for di in range(pool_h):
                     for dj in range(pool_w):
                         point = (pr * pool_h + di) * 4 + pc * pool_w + dj
-                        _keep_max(o[point, tj], bias, relu, di * pool_w + dj, y, arg, b,
-                                  ti * down + pr, tj * across + pc)
+                        _keep_max(o[point, tj], bias, relu, di * pool_w + dj, y[b, i, j],
+                                  where)
+                _narrow(where, arg[b, i, j])
 
 
 @njit(**JIT)
