@@ -309,8 +309,9 @@ def test_multiply_kernel(fast, dtype):
 def test_dense_activation_loss_and_optimizer_kernels(fast, dtype):
     rng = np.random.default_rng(3)
     # (batch, inputs): the compiled backends split the batch, then W's rows, across threads;
-    # one input or one sample leaves a thread nothing to do.
-    for n, k in ((1, 3), (5, 1), (5, 7)):
+    # one input or one sample leaves a thread nothing to do. Many inputs per row (3, 50)
+    # split every product by W's rows (compiled.split_by_weight_rows).
+    for n, k in ((1, 3), (5, 1), (5, 7), (3, 50)):
         x, w = rng.standard_normal((n, k)).astype(dtype), rng.standard_normal((k, 4)).astype(dtype)
         b, dy = rng.standard_normal(4).astype(dtype), rng.standard_normal((n, 4)).astype(dtype)
         _compare(fast, "dense_forward", (x, w, b), dtype)

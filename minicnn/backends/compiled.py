@@ -49,6 +49,16 @@ def _scratch(name: str, shape, dtype):
     return buffers[key]
 
 
+def split_by_weight_rows(rows: int, inputs: int, chunks: int) -> bool:
+    """Whether a dense layer's products (x (rows, inputs) times W (inputs, units)) go better
+    split by W's rows than by the batch's: each thread then reads 1/chunks of W instead of
+    all of it, but writes a partial (rows, units) product that a second pass adds up. Per
+    thread that trades inputs (1 - 1/chunks) units of W read for about rows (2 - 1/chunks)
+    units written and read: the weights must outweigh the batch (for two threads, more than
+    three inputs per row: a small batch into a wide layer, a Dense after Flatten)."""
+    return chunks > 1 and inputs * (chunks - 1) > rows * (2 * chunks - 1)
+
+
 def _conv_args(x, w, stride, padding):
     """Geometry and the integer arguments every conv kernel takes."""
     kh, kw, _, _ = w.shape
@@ -261,7 +271,9 @@ class CompiledCPUBackend(NumpyBackend):
         b = _bias(b, w)
         require_dense_shapes(x, w, b=b)
         y = np.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
-        kernels.dense_forward(np.ascontiguousarray(x), w, b, bool(relu), y, chunks)
+        split = split_by_weight_rows(len(x), w.shape[0], chunks)
+        parts = _scratch("dense_parts", (chunks if split else 0, *y.shape), x.dtype)
+        kernels.dense_forward(np.ascontiguousarray(x), w, b, bool(relu), y, parts, split, chunks)
         return y
 
 
@@ -272,7 +284,8 @@ class CompiledCPUBackend(NumpyBackend):
         dx = np.empty_like(x) if need_dx else x[:1]  # untouched without need_dx
         dw = np.empty(w.shape, dtype=x.dtype)
         kernels.dense_backward(np.ascontiguousarray(x), w, dy2, relu_output is not None, relu2,
-                               masked, dx, dw, db_parts, need_dx, chunks)
+                               masked, dx, dw, db_parts, need_dx,
+                               split_by_weight_rows(len(x), w.shape[0], chunks), chunks)
         return (dx if need_dx else None), dw, db_parts.sum(axis=0).astype(x.dtype)
 
 

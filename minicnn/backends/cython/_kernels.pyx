@@ -29,10 +29,11 @@ ctypedef fused offset:  # max-pooling's window offsets (compiled._offset_dtype)
 
 
 cdef void gemm(real* a, real* b, real* c, int m, int n, int k, bint trans_a,
-               bint trans_b, bint accumulate=False, int a_stride=0) noexcept nogil:
+               bint trans_b, bint accumulate=False, int a_stride=0,
+               int c_stride=0) noexcept nogil:
     """Row-major C (m, n) = op(A) (m, k) @ op(B) (k, n), op = transpose where asked (with
-    accumulate: C += op(A) op(B)); A's rows are a_stride apart when given (a block of
-    columns of a wider matrix), else packed.
+    accumulate: C += op(A) op(B)); A's and C's rows are a_stride and c_stride apart when
+    given (a block of columns of a wider matrix), else packed.
 
     BLAS is column-major, where a row-major C is C^T: so it computes C^T = op(B)^T op(A)^T.
     """
@@ -40,12 +41,13 @@ cdef void gemm(real* a, real* b, real* c, int m, int n, int k, bint trans_a,
     cdef char tb = b'T' if trans_a else b'N'
     cdef int ldb = k if trans_b else n
     cdef int lda = a_stride if a_stride else (m if trans_a else k)
+    cdef int ldc = c_stride if c_stride else n
     cdef real one = 1
     cdef real beta = 1 if accumulate else 0
     if real is float:
-        sgemm(&ta, &tb, &n, &m, &k, &one, b, &ldb, a, &lda, &beta, c, &n)
+        sgemm(&ta, &tb, &n, &m, &k, &one, b, &ldb, a, &lda, &beta, c, &ldc)
     else:
-        dgemm(&ta, &tb, &n, &m, &k, &one, b, &ldb, a, &lda, &beta, c, &n)
+        dgemm(&ta, &tb, &n, &m, &k, &one, b, &ldb, a, &lda, &beta, c, &ldc)
 
 
 
