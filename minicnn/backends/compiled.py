@@ -272,7 +272,8 @@ class CompiledCPUBackend(NumpyBackend):
         require_dense_shapes(x, w, b=b)
         y = np.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
         split = split_by_weight_rows(len(x), w.shape[0], chunks)
-        parts = _scratch("dense_parts", (chunks if split else 0, *y.shape), x.dtype)
+        parts = (_scratch("dense_parts", (chunks, *y.shape), x.dtype) if split
+                 else np.empty((0, *y.shape), x.dtype))  # unused: no scratch kept for it
         kernels.dense_forward(np.ascontiguousarray(x), w, b, bool(relu), y, parts, split, chunks)
         return y
 
