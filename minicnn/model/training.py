@@ -162,7 +162,7 @@ class Trainer:
         out = self._forward(x, training, fuse_loss=fused)
         backend = get_backend()
         if y.ndim == 1:  # sparse labels (class indices): this batch's one-hot targets
-            y = backend.one_hot(y, self.output_shape[0])
+            y = backend.one_hot(y, out.shape[1])
         target = self.loss.targets(y)  # label smoothing's; the metrics count against y
         if (fused and self.loss.fuses == "softmax" and set(self._metric_k.values()) <= {1}
                 and weights is None):

@@ -6,11 +6,13 @@ importing this module raises ImportError and the registry says how to build it.
 
 from __future__ import annotations
 
+from ..blas import numpy_cblas_gemm
 from ..compiled import CompiledCPUBackend
 from ..threads import cpu_threads
 from . import _kernels  # ImportError when not built
 
 COMPILED_FILE = _kernels.__file__
+_kernels.use_cblas(*(numpy_cblas_gemm() or (0, 0)))  # NumPy's BLAS, else SciPy's
 
 
 class CythonBackend(CompiledCPUBackend):

@@ -3,7 +3,7 @@
 """Cython kernels: the reference's algorithms compiled, typed for float32 and float64 (the
 fused type ``real``) and parallel with OpenMP (prange). Convolutions and dense layers cut
 the batch into one chunk per thread; each thread builds its rows of the window matrix and
-multiplies them by calling BLAS directly (scipy.linalg.cython_blas, single-threaded), so
+multiplies them by calling BLAS directly (single-threaded: NumPy's or SciPy's, ``gemm``), so
 one OpenMP pool does all the work. The kernels are the Numba backend's, under the same
 names and arguments (``contract.COMPILED_KERNELS``), one include file per operation.
 """
@@ -28,6 +28,31 @@ ctypedef fused offset:  # max-pooling's window offsets (compiled._offset_dtype)
     long long
 
 
+# CBLAS gemm with 64-bit sizes (row-major order, trans_a, trans_b, m, n, k, alpha, a, lda, b,
+# ldb, beta, c, ldc): NumPy's BLAS where backends/blas.py found it (``use_cblas``), else NULL
+# and the products go to SciPy's.
+ctypedef void (*sgemm64)(int, int, int, long long, long long, long long, float, const float*,
+                         long long, const float*, long long, float, float*,
+                         long long) noexcept nogil
+ctypedef void (*dgemm64)(int, int, int, long long, long long, long long, double,
+                         const double*, long long, const double*, long long, double, double*,
+                         long long) noexcept nogil
+cdef sgemm64 cblas_sgemm = NULL
+cdef dgemm64 cblas_dgemm = NULL
+cdef enum:
+    ROW_MAJOR = 101
+    NO_TRANS = 111
+    TRANS = 112
+
+
+def use_cblas(size_t sgemm_address, size_t dgemm_address):
+    """Multiply with the CBLAS gemm functions at these addresses (64-bit sizes), or with
+    SciPy's BLAS where they are 0."""
+    global cblas_sgemm, cblas_dgemm
+    cblas_sgemm = <sgemm64>sgemm_address
+    cblas_dgemm = <dgemm64>dgemm_address
+
+
 cdef void gemm(real* a, real* b, real* c, int m, int n, int k, bint trans_a,
                bint trans_b, bint accumulate=False, int a_stride=0,
                int c_stride=0) noexcept nogil:
@@ -35,19 +60,28 @@ cdef void gemm(real* a, real* b, real* c, int m, int n, int k, bint trans_a,
     accumulate: C += op(A) op(B)); A's and C's rows are a_stride and c_stride apart when
     given (a block of columns of a wider matrix), else packed.
 
-    BLAS is column-major, where a row-major C is C^T: so it computes C^T = op(B)^T op(A)^T.
+    SciPy's BLAS is column-major, where a row-major C is C^T: so it computes
+    C^T = op(B)^T op(A)^T.
     """
-    cdef char ta = b'T' if trans_b else b'N'
-    cdef char tb = b'T' if trans_a else b'N'
     cdef int ldb = k if trans_b else n
     cdef int lda = a_stride if a_stride else (m if trans_a else k)
     cdef int ldc = c_stride if c_stride else n
     cdef real one = 1
     cdef real beta = 1 if accumulate else 0
+    cdef int op_a = TRANS if trans_a else NO_TRANS
+    cdef int op_b = TRANS if trans_b else NO_TRANS
+    cdef char ta = b'T' if trans_b else b'N'
+    cdef char tb = b'T' if trans_a else b'N'
     if real is float:
-        sgemm(&ta, &tb, &n, &m, &k, &one, b, &ldb, a, &lda, &beta, c, &ldc)
+        if cblas_sgemm != NULL:
+            cblas_sgemm(ROW_MAJOR, op_a, op_b, m, n, k, one, a, lda, b, ldb, beta, c, ldc)
+        else:
+            sgemm(&ta, &tb, &n, &m, &k, &one, b, &ldb, a, &lda, &beta, c, &ldc)
     else:
-        dgemm(&ta, &tb, &n, &m, &k, &one, b, &ldb, a, &lda, &beta, c, &ldc)
+        if cblas_dgemm != NULL:
+            cblas_dgemm(ROW_MAJOR, op_a, op_b, m, n, k, one, a, lda, b, ldb, beta, c, ldc)
+        else:
+            dgemm(&ta, &tb, &n, &m, &k, &one, b, &ldb, a, &lda, &beta, c, &ldc)
 
 
 

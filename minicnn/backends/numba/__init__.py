@@ -1,7 +1,7 @@
 """Numba CPU backend: the reference's algorithms as parallel JIT loops.
 
 The batch is cut into one chunk of images per thread and each thread runs the whole
-pipeline on its chunk, calling single-threaded BLAS (np.dot) inside the JIT, so one
+pipeline on its chunk, calling single-threaded BLAS (``blas.matmul``) inside the JIT, so one
 thread pool does all the work (``compiled.py`` drives the kernels, for Cython too). Arrays
 are channels-last and C-contiguous: the innermost loops run over channels. Kernels compile
 once per dtype and are cached on disk (``jit.py``). Read them by operation: ``conv``

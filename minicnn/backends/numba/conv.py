@@ -1,13 +1,13 @@
 """im2col convolution, per chunk of images: each thread builds its rows of the window
-matrix, multiplies them by the kernel with BLAS (np.dot, single-threaded inside the JIT)
+matrix, multiplies them by the kernel with BLAS (blas.matmul, single-threaded inside the JIT)
 and adds the bias (forward), or adds its windows back into its images (backward): the
 reference conv.py, with one thread pool doing every step."""
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit, prange
 
+from .blas import matmul
 from .chunks import _add_bias, _chunk_rows, _output_gradient_rows
 from .jit import JIT
 
@@ -67,7 +67,7 @@ def _conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, out_h, o
             continue
         _im2col_images(x, lo, hi, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols)
         r0, r1 = lo * per_image, hi * per_image
-        np.dot(cols[r0:r1], w2, y2[r0:r1])
+        matmul(cols[r0:r1], w2, y2[r0:r1])
         _add_bias(y2, bias, relu, r0, r1)
 
 
@@ -86,9 +86,9 @@ def _conv_backward(x, w2, dy2, relu, relu_out, masked, kh, kw, sh, sw, pad_top, 
             dw_parts[chunk] = 0.0
             continue
         _im2col_images(x, lo, hi, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols)
-        np.dot(cols[r0:r1].T, g[r0:r1], dw_parts[chunk])
+        matmul(cols[r0:r1].T, g[r0:r1], dw_parts[chunk])
         if need_dx:
-            np.dot(g[r0:r1], w2.T, dcols[r0:r1])
+            matmul(g[r0:r1], w2.T, dcols[r0:r1])
             _col2im_images(dcols, lo, hi, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, dx)
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit, prange
 
+from .blas import matmul
 from .chunks import _add_bias, _chunk_rows, _output_gradient_rows
 from .jit import JIT
 
@@ -21,12 +21,12 @@ def _dense_forward(x, w, bias, relu, y, parts, split, chunks):
         for chunk in prange(chunks):
             lo, hi = _chunk_rows(chunk, chunks, n)
             if lo < hi:
-                np.dot(x[lo:hi], w, y[lo:hi])
+                matmul(x[lo:hi], w, y[lo:hi])
                 _add_bias(y, bias, relu, lo, hi)
         return
     for chunk in prange(chunks):
         k0, k1 = _chunk_rows(chunk, chunks, k)
-        np.dot(np.ascontiguousarray(x[:, k0:k1]), w[k0:k1], parts[chunk])
+        matmul(x[:, k0:k1], w[k0:k1], parts[chunk])
     for r in prange(n):
         for f in range(y.shape[1]):
             total = parts[0, r, f]
@@ -48,11 +48,11 @@ def _dense_backward(x, w, dy, relu, relu_out, masked, dx, dw, db_parts, need_dx,
         lo, hi = _chunk_rows(chunk, chunks, n)
         g = _output_gradient_rows(dy, relu, relu_out, masked, lo, hi, db_parts[chunk])
         if need_dx and not split and lo < hi:
-            np.dot(g[lo:hi], w.T, dx[lo:hi])
+            matmul(g[lo:hi], w.T, dx[lo:hi])
     g = masked if relu else dy
     for chunk in prange(chunks):
         k0, k1 = _chunk_rows(chunk, chunks, k)
         if k0 < k1:
-            np.dot(np.ascontiguousarray(x[:, k0:k1]).T, g, dw[k0:k1])
+            matmul(x[:, k0:k1].T, g, dw[k0:k1])
             if need_dx and split:
-                dx[:, k0:k1] = np.dot(g, w[k0:k1].T)
+                matmul(g, w[k0:k1].T, dx[:, k0:k1])

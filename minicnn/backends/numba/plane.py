@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .blas import matmul
 from .chunks import _add_bias, _chunk_rows
 from .jit import JIT
 
@@ -77,11 +78,11 @@ def _plane_conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, ou
             _pad_image(x, b, pad_top, pad_left, plane)
             _plane_windows(plane, kh, kw, sh, sw, out_h, out_w, xt)
             if pool_h:
-                np.dot(xt.T, w2, z)
+                matmul(xt.T, w2, z)
                 _pool_rows(z, bias, relu, out_w, pool_h, pool_w, y, arg, b)
             else:
                 z2 = y[b].reshape(per_image, f)
-                np.dot(xt.T, w2, z2)
+                matmul(xt.T, w2, z2)
                 _add_bias(z2, bias, relu, 0, per_image)
 
 
@@ -178,11 +179,11 @@ def _plane_conv_backward(x, w2, dy, relu, relu_out, arg, kh, kw, sh, sw, pad_top
                         g2[r, u] = v * (relu_b[r, u] > 0) if relu else v
             _pad_image(x, b, pad_top, pad_left, plane)
             _plane_windows(plane, kh, kw, sh, sw, out_h, out_w, xt)
-            np.dot(xt, g2, part)
+            matmul(xt, g2, part)
             dw += part[:taps]
             db += part[taps]
             if need_dx:
-                np.dot(w2, g2.T, xt[:taps])
+                matmul(w2, g2.T, xt[:taps])
                 _plane_col2im(xt, kh, kw, sh, sw, out_h, out_w, dplane)
                 dx[b, :, :, 0] = dplane[pad_top:pad_top + h, pad_left:pad_left + w]
         dw_parts[chunk] = dw

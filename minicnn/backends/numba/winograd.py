@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .blas import matmul
 from .chunks import _chunk_rows
 from .jit import JIT
 from .plane import _keep_max, _narrow, _send_to_winner
@@ -262,7 +263,7 @@ def _winograd_forward_chunk(x, u, bias, relu, pad_top, pad_left, out_h, out_w, p
     tiles = (hi - lo) * tiles_h * tiles_w
     _input_transform(x, lo, hi, pad_top, pad_left, tiles_h, rows_c, v)
     for p in range(36):
-        np.dot(v[p, :tiles], u[p], m[p, :tiles])
+        matmul(v[p, :tiles], u[p], m[p, :tiles])
     _output_transform(m, bias, relu, lo, hi, out_h, out_w, rows_f, pool_h, pool_w, y, arg)
 
 
@@ -296,9 +297,9 @@ def _winograd_backward_chunk(x, ut, dy, relu, relu_out, pad_top, pad_left, out_h
                                arg, dm, db)
     _input_transform(x, lo, hi, pad_top, pad_left, tiles_h, rows_c, v)
     for p in range(36):
-        np.dot(v[p, :tiles].T, dm[p, :tiles], du[p])
+        matmul(v[p, :tiles].T, dm[p, :tiles], du[p])
         if need_dx:
-            np.dot(dm[p, :tiles], ut[p], v[p, :tiles])
+            matmul(dm[p, :tiles], ut[p], v[p, :tiles])
     if need_dx:
         _input_gradient_transform(v, lo, hi, pad_top, pad_left, tiles_h, rows_c, dx)
 
