@@ -1,8 +1,9 @@
 """How the Numba kernels are compiled: cached on disk where possible, without the GIL,
 and with Numba's thread pool sized to the cores this process may use.
 
-No fastmath anywhere: results match the reference up to float rounding (sums are split
-per chunk and added in a fixed order, so the same input gives the same bits every run).
+No fastmath (but in one check whose answer no order of its sum changes:
+``optimizers._any_not_finite``): results match the reference up to float rounding (sums are
+split per chunk and added in a fixed order, so the same input gives the same bits every run).
 """
 
 from __future__ import annotations
