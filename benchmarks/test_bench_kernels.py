@@ -79,6 +79,29 @@ def test_maxpool_forward_backward(benchmark, backend_name, shape):
     benchmark(step)
 
 
+# (name, batch, inputs, units, first layer): Dense layers with a ReLU (a first layer sends
+# no gradient back); their products have as many rows as the batch
+DENSE_SHAPES = [("mlp.dense1", 32, 784, 256, True), ("mlp.dense1.b64", 64, 784, 256, True),
+                ("cnn_a.dense1", 64, 1152, 256, False), ("cnn_b.dense1", 32, 1152, 64, False)]
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("shape", DENSE_SHAPES, ids=[s[0] for s in DENSE_SHAPES])
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_dense(benchmark, backend_name, shape, direction):
+    _, batch, inputs, units, first = shape
+    backend = load(backend_name)
+    rng = np.random.default_rng(0)
+    x = backend.to_device(rng.standard_normal((batch, inputs)).astype(np.float32))
+    w = backend.to_device((0.05 * rng.standard_normal((inputs, units))).astype(np.float32))
+    b = backend.to_device(np.zeros(units, np.float32))
+    y = backend.dense_forward(x, w, b, True)
+    if direction == "forward":
+        benchmark(lambda: _sync(backend, backend.dense_forward(x, w, b, True)))
+    else:
+        benchmark(lambda: _sync(backend, backend.dense_backward(x, w, y, not first, y)[1]))
+
+
 # (name, shape): the largest weights of the MLP and of cnn_a, which Adam updates every step
 UPDATE_SHAPES = [("mlp.dense", (784, 256)), ("cnn_a.dense", (1152, 256))]
 
