@@ -62,7 +62,7 @@ def test_conv_then_pool_forward(benchmark, backend_name, shape):
     w = backend.to_device(rng.standard_normal((k, k, c, f)).astype(np.float32))
     b = backend.to_device(np.zeros(f, np.float32))
     benchmark(lambda: _sync(backend, backend.conv2d_maxpool_forward(x, w, b, (1, 1), "valid",
-                                                                    (2, 2))))
+                                                                    (2, 2), True)))
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
@@ -95,11 +95,11 @@ def test_dense(benchmark, backend_name, shape, direction):
     x = backend.to_device(rng.standard_normal((batch, inputs)).astype(np.float32))
     w = backend.to_device((0.05 * rng.standard_normal((inputs, units))).astype(np.float32))
     b = backend.to_device(np.zeros(units, np.float32))
-    y = backend.dense_forward(x, w, b, True)
+    y = backend.dense_relu_forward(x, w, b)
     if direction == "forward":
-        benchmark(lambda: _sync(backend, backend.dense_forward(x, w, b, True)))
+        benchmark(lambda: _sync(backend, backend.dense_relu_forward(x, w, b)))
     else:
-        benchmark(lambda: _sync(backend, backend.dense_backward(x, w, y, not first, y)[1]))
+        benchmark(lambda: _sync(backend, backend.dense_relu_backward(x, w, y, y, not first)[1]))
 
 
 # (name, shape): the largest weights of the MLP and of cnn_a, which Adam updates every step

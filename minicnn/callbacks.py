@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 
 from .backends import get_backend
+from .fusion import layers_of
 from .optimizers import LearningRateSchedule
 
 
@@ -331,10 +332,10 @@ class LayerStats(Callback):
         if (self._step - 1) % self.every:
             return
         backend = get_backend()
-        for stage in self.model._stages(self.model._fused):
-            name = "+".join(layer.name for layer in stage.layers)
-            self._record(name, "activation", backend.to_host(stage.output))
-            for owner in stage.layers:
+        for stage, output in zip(self.model.stages(), self.model.stage_outputs):
+            name = "+".join(layer.name for layer in layers_of(stage))
+            self._record(name, "activation", backend.to_host(output))
+            for owner in layers_of(stage):
                 grads = [backend.to_host(g) for g in owner.grads.values() if g is not None]
                 if grads:
                     self._record(owner.name, "gradient",

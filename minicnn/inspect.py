@@ -16,6 +16,7 @@ import numpy as np
 
 from . import config
 from .backends import get_backend
+from .fusion import layers_of
 from .validation import check_inputs
 
 
@@ -103,7 +104,7 @@ def profile(model, x, y, steps: int = 10) -> list[dict]:
     model._place(backend)
     saved, iterations = model.get_weights(), model.optimizer.iterations
     saved_state = model.optimizer.state_arrays()
-    stages = model._stages(model._fused)
+    stages = model.stages()
     times: dict = {}  # (stage index or name, "forward"/"backward") -> seconds per step
 
     def timed(key, call):
@@ -152,9 +153,9 @@ def profile(model, x, y, steps: int = 10) -> list[dict]:
     for i, stage in enumerate(stages):
         forward, backward = per_step((i, "forward")), per_step((i, "backward"))
         accounted += forward + backward
-        indices = [model.layers.index(layer) for layer in stage.layers]
+        indices = [model.layers.index(layer) for layer in layers_of(stage)]
         rows.append({
-            "layer": "+".join(layer.name for layer in stage.layers),
+            "layer": "+".join(layer.name for layer in layers_of(stage)),
             "forward_s": float(np.median(forward)), "backward_s": float(np.median(backward)),
             "flops": sum(layer_flops(model.layers[j], *shapes[j], len(xs)) for j in indices),
             "bytes": sum(_bytes(model.layers[j], *shapes[j], len(xs), xs.itemsize)

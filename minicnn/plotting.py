@@ -236,10 +236,11 @@ def plot_model(model, path=None) -> Figure:
     """The model as a diagram, as keras.utils.plot_model draws it: a box per layer with its
     name, class, output shape and parameter count; layers that run as one fused stage
     (``fusion.plan``) share a dashed frame."""
-    from .fusion import plan
+    from .fusion import layers_of
+    from .layers.base import Layer
 
     shapes = model._shapes()
-    stages = plan(model.layers, fuse_loss=False)
+    stages = model.plan(for_loss=False).stages
     height = 0.9 * len(model.layers) + 0.6
     fig = Figure(figsize=(5.2, height))
     ax = fig.add_axes((0, 0, 1, 1))
@@ -251,7 +252,7 @@ def plot_model(model, path=None) -> Figure:
             ha="center", fontsize=8)
     for stage in stages:
         first = top
-        for layer in stage.layers:
+        for layer in layers_of(stage):
             i = model.layers.index(layer)
             out = "(None, " + ", ".join(str(d) for d in shapes[i][1]) + ")"
             ax.add_patch(Rectangle((1.5, top - 0.8), 7, 0.7, facecolor="#dde8f4",
@@ -261,7 +262,7 @@ def plot_model(model, path=None) -> Figure:
             ax.text(5, top - 0.38, f"{out}   params {layer.count_params(shapes[i][0]):,}",
                     ha="center", va="top", fontsize=7)
             top -= 1
-        if len(stage.layers) > 1 or type(stage).__name__ != "LayerStage":
+        if not isinstance(stage, Layer):
             ax.add_patch(Rectangle((1.2, top + 0.1), 7.6, first - top - 0.1, fill=False,
                                    linestyle="--", edgecolor="#c0504d"))
             ax.text(8.9, (first + top) / 2, "one fused stage", rotation=90, va="center",

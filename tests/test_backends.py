@@ -95,7 +95,7 @@ def test_a_misnamed_kernel_is_an_error_when_the_class_is_defined():
     with pytest.raises(TypeError, match="conv2d_forwards is not a kernel of the backend"):
         class Typo(NumpyBackend):
             @staticmethod
-            def conv2d_forwards(x, w, b, stride, padding, relu=False):
+            def conv2d_forwards(x, w, b, stride, padding):
                 return x
 
     with pytest.raises(TypeError, match="maxpool2d_forward takes"):
@@ -128,11 +128,12 @@ def test_cuda_runs_no_raw_reference_kernel_on_device_arrays():
     if "cuda" not in minicnn.available_backends():
         pytest.skip("the CUDA module imports only with a GPU or NUMBA_ENABLE_CUDASIM=1")
     from minicnn.backends.cuda import CudaBackend
-    composed = {"conv2d_maxpool_forward", "conv2d_maxpool_backward"}
+    composed = {"conv2d_maxpool_forward", "conv2d_maxpool_backward",
+                "batchnorm_relu_forward", "batchnorm_relu_backward"}
     for kernel in set(KERNELS) - composed:
         fn = inspect.getattr_static(CudaBackend, kernel)
-        assert kernel in vars(CudaBackend), f"cuda inherits the reference's {kernel}"
-        assert fn is not inspect.getattr_static(reference.NumpyBackend, kernel)
+        assert fn is not inspect.getattr_static(reference.NumpyBackend, kernel), \
+            f"cuda inherits the reference's {kernel}"
 
 
 def test_a_backend_without_the_fused_conv_pool_pair_runs_its_own_kernels():
@@ -146,9 +147,9 @@ def test_a_backend_without_the_fused_conv_pool_pair_runs_its_own_kernels():
 
     class Custom(NumpyBackend):
         @staticmethod
-        def conv2d_forward(x, w, b, stride, padding, relu=False):
+        def conv2d_forward(x, w, b, stride, padding):
             calls.append("conv")
-            return conv.conv2d_forward(x, w, b, stride, padding, relu)
+            return conv.conv2d_forward(x, w, b, stride, padding)
 
         @staticmethod
         def maxpool2d_forward(x, pool, stride, padding="valid"):
@@ -159,7 +160,7 @@ def test_a_backend_without_the_fused_conv_pool_pair_runs_its_own_kernels():
     x = np.random.default_rng(0).standard_normal((2, 6, 6, 1))
     w = np.random.default_rng(1).standard_normal((3, 3, 1, 2))
     y, _ = Custom().conv2d_maxpool_forward(x, w, None, (1, 1), "valid", (2, 2), True)
-    assert calls == ["conv", "pool"]
+    assert calls == ["conv", "pool"]  # (the ReLU between them: the reference's)
     expected = pool.maxpool2d_forward(np.maximum(conv.conv2d_forward(
         x, w, None, (1, 1), "valid"), 0), (2, 2), (2, 2))[0]
     np.testing.assert_array_equal(y, expected)

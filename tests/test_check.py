@@ -42,14 +42,14 @@ def test_the_reference_kernels_pass(tmp_path, capsys):
 PLANTED = {
     "a transposed kernel": ("conv2d_forward", """
         from minicnn.backends.reference.conv import conv2d_forward as right
-        def conv2d_forward(x, w, b, stride, padding, relu=False):
+        def conv2d_forward(x, w, b, stride, padding):
             return right(x, w.transpose(1, 0, 2, 3) if w.shape[0] == w.shape[1] else w,
-                         b, stride, padding, relu)
+                         b, stride, padding)
         """),
     "an off-by-one stride": ("conv2d_forward", """
         import numpy as np
         from minicnn.backends.shapes import conv_geometry
-        def conv2d_forward(x, w, b, stride, padding, relu=False):
+        def conv2d_forward(x, w, b, stride, padding):
             kh, kw, _, f = w.shape
             g = conv_geometry(x.shape[1], x.shape[2], kh, kw, stride, padding)
             xp = np.pad(x, ((0, 0), (g.pad_top, g.pad_bottom), (g.pad_left, g.pad_right),
@@ -60,7 +60,7 @@ PLANTED = {
                     r, c = i * (stride[0] - 1), j * stride[1]  # the bug: stride - 1
                     win = xp[:, r:r + kh, c:c + kw, :]
                     y[:, i, j] = np.tensordot(win, w, axes=3) + (0 if b is None else b)
-            return np.maximum(y, 0) if relu else y
+            return y
         """),
     "a pooling backward that ignores ties": ("maxpool2d_backward", """
         import numpy as np
@@ -125,14 +125,12 @@ def test_numba_kernels_are_checked_too(tmp_path):
         from numba import njit
 
         @njit(cache=False)
-        def dense_forward(x, w, b, relu=False):
+        def dense_forward(x, w, b):
             y = x @ w
             if b is not None:
-                y += b
-            if relu:
                 for i in range(y.shape[0]):
                     for j in range(y.shape[1]):
-                        y[i, j] = max(y[i, j], 0.0)
+                        y[i, j] += b[j]
             return y
         """))
     assert check.check_kernel("dense_forward", module.dense_forward, module, examples=10) is None
@@ -143,12 +141,12 @@ def test_files_it_cannot_check_are_clear_errors(tmp_path):
         check.kernels_in(check.load_module(_file(tmp_path, "def helper(x):\n    return x\n")))
     with pytest.raises(check.CheckError, match="looks like the kernel dense_forward"):
         check.kernels_in(check.load_module(_file(tmp_path, """
-            def dense_forwrd(x, w, b, relu=False):
+            def dense_forwrd(x, w, b):
                 return x
             """)))
     with pytest.raises(check.CheckError, match="the contract's arguments are"):
         check.kernels_in(check.load_module(_file(tmp_path, """
-            def dense_forward(x, weights, b, relu=False):
+            def dense_forward(x, weights, b):
                 return x
             """)))
 
@@ -180,13 +178,10 @@ def test_a_model_trains_on_a_learners_kernels(tmp_path):
     from tests.conftest import synthetic_images
     module = check.load_module(_file(tmp_path, """
         import numpy as np
-        def dense_forward(x, w, b, relu=False):
-            y = x @ w + (0 if b is None else b)
-            return np.maximum(y, 0) if relu else y
-        def dense_backward(x, w, dy, need_dx=True, relu_output=None):
-            if relu_output is not None:
-                dy = dy * (relu_output > 0)
-            return (dy @ w.T if need_dx else None), x.T @ dy, dy.sum(axis=0)
+        def dense_forward(x, w, b):
+            return x @ w + (0 if b is None else b)
+        def dense_backward(x, w, dy):
+            return dy @ w.T, x.T @ dy, dy.sum(axis=0)
         """))
     x, y = synthetic_images(32, 8)
     weights = []

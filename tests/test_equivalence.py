@@ -74,6 +74,9 @@ COMPARED = {
     "conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward",
     "avgpool2d_forward", "avgpool2d_backward", "conv2d_maxpool_forward",
     "conv2d_maxpool_backward", "dense_forward", "dense_backward", "activation_forward",
+    "conv2d_relu_forward", "conv2d_relu_backward", "conv2d_weight_gradients",
+    "dense_relu_forward", "dense_relu_backward", "dense_weight_gradients",
+    "batchnorm_relu_forward", "batchnorm_relu_backward",
     "activation_backward", "multiply", "moments", "batchnorm_forward", "batchnorm_backward",
     "softmax_cross_entropy", "softmax_cross_entropy_totals", "mean_squared_error",
     "count_correct", "adam_update", "adam_update_many", "sgd_update", "take_rows",
@@ -127,12 +130,13 @@ def test_conv_kernels(fast, case, dtype):
     dy = rng.standard_normal(y.shape).astype(dtype)
     _compare(fast, "conv2d_forward", (x, w, b, stride, padding), dtype)
     _compare(fast, "conv2d_backward", (x, w, dy, stride, padding), dtype)
-    # the fused ReLU: its epilogue, and the gradient sent back through it
-    _compare(fast, "conv2d_forward", (x, w, b, stride, padding, True), dtype)
-    a = numpy_ref.conv2d_forward(x, w, b, stride, padding, True)
+    # the fused ReLU: its epilogue, and the gradient sent back through it; the first layer's
+    _compare(fast, "conv2d_relu_forward", (x, w, b, stride, padding), dtype)
+    a = numpy_ref.conv2d_relu_forward(x, w, b, stride, padding)
     assert 0 < np.count_nonzero(a) < a.size
     for need_dx in (True, False):
-        _compare(fast, "conv2d_backward", (x, w, dy, stride, padding, need_dx, a), dtype)
+        _compare(fast, "conv2d_relu_backward", (x, w, a, dy, stride, padding, need_dx), dtype)
+    _compare(fast, "conv2d_weight_gradients", (x, w, dy, stride, padding), dtype)
 
 
 @pytest.mark.parametrize("case", CONV_CASES[-2:])
@@ -316,10 +320,11 @@ def test_dense_activation_loss_and_optimizer_kernels(fast, dtype):
         b, dy = rng.standard_normal(4).astype(dtype), rng.standard_normal((n, 4)).astype(dtype)
         _compare(fast, "dense_forward", (x, w, b), dtype)
         _compare(fast, "dense_backward", (x, w, dy), dtype)
-        _compare(fast, "dense_forward", (x, w, b, True), dtype)
-        a = numpy_ref.dense_forward(x, w, b, True)
-        _compare(fast, "dense_backward", (x, w, dy, True, a), dtype)
-        _compare(fast, "dense_backward", (x, w, dy, False, a), dtype)
+        _compare(fast, "dense_relu_forward", (x, w, b), dtype)
+        a = numpy_ref.dense_relu_forward(x, w, b)
+        for need_dx in (True, False):
+            _compare(fast, "dense_relu_backward", (x, w, a, dy, need_dx), dtype)
+        _compare(fast, "dense_weight_gradients", (x, w, dy), dtype)
     z = (10 * rng.standard_normal((6, 3, 4))).astype(dtype)
     for name in activations.ACTIVATIONS:
         a = numpy_ref.activation_forward(name, z)
@@ -508,9 +513,10 @@ def test_batchnorm_kernels(fast, dtype, rows):
     _compare(fast, "moments", (x,), dtype)
     mean, var = numpy_ref.moments(x)
     dy = rng.standard_normal(x.shape).astype(dtype)
-    for relu in (False, True):  # relu: a ReLU after the BatchNormalization, fused
-        _compare(fast, "batchnorm_forward", (x, gamma, beta, mean, var, 1e-3, relu), dtype)
-        _, x_hat = numpy_ref.batchnorm_forward(x, gamma, beta, mean, var, 1e-3, relu)
-        for batch_stats in (True, False):
-            _compare(fast, "batchnorm_backward",
-                     (x_hat, gamma, beta, var, 1e-3, dy, batch_stats, relu), dtype)
+    _compare(fast, "batchnorm_forward", (x, gamma, beta, mean, var, 1e-3), dtype)
+    _compare(fast, "batchnorm_relu_forward", (x, gamma, beta, mean, var, 1e-3), dtype)
+    y, x_hat = numpy_ref.batchnorm_relu_forward(x, gamma, beta, mean, var, 1e-3)
+    for batch_stats in (True, False):
+        _compare(fast, "batchnorm_backward", (x_hat, gamma, var, 1e-3, dy, batch_stats), dtype)
+        _compare(fast, "batchnorm_relu_backward",
+                 (x_hat, gamma, beta, var, 1e-3, y, dy, batch_stats), dtype)

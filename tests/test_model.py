@@ -169,18 +169,21 @@ def test_a_conv_and_the_max_pool_after_it_run_as_one_stage():
     """Conv2D (ReLU or no activation) + MaxPool2D with pool-sized 'valid' windows: one stage;
     overlapping or padded windows, or another activation, keep the layers apart."""
     model = cnn_b()
-    stages = fusion.plan(model.layers, fuse_loss=True)
-    assert [tuple(model.layers.index(l) for l in s.layers) for s in stages] == [
+    stages, first = fusion.plan(model.layers, fuse=True, fuse_loss=True)
+    assert first == 0 and not stages[0].need_dx and stages[1].need_dx  # the first: no dx
+    assert [tuple(model.layers.index(l) for l in fusion.layers_of(s)) for s in stages] == [
         (0, 1), (2, 3), (4,), (5,), (6,), (7,)]
     assert [type(s).__name__ for s in stages] == [
-        "ConvPool", "ConvPool", "ProductReLU", "LayerStage", "ProductReLU", "LayerStage"]
-    assert stages[-1].activate is False  # the softmax runs inside the loss kernel
+        "ConvPool", "ConvPool", "ProductReLU", "Flatten", "ProductReLU", "Logits"]
+    # the textbook path: every layer on its own, the softmax still inside the loss kernel
+    stages, first = fusion.plan(model.layers, fuse=False, fuse_loss=True)
+    assert stages[:-1] == model.layers[:-1] and type(stages[-1]).__name__ == "Logits"
     apart = Sequential([
         Conv2D(2, 3, activation="relu", input_shape=(9, 9, 1)), MaxPool2D(2, strides=1),
         Conv2D(2, 3, activation="sigmoid"), MaxPool2D(2),
         Conv2D(2, 1), MaxPool2D(2, padding="same"), Flatten()])
-    stages = fusion.plan(apart.layers)
-    assert [tuple(apart.layers.index(l) for l in s.layers) for s in stages] == [
+    stages = fusion.plan(apart.layers, fuse=True, fuse_loss=False).stages
+    assert [tuple(apart.layers.index(l) for l in fusion.layers_of(s)) for s in stages] == [
         (i,) for i in range(7)]
 
 
@@ -198,12 +201,12 @@ def test_a_fused_stage_predicts_what_its_layers_compute_one_by_one(backend):
 class Square(minicnn.layers.Layer):
     """A learner's own layer, y = x^2, saved by class name like any other."""
 
-    def _forward(self, x, training):
+    def forward(self, x, training=False):
         self._x = x
         return x * x
 
-    def _backward(self, dz, need_input_grad=True):
-        return 2 * self._x * dz
+    def backward(self, dy):
+        return 2 * self._x * dy
 
 
 def test_a_model_with_a_custom_layer_loads_with_custom_objects(tmp_path):
@@ -228,7 +231,7 @@ def test_a_registered_layer_needs_no_custom_objects(tmp_path):
 
     @register_layer
     class Cube(minicnn.layers.Layer):
-        def _forward(self, x, training):
+        def forward(self, x, training=False):
             return x * x * x
 
     try:

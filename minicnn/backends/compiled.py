@@ -18,7 +18,7 @@ import threading
 import numpy as np
 
 from . import winograd
-from .reference import NumpyBackend
+from .flagged import FlaggedProductsBackend
 from .reference.elementwise import dropout_threshold
 from .reference.losses import write_totals
 from .shapes import (
@@ -194,7 +194,7 @@ def _loss_rows(kernels, logits, y):
     return summary, dz
 
 
-class CompiledCPUBackend(NumpyBackend):
+class CompiledCPUBackend(FlaggedProductsBackend):
     """The kernels of a compiled CPU backend, driven from Python: a subclass sets ``kernels``
     (its compiled functions, ``contract.COMPILED_KERNELS``) and ``_threads``."""
 
@@ -211,7 +211,7 @@ class CompiledCPUBackend(NumpyBackend):
         """While a model trains or predicts: BLAS on one thread, the parallelism is ours."""
         return blas_single_thread()
 
-    def conv2d_forward(self, x, w, b, stride, padding, relu=False):
+    def _conv2d(self, x, w, b, stride, padding, relu):
         """im2col and a product per chunk, or the one-channel or Winograd kernels
         (``_algorithm``)."""
         kernels, chunks = self.kernels, self._chunks(len(x))
@@ -235,8 +235,7 @@ class CompiledCPUBackend(NumpyBackend):
         return y.reshape(x.shape[0], g.out_h, g.out_w, w.shape[3])
 
 
-    def conv2d_backward(self, x, w, dy, stride, padding, need_dx=True,
-                        relu_output=None):
+    def _conv2d_grads(self, x, w, dy, stride, padding, need_dx, relu_output):
         """dx (None unless need_dx), dW and db summed over the chunks in a fixed order."""
         kernels, chunks = self.kernels, self._chunks(len(x))
         require_conv_shapes(x, w, dy=dy, stride=stride, padding=padding)
@@ -266,7 +265,7 @@ class CompiledCPUBackend(NumpyBackend):
         return (dx if need_dx else None), dw, db_parts.sum(axis=0).astype(x.dtype)
 
 
-    def dense_forward(self, x, w, b, relu=False):
+    def _dense(self, x, w, b, relu):
         kernels, chunks = self.kernels, self._chunks(len(x))
         b = _bias(b, w)
         require_dense_shapes(x, w, b=b)
@@ -278,7 +277,7 @@ class CompiledCPUBackend(NumpyBackend):
         return y
 
 
-    def dense_backward(self, x, w, dy, need_dx=True, relu_output=None):
+    def _dense_grads(self, x, w, dy, need_dx, relu_output):
         kernels, chunks = self.kernels, self._chunks(len(x))
         require_dense_shapes(x, w, dy=dy)
         dy2, masked, relu2, db_parts = _output_gradient(dy, relu_output, chunks)
@@ -330,7 +329,7 @@ class CompiledCPUBackend(NumpyBackend):
         return dx
 
 
-    def conv2d_maxpool_forward(self, x, w, b, stride, padding, pool, relu=True):
+    def conv2d_maxpool_forward(self, x, w, b, stride, padding, pool, relu):
         """y (N, OH // ph, OW // pw, F) and the cache: (None, offsets) fused, else (z, offsets)."""
         kernels, chunks = self.kernels, self._chunks(len(x))
         b = _bias(b, w)
@@ -338,7 +337,7 @@ class CompiledCPUBackend(NumpyBackend):
         g, args = _conv_args(x, w, stride, padding)
         algorithm = _fused(w, stride, g, pool)
         if algorithm is None:
-            z = self.conv2d_forward(x, w, b, stride, padding, relu)
+            z = self._conv2d(x, w, b, stride, padding, relu)
             y, where = self.maxpool2d_forward(z, pool, pool, "valid")
             return y, (z, where)
         out = _pooled_shape(x, w, g, pool)
@@ -354,15 +353,13 @@ class CompiledCPUBackend(NumpyBackend):
         return y, (None, where)
 
 
-    def conv2d_maxpool_backward(self, x, w, dy, y, cache, stride, padding, pool,
-                                need_dx=True, relu=True):
+    def conv2d_maxpool_backward(self, x, w, dy, y, cache, stride, padding, pool, need_dx, relu):
         """dx (None unless need_dx), dW and db of ``conv2d_maxpool_forward``'s y."""
         kernels, chunks = self.kernels, self._chunks(len(x))
         z, where = cache
         if z is not None:
             dz = self.maxpool2d_backward(dy, where, z.shape, pool, pool, "valid")
-            return self.conv2d_backward(x, w, dz, stride, padding, need_dx,
-                                   z if relu else None)
+            return self._conv2d_grads(x, w, dz, stride, padding, need_dx, z if relu else None)
         require_conv_shapes(x, w)
         g, args = _conv_args(x, w, stride, padding)
         _require_output_gradient(dy, _pooled_shape(x, w, g, pool))
@@ -412,7 +409,20 @@ class CompiledCPUBackend(NumpyBackend):
         return mean, (squares.sum(axis=0) / len(x)).astype(x.dtype)
 
 
-    def batchnorm_forward(self, x, gamma, beta, mean, var, epsilon, relu):
+    def batchnorm_forward(self, x, gamma, beta, mean, var, epsilon):
+        return self._batchnorm(x, gamma, beta, mean, var, epsilon, False)
+
+    def batchnorm_relu_forward(self, x, gamma, beta, mean, var, epsilon):
+        return self._batchnorm(x, gamma, beta, mean, var, epsilon, True)
+
+    def batchnorm_backward(self, x_hat, gamma, var, epsilon, dy, batch_stats):
+        return self._batchnorm_grads(x_hat, gamma, gamma, var, epsilon, dy, batch_stats, False)
+
+    def batchnorm_relu_backward(self, x_hat, gamma, beta, var, epsilon, y, dy, batch_stats):
+        """The mask y > 0 rebuilt from gamma x_hat + beta > 0 as x_hat is read (y unread)."""
+        return self._batchnorm_grads(x_hat, gamma, beta, var, epsilon, dy, batch_stats, True)
+
+    def _batchnorm(self, x, gamma, beta, mean, var, epsilon, relu):
         kernels = self.kernels
         x = np.ascontiguousarray(x)
         require_same_shape(gamma=gamma, beta=beta, mean=mean, var=var)
@@ -424,8 +434,9 @@ class CompiledCPUBackend(NumpyBackend):
         return y, x_hat
 
 
-    def batchnorm_backward(self, x_hat, gamma, beta, var, epsilon, dy, batch_stats, relu):
-        """With relu, both passes mask dy where gamma x_hat + beta > 0 as they read it."""
+    def _batchnorm_grads(self, x_hat, gamma, beta, var, epsilon, dy, batch_stats, relu):
+        """With relu, both passes mask dy where gamma x_hat + beta > 0 as they read it
+        (without, beta is unread)."""
         kernels, chunks = self.kernels, self._chunks(len(dy))
         dy = np.ascontiguousarray(dy)
         require_same_shape(x_hat=x_hat, dy=dy)

@@ -26,35 +26,22 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
                   "out[i] = a[rows[i]] for every i (rows: int64 indices into a's first axis); "
                   "returns out (an epoch's shuffle of a data set kept on a device)"),
     # convolution and pooling
-    "conv2d_forward": (("x", "w", "b", "stride", "padding", "relu"),
-                       "x (N,H,W,C), w (kh,kw,C,F), b (F,) or None -> y (N,OH,OW,F); "
-                       "relu: max(y, 0) (the layer's ReLU, fused)"),
-    "conv2d_backward": (("x", "w", "dy", "stride", "padding", "need_dx", "relu_output"),
-                        "dy (N,OH,OW,F) -> dx (N,H,W,C) or None, dw like w, db (F,); with "
-                        "relu_output (the fused forward's y), dy is first masked by y > 0"),
+    "conv2d_forward": (("x", "w", "b", "stride", "padding"),
+                       "x (N,H,W,C), w (kh,kw,C,F), b (F,) or None -> y (N,OH,OW,F)"),
+    "conv2d_backward": (("x", "w", "dy", "stride", "padding"),
+                        "dy (N,OH,OW,F) -> dx (N,H,W,C), dw like w, db (F,)"),
     "maxpool2d_forward": (("x", "pool", "stride", "padding"),
                           "x (N,H,W,C) -> y (N,OH,OW,C), cache (where each max came from)"),
     "maxpool2d_backward": (("dy", "cache", "x_shape", "pool", "stride", "padding"),
                            "dy (N,OH,OW,C) -> dx of x_shape"),
-    "conv2d_maxpool_forward": (("x", "w", "b", "stride", "padding", "pool", "relu"),
-                               "conv2d_forward (relu: with its ReLU), then max-pooling in "
-                               "pool-sized windows ('valid', stride = pool) -> y "
-                               "(N,OH//ph,OW//pw,F), cache (Sequential's fused Conv2D + "
-                               "MaxPool2D: a backend may pool each image's output in cache)"),
-    "conv2d_maxpool_backward": (("x", "w", "dy", "y", "cache", "stride", "padding", "pool",
-                                 "need_dx", "relu"),
-                                "dy of conv2d_maxpool_forward's y -> dx (N,H,W,C) or None, dw, db"),
     "avgpool2d_forward": (("x", "pool", "stride", "padding"),
                           "x (N,H,W,C) -> y (N,OH,OW,C): window means ('same': over the "
                           "pixels inside the image)"),
     "avgpool2d_backward": (("dy", "x_shape", "pool", "stride", "padding"),
                            "dy (N,OH,OW,C) -> dx of x_shape"),
     # dense
-    "dense_forward": (("x", "w", "b", "relu"),
-                      "x (N,D), w (D,U), b (U,) or None -> y (N,U); relu: max(y, 0)"),
-    "dense_backward": (("x", "w", "dy", "need_dx", "relu_output"),
-                       "dy (N,U) -> dx (N,D) or None, dw (D,U), db (U,); need_dx and "
-                       "relu_output as for conv"),
+    "dense_forward": (("x", "w", "b"), "x (N,D), w (D,U), b (U,) or None -> y (N,U)"),
+    "dense_backward": (("x", "w", "dy"), "dy (N,U) -> dx (N,D), dw (D,U), db (U,)"),
     # element-wise and per-row
     "activation_forward": (("name", "z"), "a = f(z), any shape (softmax: over the last axis)"),
     "activation_backward": (("name", "z", "a", "da"),
@@ -76,13 +63,37 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
     "moments": (("x",), "x (M,C) -> per-channel mean (C,) and biased variance (C,)"),
     "moving_average": (("average", "value", "momentum"),
                        "average <- momentum average + (1 - momentum) value, in place"),
-    "batchnorm_forward": (("x", "gamma", "beta", "mean", "var", "epsilon", "relu"),
-                          "x (M,C) -> (x - mean) / sqrt(var + eps) * gamma + beta, x_hat; "
-                          "relu: max(y, 0) (a ReLU after the BatchNormalization, fused)"),
-    "batchnorm_backward": (("x_hat", "gamma", "beta", "var", "epsilon", "dy", "batch_stats",
-                            "relu"),
-                           "dy (M,C) -> dx (M,C), dgamma (C,), dbeta (C,); relu: dy is first "
-                           "masked where gamma x_hat + beta > 0"),
+    "batchnorm_forward": (("x", "gamma", "beta", "mean", "var", "epsilon"),
+                          "x (M,C) -> y = (x - mean) / sqrt(var + eps) * gamma + beta, x_hat"),
+    "batchnorm_backward": (("x_hat", "gamma", "var", "epsilon", "dy", "batch_stats"),
+                           "dy (M,C) -> dx (M,C), dgamma (C,), dbeta (C,); batch_stats: mean "
+                           "and var were the batch's own (training)"),
+    # fused kernels (fusion.plan runs them on a backend that ``fuses``; the reference's are
+    # compositions of the primitives above). y is the fused forward's output; need_dx False
+    # (a model's first layer) returns None for dx; *_weight_gradients return dw, db only.
+    "dense_relu_forward": (("x", "w", "b"), "max(dense_forward, 0)"),
+    "dense_relu_backward": (("x", "w", "y", "dy", "need_dx"),
+                            "dense_backward of dy masked by y > 0 -> dx or None, dw, db"),
+    "dense_weight_gradients": (("x", "w", "dy"), "dense_backward's dw, db"),
+    "conv2d_relu_forward": (("x", "w", "b", "stride", "padding"), "max(conv2d_forward, 0)"),
+    "conv2d_relu_backward": (("x", "w", "y", "dy", "stride", "padding", "need_dx"),
+                             "conv2d_backward of dy masked by y > 0 -> dx or None, dw, db"),
+    "conv2d_weight_gradients": (("x", "w", "dy", "stride", "padding"),
+                                "conv2d_backward's dw, db"),
+    "conv2d_maxpool_forward": (("x", "w", "b", "stride", "padding", "pool", "relu"),
+                               "conv2d_forward (relu: conv2d_relu_forward), then max-pooling "
+                               "in pool-sized windows ('valid', stride = pool) -> y "
+                               "(N,OH//ph,OW//pw,F), cache (a backend may pool each image's "
+                               "output while it is in cache)"),
+    "conv2d_maxpool_backward": (("x", "w", "dy", "y", "cache", "stride", "padding", "pool",
+                                 "need_dx", "relu"),
+                                "dy of conv2d_maxpool_forward's y -> dx (N,H,W,C) or None, dw, db"),
+    "batchnorm_relu_forward": (("x", "gamma", "beta", "mean", "var", "epsilon"),
+                               "max(batchnorm_forward's y, 0), x_hat"),
+    "batchnorm_relu_backward": (("x_hat", "gamma", "beta", "var", "epsilon", "y", "dy",
+                                 "batch_stats"),
+                                "batchnorm_backward of dy masked by y > 0 (= gamma x_hat + "
+                                "beta > 0) -> dx, dgamma, dbeta"),
     # losses: (per-row losses (N,) float64, gradient of their mean w.r.t. the first argument)
     "softmax_cross_entropy": (("logits", "y"), "logits (N,K), one-hot y -> rows, dlogits"),
     "softmax_cross_entropy_totals": (("logits", "y", "totals", "halted"),

@@ -11,6 +11,12 @@ class Activation(Layer):
     def __init__(self, activation: str, input_shape=None, name=None):
         super().__init__(activation, input_shape, name)
 
+    def forward(self, x, training=False, activate=True):
+        return self._activate(x, activate)
+
+    def backward(self, dy):
+        return self._activation_gradient(dy)
+
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
 

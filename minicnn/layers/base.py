@@ -72,8 +72,8 @@ class Layer:
     """Base of every layer.
 
     Subclasses implement ``compute_output_shape``, ``weight_specs`` (if they have weights),
-    ``_forward`` (pre-activation output) and ``_backward`` (gradient of the pre-activation
-    output -> gradient of the input, filling ``self.grads``).
+    ``forward`` and ``backward`` (the gradient of the input, filling ``self.grads``); a
+    layer with an ``activation`` applies it with ``_activate`` and ``_activation_gradient``.
 
     Weights live in two dicts: ``params`` (trained: the optimizer updates them from
     ``grads``, same keys) and ``state`` (not trained, e.g. BatchNorm's moving averages).
@@ -96,7 +96,7 @@ class Layer:
         self.rng: np.random.Generator = np.random.default_rng()
         self._placed_on = None  # the backend whose memory holds the weights
         self.models: weakref.WeakSet = weakref.WeakSet()  # the models this layer is in
-        self._pre = self._output = None
+        self._z = self._a = None
         self._activated = False
 
     # -- shapes and weights -----------------------------------------------------------
@@ -187,35 +187,29 @@ class Layer:
             config_["input_shape"] = list(self.input_shape)
         return config_
 
-    # -- computation --------------------------------------------------------------------
+    # -- computation: each layer writes its own forward and backward ----------------------
 
-    def forward(self, x, training: bool = False, activate: bool = True):
-        """Output for a batch ``x``; ``activate=False`` stops before the activation.
-
-        The model uses ``activate=False`` on a final softmax/sigmoid to fuse it with the loss.
-        """
-        z = self._forward(x, training)
-        self._activated = activate and self.activation != "linear"
-        self._pre = z
-        if self._activated:
-            z = get_backend().activation_forward(self.activation, z)
-        self._output = z
-        return z
-
-    def backward(self, dy, need_input_grad: bool = True):
-        """Gradient of the loss w.r.t. this layer's input; fills ``self.grads``.
-
-        ``need_input_grad=False`` (the first layer of a model) may skip it and return None.
-        """
-        if self._activated:
-            dy = get_backend().activation_backward(self.activation, self._pre, self._output, dy)
-        return self._backward(dy, need_input_grad)
-
-    def _forward(self, x, training: bool):
+    def forward(self, x, training: bool = False):
+        """The output for a batch ``x`` (here the identity)."""
         return x
 
-    def _backward(self, dz, need_input_grad: bool = True):
-        return dz
+    def backward(self, dy):
+        """dL/dx from dy = dL/d(output) of the last ``forward``; fills ``self.grads``."""
+        return dy
+
+    def _activate(self, z, activate: bool = True):
+        """a = f(z) for the layer's activation, keeping z and a for ``_activation_gradient``.
+        ``activate=False`` (a final softmax fused with the loss) returns z."""
+        self._activated = activate and self.activation != "linear"
+        self._z = z
+        self._a = get_backend().activation_forward(self.activation, z) if self._activated else z
+        return self._a
+
+    def _activation_gradient(self, da):
+        """dz = da f'(z) for the last ``_activate``."""
+        if not self._activated:
+            return da
+        return get_backend().activation_backward(self.activation, self._z, self._a, da)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -260,32 +254,14 @@ class KernelLayer(Layer):
         grad = self.grads["kernel"] if with_gradient else None
         return get_backend().weight_penalty(self.params["kernel"], reg.l1, reg.l2, grad)
 
-    # The textbook forward and backward are Layer's: the product, then the activation.
-    # ``fusion.plan`` may run the product with its ReLU as one kernel call instead, through
-    # ``product(x, relu=True)`` and ``product_backward(..., relu_output=y)``.
-
-    def _forward(self, x, training):
-        self._x = x
-        return self.product(x)
-
-    def _backward(self, dz, need_input_grad=True):
-        dx, dw, db = self.product_backward(self._x, dz, need_input_grad)
-        self.take_gradients(dw, db)
-        return dx
+    @property
+    def kernel(self):
+        return self.params["kernel"]
 
     def take_gradients(self, dw, db) -> None:
         """grads from the kernel's dW and db, plus the regularizer's penalty gradient."""
         self.grads = {"kernel": dw, "bias": db} if self.use_bias else {"kernel": dw}
         self.last_penalty = self.penalty(with_gradient=True)
-
-    def product(self, x, relu: bool = False):
-        """The layer's kernel call: x * W + b (through a ReLU when ``relu``)."""
-        raise NotImplementedError
-
-    def product_backward(self, x, dy, need_input_grad: bool = True, relu_output=None):
-        """(dx or None, dW, db) of ``product(x)``; ``relu_output``: product(x, relu=True)'s
-        output, to send dy back through the ReLU first."""
-        raise NotImplementedError
 
     def get_config(self):
         reg = self.kernel_regularizer

@@ -68,13 +68,19 @@ class Conv2D(KernelLayer):
     def kernel_shape(self, input_shape):
         return (*self.kernel_size, input_shape[2], self.filters)
 
-    def product(self, x, relu=False):
-        return get_backend().conv2d_forward(x, self.params["kernel"], self.bias, self.strides,
-                                            self.padding, relu)
+    def forward(self, x, training=False, activate=True):
+        """y = f(conv(x, kernel) + bias) (``activate=False``: without f)."""
+        self._x = x
+        z = get_backend().conv2d_forward(x, self.kernel, self.bias, self.strides, self.padding)
+        return self._activate(z, activate)
 
-    def product_backward(self, x, dy, need_input_grad=True, relu_output=None):
-        return get_backend().conv2d_backward(x, self.params["kernel"], dy, self.strides,
-                                             self.padding, need_input_grad, relu_output)
+    def backward(self, dy):
+        """dz = dy f'(z), then the convolution's dx, dW and db from dz."""
+        dz = self._activation_gradient(dy)
+        dx, dw, db = get_backend().conv2d_backward(self._x, self.kernel, dz, self.strides,
+                                                   self.padding)
+        self.take_gradients(dw, db)
+        return dx
 
     def get_config(self):
         return {
@@ -118,26 +124,26 @@ class _Pool2D(Layer):
 class MaxPool2D(_Pool2D):
     """The largest value of each window, per channel."""
 
-    def _forward(self, x, training):
+    def forward(self, x, training=False):
         self._x_shape = x.shape
         y, self._cache = get_backend().maxpool2d_forward(x, self.pool_size, self.strides,
                                                          self.padding)
         return y
 
-    def _backward(self, dz, need_input_grad=True):
-        return get_backend().maxpool2d_backward(dz, self._cache, self._x_shape, self.pool_size,
+    def backward(self, dy):
+        return get_backend().maxpool2d_backward(dy, self._cache, self._x_shape, self.pool_size,
                                                 self.strides, self.padding)
 
 
 class AveragePooling2D(_Pool2D):
     """The mean of each window, per channel ('same': over the pixels inside the image)."""
 
-    def _forward(self, x, training):
+    def forward(self, x, training=False):
         self._x_shape = x.shape
         return get_backend().avgpool2d_forward(x, self.pool_size, self.strides, self.padding)
 
-    def _backward(self, dz, need_input_grad=True):
-        return get_backend().avgpool2d_backward(dz, self._x_shape, self.pool_size, self.strides,
+    def backward(self, dy):
+        return get_backend().avgpool2d_backward(dy, self._x_shape, self.pool_size, self.strides,
                                                 self.padding)
 
 
@@ -150,16 +156,16 @@ class GlobalAveragePooling2D(Layer):
     def compute_output_shape(self, input_shape):
         return (_check_image_shape(self, input_shape)[2],)
 
-    def _forward(self, x, training):
+    def forward(self, x, training=False):
         self._x_shape, window = x.shape, (x.shape[1], x.shape[2])
         backend = get_backend()
         y = backend.avgpool2d_forward(x, window, window, "valid")
         return backend.reshape(y, (x.shape[0], x.shape[3]))
 
-    def _backward(self, dz, need_input_grad=True):
+    def backward(self, dy):
         n, h, w, c = self._x_shape
         backend = get_backend()
-        return backend.avgpool2d_backward(backend.reshape(dz, (n, 1, 1, c)), self._x_shape,
+        return backend.avgpool2d_backward(backend.reshape(dy, (n, 1, 1, c)), self._x_shape,
                                           (h, w), (h, w), "valid")
 
 

@@ -45,7 +45,7 @@ class Dropout(Layer):
             self.rng = np.random.default_rng(seed)
         self._key = None
 
-    def _forward(self, x, training):
+    def forward(self, x, training=False):
         if not training or self.rate == 0.0:
             self._key = None
             return x
@@ -54,8 +54,8 @@ class Dropout(Layer):
         self._key = int(self.rng.integers(2**63))
         return get_backend().dropout(x, self.rate, self._key)
 
-    def _backward(self, dz, need_input_grad=True):
-        return dz if self._key is None else get_backend().dropout(dz, self.rate, self._key)
+    def backward(self, dy):
+        return dy if self._key is None else get_backend().dropout(dy, self.rate, self._key)
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}

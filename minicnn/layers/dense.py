@@ -31,12 +31,17 @@ class Dense(KernelLayer):
     def kernel_shape(self, input_shape):
         return (input_shape[0], self.units)
 
-    def product(self, x, relu=False):
-        return get_backend().dense_forward(x, self.params["kernel"], self.bias, relu)
+    def forward(self, x, training=False, activate=True):
+        """y = f(x W + b) (``activate=False``: x W + b)."""
+        self._x = x
+        return self._activate(get_backend().dense_forward(x, self.kernel, self.bias), activate)
 
-    def product_backward(self, x, dy, need_input_grad=True, relu_output=None):
-        return get_backend().dense_backward(x, self.params["kernel"], dy, need_input_grad,
-                                            relu_output)
+    def backward(self, dy):
+        """dz = dy f'(z), then dx = dz W^T, dW = x^T dz, db = sum of dz."""
+        dz = self._activation_gradient(dy)
+        dx, dw, db = get_backend().dense_backward(self._x, self.kernel, dz)
+        self.take_gradients(dw, db)
+        return dx
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
@@ -51,9 +56,9 @@ class Flatten(Layer):
     def compute_output_shape(self, input_shape):
         return (int(np.prod(input_shape)),)
 
-    def _forward(self, x, training):
+    def forward(self, x, training=False):
         self._shape = x.shape
         return get_backend().reshape(x, (x.shape[0], -1))
 
-    def _backward(self, dz, need_input_grad=True):
-        return get_backend().reshape(dz, self._shape)
+    def backward(self, dy):
+        return get_backend().reshape(dy, self._shape)

@@ -32,32 +32,33 @@ class BatchNormalization(Layer):
                 "moving_mean": Weight(c, "zeros", trainable=False),
                 "moving_variance": Weight(c, "ones", trainable=False)}
 
-    def _forward(self, x, training):
-        return self.normalize(x, training)
+    def statistics(self, rows, training: bool):
+        """The mean and variance to normalise ``rows`` (M, C) with: the batch's own while
+        training (moving the moving averages toward them), else the moving averages."""
+        if not training:
+            return self.state["moving_mean"], self.state["moving_variance"]
+        backend = get_backend()
+        mean, var = backend.moments(rows)
+        backend.moving_average(self.state["moving_mean"], mean, self.momentum)
+        backend.moving_average(self.state["moving_variance"], var, self.momentum)
+        return mean, var
 
-    def normalize(self, x, training: bool, relu: bool = False):
-        """The layer's kernel call; ``relu``: max(y, 0) in the same pass (Sequential fuses a
-        ReLU that follows, and ``backward`` then masks dy by it)."""
+    def forward(self, x, training=False):
         backend, c = get_backend(), x.shape[len(x.shape) - 1]
         rows = backend.reshape(x, (x.size // c, c))  # (N*H*W, C): a view, channels-last
-        if training:
-            mean, var = backend.moments(rows)
-            backend.moving_average(self.state["moving_mean"], mean, self.momentum)
-            backend.moving_average(self.state["moving_variance"], var, self.momentum)
-        else:
-            mean, var = self.state["moving_mean"], self.state["moving_variance"]
+        mean, var = self.statistics(rows, training)
         y, self._x_hat = backend.batchnorm_forward(rows, self.params["gamma"], self.params["beta"],
-                                                   mean, var, self.epsilon, relu)
-        self._var, self._batch_stats, self._shape, self._relu = var, training, x.shape, relu
+                                                   mean, var, self.epsilon)
+        self._var, self._batch_stats = var, training
         return backend.reshape(y, x.shape)
 
-    def _backward(self, dz, need_input_grad=True):
-        backend, c = get_backend(), self._shape[len(self._shape) - 1]
+    def backward(self, dy):
+        backend, c = get_backend(), dy.shape[len(dy.shape) - 1]
         dx, dgamma, dbeta = backend.batchnorm_backward(
-            self._x_hat, self.params["gamma"], self.params["beta"], self._var, self.epsilon,
-            backend.reshape(dz, (dz.size // c, c)), self._batch_stats, self._relu)
+            self._x_hat, self.params["gamma"], self._var, self.epsilon,
+            backend.reshape(dy, (dy.size // c, c)), self._batch_stats)
         self.grads = {"gamma": dgamma, "beta": dbeta}
-        return backend.reshape(dx, self._shape)
+        return backend.reshape(dx, dy.shape)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,

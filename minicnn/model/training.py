@@ -4,7 +4,7 @@ update). ``Sequential`` inherits all of it from ``Trainer``."""
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import math
 import numbers
 import time
@@ -67,6 +67,24 @@ def _warn_diverged(epoch: int, step: int, value: float, bad_update: bool = False
                   RuntimeWarning, stacklevel=5)
 
 
+def _checked_callbacks(callbacks) -> list[Callback]:
+    """fit's ``callbacks`` as a list, every one a Callback."""
+    if isinstance(callbacks, Callback):
+        raise TypeError(f"callbacks must be a list, e.g. callbacks=[{type(callbacks).__name__}"
+                        "(...)], not a single callback")
+    callbacks = list(callbacks or [])
+    bad = [c for c in callbacks if not isinstance(c, Callback)]
+    if bad:
+        raise TypeError(f"callbacks must be minicnn.callbacks.Callback objects, got {bad}")
+    return callbacks
+
+
+def _check_validation_split(validation_split) -> None:
+    if isinstance(validation_split, (bool, np.bool_)) or not (
+            isinstance(validation_split, numbers.Real) and 0.0 <= validation_split < 1.0):
+        raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+
+
 class History:
     """What ``fit`` returns: ``history.history["val_accuracy"]`` is a list, one entry per epoch."""
 
@@ -80,36 +98,38 @@ class History:
             self.history.setdefault(key, []).append(value)
 
 
-def _one_thread_at_a_time(method):
-    """A model's weights, activations and step buffers are shared by all its calls: a
-    second thread entering fit, evaluate or predict while another runs one is refused with
-    a clear error (the same thread may nest them, as a callback's evaluate inside fit)."""
+class Trainer:
+    """compile, fit, evaluate and predict for a model with ``layers`` (``Sequential``)."""
 
-    @functools.wraps(method)
-    def run(self, *args, **kwargs):
+    @contextlib.contextmanager
+    def _one_thread_at_a_time(self):
+        """A model's weights, activations and step buffers are shared by all its calls: a
+        second thread entering fit, evaluate or predict while another runs one is refused
+        with a clear error (the same thread may nest them, as a callback's evaluate inside
+        fit)."""
         if not self._lock.acquire(blocking=False):
             raise RuntimeError(
                 f"model {self.name!r} is already running fit, evaluate or predict in another "
                 f"thread; a minicnn model serves one thread at a time (give each thread its "
                 f"own copy, e.g. load_model of a saved one)")
         try:
-            return method(self, *args, **kwargs)
+            yield
         finally:
             self._lock.release()
 
-    return run
-
-
-class Trainer:
-    """compile, fit, evaluate and predict for a model with ``layers`` (``Sequential``)."""
-
     # -- compile --------------------------------------------------------------------------
 
-    def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None):
+    def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None,
+                fuse: bool | None = None):
         """Choose the optimizer ("adam", "sgd" or an instance), loss and metrics (["accuracy"]).
 
         An optimizer instance keeps per-parameter state, so it belongs to one model.
+        ``fuse``: whether training runs ``fusion.plan``'s fused kernels; None (default) lets
+        the backend decide (the numpy backend runs every layer's own forward and backward,
+        the fast ones fuse), False runs the textbook path on any backend.
         """
+        if fuse not in (None, True, False):
+            raise ValueError(f"fuse must be None, True or False, got {fuse!r}")
         metrics = [metrics] if isinstance(metrics, str) else list(metrics or [])
         unknown = [m for m in metrics if m not in TRAINING_METRICS]
         if unknown:
@@ -119,7 +139,7 @@ class Trainer:
         if metrics and not loss_.categorical:
             raise ValueError(f"{metrics} need a classification loss, not {loss_.name!r}")
         opt.attach(self)
-        self.optimizer, self.loss = opt, loss_
+        self.optimizer, self.loss, self.fuse = opt, loss_, fuse
         self.metrics = list(dict.fromkeys(TRAINING_METRICS[m][0] for m in metrics))
         self._metric_k = {TRAINING_METRICS[m][0]: TRAINING_METRICS[m][1] for m in metrics}
         self._placed_on = None
@@ -138,28 +158,41 @@ class Trainer:
     # -- one step: forward, loss, backward, update ----------------------------------------
 
     @property
-    def _fused(self) -> bool:
+    def _loss_takes_logits(self) -> bool:
         """The last layer's activation is the one the loss computes with it (softmax)."""
         return self.loss.fuses is not None and self.layers[-1].activation == self.loss.fuses
 
-    def _stages(self, fuse_loss: bool) -> list[fusion.Stage]:
-        """``fusion.plan`` of the layers, made once per layer list and loss fusion."""
-        key = (tuple(map(id, self.layers)), fuse_loss)
+    def plan(self, for_loss: bool = True) -> fusion.Plan:
+        """The stages a step runs on the active backend (``fusion.plan``): fused where the
+        backend ``fuses`` (or compile's ``fuse`` says so), else each layer on its own;
+        ``for_loss``: ending in the logits when the loss takes them. Made once per layer
+        list, path and loss fusion."""
+        fuse = get_backend().fuses if getattr(self, "fuse", None) is None else self.fuse
+        logits = for_loss and self.loss is not None and self._loss_takes_logits
+        key = (tuple(map(id, self.layers)), fuse, logits)
         if key not in self._plans:
-            self._plans[key] = fusion.plan(self.layers, fuse_loss)
+            self._plans[key] = fusion.plan(self.layers, fuse, logits)
         return self._plans[key]
 
-    def _forward(self, x, training: bool, fuse_loss: bool = False):
-        for stage in self._stages(fuse_loss):
+    def stages(self) -> list[fusion.Stage]:
+        """The stages a training step runs, in order (``plan``); ``stage_outputs`` holds
+        what each returned in the last forward pass."""
+        return self.plan().stages
+
+    def _forward(self, x, training: bool, stages: list[fusion.Stage]):
+        outputs = []
+        for stage in stages:
             x = stage.forward(x, training)
+            outputs.append(x)
+        self.stage_outputs = outputs
         return x
 
     def _step_loss(self, tally: Tally, x, y, training: bool, weights=None):
         """Forward a device batch into the step ``tally`` has begun: its data loss (no weight
         penalties, see ``_penalty``) and metric counts go there, rows weighted by ``weights``
         (N,) if given. Returns d loss / d output."""
-        fused = self._fused
-        out = self._forward(x, training, fuse_loss=fused)
+        fused = self._loss_takes_logits
+        out = self._forward(x, training, self.plan().stages)
         backend = get_backend()
         if y.ndim == 1:  # sparse labels (class indices): this batch's one-hot targets
             y = backend.one_hot(y, out.shape[1])
@@ -219,27 +252,9 @@ class Trainer:
         (``train_step`` then applies none)."""
         x, y = self._ready_batch(x, y)
         tally = self._tally()
-        tally.begin(len(x))
-        self._gradients(tally, x, y, sample_weight)
+        self._train_step(tally, x, y, sample_weight, update=False)
         tally.read()
         return tally.last_loss
-
-    def _gradients(self, tally: Tally, x, y, sample_weight=None) -> None:
-        """compute_gradients into the step ``tally`` has begun (loss and metric counts)."""
-        grad = self._step_loss(tally, x, y, True, sample_weight)
-        if tally.known_bad():
-            return
-        # Layers before the first one with weights need no gradient: stop there.
-        first = next((i for i, layer in enumerate(self.layers) if layer.params), len(self.layers))
-        i = len(self.layers)
-        for stage in reversed(self._stages(self._fused)):
-            i -= len(stage.layers)  # the stage's first layer
-            if i < first:
-                break
-            grad = stage.backward(grad, need_input_grad=i > first)
-        penalty = sum(layer.last_penalty for layer in self.layers
-                      if isinstance(layer, KernelLayer))
-        tally.add(penalty * len(x))
 
     def train_step(self, x, y, sample_weight=None) -> tuple[float, dict]:
         """One optimizer step on a batch (x and y as fit takes them): ``compute_gradients``,
@@ -257,20 +272,28 @@ class Trainer:
         tally.read()
         return tally
 
-    def _train_step(self, tally: Tally, x, y, sample_weight=None) -> None:
-        """train_step as a new step of ``tally``. Its loss may stay in the backend's memory
-        (read later): the update is then skipped there if the loss is NaN or inf."""
+    def _train_step(self, tally: Tally, x, y, sample_weight=None, update: bool = True) -> None:
+        """One step as a new step of ``tally``: forward and the loss's gradient, backward
+        through the stages, then (``update``) the optimizer's update. Its loss may stay in
+        the backend's memory (read later): the update is then skipped there if the loss is
+        NaN or inf."""
         tally.begin(len(x), mark=self.optimizer.iterations)
-        self._gradients(tally, x, y, sample_weight)
+        grad = self._step_loss(tally, x, y, True, sample_weight)  # forward, dL/d(output)
         if tally.known_bad():
             return
-        with get_backend().guarded_update(tally.halted) as allowed:
+        plan = self.plan()
+        for stage in reversed(plan.stages[plan.first:]):  # backward
+            grad = stage.backward(grad)
+        tally.add(len(x) * sum(layer.last_penalty for layer in self.layers
+                               if isinstance(layer, KernelLayer)))
+        if not update:
+            return
+        with get_backend().guarded_update(tally.halted) as allowed:  # update
             if allowed and self.optimizer.apply(self.layers):
                 tally.update_kept()
 
     # -- fit ----------------------------------------------------------------------------
 
-    @_one_thread_at_a_time
     def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1,
             callbacks=None, validation_data=None, validation_split: float = 0.0,
             shuffle: bool = True, class_weight: dict | None = None, sample_weight=None,
@@ -290,68 +313,62 @@ class Trainer:
         (On a GPU the loss is read back once per progress update; the steps queued after a
         bad one change no weights either, only BatchNorm's moving statistics see them.)
         """
-        self._require_compiled()
-        check_positive_int(epochs, "epochs")
-        seed = check_seed(seed)
-        if verbose not in (0, 1, 2):
-            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-        if isinstance(callbacks, Callback):
-            raise TypeError(f"callbacks must be a list, e.g. callbacks=[{type(callbacks).__name__}"
-                            "(...)], not a single callback")
-        callbacks = list(callbacks or [])
-        bad = [c for c in callbacks if not isinstance(c, Callback)]
-        if bad:
-            raise TypeError(f"callbacks must be minicnn.callbacks.Callback objects, got {bad}")
-        flow = hasattr(x, "__next__")
-        validation = None  # (x_val, y_val), prepared
-        if flow:
-            if y is not None:
-                raise ValueError("pass labels to the flow, not to fit, when x is a flow")
-            if validation_split:
-                raise ValueError("validation_split needs arrays; with a flow or generator pass "
-                                 "validation_data=(x_val, y_val) instead")
-            if sample_weight is not None or class_weight is not None:
-                raise ValueError("sample_weight and class_weight need arrays, not a flow")
-            weights = None
-            steps = check_positive_int(steps_per_epoch or _flow_steps(x), "steps_per_epoch")
-        else:
-            if y is None:
-                raise ValueError("fit needs labels y when x is an array")
-            if steps_per_epoch is not None:
-                raise ValueError("steps_per_epoch is for generators and flows; with arrays an "
-                                 "epoch is every batch of batch_size samples (len(x) / "
-                                 "batch_size, rounded up)")
-            check_positive_int(batch_size, "batch_size")
-            if isinstance(validation_split, (bool, np.bool_)) or not (
-                    isinstance(validation_split, numbers.Real) and 0.0 <= validation_split < 1.0):
-                raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
-            x, y = self._prepare(x, y)
-            weights = self._sample_weights(y, sample_weight, class_weight)
-            if validation_split and validation_data is None:
-                cut = math.floor(len(x) * (1.0 - validation_split))  # Keras: the last ones
-                if cut <= 0 or cut == len(x):
-                    raise ValueError("validation_split leaves no training or no validation data")
-                x, y, validation = x[:cut], y[:cut], (x[cut:], y[cut:])
-                weights = None if weights is None else weights[:cut]
-            steps = math.ceil(len(x) / batch_size)
-        if validation_data is not None:
-            if len(validation_data) != 2:
-                raise ValueError("validation_data must be a tuple (x_val, y_val)")
-            validation = self._prepare(*validation_data, what="validation x")
+        with self._one_thread_at_a_time():
+            self._require_compiled()
+            check_positive_int(epochs, "epochs")
+            seed = check_seed(seed)
+            if verbose not in (0, 1, 2):
+                raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+            callbacks = _checked_callbacks(callbacks)
+            flow = hasattr(x, "__next__")
+            validation = None  # (x_val, y_val), prepared
+            if flow:
+                if y is not None:
+                    raise ValueError("pass labels to the flow, not to fit, when x is a flow")
+                if validation_split:
+                    raise ValueError("validation_split needs arrays; with a flow or generator pass "
+                                     "validation_data=(x_val, y_val) instead")
+                if sample_weight is not None or class_weight is not None:
+                    raise ValueError("sample_weight and class_weight need arrays, not a flow")
+                weights = None
+                steps = check_positive_int(steps_per_epoch or _flow_steps(x), "steps_per_epoch")
+            else:
+                if y is None:
+                    raise ValueError("fit needs labels y when x is an array")
+                if steps_per_epoch is not None:
+                    raise ValueError("steps_per_epoch is for generators and flows; with arrays an "
+                                     "epoch is every batch of batch_size samples (len(x) / "
+                                     "batch_size, rounded up)")
+                check_positive_int(batch_size, "batch_size")
+                _check_validation_split(validation_split)
+                x, y = self._prepare(x, y)
+                weights = self._sample_weights(y, sample_weight, class_weight)
+                if validation_split and validation_data is None:
+                    cut = math.floor(len(x) * (1.0 - validation_split))  # Keras: the last ones
+                    if cut <= 0 or cut == len(x):
+                        raise ValueError("validation_split leaves no training or no "
+                                         "validation data")
+                    x, y, validation = x[:cut], y[:cut], (x[cut:], y[cut:])
+                    weights = None if weights is None else weights[:cut]
+                steps = math.ceil(len(x) / batch_size)
+            if validation_data is not None:
+                if len(validation_data) != 2:
+                    raise ValueError("validation_data must be a tuple (x_val, y_val)")
+                validation = self._prepare(*validation_data, what="validation x")
 
-        self._ensure_built(seed)
-        for i, layer in enumerate(self.layers):  # Dropout masks: reproducible from seed
-            if layer.uses_rng and getattr(layer, "seed", None) is None:
-                layer.rng = np.random.default_rng(None if seed is None else [seed, i])
-        backend = get_backend()
-        self._place(backend)
-        with backend.session():
-            # arrays go to the backend's memory once, not batch by batch
-            feed = x if flow else ArrayFeed(backend, x, y, weights, batch_size)
-            if validation is not None:
-                validation = ArrayFeed(backend, *validation, None, batch_size)
-            return self._fit_loop(feed, steps, epochs, verbose, shuffle, seed, validation,
-                                  terminate_on_nan, callbacks)
+            self._ensure_built(seed)
+            for i, layer in enumerate(self.layers):  # Dropout masks: reproducible from seed
+                if layer.uses_rng and getattr(layer, "seed", None) is None:
+                    layer.rng = np.random.default_rng(None if seed is None else [seed, i])
+            backend = get_backend()
+            self._place(backend)
+            with backend.session():
+                # arrays go to the backend's memory once, not batch by batch
+                feed = x if flow else ArrayFeed(backend, x, y, weights, batch_size)
+                if validation is not None:
+                    validation = ArrayFeed(backend, *validation, None, batch_size)
+                return self._fit_loop(feed, steps, epochs, verbose, shuffle, seed, validation,
+                                      terminate_on_nan, callbacks)
 
     def _sample_weights(self, targets, sample_weight, class_weight) -> np.ndarray | None:
         """Per-sample loss weights (N,) from sample_weight and class_weight, or None."""
@@ -443,7 +460,8 @@ class Trainer:
                 if tally.first_bad is not None:
                     if terminate_on_nan:
                         _warn_diverged(epoch, tally.first_bad, tally.last_loss,
-                                       tally.bad_update, self.optimizer.lr)
+                                       tally.bad_update,
+                                       self.optimizer.current_learning_rate())
                         # no update from that step on (the device skipped them): count
                         # none but that step's, if it was applied in part
                         self.optimizer.iterations = tally.mark(tally.first_bad) + int(
@@ -501,14 +519,14 @@ class Trainer:
         self._place(backend)
         return x, y, weights, backend
 
-    @_one_thread_at_a_time
     def train_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
         """One optimizer step on one batch of host arrays (checked, moved to the backend);
         returns this batch's ``[loss, metric, ...]`` (or a dict), as Keras does."""
-        x, y, weights, backend = self._placed_arrays(x, y, sample_weight)
-        with backend.session(), backend.step_buffers(self, "train", len(x)):
-            tally = self._one_step(backend.to_device(x), backend.to_device(y), weights)
-        return self._batch_logs(tally.logs(), return_dict)
+        with self._one_thread_at_a_time():
+            x, y, weights, backend = self._placed_arrays(x, y, sample_weight)
+            with backend.session(), backend.step_buffers(self, "train", len(x)):
+                tally = self._one_step(backend.to_device(x), backend.to_device(y), weights)
+            return self._batch_logs(tally.logs(), return_dict)
 
     def test_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
         """``evaluate`` of one batch: its ``[loss, metric, ...]`` (or a dict), no update."""
@@ -521,15 +539,14 @@ class Trainer:
 
     # -- inference ----------------------------------------------------------------------
 
-    @_one_thread_at_a_time
     def profile(self, x, y, steps: int = 10) -> list[dict]:
         """Where a training step's time goes, a row per fused stage, the loss and the
         optimizer (``minicnn.inspect.profile``; ``inspect.print_profile`` prints them)."""
-        from ..inspect import profile
+        with self._one_thread_at_a_time():
+            from ..inspect import profile
 
-        return profile(self, x, y, steps)
+            return profile(self, x, y, steps)
 
-    @_one_thread_at_a_time
     def input_gradient(self, x, dy, before_activation: bool = False) -> np.ndarray:
         """d sum(output * dy) / d x: how a weighted sum of the model's outputs for images
         ``x`` changes with each input pixel, in inference mode (BatchNorm's moving
@@ -537,23 +554,23 @@ class Trainer:
         ``before_activation`` the output is the last layer's before its softmax or
         sigmoid (the class scores saliency maps use). Same shape as ``x``; the weights do
         not change (their ``grads`` are overwritten)."""
-        x = check_inputs(x, self.input_shape, config.dtype())
-        self._ensure_built()
-        backend = get_backend()
-        self._place(backend)
-        dy = as_finite(as_array(dy, "dy"), config.dtype(), "dy")
-        if dy.shape != (len(x), *self.output_shape):
-            raise ValueError(f"dy must have the output's shape {(len(x), *self.output_shape)}, "
-                             f"got {dy.shape}")
-        stages = self._stages(before_activation)
-        with backend.session(), backend.step_buffers(self, "input_gradient", len(x)):
-            out = backend.to_device(x)
-            for stage in stages:
-                out = stage.forward(out, False)
-            grad = backend.to_device(dy)
-            for stage in reversed(stages):
-                grad = stage.backward(grad, True)
-            return backend.to_host(grad)
+        with self._one_thread_at_a_time():
+            x = check_inputs(x, self.input_shape, config.dtype())
+            self._ensure_built()
+            backend = get_backend()
+            self._place(backend)
+            dy = as_finite(as_array(dy, "dy"), config.dtype(), "dy")
+            if dy.shape != (len(x), *self.output_shape):
+                raise ValueError(f"dy must have the output's shape {(len(x), *self.output_shape)}, "
+                                 f"got {dy.shape}")
+            # each layer's own backward (every one computes its input's gradient)
+            stages = fusion.plan(self.layers, fuse=False, fuse_loss=before_activation).stages
+            with backend.session(), backend.step_buffers(self, "input_gradient", len(x)):
+                self._forward(backend.to_device(x), False, stages)
+                grad = backend.to_device(dy)
+                for stage in reversed(stages):
+                    grad = stage.backward(grad)
+                return backend.to_host(grad)
 
     def _evaluate_feed(self, feed: ArrayFeed, prefix: str = "") -> dict:
         """Loss (weight penalties included) and metrics over every batch of ``feed``."""
@@ -569,31 +586,32 @@ class Trainer:
         logs[prefix + "loss"] += self._penalty()
         return logs
 
-    @_one_thread_at_a_time
     def evaluate(self, x, y, batch_size: int = 32, verbose: int = 0, sample_weight=None,
                  return_dict: bool = False):
         """``[loss, metric, ...]`` (just the loss when compiled without metrics), or with
         ``return_dict`` ``{"loss": ..., "accuracy": ...}``; ``sample_weight`` weights the loss."""
-        check_positive_int(batch_size, "batch_size")
-        x, y, weights, backend = self._placed_arrays(x, y, sample_weight)
-        with backend.session(), backend.step_buffers(self, "evaluate", len(x)):
-            logs = self._evaluate_feed(ArrayFeed(backend, x, y, weights, batch_size))
-        if verbose:
-            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
-        return self._batch_logs(logs, return_dict)
+        with self._one_thread_at_a_time():
+            check_positive_int(batch_size, "batch_size")
+            x, y, weights, backend = self._placed_arrays(x, y, sample_weight)
+            with backend.session(), backend.step_buffers(self, "evaluate", len(x)):
+                logs = self._evaluate_feed(ArrayFeed(backend, x, y, weights, batch_size))
+            if verbose:
+                print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+            return self._batch_logs(logs, return_dict)
 
-    @_one_thread_at_a_time
     def predict(self, x, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
         """Outputs for every sample of ``x`` (probabilities after a softmax), as a host array."""
-        check_positive_int(batch_size, "batch_size")
-        x = check_inputs(x, self.input_shape, config.dtype())
-        self._ensure_built()
-        backend = get_backend()
-        self._place(backend)
-        out = []
-        with backend.session():
-            for start in range(0, len(x), batch_size):
-                batch = x[start:start + batch_size]
-                with backend.step_buffers(self, "predict", len(batch)):
-                    out.append(backend.to_host(self._forward(backend.to_device(batch), False)))
-        return np.concatenate(out)
+        with self._one_thread_at_a_time():
+            check_positive_int(batch_size, "batch_size")
+            x = check_inputs(x, self.input_shape, config.dtype())
+            self._ensure_built()
+            backend = get_backend()
+            self._place(backend)
+            out = []
+            with backend.session():
+                for start in range(0, len(x), batch_size):
+                    batch = x[start:start + batch_size]
+                    with backend.step_buffers(self, "predict", len(batch)):
+                        out.append(backend.to_host(self._forward(
+                            backend.to_device(batch), False, self.plan(for_loss=False).stages)))
+            return np.concatenate(out)

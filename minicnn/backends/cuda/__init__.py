@@ -27,7 +27,7 @@ docs/gpu.md says how to run and time this backend.
 
 from __future__ import annotations
 
-from ..reference import NumpyBackend
+from ..flagged import FlaggedProductsBackend
 from ..reference import elementwise as ref_elementwise
 from ..reference import losses as ref_losses
 from ..reference import metrics as ref_metrics
@@ -39,7 +39,7 @@ from .memory import host_fallback
 from .optimizers import unless_halted
 
 
-class CudaBackend(NumpyBackend):
+class CudaBackend(FlaggedProductsBackend):
     """Kernels on the GPU; arrays are numba device arrays."""
 
     name = "cuda"
@@ -56,13 +56,14 @@ class CudaBackend(NumpyBackend):
     reshape = staticmethod(memory.reshape)
     take_rows = staticmethod(optimizers.take_rows)
 
-    # convolution, pooling, dense (conv2d_maxpool_*: the reference's composition of these)
-    conv2d_forward = staticmethod(conv.conv2d_forward)
-    conv2d_backward = staticmethod(conv.conv2d_backward)
+    # convolution, pooling, dense: the products take the fusion flags (``flagged.py``);
+    # conv2d_maxpool_* and batchnorm_relu_* are the reference's compositions of these
+    _conv2d = staticmethod(conv.conv2d)
+    _conv2d_grads = staticmethod(conv.conv2d_grads)
     maxpool2d_forward = staticmethod(pool.maxpool2d_forward)
     maxpool2d_backward = staticmethod(pool.maxpool2d_backward)
-    dense_forward = staticmethod(dense.dense_forward)
-    dense_backward = staticmethod(dense.dense_backward)
+    _dense = staticmethod(dense.dense)
+    _dense_grads = staticmethod(dense.dense_grads)
 
     # element-wise, losses, metrics
     activation_forward = staticmethod(elementwise.activation_forward)

@@ -45,13 +45,15 @@ def _windows(x, w, stride, padding):
     return Windows(x, kh, kw, tuple(stride), g.pad_top, g.pad_left, g.out_h, g.out_w), g
 
 
-def conv2d_forward(x, w, b, stride, padding, relu=False):
+def conv2d(x, w, b, stride, padding, relu):
+    """Implicit-GEMM convolution (relu: max(., 0) in the epilogue)."""
     windows, g = _windows(x, w, stride, padding)
     y = matmul(windows, _rows(w, w.shape[3]), bias=b, relu=relu)
     return _reshaped(y, x.shape[0], g.out_h, g.out_w, w.shape[3])
 
 
-def conv2d_backward(x, w, dy, stride, padding, need_dx=True, relu_output=None):
+def conv2d_grads(x, w, dy, stride, padding, need_dx, relu_output):
+    """dx (None unless need_dx: one gather per input pixel), dW, db; relu_output masks dy."""
     f = w.shape[3]
     windows, g = _windows(x, w, stride, padding)
     dy2, relu2 = _rows(dy, f), _rows(relu_output, f)

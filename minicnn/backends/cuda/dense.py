@@ -5,14 +5,13 @@ from __future__ import annotations
 from .matmul import _weight_gradients, matmul
 
 
-def dense_forward(x, w, b, relu=False):
+def dense(x, w, b, relu):
+    """x W + b (relu: max(., 0)), one launch."""
     return matmul(x, w, bias=b, relu=relu)
 
 
-def dense_backward(x, w, dy, need_dx=True, relu_output=None):
+def dense_grads(x, w, dy, need_dx, relu_output):
+    """dx (None unless need_dx), dW, db; relu_output masks dy as the products load it."""
     dw, db = _weight_gradients(x, dy, relu_output, w.shape)
     dx = matmul(dy, w, trans_b=True, mask_a=relu_output) if need_dx else None
     return dx, dw, db
-
-
-

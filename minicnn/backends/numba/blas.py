@@ -2,6 +2,9 @@
 the BLAS that ``backends/blas.py`` picks (NumPy's, called directly through CBLAS, or
 SciPy's through Numba's own np.dot), reading transposed views and blocks of columns in place.
 
+With ``NUMBA_DISABLE_JIT=1`` (stepping through the kernels in a debugger) ``matmul`` is
+NumPy's own product: an external symbol can be called only from compiled code.
+
 The kernels call two external symbols, ``minicnn_cblas_sgemm`` and ``minicnn_cblas_dgemm``
 (CBLAS gemm: row-major, 64-bit sizes). Importing this module binds them to the chosen
 library's functions, before any kernel is compiled or loaded from Numba's cache (cached
@@ -11,6 +14,7 @@ code names the symbols, not an address, so the cache stays valid whichever is bo
 from __future__ import annotations
 
 import llvmlite.binding
+import numba
 import numpy as np
 from numba import carray, cfunc, njit, types
 
@@ -88,7 +92,7 @@ def _operand(a):
 
 
 @njit(**JIT)
-def matmul(a, b, out, accumulate=False):
+def _cblas_matmul(a, b, out, accumulate=False):
     """out = a b, or out += a b with ``accumulate``: a (m, k) and b (k, n) views whose rows
     or columns are contiguous (a transposed view or a block of columns is read in place),
     out (m, n) with contiguous rows; all of one float dtype."""
@@ -112,3 +116,15 @@ def matmul(a, b, out, accumulate=False):
     else:
         _dgemm(ROW_MAJOR, trans_a, trans_b, m, n, k, 1.0, a.ctypes.data, lda, b.ctypes.data,
                ldb, beta, out.ctypes.data, ldc)
+
+
+
+def _numpy_matmul(a, b, out, accumulate=False):
+    """``_cblas_matmul`` in NumPy, for NUMBA_DISABLE_JIT=1 (no compiled code to call it)."""
+    if accumulate:
+        out += a @ b
+    else:
+        np.matmul(a, b, out=out)
+
+
+matmul = _numpy_matmul if numba.config.DISABLE_JIT else _cblas_matmul

@@ -38,6 +38,9 @@ class NumpyBackend:
     on_device = False  # arrays live in host memory
     compile_notice = None  # what fit says while a first step compiles (numba, CUDA)
     loss_read_interval = 0.0  # seconds between fit's reads of the loss: 0, every step
+    # Whether fit runs fusion.plan's fused stages on this backend (its fast kernels), or
+    # each layer's own forward and backward (the textbook path, always this backend's).
+    fuses = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -57,20 +60,6 @@ class NumpyBackend:
     maxpool2d_backward = staticmethod(pool.maxpool2d_backward)
     avgpool2d_forward = staticmethod(pool.avgpool2d_forward)
     avgpool2d_backward = staticmethod(pool.avgpool2d_backward)
-
-    def conv2d_maxpool_forward(self, x, w, b, stride, padding, pool, relu=True):
-        """A Conv2D and the MaxPool2D after it (``fusion.plan``): this backend's convolution,
-        then its max-pooling in pool-sized windows. -> y, cache."""
-        z = self.conv2d_forward(x, w, b, stride, padding, relu)
-        y, where = self.maxpool2d_forward(z, pool, pool, "valid")
-        return y, (z, where)
-
-    def conv2d_maxpool_backward(self, x, w, dy, y, cache, stride, padding, pool, need_dx=True,
-                                relu=True):
-        """dy through the pooling (to each window's winner), then through the convolution."""
-        z, where = cache
-        dz = self.maxpool2d_backward(dy, where, z.shape, pool, pool, "valid")
-        return self.conv2d_backward(x, w, dz, stride, padding, need_dx, z if relu else None)
 
     # dense
     dense_forward = staticmethod(dense.dense_forward)
@@ -100,6 +89,66 @@ class NumpyBackend:
     count_correct = staticmethod(metrics.count_correct)
     count_top_k = staticmethod(metrics.count_top_k)
     count_binary_correct = staticmethod(metrics.count_binary_correct)
+
+    # fused kernels: what fusion.plan runs on a backend that ``fuses``. Here each is the
+    # composition of this backend's primitives, so a backend fuses whatever it lacks a fused
+    # version of with its own kernels, and the tests hold the fast versions to these.
+
+    def dense_relu_forward(self, x, w, b):
+        """max(x W + b, 0): dense_forward, then the ReLU."""
+        return self.activation_forward("relu", self.dense_forward(x, w, b))
+
+    def dense_relu_backward(self, x, w, y, dy, need_dx):
+        """dy through the ReLU (y is its output), then dense_backward; dx None unless
+        ``need_dx`` (a model's first layer needs none)."""
+        dx, dw, db = self.dense_backward(x, w, self.activation_backward("relu", y, y, dy))
+        return (dx if need_dx else None), dw, db
+
+    def dense_weight_gradients(self, x, w, dy):
+        """dW and db of dense_backward, without dx (a model's first layer)."""
+        return self.dense_backward(x, w, dy)[1:]
+
+    def conv2d_relu_forward(self, x, w, b, stride, padding):
+        """max(conv2d_forward(...), 0)."""
+        return self.activation_forward("relu", self.conv2d_forward(x, w, b, stride, padding))
+
+    def conv2d_relu_backward(self, x, w, y, dy, stride, padding, need_dx):
+        """dy through the ReLU (y is its output), then conv2d_backward (dx as for dense)."""
+        dz = self.activation_backward("relu", y, y, dy)
+        dx, dw, db = self.conv2d_backward(x, w, dz, stride, padding)
+        return (dx if need_dx else None), dw, db
+
+    def conv2d_weight_gradients(self, x, w, dy, stride, padding):
+        """dW and db of conv2d_backward, without dx (a model's first layer)."""
+        return self.conv2d_backward(x, w, dy, stride, padding)[1:]
+
+    def conv2d_maxpool_forward(self, x, w, b, stride, padding, pool, relu):
+        """A Conv2D (with its ReLU when ``relu``) and the MaxPool2D after it, pool-sized
+        windows. -> y, cache."""
+        z = (self.conv2d_relu_forward if relu else self.conv2d_forward)(x, w, b, stride, padding)
+        y, where = self.maxpool2d_forward(z, pool, pool, "valid")
+        return y, (z, where)
+
+    def conv2d_maxpool_backward(self, x, w, dy, y, cache, stride, padding, pool, need_dx, relu):
+        """dy through the pooling (to each window's winner), then through the convolution."""
+        z, where = cache
+        dz = self.maxpool2d_backward(dy, where, z.shape, pool, pool, "valid")
+        if relu:
+            return self.conv2d_relu_backward(x, w, z, dz, stride, padding, need_dx)
+        if need_dx:
+            return self.conv2d_backward(x, w, dz, stride, padding)
+        return (None, *self.conv2d_weight_gradients(x, w, dz, stride, padding))
+
+    def batchnorm_relu_forward(self, x, gamma, beta, mean, var, epsilon):
+        """A BatchNormalization and the ReLU after it: max(batchnorm_forward's y, 0), x_hat."""
+        y, x_hat = self.batchnorm_forward(x, gamma, beta, mean, var, epsilon)
+        return self.activation_forward("relu", y), x_hat
+
+    def batchnorm_relu_backward(self, x_hat, gamma, beta, var, epsilon, y, dy, batch_stats):
+        """dy through the ReLU (y is its output), then batchnorm_backward (a fast backend
+        may rebuild the mask y > 0 from gamma x_hat + beta > 0 instead of reading y)."""
+        return self.batchnorm_backward(x_hat, gamma, var, epsilon,
+                                       self.activation_backward("relu", y, y, dy), batch_stats)
 
     # optimizers
     sgd_update = staticmethod(optimizers.sgd_update)

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..shapes import conv_geometry
-from .dense import dense_forward, through_relu
+from .dense import dense_forward
 
 
 def pad_images(x: np.ndarray, geometry, value: float = 0.0) -> np.ndarray:
@@ -56,29 +56,23 @@ def col2im(cols: np.ndarray, padded_shape, kh: int, kw: int, stride, out_h: int,
     return dxp
 
 
-def conv2d_forward(x, w, b, stride, padding, relu=False):
-    """y = im2col(x) W + b as (N, OH, OW, F) (b None: no bias); ``relu``: max(y, 0)."""
+def conv2d_forward(x, w, b, stride, padding):
+    """y = im2col(x) W + b as (N, OH, OW, F) (b None: no bias)."""
     kh, kw, c, f = w.shape
     g = conv_geometry(x.shape[1], x.shape[2], kh, kw, stride, padding)
     cols = im2col(pad_images(x, g), kh, kw, stride, g.out_h, g.out_w)
-    y = dense_forward(cols, w.reshape(kh * kw * c, f), b, relu)
+    y = dense_forward(cols, w.reshape(kh * kw * c, f), b)
     return y.reshape(x.shape[0], g.out_h, g.out_w, f)
 
 
-def conv2d_backward(x, w, dy, stride, padding, need_dx=True, relu_output=None):
-    """dx = col2im(dy W^T), dW = cols^T dy, db = sum of dy.
-
-    ``need_dx=False`` (the model's first layer) skips dx and returns None for it.
-    ``relu_output`` (the forward's output with ``relu``): dy goes back through the ReLU first.
-    """
+def conv2d_backward(x, w, dy, stride, padding):
+    """dx = col2im(dy W^T), dW = cols^T dy, db = sum of dy."""
     kh, kw, c, f = w.shape
     g = conv_geometry(x.shape[1], x.shape[2], kh, kw, stride, padding)
     xp = pad_images(x, g)
     cols = im2col(xp, kh, kw, stride, g.out_h, g.out_w)
-    dy2 = through_relu(dy, relu_output).reshape(-1, f)
+    dy2 = dy.reshape(-1, f)
     dw = (cols.T @ dy2).reshape(w.shape)
     db = dy2.sum(axis=0)
-    if not need_dx:
-        return None, dw, db
     dxp = col2im(dy2 @ w.reshape(-1, f).T, xp.shape, kh, kw, stride, g.out_h, g.out_w)
     return crop_padding(dxp, x.shape, g), dw, db

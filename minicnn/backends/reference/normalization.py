@@ -5,9 +5,6 @@
                dx = gamma / sqrt(var + eps) (dy - mean(dy) - x_hat mean(dy x_hat))
                when mean and var are the batch's own (training), else dy gamma / sqrt(var + eps)
 
-With ``relu`` (a ReLU right after the BatchNormalization, fused by Sequential) the forward
-returns max(y, 0), and the backward first masks dy where gamma x_hat + beta > 0: the mask
-is rebuilt from x_hat, which the backward reads anyway, so the ReLU costs no pass of its own.
 """
 
 from __future__ import annotations
@@ -21,19 +18,14 @@ def moments(x):
     return mean, ((x - mean) ** 2).mean(axis=0)
 
 
-def batchnorm_forward(x, gamma, beta, mean, var, epsilon: float, relu: bool = False):
-    """x_hat = (x - mean) / sqrt(var + eps); y = gamma x_hat + beta (relu: max(y, 0)).
-    Returns y, x_hat."""
+def batchnorm_forward(x, gamma, beta, mean, var, epsilon: float):
+    """x_hat = (x - mean) / sqrt(var + eps); y = gamma x_hat + beta. Returns y, x_hat."""
     x_hat = (x - mean) / np.sqrt(var + epsilon)
-    y = x_hat * gamma + beta
-    return (np.maximum(y, 0) if relu else y), x_hat
+    return x_hat * gamma + beta, x_hat
 
 
-def batchnorm_backward(x_hat, gamma, beta, var, epsilon: float, dy, batch_stats: bool,
-                       relu: bool = False):
-    """dx, dgamma, dbeta (the module docstring's formulas; relu: dy masked first)."""
-    if relu:
-        dy = dy * (x_hat * gamma + beta > 0)
+def batchnorm_backward(x_hat, gamma, var, epsilon: float, dy, batch_stats: bool):
+    """dx, dgamma, dbeta (the module docstring's formulas)."""
     dgamma, dbeta = (dy * x_hat).sum(axis=0), dy.sum(axis=0)
     scale = gamma / np.sqrt(var + epsilon)
     if not batch_stats:
