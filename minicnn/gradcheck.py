@@ -133,9 +133,8 @@ def check_model(model, x: np.ndarray, y: np.ndarray, eps: float = 1e-6) -> float
 
 
 def _check_model(backend, model, x, y, eps: float) -> float:
-    xs, ys = model._prepare(x, y)
-    model._ensure_built(0)
-    model._place(backend)
+    xs, ys = model.check_data(x, y)
+    model.ready(seed=0)
     xd, yd = backend.to_device(xs), backend.to_device(ys)
     model.compute_gradients(xd, yd)
     worst = 0.0

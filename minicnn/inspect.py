@@ -9,15 +9,18 @@ backend (arrays come back to the host).
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import time
 
 import numpy as np
 
-from . import config
-from .backends import get_backend
+from . import config, fusion
+from .backends import to_numpy
 from .fusion import layers_of
-from .validation import check_inputs
+from .layers import AveragePooling2D, Conv2D, Dense, MaxPool2D
+from .validation import check_inputs, check_positive_int
 
 
 def feature_maps(model, x) -> dict[str, np.ndarray]:
@@ -25,9 +28,7 @@ def feature_maps(model, x) -> dict[str, np.ndarray]:
     order, in inference mode. The layers run one at a time, unfused, as the textbook writes
     them (a Conv2D's map is after its activation)."""
     x = check_inputs(x, model.input_shape, config.dtype())
-    model._ensure_built()
-    backend = get_backend()
-    model._place(backend)
+    backend = model.ready()
     maps = {}
     with backend.session():
         out = backend.to_device(x)
@@ -62,8 +63,6 @@ def layer_flops(layer, input_shape, output_shape, batch: int) -> int:
     forward's batch x inputs x outputs products; pooling compares (max) or adds (average)
     each window element once forward and sends each output once backward; element-wise
     layers and activations count 1 per value each way."""
-    from .layers import AveragePooling2D, Conv2D, Dense, MaxPool2D
-
     out = batch * math.prod(output_shape)
     if isinstance(layer, Dense):
         return 3 * 2 * batch * input_shape[0] * layer.units
@@ -80,11 +79,26 @@ def _bytes(layer, input_shape, output_shape, batch: int, itemsize: int) -> int:
     return itemsize * (batch * (math.prod(input_shape) + math.prod(output_shape)) + weights)
 
 
+class _TimedStage:
+    """A stage of the model's plan whose forward and backward ``clock`` times."""
+
+    def __init__(self, stage, index: int, clock):
+        self.stage, self.index, self.clock = stage, index, clock
+        self.layers = layers_of(stage)
+
+    def forward(self, x, training: bool):
+        return self.clock((self.index, "forward"), self.stage.forward, x, training)
+
+    def backward(self, dy):
+        return self.clock((self.index, "backward"), self.stage.backward, dy)
+
+
 def profile(model, x, y, steps: int = 10) -> list[dict]:
     """Where a training step's time goes: the real step (``fit``'s), timed around each stage
     of ``fusion.plan``, the loss and the optimizer, over ``steps`` steps after a warm-up
     one (which may compile kernels); the weights and the optimizer's state are restored
-    afterwards, so profiling trains nothing.
+    afterwards (and Dropout's generators), so profiling trains nothing. The model runs
+its own step (``run_step``) on timed copies of its stages and a tally of the profile's own.
 
     One row per stage (``layer``: its layers' names, joined by "+") with ``forward_s`` and
     ``backward_s`` (medians per step), ``flops`` (``layer_flops``, forward and backward),
@@ -93,35 +107,27 @@ def profile(model, x, y, steps: int = 10) -> list[dict]:
     step (Python, the tally), so that the rows add up to the median step, ``step_s``, within
     the spread of the medians.
     """
-    from .backends import get_backend
-    from .validation import check_positive_int
-
     check_positive_int(steps, "steps")
-    model._require_compiled()
-    xs, ys = model._prepare(x, y)
-    model._ensure_built()
-    backend = get_backend()
-    model._place(backend)
+    xs, ys = model.check_data(x, y)
+    backend = model.ready()
     saved, iterations = model.get_weights(), model.optimizer.iterations
-    saved_state = model.optimizer.state_arrays()
-    stages = model.stages()
+    saved_state = {key: np.array(to_numpy(value)) for key, value in
+                   model.optimizer.state_arrays().items()}  # copies: the steps update them
+    generators = [(layer, copy.deepcopy(layer.rng)) for layer in model.layers if layer.uses_rng]
     times: dict = {}  # (stage index or name, "forward"/"backward") -> seconds per step
 
-    def timed(key, call):
-        def run(*args, **kwargs):
-            backend.synchronize()
-            start = time.perf_counter()
-            result = call(*args, **kwargs)
-            backend.synchronize()
-            times.setdefault(key, []).append(time.perf_counter() - start)
-            return result
-        return run
+    def clock(key, call, *args, **kwargs):
+        backend.synchronize()
+        start = time.perf_counter()
+        result = call(*args, **kwargs)
+        backend.synchronize()
+        times.setdefault(key, []).append(time.perf_counter() - start)
+        return result
 
-    for i, stage in enumerate(stages):
-        stage.forward = timed((i, "forward"), stage.forward)
-        stage.backward = timed((i, "backward"), stage.backward)
-    model.optimizer.apply = timed(("optimizer", "forward"), model.optimizer.apply)
-    model._step_loss = timed(("forward and loss", "forward"), model._step_loss)
+    plan = model.plan()
+    stages = plan.stages
+    timed = fusion.Plan([_TimedStage(stage, i, clock) for i, stage in enumerate(stages)],
+                        plan.first)
     step_times = []
     try:
         with backend.session(), backend.step_buffers(model, "profile", len(xs)):
@@ -129,26 +135,28 @@ def profile(model, x, y, steps: int = 10) -> list[dict]:
             for step in range(steps + 1):
                 if step == 1:
                     times.clear()  # the warm-up step may have compiled kernels
-                tally = model._tally()
+                tally = backend.tally(1, model.metrics)  # this profile's own: its calls timed
+                tally.loss_gradient = functools.partial(clock, ("loss", "forward"),
+                                                        tally.loss_gradient)
+                tally.update = functools.partial(clock, ("optimizer", "forward"), tally.update)
                 backend.synchronize()
                 start = time.perf_counter()
-                model._train_step(tally, xd, yd)
+                model.run_step(tally, xd, yd, plan=timed)
                 tally.read()
                 backend.synchronize()
                 step_times.append(time.perf_counter() - start)
     finally:
-        for stage in stages:
-            del stage.forward, stage.backward
-        del model.optimizer.apply, model._step_loss
         model.set_weights(saved)
         model.optimizer.load_state(iterations, saved_state)
-        model._placed_on = None  # the restored optimizer state goes back to the backend
+        model.optimizer.place(backend)
+        for layer, generator in generators:
+            layer.rng = generator
     step_times = np.array(step_times[1:])
 
     def per_step(key):
         return np.array(times.get(key, [0.0] * steps))
 
-    shapes = model._shapes()
+    shapes = model.layer_shapes()
     rows, accounted = [], np.zeros(steps)
     for i, stage in enumerate(stages):
         forward, backward = per_step((i, "forward")), per_step((i, "backward"))
@@ -160,9 +168,7 @@ def profile(model, x, y, steps: int = 10) -> list[dict]:
             "flops": sum(layer_flops(model.layers[j], *shapes[j], len(xs)) for j in indices),
             "bytes": sum(_bytes(model.layers[j], *shapes[j], len(xs), xs.itemsize)
                          for j in indices)})
-    # the loss: the forward-and-loss call less its stages' forwards
-    loss = per_step(("forward and loss", "forward")) - sum(
-        per_step((i, "forward")) for i in range(len(stages)))
+    loss = per_step(("loss", "forward"))
     update = per_step(("optimizer", "forward"))
     accounted += loss + update
     for name, seconds in (("loss", loss), ("optimizer", update),

@@ -16,6 +16,8 @@ from matplotlib.ticker import MaxNLocator
 
 from .backends import to_numpy
 from .datasets import CLASS_NAMES
+from .fusion import layers_of
+from .layers.base import Layer
 from .metrics import confusion_matrix
 
 
@@ -236,10 +238,7 @@ def plot_model(model, path=None) -> Figure:
     """The model as a diagram, as keras.utils.plot_model draws it: a box per layer with its
     name, class, output shape and parameter count; layers that run as one fused stage
     (``fusion.plan``) share a dashed frame."""
-    from .fusion import layers_of
-    from .layers.base import Layer
-
-    shapes = model._shapes()
+    shapes = model.layer_shapes()
     stages = model.plan(for_loss=False).stages
     height = 0.9 * len(model.layers) + 0.6
     fig = Figure(figsize=(5.2, height))

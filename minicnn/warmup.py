@@ -19,15 +19,17 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
+import minicnn
+from minicnn import zoo
+from minicnn.backends.numba.jit import JIT
+from minicnn.backends.threads import cpu_threads
+
 # Heaviest first, so that the workers finish together (Winograd: cnn_b and best).
 ORDER = ("cnn_b", "best", "cnn_a", "small_data_cnn", "mlp")
 
 
 def warm(name: str) -> float:
     """Train zoo model ``name`` for two batches and predict with it; -> seconds taken."""
-    import minicnn
-    from minicnn import zoo
-
     start = time.perf_counter()
     with minicnn.use_backend("numba"):
         model = zoo.MODELS[name]()
@@ -41,9 +43,6 @@ def warm(name: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from minicnn.backends.numba.jit import JIT
-    from minicnn.backends.threads import cpu_threads
-
     names = list(argv if argv is not None else sys.argv[1:]) or list(ORDER)
     unknown = sorted(set(names) - set(ORDER))
     if unknown:

@@ -75,9 +75,40 @@ def test_smoothed_labels(cuda):
         equivalence.test_smooth_labels(cuda, np.float32, smoothing, uniform)
 
 
-@pytest.mark.parametrize("rows", [5, 70])
+@pytest.mark.parametrize("rows", [5, 70])  # 70: more rows than a simulated block has threads
 def test_loss_totals_halt_flag_and_row_gather(cuda, rows):
-    equivalence.test_loss_totals_and_the_halt_flag(cuda, np.float32, rows)
+    """The loss kernel of CUDA's tally: the gradient, (loss sum, hits) and the NaN flag,
+    which then stops every update kernel (``guarded_update``); take_rows gathers rows in any
+    order."""
+    from minicnn.backends.cuda.losses import softmax_cross_entropy_totals
+    from minicnn.backends.cuda.optimizers import guarded_update
+    reference = minicnn.backends.load("numpy")
+    rng = np.random.default_rng(rows)
+    logits = (30 * rng.standard_normal((rows, 4))).astype(np.float32)
+    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, rows)]
+    for poison in (False, True):
+        if poison:
+            logits[rows // 2, 1] = np.nan
+        losses, grad = reference.softmax_cross_entropy(logits, y)
+        totals, flag = cuda.to_device(np.zeros(2)), cuda.to_device(np.zeros(1, np.int32))
+        dz = softmax_cross_entropy_totals(cuda.to_device(logits), cuda.to_device(y), totals, flag)
+        assert cuda.to_host(flag)[0] == int(poison)
+        if not poison:
+            np.testing.assert_allclose(cuda.to_host(dz), grad, rtol=2e-4, atol=2e-4)
+            np.testing.assert_allclose(cuda.to_host(totals), [losses.sum(), reference.count_correct(
+                logits, y, 0.0)], rtol=2e-4)
+        p = rng.standard_normal(7).astype(np.float32)
+        state = [cuda.to_device(a.astype(np.float32)) for a in (p, p, np.zeros(7), np.zeros(7))]
+        with guarded_update(flag):
+            cuda.adam_update_many([state[0]], [state[1]], [state[2]], [state[3]], 0.1, 0.9,
+                                  0.999, 1e-7)
+            cuda.sgd_update(state[1], state[0], state[2], 0.1, 0.9, False)
+        assert np.array_equal(cuda.to_host(state[0]), p) == poison
+        assert np.array_equal(cuda.to_host(state[1]), p) == poison
+    order = rng.permutation(rows)
+    out = cuda.zeros_like(cuda.to_device(logits))
+    assert np.array_equal(cuda.to_host(cuda.take_rows(cuda.to_device(logits), cuda.to_device(order),
+                                                      out)), logits[order], equal_nan=True)
 
 
 def test_launches_are_checked_against_the_kernels_signatures(cuda):

@@ -800,7 +800,7 @@ def test_a_bad_thread_count_names_the_variable(monkeypatch):
 def test_compute_gradients_builds_an_unbuilt_model():
     model = _small()
     model.compile("sgd", "sparse_categorical_crossentropy")
-    x, y = model._prepare(_X, _Y)
+    x, y = model.check_data(_X, _Y)
     assert np.isfinite(model.compute_gradients(x, y))
     assert model.layers[0].grads["kernel"].shape == (4, 3)
 

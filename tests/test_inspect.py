@@ -63,7 +63,7 @@ def test_feature_maps_are_every_layers_output_in_order(backend):
     x = np.random.default_rng(2).standard_normal((2, 7, 6, 2)).astype(np.float32)
     maps = inspect.feature_maps(model, x)
     assert list(maps) == [layer.name for layer in model.layers]
-    assert [m.shape[1:] for m in maps.values()] == [s[1] for s in model._shapes()]
+    assert [m.shape[1:] for m in maps.values()] == [s[1] for s in model.layer_shapes()]
     np.testing.assert_allclose(maps["dense_1"], model.predict(x), rtol=1e-5, atol=1e-6)
     conv = maps["conv2d"]
     assert (conv >= 0).all()  # after its ReLU
@@ -133,7 +133,9 @@ def test_profile_flops_are_hand_counts_and_the_rows_add_up(backend, monkeypatch)
     rng = np.random.default_rng(5)
     x, y = rng.standard_normal((n, 7, 6, 2)), rng.integers(0, 4, n)
     model.fit(x, y, epochs=1, verbose=0, seed=0)  # an optimizer state to keep
-    before, state = model.get_weights(), model.optimizer.state_arrays()
+    before = model.get_weights()
+    state = {k: np.array(minicnn.backends.to_numpy(v))  # copies: the steps update the live ones
+             for k, v in model.optimizer.state_arrays().items()}
     iterations = model.optimizer.iterations
     import itertools
     import time
@@ -146,13 +148,13 @@ def test_profile_flops_are_hand_counts_and_the_rows_add_up(backend, monkeypatch)
     after = model.optimizer.state_arrays()
     assert model.optimizer.iterations == iterations and set(after) == set(state)
     for key in state:
-        np.testing.assert_array_equal(after[key], state[key])
+        np.testing.assert_array_equal(minicnn.backends.to_numpy(after[key]), state[key])
     model.fit(x, y, epochs=1, verbose=0)  # and training goes on from there
     assert [r["layer"] for r in rows][-3:] == ["loss", "optimizer", "outside the layers"]
     first = layers_of(model.stages()[0])  # fused on the fast backends, alone on numpy
     assert rows[0]["layer"] == ("conv2d" if minicnn.get_backend().name == "numpy"
                                 else "conv2d+max_pool2d")
-    shapes = model._shapes()
+    shapes = model.layer_shapes()
     assert rows[0]["flops"] == sum(inspect.layer_flops(model.layers[i], *shapes[i], n)
                                    for i in range(len(first)))
     total = sum(r["forward_s"] + r["backward_s"] for r in rows)
@@ -160,3 +162,23 @@ def test_profile_flops_are_hand_counts_and_the_rows_add_up(backend, monkeypatch)
     assert all(r["forward_s"] > 0 for r in rows if r["layer"] != "outside the layers")
     inspect.print_profile(rows)
     plotting.plot_profile(rows)
+
+
+def test_profiling_changes_nothing_the_next_fit_sees(backend):
+    """Weights, Adam's m and v, the step count and a seeded Dropout's generator: all as
+    they were, so fit after profile trains exactly as fit without it."""
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((16, 6, 6, 1)), rng.integers(0, 3, 16)
+
+    def train(profile_between: bool):
+        model = Sequential([Flatten(input_shape=(6, 6, 1)), Dense(8, activation="relu"),
+                            Dropout(0.5, seed=1), Dense(3, activation="softmax")])
+        model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0, seed=0)
+        if profile_between:
+            model.profile(x, y, steps=2)
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0, seed=1)
+        return model.get_weights()
+
+    for a, b in zip(train(False), train(True)):
+        np.testing.assert_array_equal(a, b)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ctypes
 import os
 
-from .threads import _blas_libraries
+from .threads import blas_libraries
 
 # NumPy's CBLAS gemm with 64-bit sizes under the names its wheels have used: scipy-openblas64
 # (NumPy >= 2) and openblas64_ (NumPy 1.x).
@@ -37,7 +37,7 @@ def numpy_cblas_gemm() -> tuple[int, int] | None:
     library (NumPy's), or None where there is none or ``$MINICNN_BLAS`` is ``scipy``."""
     if choice() == "scipy":
         return None
-    for library in _blas_libraries().select(user_api="blas").lib_controllers:
+    for library in blas_libraries().select(user_api="blas").lib_controllers:
         try:
             found = ctypes.CDLL(library.filepath)
         except OSError:

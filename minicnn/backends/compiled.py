@@ -20,7 +20,6 @@ import numpy as np
 from . import winograd
 from .flagged import FlaggedProductsBackend
 from .reference.elementwise import dropout_threshold
-from .reference.losses import write_totals
 from .shapes import (
     conv_geometry,
     require_conv_shapes,
@@ -457,12 +456,6 @@ class CompiledCPUBackend(FlaggedProductsBackend):
         summary, dz = _loss_rows(kernels, logits, y)
         return summary[0], dz
 
-
-    def softmax_cross_entropy_totals(self, logits, y, totals, halted):
-        kernels = self.kernels
-        summary, dz = _loss_rows(kernels, logits, y)
-        write_totals(summary[0], summary[1], totals, halted)
-        return dz
 
     # element-wise: the compiled activations, softmax over rows; linear is the identity
 

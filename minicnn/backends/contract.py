@@ -96,12 +96,6 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
                                 "beta > 0) -> dx, dgamma, dbeta"),
     # losses: (per-row losses (N,) float64, gradient of their mean w.r.t. the first argument)
     "softmax_cross_entropy": (("logits", "y"), "logits (N,K), one-hot y -> rows, dlogits"),
-    "softmax_cross_entropy_totals": (("logits", "y", "totals", "halted"),
-                                     "dlogits of softmax_cross_entropy; writes totals (2,) "
-                                     "float64 = (sum of the row losses, rows whose class is "
-                                     "right) and sets halted[0] = 1 (int32) if that sum is "
-                                     "NaN or inf (a training step's loss and accuracy, "
-                                     "left in the backend's memory)"),
     "sigmoid_binary_cross_entropy": (("logits", "y"), "logits (N,K), 0/1 y -> rows, dlogits"),
     "probability_cross_entropy": (("probs", "y", "eps"), "probabilities (N,K) -> rows, dprobs"),
     "probability_binary_cross_entropy": (("probs", "y", "eps"),
@@ -115,8 +109,8 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
                              "threshold) == (y > 0.5): binary accuracy's count"),
     # optimizers: update p (and the state arrays) in place from the gradient g, except
     # elements whose new values are not all finite, which keep their old ones
-    # (reference.elementwise.keep_finite); each returns how many did (CUDA: 0, and it sets
-    # the step's flag ``halted`` to KEPT instead, see guarded_update)
+    # (reference.elementwise.keep_finite); each returns how many did (CUDA: 0, its step flag
+    # says, backends/cuda/tally.py)
     "sgd_update": (("p", "g", "velocity", "lr", "momentum", "nesterov"),
                    "v <- m v - lr g; p <- p + v (nesterov: p <- p + m v - lr g)"),
     "adam_update": (("p", "g", "m", "v", "lr_t", "beta_1", "beta_2", "epsilon"),
@@ -127,17 +121,12 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
                        "v <- rho v + (1 - rho) g^2; p <- p - lr g / sqrt(v + eps)"),
 }
 
-# The step's flag ``halted`` ((1,) int32): 0, 1 when the loss kernel found a NaN or inf
-# loss, KEPT when an update kept elements whose new values were not finite.
-KEPT = 2
-
 # What a backend class may define besides kernels.
 HOOKS: dict[str, str] = {
     "session": "context a model runs in (the CPU backends hold BLAS to one thread)",
     "step_buffers": "context around one step (CUDA: the step's temporaries, reused)",
-    "guarded_update": "context around the optimizer's update of a step, yielding whether it "
-                      "may apply: not if the loss kernel set the NaN flag ``halted`` (CUDA: "
-                      "yields True at once; its update kernels read the flag themselves)",
+    "tally": "tally(steps, metrics): what keeps a step's loss and metric counts "
+             "(minicnn.tally.Tally; CUDA's keeps them on the device, read back in batches)",
     "check_available": "raise RuntimeError when the backend cannot run on this machine",
     "synchronize": "wait until the backend's queued work is done (a GPU's; CPUs: nothing)",
 }

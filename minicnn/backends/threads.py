@@ -12,7 +12,7 @@ from threadpoolctl import ThreadpoolController
 
 
 @functools.cache
-def _blas_libraries() -> ThreadpoolController:
+def blas_libraries() -> ThreadpoolController:
     """NumPy's and SciPy's BLAS (the ones the kernels call), looked up once: every
     ``train_on_batch`` opens a session, and the look-up is not free."""
     return ThreadpoolController()
@@ -20,7 +20,7 @@ def _blas_libraries() -> ThreadpoolController:
 
 def blas_single_thread():
     """Context manager: NumPy's and SciPy's BLAS on one thread; restored on exit."""
-    return _blas_libraries().limit(limits=1, user_api="blas")
+    return blas_libraries().limit(limits=1, user_api="blas")
 
 
 def chunks_for(n: int, threads: int) -> int:

@@ -1,7 +1,7 @@
 """The model: ``Sequential``'s structure and weights (``sequential.py``), its training
-(``training.py``), and its file format with ``load_model`` (``saving.py``)."""
+(``training.py``), its file format (``saving.py``) and ``load_model`` (``loading.py``)."""
 
-from .saving import load_model
+from .loading import load_model
 from .sequential import Sequential
 from .training import History
 

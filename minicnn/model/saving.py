@@ -1,22 +1,20 @@
 """The model file: one ``.npz`` holding the JSON config, the weights and the optimizer
-state; ``save_model`` writes it atomically, ``load_model`` checks everything before it
-builds anything."""
+state; ``save_model`` writes it atomically, and the checks ``loading.load_model`` makes
+of a file before it builds anything."""
 
 from __future__ import annotations
 
 import json
 import os
-import stat
 
 import numpy as np
 
-from .. import config, losses, optimizers
+from .. import losses, optimizers
 from ..layers import LAYER_CLASSES, REGISTERED_LAYERS, Layer
-from ..validation import as_finite
 from . import npz
 
 FORMAT_VERSION = 1
-_CONFIG_BYTES = 1 << 20  # a model's JSON config is a few KB; more is not a minicnn file
+CONFIG_BYTES = 1 << 20  # a model's JSON config is a few KB; more is not a minicnn file
 
 
 class LayerClassError(ValueError):
@@ -35,7 +33,7 @@ def layer_classes(custom_objects: dict | None = None) -> dict[str, type]:
     return {**LAYER_CLASSES, **REGISTERED_LAYERS, **custom}
 
 
-def _checked_config(cfg, classes: dict[str, type]) -> dict:
+def checked_config(cfg, classes: dict[str, type]) -> dict:
     """The parsed JSON config, with the type of every field checked."""
     def need(ok: bool, what: str) -> None:
         if not ok:
@@ -69,11 +67,10 @@ def _checked_config(cfg, classes: dict[str, type]) -> dict:
     return cfg
 
 
-def _model_from_config(cfg: dict, classes: dict[str, type]):
-    """The model a config describes: layers made and compiled, no weights allocated yet."""
-    from .sequential import Sequential  # a model file makes a Sequential
-
-    model = Sequential(name=cfg["name"])
+def model_from_config(cfg: dict, classes: dict[str, type], model_class: type):
+    """The ``model_class`` (Sequential) a config describes: layers made and compiled, no
+    weights allocated yet."""
+    model = model_class(name=cfg["name"])
     for spec in cfg["layers"]:
         try:
             layer = classes[spec["class"]](**spec["config"])
@@ -92,54 +89,7 @@ def _model_from_config(cfg: dict, classes: dict[str, type]):
     return model
 
 
-def load_model(path: str | os.PathLike, custom_objects: dict | None = None):
-    """Rebuild a model saved by ``Sequential.save`` (weights and optimizer state included).
-
-    ``custom_objects`` ({class name: class}) names the layer classes of your own that the
-    model uses, as in Keras (or register them once with ``@minicnn.layers.register_layer``).
-    Every array is checked against what the config implies (names, shapes, dtypes, sizes)
-    before anything is allocated, and for NaN/inf in the current floatx after. A bad file
-    raises ValueError naming it; nothing half-built is returned.
-    """
-    path = os.fsdecode(path)
-    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
-        raise ValueError(f"cannot load model from {path!r}: it is not a regular file (a "
-                         "folder, device or pipe); give the path of a .npz saved by save()")
-    classes = layer_classes(custom_objects)
-    try:
-        with npz.NpzArchive(path) as archive:
-            cfg = _checked_config(json.loads(archive.small_bytes("config", _CONFIG_BYTES)),
-                                  classes)
-            model = _model_from_config(cfg, classes)
-            expected = expected_arrays(model)
-            stored = archive.names() - {"config"}
-            unknown = stored - set(expected)
-            if unknown:
-                raise ValueError(f"unexpected arrays {sorted(unknown)[:5]}")
-            weights = {k: v for k, v in expected.items() if k.startswith("weights/")}
-            archive.check(weights)
-            state = {k: v for k, v in expected.items()
-                     if k in stored and k.startswith("optimizer/")}
-            archive.check(state)
-            _check_complete_slots(state, model)
-            values = {key: as_finite(archive.array(key), config.dtype(), key)
-                      for key in [*weights, *state]}
-        model.build()
-        model.set_weights([values[key] for key in weights])
-        if model.optimizer is not None:
-            model.optimizer.load_state(cfg["optimizer_iterations"],
-                                       {k.removeprefix("optimizer/"): values[k] for k in state})
-    except FileNotFoundError:
-        raise
-    except LayerClassError as exc:
-        raise ValueError(f"cannot load model from {path!r}: {exc}") from None
-    except (*npz.BAD_FILE_ERRORS, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot load model from {path!r}: the file is corrupt, truncated or "
-                         f"not a minicnn model ({type(exc).__name__}: {exc})") from None
-    return model
-
-
-def _check_complete_slots(state: dict, model) -> None:
+def check_complete_slots(state: dict, model) -> None:
     """Each parameter has all of its optimizer's slots or none (none: never updated)."""
     per_param: dict[str, int] = {}
     for key in state:
@@ -156,7 +106,7 @@ def expected_arrays(model) -> dict[str, tuple[int, ...]]:
     be absent for a parameter never updated), computed without building anything."""
     shapes = {}
     slots = model.optimizer.slot_names if model.optimizer else ()
-    for i, (layer, (in_shape, _)) in enumerate(zip(model.layers, model._shapes())):
+    for i, (layer, (in_shape, _)) in enumerate(zip(model.layers, model.layer_shapes())):
         for key, spec in layer.weight_specs(in_shape).items():
             shapes[f"weights/{i}/{key}"] = spec.shape
             for slot in slots if spec.trainable else ():
@@ -179,7 +129,7 @@ def portable_config(model) -> str:
     try:
         text = json.dumps(model.get_config(), default=_json_value, allow_nan=False)
         classes = layer_classes({type(layer).__name__: type(layer) for layer in model.layers})
-        _model_from_config(_checked_config(json.loads(text), classes), classes)
+        model_from_config(checked_config(json.loads(text), classes), classes, type(model))
     except (ValueError, TypeError, KeyError) as exc:
         raise ValueError(f"cannot save this model: its config would not load back ({exc}); "
                          "nothing was written") from None
@@ -202,7 +152,7 @@ def save_model(model, path: str | os.PathLike) -> None:
                          "(Keras' .keras and .h5 formats are not supported); use a name "
                          "ending in .npz")
     text = portable_config(model)
-    model._ensure_built()
+    model.build()
     arrays = {"config": np.frombuffer(text.encode(), np.uint8)}
     for i, layer in enumerate(model.layers):
         for key, value in zip(layer.weight_specs(layer.input_shape), layer.get_weights()):

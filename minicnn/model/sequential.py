@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from .. import config, losses, optimizers
+from ..backends import get_backend
 from ..layers import Input, Layer
 from . import saving
 from .training import Trainer
@@ -96,7 +97,7 @@ class Sequential(Trainer):
             raise ValueError("the first layer needs input_shape=..., e.g. input_shape=(28, 28, 1)")
         return shape
 
-    def _shapes(self) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    def layer_shapes(self) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
         """(input shape, output shape) of every layer, computed without building weights."""
         shapes, shape = [], self.input_shape
         for layer in self.layers:
@@ -107,7 +108,7 @@ class Sequential(Trainer):
 
     @property
     def output_shape(self) -> tuple[int, ...]:
-        return self._shapes()[-1][1]
+        return self.layer_shapes()[-1][1]
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
         """The layer called ``name``, or at position ``index``."""
@@ -148,7 +149,7 @@ class Sequential(Trainer):
     def _draw_unbuilt(self, rng: np.random.Generator, unseeded: bool) -> None:
         """Build the layers not built yet, drawing from ``rng``; remember the weights'
         digest when every weight is as drawn without a seed (``_still_as_drawn``)."""
-        for layer, (in_shape, _) in zip(self.layers, self._shapes()):
+        for layer, (in_shape, _) in zip(self.layers, self.layer_shapes()):
             if not layer.built:
                 layer.build(in_shape, rng)
         self._placed_on = None
@@ -190,6 +191,15 @@ class Sequential(Trainer):
         if not self.built or seed is not None:
             self.build(seed=seed)
 
+    def ready(self, seed: int | None = None):
+        """Build the model if it is not built yet (``build``; with a ``seed``, weights still
+        as drawn without one are drawn again from it) and keep its weights and optimizer
+        state in the active backend's memory. -> that backend."""
+        self._ensure_built(seed)
+        backend = get_backend()
+        self._place(backend)
+        return backend
+
     def _place(self, backend) -> None:
         """Keep parameters and optimizer state in the active backend's memory, in floatx."""
         where = (backend, config.floatx())
@@ -204,7 +214,7 @@ class Sequential(Trainer):
     def count_params(self, trainable: bool | None = None) -> int:
         """Number of parameters (only the trainable or non-trainable ones when asked)."""
         return sum(layer.count_params(shapes[0], trainable)
-                   for layer, shapes in zip(self.layers, self._shapes()))
+                   for layer, shapes in zip(self.layers, self.layer_shapes()))
 
     def summary(self, print_fn=print) -> None:
         """Print layer, output shape and parameter count, as Keras does."""
@@ -219,7 +229,7 @@ class Sequential(Trainer):
 
         lines = [f'Model: "{self.name}"', rule, row(" Layer (type)", "Output Shape", "Param #"),
                  "=" * sum(widths)]
-        for i, (layer, (in_shape, out_shape)) in enumerate(zip(self.layers, self._shapes())):
+        for i, (layer, (in_shape, out_shape)) in enumerate(zip(self.layers, self.layer_shapes())):
             shape = "(None, " + ", ".join(str(d) for d in out_shape) + ")"
             lines.append(row(f" {layer.name} ({type(layer).__name__})", shape,
                              f"{layer.count_params(in_shape):,}"))
@@ -239,13 +249,13 @@ class Sequential(Trainer):
     def set_weights(self, weights) -> None:
         self._ensure_built()
         weights = list(weights)
-        expected = sum(len(layer._weights()) for layer in self.layers)
+        expected = sum(len(layer.weight_specs(layer.input_shape)) for layer in self.layers)
         if len(weights) != expected:
             raise ValueError(f"expected {expected} weight arrays, got {len(weights)}")
         saved = [layer.get_weights() for layer in self.layers]
         try:
             for layer in self.layers:
-                n = len(layer._weights())
+                n = len(layer.weight_specs(layer.input_shape))
                 layer.set_weights(weights[:n])
                 weights = weights[n:]
         except ValueError:

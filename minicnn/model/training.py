@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from .. import config, fusion, losses, optimizers
+from .. import config, fusion, inspect, losses, optimizers
 from ..backends import get_backend
 from ..callbacks import Callback
 from ..feed import ArrayFeed
@@ -148,8 +148,10 @@ class Trainer:
         if self.loss is None:
             raise RuntimeError("compile the model first: model.compile(optimizer, loss, metrics)")
 
-    def _prepare(self, x, y, what: str = "x") -> tuple[np.ndarray, np.ndarray]:
-        """Check x and y and return them as float arrays in the compute dtype (copies)."""
+    def check_data(self, x, y, what: str = "x") -> tuple[np.ndarray, np.ndarray]:
+        """x and y checked against the compiled model, as float arrays in the compute dtype
+        (copies: the caller's arrays are never changed)."""
+        self._require_compiled()
         x = check_inputs(x, self.input_shape, config.dtype(), what)
         targets = check_labels(y, len(x), self.output_shape[0], self.loss.sparse,
                                self.loss.categorical)
@@ -187,52 +189,31 @@ class Trainer:
         self.stage_outputs = outputs
         return x
 
-    def _step_loss(self, tally: Tally, x, y, training: bool, weights=None):
-        """Forward a device batch into the step ``tally`` has begun: its data loss (no weight
-        penalties, see ``_penalty``) and metric counts go there, rows weighted by ``weights``
-        (N,) if given. Returns d loss / d output."""
-        fused = self._loss_takes_logits
-        out = self._forward(x, training, self.plan().stages)
-        backend = get_backend()
-        if y.ndim == 1:  # sparse labels (class indices): this batch's one-hot targets
-            y = backend.one_hot(y, out.shape[1])
-        target = self.loss.targets(y)  # label smoothing's; the metrics count against y
-        if (fused and self.loss.fuses == "softmax" and set(self._metric_k.values()) <= {1}
-                and weights is None):
-            # softmax cross-entropy with plain accuracy: the loss kernel sums the loss and
-            # counts the hits (argmax, which smoothing keeps) into the tally's row, left in
-            # the backend's memory
-            return backend.softmax_cross_entropy_totals(out, target, tally.slot(), tally.halted)
-        value, grad = (self.loss.fused if fused else self.loss)(out, target, weights)
-        threshold = 0.0 if fused else 0.5  # logits or probabilities
-        # Keras' rule: "accuracy" with binary cross-entropy over several outputs is binary
-        # accuracy (each output a 0/1 label of its own), not the argmax's
-        binary = self.loss.name == "binary_crossentropy" and y.shape[1] > 1
-        tally.add(value * len(x), {
-            name: backend.count_top_k(out, y, k) if k > 1
-            else backend.count_binary_correct(out, y, threshold) if binary
-            else backend.count_correct(out, y, threshold)
-            for name, k in self._metric_k.items()})
-        return grad
+    def _step_loss(self, tally: Tally, x, y, training: bool, weights=None, plan=None):
+        """Forward a device batch through ``plan`` (default: ``self.plan()``); its data loss
+        (no weight penalties, see ``_penalty``) and metric counts go to the step ``tally``
+        has begun, rows weighted by ``weights`` (N,) if given. Returns d loss / d output."""
+        out = self._forward(x, training, (plan or self.plan()).stages)
+        return tally.loss_gradient(self.loss, out, y, weights, self._metric_k,
+                                   logits=self._loss_takes_logits)
 
     def _penalty(self) -> float:
         """The kernel_regularizer penalties of every layer (part of the reported loss)."""
         return sum(layer.penalty() for layer in self.layers if isinstance(layer, KernelLayer))
 
     def _tally(self, steps: int = 1) -> Tally:
-        return Tally(get_backend(), steps, self.metrics)
+        """The backend's tally (its ``tally`` hook) for ``steps`` steps."""
+        return get_backend().tally(steps, self.metrics)
 
     def _ready_batch(self, x, y) -> tuple:
         """The batch of compute_loss, compute_gradients and train_step, ready to use: host
         arrays checked and converted as fit's are (labels as the loss takes them), then in
         the backend's memory; a GPU backend's own arrays are used as they are."""
         self._require_compiled()
-        self._ensure_built()
-        backend = get_backend()
-        self._place(backend)
+        backend = self.ready()
         if backend.on_device and not isinstance(x, (np.ndarray, list, tuple)):
             return x, y
-        x, y = self._prepare(x, y)
+        x, y = self.check_data(x, y)
         return backend.to_device(x), backend.to_device(y)
 
     def compute_loss(self, x, y, training: bool = True) -> float:
@@ -252,7 +233,7 @@ class Trainer:
         (``train_step`` then applies none)."""
         x, y = self._ready_batch(x, y)
         tally = self._tally()
-        self._train_step(tally, x, y, sample_weight, update=False)
+        self.run_step(tally, x, y, sample_weight, update=False)
         tally.read()
         return tally.last_loss
 
@@ -268,29 +249,28 @@ class Trainer:
     def _one_step(self, x, y, sample_weight=None) -> Tally:
         """train_step in a tally of its own, read back."""
         tally = self._tally()
-        self._train_step(tally, x, y, sample_weight)
+        self.run_step(tally, x, y, sample_weight)
         tally.read()
         return tally
 
-    def _train_step(self, tally: Tally, x, y, sample_weight=None, update: bool = True) -> None:
-        """One step as a new step of ``tally``: forward and the loss's gradient, backward
-        through the stages, then (``update``) the optimizer's update. Its loss may stay in
-        the backend's memory (read later): the update is then skipped there if the loss is
-        NaN or inf."""
+    def run_step(self, tally: Tally, x, y, sample_weight=None, update: bool = True,
+                 plan: fusion.Plan | None = None) -> None:
+        """One training step on a batch already in the backend's memory, as the textbook
+        writes it: forward and the loss's gradient, backward through the stages, the
+        optimizer's update (``update``). Its loss and metric counts go to ``tally`` (the
+        backend's ``tally(steps, metrics)``); a step whose loss is NaN or inf changes
+        nothing. ``plan`` (default ``self.plan()``): the stages to run, e.g. timed ones."""
+        plan = plan or self.plan()
         tally.begin(len(x), mark=self.optimizer.iterations)
-        grad = self._step_loss(tally, x, y, True, sample_weight)  # forward, dL/d(output)
-        if tally.known_bad():
+        grad = self._step_loss(tally, x, y, True, sample_weight, plan)  # forward, dL/d(out)
+        if tally.diverged():
             return
-        plan = self.plan()
         for stage in reversed(plan.stages[plan.first:]):  # backward
             grad = stage.backward(grad)
         tally.add(len(x) * sum(layer.last_penalty for layer in self.layers
                                if isinstance(layer, KernelLayer)))
-        if not update:
-            return
-        with get_backend().guarded_update(tally.halted) as allowed:  # update
-            if allowed and self.optimizer.apply(self.layers):
-                tally.update_kept()
+        if update:
+            tally.update(self.optimizer, self.layers)  # p <- p - lr g, or Adam's
 
     # -- fit ----------------------------------------------------------------------------
 
@@ -341,7 +321,7 @@ class Trainer:
                                      "batch_size, rounded up)")
                 check_positive_int(batch_size, "batch_size")
                 _check_validation_split(validation_split)
-                x, y = self._prepare(x, y)
+                x, y = self.check_data(x, y)
                 weights = self._sample_weights(y, sample_weight, class_weight)
                 if validation_split and validation_data is None:
                     cut = math.floor(len(x) * (1.0 - validation_split))  # Keras: the last ones
@@ -354,14 +334,12 @@ class Trainer:
             if validation_data is not None:
                 if len(validation_data) != 2:
                     raise ValueError("validation_data must be a tuple (x_val, y_val)")
-                validation = self._prepare(*validation_data, what="validation x")
+                validation = self.check_data(*validation_data, what="validation x")
 
-            self._ensure_built(seed)
+            backend = self.ready(seed)
             for i, layer in enumerate(self.layers):  # Dropout masks: reproducible from seed
                 if layer.uses_rng and getattr(layer, "seed", None) is None:
                     layer.rng = np.random.default_rng(None if seed is None else [seed, i])
-            backend = get_backend()
-            self._place(backend)
             with backend.session():
                 # arrays go to the backend's memory once, not batch by batch
                 feed = x if flow else ArrayFeed(backend, x, y, weights, batch_size)
@@ -415,7 +393,7 @@ class Trainer:
         # terminate_on_nan=False needs every step.
         read_every = backend.loss_read_interval
         read_every_step = read_every == 0 or bool(batch_hooks) or not terminate_on_nan
-        tally = Tally(backend, steps, self.metrics)
+        tally = backend.tally(steps, self.metrics)
         self.stop_training = False
         for callback in callbacks:
             callback.set_model(self)
@@ -448,7 +426,7 @@ class Trainer:
                 slow_start = notice and epoch == 0 and step == 0  # may compile kernels
                 with backend.step_buffers(self, "train", len(xb)), \
                         SlowStartNotice(notice if slow_start else None, after=2.0):
-                    self._train_step(tally, backend.to_device(xb), backend.to_device(yb), wb)
+                    self.run_step(tally, backend.to_device(xb), backend.to_device(yb), wb)
                 now = time.perf_counter()
                 if not (read_every_step or step == steps - 1 or now - last_read >= read_every):
                     continue
@@ -497,7 +475,7 @@ class Trainer:
         if not (isinstance(batch, (tuple, list)) and len(batch) in (2, 3)):
             raise ValueError("a generator or flow given to fit must yield (x, y) or "
                              f"(x, y, sample_weight), got {type(batch).__name__}")
-        x, y = self._prepare(batch[0], batch[1])
+        x, y = self.check_data(batch[0], batch[1])
         weights = self._sample_weights(y, batch[2], None) if len(batch) == 3 else None
         return x, y, weights
 
@@ -511,13 +489,9 @@ class Trainer:
     def _placed_arrays(self, x, y, sample_weight):
         """Checked copies of x and y, their per-sample loss weights (or None), and the
         active backend, which now holds the model's weights."""
-        self._require_compiled()
-        x, y = self._prepare(x, y)
+        x, y = self.check_data(x, y)
         weights = self._sample_weights(y, sample_weight, None)
-        self._ensure_built()
-        backend = get_backend()
-        self._place(backend)
-        return x, y, weights, backend
+        return x, y, weights, self.ready()
 
     def train_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
         """One optimizer step on one batch of host arrays (checked, moved to the backend);
@@ -543,9 +517,7 @@ class Trainer:
         """Where a training step's time goes, a row per fused stage, the loss and the
         optimizer (``minicnn.inspect.profile``; ``inspect.print_profile`` prints them)."""
         with self._one_thread_at_a_time():
-            from ..inspect import profile
-
-            return profile(self, x, y, steps)
+            return inspect.profile(self, x, y, steps)
 
     def input_gradient(self, x, dy, before_activation: bool = False) -> np.ndarray:
         """d sum(output * dy) / d x: how a weighted sum of the model's outputs for images
@@ -556,9 +528,7 @@ class Trainer:
         not change (their ``grads`` are overwritten)."""
         with self._one_thread_at_a_time():
             x = check_inputs(x, self.input_shape, config.dtype())
-            self._ensure_built()
-            backend = get_backend()
-            self._place(backend)
+            backend = self.ready()
             dy = as_finite(as_array(dy, "dy"), config.dtype(), "dy")
             if dy.shape != (len(x), *self.output_shape):
                 raise ValueError(f"dy must have the output's shape {(len(x), *self.output_shape)}, "
@@ -575,7 +545,7 @@ class Trainer:
     def _evaluate_feed(self, feed: ArrayFeed, prefix: str = "") -> dict:
         """Loss (weight penalties included) and metrics over every batch of ``feed``."""
         backend = get_backend()
-        tally = Tally(backend, len(feed), self.metrics)
+        tally = backend.tally(len(feed), self.metrics)
         for step in range(len(feed)):
             xb, yb, wb = feed.batch(step)
             with backend.step_buffers(self, "test", len(xb)):
@@ -604,9 +574,7 @@ class Trainer:
         with self._one_thread_at_a_time():
             check_positive_int(batch_size, "batch_size")
             x = check_inputs(x, self.input_shape, config.dtype())
-            self._ensure_built()
-            backend = get_backend()
-            self._place(backend)
+            backend = self.ready()
             out = []
             with backend.session():
                 for start in range(0, len(x), batch_size):

@@ -14,14 +14,15 @@ launches few kernels and moves little memory:
   Adam updates every parameter in one launch;
 - inside ``step_buffers`` every temporary comes from buffers kept from the previous step
   of the same kind: no device allocation after the first step;
-- every kernel is compiled for an explicit signature (``launch._kernel``).
+- every kernel is compiled for an explicit signature (``launch.jit_kernel``).
 
 Parameters, optimizer state, activations and the training set stay on the device for the
 whole ``fit`` (an epoch's shuffle is one gather there): a step copies nothing either way.
 The loss kernel leaves the batch's loss sum and hit count on the device, and flags a NaN
-loss there (``guarded_update``) for the update kernels, which then change nothing; ``fit``
-reads the totals back once per progress update. The kernels listed as the reference's at
-the end of ``CudaBackend`` run on host copies (``memory.host_fallback``): correct, but slow.
+loss there for the update kernels, which then change nothing; ``fit`` reads the totals
+back once per progress update (``tally.py``, the backend's ``tally`` hook). The kernels
+listed as the reference's at the end of ``CudaBackend`` run on host copies
+(``memory.host_fallback``): correct, but slow.
 docs/gpu.md says how to run and time this backend.
 """
 
@@ -37,6 +38,7 @@ from ..reference import pool as ref_pool
 from . import conv, dense, elementwise, launch, losses, memory, optimizers, pool
 from .memory import host_fallback
 from .optimizers import unless_halted
+from .tally import DeviceTally
 
 
 class CudaBackend(FlaggedProductsBackend):
@@ -71,10 +73,9 @@ class CudaBackend(FlaggedProductsBackend):
     one_hot = staticmethod(losses.one_hot)
     smooth_labels = staticmethod(losses.smooth_labels)
     softmax_cross_entropy = staticmethod(losses.softmax_cross_entropy)
-    softmax_cross_entropy_totals = staticmethod(losses.softmax_cross_entropy_totals)
     count_correct = staticmethod(losses.count_correct)
 
-    # optimizers (each skips its work while the step's NaN flag is set: guarded_update)
+    # optimizers (each skips its work while the step's NaN flag is set: tally.py)
     sgd_update = staticmethod(optimizers.sgd_update)
     adam_update = staticmethod(unless_halted(optimizers.adam_update))
     adam_update_many = staticmethod(optimizers.adam_update_many)
@@ -103,5 +104,8 @@ class CudaBackend(FlaggedProductsBackend):
     # hooks
     check_available = staticmethod(launch.check_available)
     step_buffers = staticmethod(memory.step_buffers)
-    guarded_update = staticmethod(optimizers.guarded_update)
+
+    def tally(self, steps: int, metrics: list[str]) -> DeviceTally:
+        """The step's numbers on the device, read back in batches (``tally.py``)."""
+        return DeviceTally(self, steps, metrics)
     synchronize = staticmethod(launch.synchronize)

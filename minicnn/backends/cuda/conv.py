@@ -7,12 +7,12 @@ from __future__ import annotations
 from numba import cuda
 
 from ..shapes import conv_geometry
-from .launch import _kernel, _launch, _reshaped, _rows, _unravel_nhwc
-from .matmul import Windows, _weight_gradients, matmul
-from .memory import _empty
+from .launch import as_rows, jit_kernel, reshaped, run_kernel, unravel_nhwc
+from .matmul import Windows, matmul, weight_gradients
+from .memory import empty_device
 
 
-@_kernel("void({t}[:, ::1], {t}[:, ::1], boolean, {t}[:, :, :, ::1], {t}[:, :, :, ::1], int64, "
+@jit_kernel("void({t}[:, ::1], {t}[:, ::1], boolean, {t}[:, :, :, ::1], {t}[:, :, :, ::1], int64, "
         "int64, int64, int64, int64, int64)")
 def _conv_input_gradient(dy2, relu2, masked, w, dx, sh, sw, pad_top, pad_left, out_h, out_w):
     """One thread per input pixel: dx[b, y, x, c] = sum over the windows that read it of
@@ -22,7 +22,7 @@ def _conv_input_gradient(dy2, relu2, masked, w, dx, sh, sw, pad_top, pad_left, o
     if idx >= dx.size:
         return
     kh, kw, c, f = w.shape
-    b, y, xx, ch = _unravel_nhwc(idx, dx.shape[1], dx.shape[2], c)
+    b, y, xx, ch = unravel_nhwc(idx, dx.shape[1], dx.shape[2], c)
     acc = w[0, 0, 0, 0] * 0
     for di in range(kh):
         ty = y + pad_top - di  # = i * sh for the output row i whose window has tap di here
@@ -48,20 +48,20 @@ def _windows(x, w, stride, padding):
 def conv2d(x, w, b, stride, padding, relu):
     """Implicit-GEMM convolution (relu: max(., 0) in the epilogue)."""
     windows, g = _windows(x, w, stride, padding)
-    y = matmul(windows, _rows(w, w.shape[3]), bias=b, relu=relu)
-    return _reshaped(y, x.shape[0], g.out_h, g.out_w, w.shape[3])
+    y = matmul(windows, as_rows(w, w.shape[3]), bias=b, relu=relu)
+    return reshaped(y, x.shape[0], g.out_h, g.out_w, w.shape[3])
 
 
 def conv2d_grads(x, w, dy, stride, padding, need_dx, relu_output):
     """dx (None unless need_dx: one gather per input pixel), dW, db; relu_output masks dy."""
     f = w.shape[3]
     windows, g = _windows(x, w, stride, padding)
-    dy2, relu2 = _rows(dy, f), _rows(relu_output, f)
-    dw, db = _weight_gradients(windows, dy2, relu2, w.shape)
+    dy2, relu2 = as_rows(dy, f), as_rows(relu_output, f)
+    dw, db = weight_gradients(windows, dy2, relu2, w.shape)
     if not need_dx:
         return None, dw, db
-    dx = _empty(x.shape, x.dtype)
-    _launch(_conv_input_gradient, dx.size, dy2, dy2 if relu2 is None else relu2,
+    dx = empty_device(x.shape, x.dtype)
+    run_kernel(_conv_input_gradient, dx.size, dy2, dy2 if relu2 is None else relu2,
             relu2 is not None, w, dx, stride[0], stride[1], g.pad_top, g.pad_left, g.out_h,
             g.out_w)
     return dx, dw, db

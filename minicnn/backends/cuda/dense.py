@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .matmul import _weight_gradients, matmul
+from .matmul import matmul, weight_gradients
 
 
 def dense(x, w, b, relu):
@@ -12,6 +12,6 @@ def dense(x, w, b, relu):
 
 def dense_grads(x, w, dy, need_dx, relu_output):
     """dx (None unless need_dx), dW, db; relu_output masks dy as the products load it."""
-    dw, db = _weight_gradients(x, dy, relu_output, w.shape)
+    dw, db = weight_gradients(x, dy, relu_output, w.shape)
     dx = matmul(dy, w, trans_b=True, mask_a=relu_output) if need_dx else None
     return dx, dw, db

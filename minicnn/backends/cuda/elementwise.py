@@ -9,11 +9,11 @@ from numba import cuda, uint64
 
 from ..reference import activations as ref_activations
 from ..reference.elementwise import GOLDEN, MIX_1, MIX_2, SHIFTS, dropout_threshold
-from .launch import _flat, _kernel, _launch, _rows
+from .launch import as_rows, flat_view, jit_kernel, run_kernel
 from .memory import empty_like, host_fallback
 
 
-@_kernel("void({t}[::1], {t}[::1], int64)")
+@jit_kernel("void({t}[::1], {t}[::1], int64)")
 def _activation(z, a, kind):
     """kind 0: relu, 1: sigmoid (computed from e^-|z|, never overflowing)."""
     idx = cuda.grid(1)
@@ -29,7 +29,7 @@ def _activation(z, a, kind):
         a[idx] = e / (1 + e)
 
 
-@_kernel("void({t}[::1], {t}[::1], {t}[::1], int64)")
+@jit_kernel("void({t}[::1], {t}[::1], {t}[::1], int64)")
 def _activation_backward(a, da, dz, kind):
     idx = cuda.grid(1)
     if idx >= a.size:
@@ -40,7 +40,7 @@ def _activation_backward(a, da, dz, kind):
         dz[idx] = da[idx] * a[idx] * (1 - a[idx])
 
 
-@_kernel("void({t}[:, ::1], {t}[:, ::1])")
+@jit_kernel("void({t}[:, ::1], {t}[:, ::1])")
 def _softmax_rows(z, a):
     r = cuda.grid(1)
     if r >= z.shape[0]:
@@ -67,10 +67,10 @@ def activation_forward(name, z):
     a = empty_like(z)
     if name == "softmax":
         k = z.shape[len(z.shape) - 1]  # (simulated device arrays reject shape[-1])
-        rows = _rows(z, k)
-        _launch(_softmax_rows, rows.shape[0], rows, _rows(a, k))
+        rows = as_rows(z, k)
+        run_kernel(_softmax_rows, rows.shape[0], rows, as_rows(a, k))
     else:
-        _launch(_activation, z.size, _flat(z), _flat(a), _KINDS[name])
+        run_kernel(_activation, z.size, flat_view(z), flat_view(a), _KINDS[name])
     return a
 
 
@@ -78,14 +78,15 @@ def activation_backward(name, z, a, da):
     if name not in _KINDS:
         return host_fallback(ref_activations.activation_backward)(name, z, a, da)
     dz = empty_like(a)
-    _launch(_activation_backward, a.size, _flat(a), _flat(da), _flat(dz), _KINDS[name])
+    run_kernel(_activation_backward, a.size, flat_view(a), flat_view(da), flat_view(dz),
+               _KINDS[name])
     return dz
 
 
 
 
 
-@_kernel("void({t}[::1], uint64, {t}, uint64, {t}[::1])")
+@jit_kernel("void({t}[::1], uint64, {t}, uint64, {t}[::1])")
 def _dropout(x, threshold, scale, key, out):
     """One thread per element: out = x * scale where its draw (the reference's integer
     steps, reference.elementwise.dropout_draws) is >= threshold, else 0."""
@@ -100,6 +101,6 @@ def _dropout(x, threshold, scale, key, out):
 
 def dropout(x, rate, key):
     out = empty_like(x)
-    _launch(_dropout, x.size, _flat(x), dropout_threshold(rate), np.dtype(x.dtype).type(
-        1 / (1 - rate)), np.uint64(key), _flat(out))
+    run_kernel(_dropout, x.size, flat_view(x), dropout_threshold(rate), np.dtype(x.dtype).type(
+        1 / (1 - rate)), np.uint64(key), flat_view(out))
     return out

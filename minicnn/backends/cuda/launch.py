@@ -46,7 +46,7 @@ class _Kernel:
         return functools.partial(self._start, config)
 
     def _start(self, config, *args) -> None:
-        first = next(a for a in args if _is_device(a) or isinstance(a, tuple))
+        first = next(a for a in args if is_device(a) or isinstance(a, tuple))
         first = first[0] if isinstance(first, tuple) else first
         tuples = [len(a) for a in args if isinstance(a, tuple)]
         key = (np.dtype(first.dtype), tuples[0] if tuples else 0)
@@ -60,7 +60,7 @@ class _Kernel:
         dispatcher[config](*args)
 
 
-def _kernel(signature: str):
+def jit_kernel(signature: str):
     """Decorator: ``fn`` as a ``_Kernel`` compiled for ``signature``."""
     return lambda fn: _Kernel(fn, signature)
 
@@ -68,8 +68,8 @@ def _kernel(signature: str):
 def _numba_type(value):
     """The type numba-cuda gives a launch argument (simulated device arrays: their array)."""
     if isinstance(value, tuple):
-        return numba.typeof(tuple(v._ary if _is_device(v) else v for v in value))
-    return numba.typeof(value._ary if _is_device(value) else value)
+        return numba.typeof(tuple(v._ary if is_device(v) else v for v in value))
+    return numba.typeof(value._ary if is_device(value) else value)
 
 
 def _check_arguments(name: str, declared: tuple, args: tuple) -> None:
@@ -82,7 +82,7 @@ def _check_arguments(name: str, declared: tuple, args: tuple) -> None:
             raise TypeError(f"{name}: argument {i} is {got}, its signature declares {want}")
 
 
-def _launch(kernel, n: int, *args) -> None:
+def run_kernel(kernel, n: int, *args) -> None:
     """Start ``kernel`` with one thread per element for ``n`` elements.
 
     (Never cache ``kernel[blocks, threads]``: Numba's simulator configures the kernel
@@ -106,31 +106,31 @@ def _view(a, key, make):
     return view
 
 
-def _reshaped(a, *shape):
+def reshaped(a, *shape):
     shape = tuple(int(d) for d in shape)
     return a if tuple(a.shape) == shape else _view(a, shape, lambda: a.reshape(*shape))
 
 
-def _part(a, index):
+def part_view(a, index):
     """a[index] for an int or a slice of the first axis, as a kept view."""
     key = (index.start, index.stop) if isinstance(index, slice) else index
     return _view(a, ("part", key), lambda: a[index])
 
 
-def _flat(a):
-    return _reshaped(a, a.size)
+def flat_view(a):
+    return reshaped(a, a.size)
 
 
-def _is_device(a) -> bool:
+def is_device(a) -> bool:
     return hasattr(a, "copy_to_host")  # numba device arrays (real or simulated)
 
 
-def _rows(a, f: int):
-    return None if a is None else _reshaped(a, a.size // f, f)
+def as_rows(a, f: int):
+    return None if a is None else reshaped(a, a.size // f, f)
 
 
 @cuda.jit(device=True)
-def _unravel_nhwc(idx, h, w, c):
+def unravel_nhwc(idx, h, w, c):
     """Flat index of a C-contiguous (N, H, W, C) array -> (n, y, x, channel)."""
     return idx // (c * w * h), (idx // (c * w)) % h, (idx // c) % w, idx % c
 

@@ -9,8 +9,8 @@ import math
 import numpy as np
 from numba import cuda, float64
 
-from .launch import THREADS, _flat, _kernel, _launch
-from .memory import _empty, empty_like
+from .launch import THREADS, flat_view, jit_kernel, run_kernel
+from .memory import empty_device, empty_like
 
 
 @cuda.jit(device=True)
@@ -46,7 +46,7 @@ def _softmax_cross_entropy_row(z, y, dz, r):
     return row_loss
 
 
-@_kernel("void({t}[:, ::1], {t}[:, ::1], {t}[:, ::1], float64[::1])")
+@jit_kernel("void({t}[:, ::1], {t}[:, ::1], {t}[:, ::1], float64[::1])")
 def _softmax_cross_entropy(z, y, dz, losses):
     """One thread per row: its loss into losses[r] (float64), its gradient into dz."""
     r = cuda.grid(1)
@@ -54,7 +54,7 @@ def _softmax_cross_entropy(z, y, dz, losses):
         losses[r] = _softmax_cross_entropy_row(z, y, dz, r)
 
 
-@_kernel("void({t}[:, ::1], {t}[:, ::1], {t}[:, ::1], float64[::1], int32[::1])")
+@jit_kernel("void({t}[:, ::1], {t}[:, ::1], {t}[:, ::1], float64[::1], int32[::1])")
 def _softmax_cross_entropy_totals(z, y, dz, totals, halted):
     """One block: thread t takes rows t, t + THREADS, ...; then the block adds up the
     losses and hits in shared memory (a fixed tree: the same sum every run) into totals =
@@ -90,12 +90,12 @@ def softmax_cross_entropy_totals(logits, y, totals, halted):
 def softmax_cross_entropy(logits, y):
     """Per-row losses and the gradient, both on the device (the Loss takes their mean)."""
     dz = empty_like(logits)
-    losses = _empty((logits.shape[0],), np.float64)
-    _launch(_softmax_cross_entropy, logits.shape[0], logits, y, dz, losses)
+    losses = empty_device((logits.shape[0],), np.float64)
+    run_kernel(_softmax_cross_entropy, logits.shape[0], logits, y, dz, losses)
     return losses, dz
 
 
-@_kernel("void({t}[:, ::1], {t}[:, ::1], float64, int8[::1])")
+@jit_kernel("void({t}[:, ::1], {t}[:, ::1], float64, int8[::1])")
 def _count_correct(pred, y, threshold, hits):
     r = cuda.grid(1)
     if r < pred.shape[0]:
@@ -103,15 +103,15 @@ def _count_correct(pred, y, threshold, hits):
 
 
 def count_correct(pred, y, threshold: float = 0.5) -> int:
-    hits = _empty((pred.shape[0],), np.int8)
-    _launch(_count_correct, pred.shape[0], pred, y, threshold, hits)
+    hits = empty_device((pred.shape[0],), np.int8)
+    run_kernel(_count_correct, pred.shape[0], pred, y, threshold, hits)
     return int(hits.copy_to_host().sum())
 
 
 
 
 
-@_kernel("void({t}[::1], {t}[:, ::1])")
+@jit_kernel("void({t}[::1], {t}[:, ::1])")
 def _one_hot(labels, out):
     """One thread per row r: out[r] = 0 but out[r, labels[r]] = 1."""
     r = cuda.grid(1)
@@ -122,12 +122,12 @@ def _one_hot(labels, out):
 
 
 def one_hot(labels, n_classes: int):
-    out = _empty((labels.shape[0], n_classes), labels.dtype)
-    _launch(_one_hot, labels.shape[0], labels, out)
+    out = empty_device((labels.shape[0], n_classes), labels.dtype)
+    run_kernel(_one_hot, labels.shape[0], labels, out)
     return out
 
 
-@_kernel("void({t}[::1], {t}, {t}, {t}[::1])")
+@jit_kernel("void({t}[::1], {t}, {t}, {t}[::1])")
 def _smooth_labels(y, keep, add, out):
     """One thread per element: out = keep y + add."""
     i = cuda.grid(1)
@@ -138,6 +138,6 @@ def _smooth_labels(y, keep, add, out):
 def smooth_labels(y, smoothing: float, uniform: float):
     out = empty_like(y)
     real = np.dtype(y.dtype).type
-    _launch(_smooth_labels, y.size, _flat(y), real(1 - smoothing), real(smoothing * uniform),
-            _flat(out))
+    run_kernel(_smooth_labels, y.size, flat_view(y), real(1 - smoothing), real(smoothing * uniform),
+            flat_view(out))
     return out

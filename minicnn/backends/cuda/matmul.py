@@ -11,8 +11,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import cuda
 
-from .launch import TILE, _kernel, _part, _reshaped
-from .memory import _empty
+from .launch import TILE, jit_kernel, part_view, reshaped
+from .memory import empty_device
 
 
 @functools.cache
@@ -38,7 +38,7 @@ def _matmul_kernel(dtype: np.dtype):
         r, k = (j, i) if trans else (i, j)
         return _window_entry(x, r, k, geometry)
 
-    @_kernel("void({t}[:, ::1], {t}[:, ::1], {t}[:, :, ::1], {t}[:, ::1], int32[::1], boolean, "
+    @jit_kernel("void({t}[:, ::1], {t}[:, ::1], {t}[:, :, ::1], {t}[:, ::1], int32[::1], boolean, "
              "boolean, int64, {t}[::1], boolean, boolean, {t}[:, ::1], boolean, {t}[:, ::1], "
              "boolean, boolean, boolean, {t}[:, :, :, ::1], UniTuple(int64, 7))")
     def matmul(a, b, out, c, tickets, trans_a, trans_b, k_chunk, bias, has_bias, relu, mask_a,
@@ -152,18 +152,18 @@ def matmul(a, b, trans_a: bool = False, trans_b: bool = False, bias=None, relu: 
     m = (a.shape[1] if trans_a else a.shape[0]) + (1 if ones_row else 0)
     n = b.shape[0] if trans_b else b.shape[1]
     k = a.shape[0] if trans_a else a.shape[1]
-    c = _empty((m, n), a.dtype)
+    c = empty_device((m, n), a.dtype)
     tiles = math.ceil(n / TILE) * math.ceil(m / TILE)
     splits = max(1, min(TARGET_BLOCKS // tiles, k // (8 * TILE)))
     k_chunk = math.ceil(k / splits / TILE) * TILE
     splits = math.ceil(k / k_chunk)
-    out = _reshaped(c, 1, m, n) if splits == 1 else _empty((splits, m, n), a.dtype)
+    out = reshaped(c, 1, m, n) if splits == 1 else empty_device((splits, m, n), a.dtype)
     blocks = (math.ceil(n / TILE), math.ceil(m / TILE), splits)
     has_bias = bias is not None
-    bias = bias if has_bias else _part(c, 0)  # a placeholder the kernel never reads
+    bias = bias if has_bias else part_view(c, 0)  # a placeholder the kernel never reads
     # Placeholders of the right types for the arguments this product does not use:
-    matrix = _part(out, 0) if windows else a
-    images, geometry = (a.x, a.geometry) if windows else (_reshaped(out, 1, *out.shape),
+    matrix = part_view(out, 0) if windows else a
+    images, geometry = (a.x, a.geometry) if windows else (reshaped(out, 1, *out.shape),
                                                           (0,) * 7)
     _matmul_kernel(np.dtype(a.dtype))[blocks, (TILE, TILE)](
         matrix, b, out, c, _split_tickets(blocks[0] * blocks[1]), trans_a, trans_b, k_chunk,
@@ -214,8 +214,8 @@ def _window_entry(x, r, k, geometry):
     return x[0, 0, 0, 0] * 0
 
 
-def _weight_gradients(inputs, dy2, relu2, kernel_shape):
+def weight_gradients(inputs, dy2, relu2, kernel_shape):
     """dW (kernel_shape) and db from one product: [inputs | 1]^T (dy through the ReLU)."""
     grads = matmul(inputs, dy2, trans_a=True, mask_b=relu2, ones_row=True)
     k = grads.shape[0] - 1
-    return _reshaped(_part(grads, slice(0, k)), *kernel_shape), _part(grads, k)
+    return reshaped(part_view(grads, slice(0, k)), *kernel_shape), part_view(grads, k)

@@ -13,7 +13,7 @@ import weakref
 import numpy as np
 from numba import cuda
 
-from .launch import _flat, _is_device, _kernel, _launch, _reshaped
+from .launch import flat_view, is_device, jit_kernel, reshaped, run_kernel
 
 # ----------------------------------------------------------------------------- memory
 
@@ -60,7 +60,7 @@ def step_buffers(owner, phase: str, batch: int):
         _active_step.reset(token)
 
 
-def _empty(shape, dtype):
+def empty_device(shape, dtype):
     """An uninitialised device array: a step buffer inside ``step_buffers``, else new."""
     shape = tuple(int(d) for d in shape)
     step = _active_step.get()
@@ -69,28 +69,28 @@ def _empty(shape, dtype):
 
 def to_device(a):
     """Host array -> device array (device arrays pass through)."""
-    if _is_device(a):
+    if is_device(a):
         return a
     a = np.ascontiguousarray(a)
     if _active_step.get() is None:
         return cuda.to_device(a)
-    out = _empty(a.shape, a.dtype)
+    out = empty_device(a.shape, a.dtype)
     out.copy_to_device(a)
     return out
 
 
 def to_host(a) -> np.ndarray:
-    return a.copy_to_host() if _is_device(a) else np.asarray(a)
+    return a.copy_to_host() if is_device(a) else np.asarray(a)
 
 
 def empty_like(a):
-    return _empty(a.shape, a.dtype)
+    return empty_device(a.shape, a.dtype)
 
 
 def zeros_like(a):
     """Zeros in new device memory (never a step buffer: optimizer state outlives steps)."""
     out = cuda.device_array(a.shape, dtype=a.dtype)
-    _launch(_fill, out.size, _flat(out), 0.0)
+    run_kernel(fill_device, out.size, flat_view(out), 0.0)
     return out
 
 
@@ -103,8 +103,8 @@ def host_fallback(fn):
 
     @functools.wraps(fn)
     def run(*args):
-        copies = {id(a): (a, to_host(a)) for a in args if _is_device(a)}
-        out = fn(*[copies[id(a)][1] if _is_device(a) else a for a in args])
+        copies = {id(a): (a, to_host(a)) for a in args if is_device(a)}
+        out = fn(*[copies[id(a)][1] if is_device(a) else a for a in args])
         for dev, host in copies.values():
             dev.copy_to_device(host)
         if isinstance(out, tuple):
@@ -120,11 +120,11 @@ def reshape(a, shape):
     if -1 in shape:
         known = math.prod(d for d in shape if d != -1)
         shape = tuple(a.size // known if d == -1 else d for d in shape)
-    return _reshaped(a, *shape)
+    return reshaped(a, *shape)
 
 
-@_kernel("void({t}[::1], float64)")
-def _fill(a, value):
+@jit_kernel("void({t}[::1], float64)")
+def fill_device(a, value):
     idx = cuda.grid(1)
     if idx < a.size:
         a[idx] = value

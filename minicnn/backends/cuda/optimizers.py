@@ -11,10 +11,13 @@ import math
 import numpy as np
 from numba import cuda
 
-from ..contract import KEPT
 from ..reference import optimizers as ref_optimizers
-from .launch import _flat, _kernel, _launch
+from .launch import flat_view, jit_kernel, run_kernel
 from .memory import host_fallback
+
+# The step's flag ``halted`` ((1,) int32 on the device): 0, 1 when the loss kernel found a
+# NaN or inf loss, KEPT when an update kept elements whose new values were not finite.
+KEPT = 2
 
 
 @cuda.jit(device=True)
@@ -23,7 +26,7 @@ def _flushed(x, tiny):
     return x - x if abs(x) < tiny else x
 
 
-@_kernel("void(UniTuple({t}[::1], {k}), UniTuple({t}[::1], {k}), UniTuple({t}[::1], {k}), "
+@jit_kernel("void(UniTuple({t}[::1], {k}), UniTuple({t}[::1], {k}), UniTuple({t}[::1], {k}), "
         "UniTuple({t}[::1], {k}), UniTuple(int64, {k}), float64, float64, float64, float64, "
         "float64, int32[::1])")
 def _adam(ps, gs, ms, vs, ends, lr_t, beta_1, beta_2, epsilon, tiny, halted):
@@ -52,7 +55,7 @@ def _adam(ps, gs, ms, vs, ends, lr_t, beta_1, beta_2, epsilon, tiny, halted):
         halted[0] = KEPT
 
 
-@_kernel("void({t}[::1], {t}[::1], {t}[::1], float64, float64, boolean, float64, int32[::1])")
+@jit_kernel("void({t}[::1], {t}[::1], {t}[::1], float64, float64, boolean, float64, int32[::1])")
 def _sgd(p, g, velocity, lr, momentum, use_momentum, tiny, halted):
     """Nothing changes while halted[0] is set; keep_finite as in _adam."""
     i = cuda.grid(1)
@@ -125,13 +128,13 @@ def adam_update_many(params, grads, ms, vs, lr_t, beta_1, beta_2, epsilon):
     none while the step's flag (``guarded_update``) is set, checked by the kernel."""
     halted = _flag()
     ends = tuple(itertools.accumulate(int(p.size) for p in params))
-    flat = [tuple(_flat(a) for a in arrays) for arrays in (params, grads, ms, vs)]
+    flat = [tuple(flat_view(a) for a in arrays) for arrays in (params, grads, ms, vs)]
     tiny = float(np.finfo(params[0].dtype).tiny)
-    _launch(_adam, ends[-1], *flat, ends, lr_t, beta_1, beta_2, epsilon, tiny, halted)
+    run_kernel(_adam, ends[-1], *flat, ends, lr_t, beta_1, beta_2, epsilon, tiny, halted)
     return 0  # what it kept, the flag says
 
 
-@_kernel("void({t}[::1], int64[::1], {t}[::1], int64)")
+@jit_kernel("void({t}[::1], int64[::1], {t}[::1], int64)")
 def _take_rows(a, rows, out, row_size):
     """One thread per element of out (flat): out[i] = a[rows[i]], rows of row_size values."""
     idx = cuda.grid(1)
@@ -142,7 +145,7 @@ def _take_rows(a, rows, out, row_size):
 
 def take_rows(a, rows, out):
     row_size = out.size // max(out.shape[0], 1)
-    _launch(_take_rows, out.size, _flat(a), rows, _flat(out), row_size)
+    run_kernel(_take_rows, out.size, flat_view(a), rows, flat_view(out), row_size)
     return out
 
 
@@ -150,8 +153,8 @@ def sgd_update(p, g, velocity, lr, momentum, nesterov=False):
     if nesterov:
         return unless_halted(host_fallback(ref_optimizers.sgd_update))(
             p, g, velocity, lr, momentum, nesterov)
-    v = _flat(velocity) if velocity is not None else _flat(p)  # unused without momentum
-    _launch(_sgd, p.size, _flat(p), _flat(g), v, lr, momentum, momentum != 0,
+    v = flat_view(velocity) if velocity is not None else flat_view(p)  # unused without momentum
+    run_kernel(_sgd, p.size, flat_view(p), flat_view(g), v, lr, momentum, momentum != 0,
             float(np.finfo(p.dtype).tiny), _flag())
     return 0  # what it kept, the flag says
 

@@ -10,14 +10,14 @@ from .jit import JIT
 
 
 @njit(**JIT)
-def _chunk_rows(chunk, chunks, n):
+def chunk_rows(chunk, chunks, n):
     """Rows lo..hi of the chunk-th of ``chunks`` near-equal runs of n rows (may be empty)."""
     step = (n + chunks - 1) // chunks
     return chunk * step, min(n, (chunk + 1) * step)
 
 
 @njit(**JIT)
-def _add_bias(y2, bias, relu, r0, r1):
+def add_bias(y2, bias, relu, r0, r1):
     """Rows r0..r1 of y2 += bias, then max(., 0) when relu (the fused epilogue: one pass)."""
     for r in range(r0, r1):
         for f in range(y2.shape[1]):
@@ -26,7 +26,7 @@ def _add_bias(y2, bias, relu, r0, r1):
 
 
 @njit(**JIT)
-def _output_gradient_rows(dy2, relu, relu_out, masked, r0, r1, db):
+def output_gradient_rows(dy2, relu, relu_out, masked, r0, r1, db):
     """Rows r0..r1 of the gradient before the fused ReLU: masked = dy where relu_out > 0,
     else 0 (when relu; else dy is used as it is), and db = their column sums (float64)."""
     db[:] = 0.0
@@ -42,7 +42,7 @@ def _output_gradient_rows(dy2, relu, relu_out, masked, r0, r1, db):
 
 
 @njit(parallel=True, **JIT)
-def _sum_parts(parts, out):
+def sum_parts(parts, out):
     """out = parts[0] + parts[1] + ... (per-chunk weight gradients, added in a fixed order)."""
     for i in prange(out.size):
         total = parts[0, i]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from numba import njit, prange
 
 from .blas import matmul
-from .chunks import _add_bias, _chunk_rows, _output_gradient_rows
+from .chunks import add_bias, chunk_rows, output_gradient_rows
 from .jit import JIT
 
 
@@ -56,32 +56,32 @@ def _col2im_images(cols, lo, hi, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w
 
 
 @njit(parallel=True, **JIT)
-def _conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols, y2,
+def conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols, y2,
                   chunks):
     """Per chunk of images: im2col, y = cols @ W (BLAS), y += bias (then the ReLU)."""
     n = x.shape[0]
     per_image = out_h * out_w
     for chunk in prange(chunks):
-        lo, hi = _chunk_rows(chunk, chunks, n)
+        lo, hi = chunk_rows(chunk, chunks, n)
         if lo >= hi:
             continue
         _im2col_images(x, lo, hi, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols)
         r0, r1 = lo * per_image, hi * per_image
         matmul(cols[r0:r1], w2, y2[r0:r1])
-        _add_bias(y2, bias, relu, r0, r1)
+        add_bias(y2, bias, relu, r0, r1)
 
 
 @njit(parallel=True, **JIT)
-def _conv_backward(x, w2, dy2, relu, relu_out, masked, kh, kw, sh, sw, pad_top, pad_left, out_h,
+def conv_backward(x, w2, dy2, relu, relu_out, masked, kh, kw, sh, sw, pad_top, pad_left, out_h,
                    out_w, cols, dcols, dw_parts, db_parts, dx, need_dx, chunks):
     """Per chunk: dy through the ReLU and its bias sums, im2col, dW_chunk = cols^T dy,
     dcols = dy W^T, col2im into its images."""
     n = x.shape[0]
     per_image = out_h * out_w
     for chunk in prange(chunks):
-        lo, hi = _chunk_rows(chunk, chunks, n)
+        lo, hi = chunk_rows(chunk, chunks, n)
         r0, r1 = lo * per_image, hi * per_image
-        g = _output_gradient_rows(dy2, relu, relu_out, masked, r0, r1, db_parts[chunk])
+        g = output_gradient_rows(dy2, relu, relu_out, masked, r0, r1, db_parts[chunk])
         if lo >= hi:
             dw_parts[chunk] = 0.0
             continue

@@ -10,7 +10,7 @@ from .jit import JIT
 
 
 @njit(**JIT)
-def _softmax_cross_entropy(z, y, summary, dz):
+def softmax_cross_entropy(z, y, summary, dz):
     """Per row: summary[0, r] = logsumexp(z_r) - <y_r, z_r>, summary[1, r] = 1 if the top
     logit (the first, on ties) is the true class (the accuracy, same pass);
     dz = (softmax(z) - y) / N."""

@@ -6,17 +6,17 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .chunks import _chunk_rows
+from .chunks import chunk_rows
 from .jit import JIT
 
 
 @njit(parallel=True, **JIT)
-def _column_sums(a, b, gamma, beta, relu, chunks, parts):
+def column_sums(a, b, gamma, beta, relu, chunks, parts):
     """parts[chunk, 0] = sum of a's rows, parts[chunk, 1] = sum of (a * b)'s rows; relu: a is
     first zeroed where gamma b + beta <= 0 (BatchNorm's backward with the ReLU fused)."""
     m, c = a.shape
     for chunk in prange(chunks):
-        lo, hi = _chunk_rows(chunk, chunks, m)
+        lo, hi = chunk_rows(chunk, chunks, m)
         sums, products = np.zeros(c), np.zeros(c)  # the chunk's own: kept out of parts
         for r in range(lo, hi):
             for k in range(c):
@@ -30,11 +30,11 @@ def _column_sums(a, b, gamma, beta, relu, chunks, parts):
 
 
 @njit(parallel=True, **JIT)
-def _centred_squares(x, mean, chunks, parts):
+def centred_squares(x, mean, chunks, parts):
     """parts[chunk, k] = sum over the chunk's rows of (x - mean)^2."""
     m, c = x.shape
     for chunk in prange(chunks):
-        lo, hi = _chunk_rows(chunk, chunks, m)
+        lo, hi = chunk_rows(chunk, chunks, m)
         squares = np.zeros(c)
         for r in range(lo, hi):
             for k in range(c):
@@ -44,7 +44,7 @@ def _centred_squares(x, mean, chunks, parts):
 
 
 @njit(parallel=True, **JIT)
-def _normalize(x, mean, scale, gamma, beta, relu, x_hat, y):
+def normalize(x, mean, scale, gamma, beta, relu, x_hat, y):
     """x_hat = (x - mean) * scale; y = gamma x_hat + beta, relu: max(y, 0)
     (scale = 1 / sqrt(var + eps))."""
     m, c = x.shape
@@ -57,7 +57,7 @@ def _normalize(x, mean, scale, gamma, beta, relu, x_hat, y):
 
 
 @njit(parallel=True, **JIT)
-def _batchnorm_dx(x_hat, dy, scale, mean_dy, mean_dy_xhat, gamma, beta, relu, dx):
+def batchnorm_dx(x_hat, dy, scale, mean_dy, mean_dy_xhat, gamma, beta, relu, dx):
     """dx = scale (dy - mean(dy) - x_hat mean(dy x_hat)) (scale = gamma / sqrt(var + eps));
     relu: dy is first zeroed where gamma x_hat + beta <= 0."""
     m, c = dy.shape

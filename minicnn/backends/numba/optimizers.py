@@ -15,7 +15,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .chunks import _chunk_rows
+from .chunks import chunk_rows
 from .jit import JIT
 
 # Division by zero gives inf or NaN, as in NumPy, instead of a check that raises: the
@@ -96,7 +96,7 @@ def _update(adam, p, g, a, b, scalars, tiny, saved):
     chunks, block = saved.shape[0], saved.shape[2]
     kept = np.zeros(chunks, np.int64)
     for chunk in prange(chunks):
-        start, stop = _chunk_rows(chunk, chunks, p.size)
+        start, stop = chunk_rows(chunk, chunks, p.size)
         for lo in range(start, stop, block):
             hi = min(lo + block, stop)
             _save(saved[chunk], p[lo:hi], a[lo:hi], b[lo:hi])

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from .blas import matmul
-from .chunks import _add_bias, _chunk_rows
+from .chunks import add_bias, chunk_rows
 from .jit import JIT
 
 
@@ -62,7 +62,7 @@ def _plane_col2im(dxt, kh, kw, sh, sw, out_h, out_w, dplane):
 
 
 @njit(parallel=True, **JIT)
-def _plane_conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w,
+def plane_conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w,
                         pool_h, pool_w, y, arg, chunks):
     """Per image: its windows X (taps, pixels), z = X^T W (BLAS) + bias (then the ReLU) into
     its rows of y (N, out_h, out_w, F); or with a pool (pool_h > 0), into a buffer that
@@ -70,7 +70,7 @@ def _plane_conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, ou
     arg (its window offsets) are the pooled output."""
     n, per_image, f = x.shape[0], out_h * out_w, w2.shape[1]
     for chunk in prange(chunks):
-        lo, hi = _chunk_rows(chunk, chunks, n)
+        lo, hi = chunk_rows(chunk, chunks, n)
         plane = _padded_plane(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w)
         xt = np.empty((kh * kw, per_image), dtype=x.dtype)
         z = np.empty((per_image if pool_h else 0, f), dtype=x.dtype)
@@ -83,21 +83,21 @@ def _plane_conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, ou
             else:
                 z2 = y[b].reshape(per_image, f)
                 matmul(xt.T, w2, z2)
-                _add_bias(z2, bias, relu, 0, per_image)
+                add_bias(z2, bias, relu, 0, per_image)
 
 
 # A convolution's output max-pooled as it is made (pool-sized windows, 'valid'; Sequential
 # fuses a Conv2D and the MaxPool2D after it): the kernels go through each window's pixels
-# k = 0, 1, ... (offset di * pool_w + dj) with ``_keep_max``, and the backward sends each
-# pooled gradient to its winner with ``_send_to_winner``.
+# k = 0, 1, ... (offset di * pool_w + dj) with ``keep_max``, and the backward sends each
+# pooled gradient to its winner with ``send_to_winner``.
 
 
 @njit(inline="always", **JIT)
-def _keep_max(values, bias, relu, k, best, where):
+def keep_max(values, bias, relu, k, best, where):
     """Pixel k of a pooling window: its channels values (F,) + bias (then the ReLU) replace
     best (F,) where they beat it, and where (F,) = k there (k = 0 always: first max wins; a
-    NaN beats every number, as in ``_maxpool_forward``). ``where`` is a window's int32
-    buffer, narrowed into the int8 offsets by ``_narrow`` once the window is done: a select
+    NaN beats every number, as in ``maxpool_forward``). ``where`` is a window's int32
+    buffer, narrowed into the int8 offsets by ``narrow`` once the window is done: a select
     as wide as the float's vectorises; one that writes int8 offsets did not."""
     for e in range(values.shape[0]):
         v = values[e] + bias[e]
@@ -109,14 +109,14 @@ def _keep_max(values, bias, relu, k, best, where):
 
 
 @njit(inline="always", **JIT)
-def _narrow(where, arg):
+def narrow(where, arg):
     """arg (F,) = a window's winners ``where`` (int32), in arg's narrower dtype."""
     for e in range(where.shape[0]):
         arg[e] = where[e]
 
 
 @njit(inline="always", **JIT)
-def _send_to_winner(dy, pooled, arg, relu, b, i, j, k, g):
+def send_to_winner(dy, pooled, arg, relu, b, i, j, k, g):
     """Pixel k of window (i, j) of image b: its gradient g (F,) = dy[b, i, j] where it won
     and (with the ReLU) the pooled output is > 0, else 0."""
     for e in range(g.shape[0]):
@@ -134,14 +134,14 @@ def _pool_rows(z, bias, relu, out_w, pool_h, pool_w, y, arg, b):
             for di in range(pool_h):  # (k = di * pool_w + dj: no division per pixel)
                 for dj in range(pool_w):
                     r = (i * pool_h + di) * out_w + j * pool_w + dj
-                    _keep_max(z[r], bias, relu, di * pool_w + dj, y[b, i, j], where)
-            _narrow(where, arg[b, i, j])
+                    keep_max(z[r], bias, relu, di * pool_w + dj, y[b, i, j], where)
+            narrow(where, arg[b, i, j])
 
 
 @njit(**JIT)
 def _unpool_gradient(dy, pooled, arg, b, relu, pool_h, pool_w, out_w, g):
     """g (out_h * out_w, F) = image b's gradient before the pooling and the ReLU: dy at each
-    window's winner (``_send_to_winner``), 0 everywhere else."""
+    window's winner (``send_to_winner``), 0 everywhere else."""
     if g.shape[0] // out_w % pool_h or out_w % pool_w:
         g[:] = 0.0  # rows or columns no window covers
     for i in range(dy.shape[1]):
@@ -149,11 +149,11 @@ def _unpool_gradient(dy, pooled, arg, b, relu, pool_h, pool_w, out_w, g):
             for di in range(pool_h):
                 for dj in range(pool_w):
                     r = (i * pool_h + di) * out_w + j * pool_w + dj
-                    _send_to_winner(dy, pooled, arg, relu, b, i, j, di * pool_w + dj, g[r])
+                    send_to_winner(dy, pooled, arg, relu, b, i, j, di * pool_w + dj, g[r])
 
 
 @njit(parallel=True, **JIT)
-def _plane_conv_backward(x, w2, dy, relu, relu_out, arg, kh, kw, sh, sw, pad_top, pad_left,
+def plane_conv_backward(x, w2, dy, relu, relu_out, arg, kh, kw, sh, sw, pad_top, pad_left,
                          out_h, out_w, pool_h, pool_w, dw_parts, db_parts, dx, need_dx, chunks):
     """Per image: G = its dy (N, out_h, out_w, F) through the ReLU (relu_out: the forward's
     output) -- or with a pool, dy and relu_out pooled (N, out_h // pool_h, ...) and sent back
@@ -163,7 +163,7 @@ def _plane_conv_backward(x, w2, dy, relu, relu_out, arg, kh, kw, sh, sw, pad_top
     n, h, w, f = x.shape[0], x.shape[1], x.shape[2], w2.shape[1]
     per_image, taps = out_h * out_w, kh * kw
     for chunk in prange(chunks):
-        lo, hi = _chunk_rows(chunk, chunks, n)
+        lo, hi = chunk_rows(chunk, chunks, n)
         plane = _padded_plane(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w)
         dplane, xt = np.empty_like(plane), np.ones((taps + 1, per_image), dtype=x.dtype)
         g2, part = np.empty((per_image, f), dtype=x.dtype), np.empty((taps + 1, f), dtype=x.dtype)

@@ -21,7 +21,7 @@ def _clip(start, size, limit):
 
 
 @njit(parallel=True, **JIT)
-def _maxpool_forward(x, ph, pw, sh, sw, pad_top, pad_left, y, arg):
+def maxpool_forward(x, ph, pw, sh, sw, pad_top, pad_left, y, arg):
     """y = window max, arg = its offset di * pw + dj inside the window (first max wins; a NaN
     beats every number, as in np.argmax). Each window's running maxima and their offsets
     live in per-image buffers, the offsets as int32 (as wide as a float32), and every update
@@ -52,7 +52,7 @@ def _maxpool_forward(x, ph, pw, sh, sw, pad_top, pad_left, y, arg):
 
 
 @njit(parallel=True, **JIT)
-def _maxpool_backward(dy, arg, ph, pw, sh, sw, pad_top, pad_left, dx):
+def maxpool_backward(dy, arg, ph, pw, sh, sw, pad_top, pad_left, dx):
     """Each output gradient goes to the pixel that won its window.
 
     Windows that do not overlap (stride >= pool, the usual case): every input pixel lies in
@@ -86,7 +86,7 @@ def _maxpool_backward(dy, arg, ph, pw, sh, sw, pad_top, pad_left, dx):
 
 
 @njit(parallel=True, **JIT)
-def _avgpool_forward(x, ph, pw, sh, sw, pad_top, pad_left, y):
+def avgpool_forward(x, ph, pw, sh, sw, pad_top, pad_left, y):
     """y = the sum of the window's pixels inside the image / their count."""
     n, out_h, out_w, c = y.shape
     for b in prange(n):
@@ -104,7 +104,7 @@ def _avgpool_forward(x, ph, pw, sh, sw, pad_top, pad_left, y):
 
 
 @njit(parallel=True, **JIT)
-def _avgpool_backward(dy, ph, pw, sh, sw, pad_top, pad_left, dx):
+def avgpool_backward(dy, ph, pw, sh, sw, pad_top, pad_left, dx):
     """Each window shares its gradient evenly among its pixels inside the image."""
     n, out_h, out_w, c = dy.shape
     for b in prange(n):

@@ -8,9 +8,9 @@ import numpy as np
 from numba import njit, prange
 
 from .blas import matmul
-from .chunks import _chunk_rows
+from .chunks import chunk_rows
 from .jit import JIT
-from .plane import _keep_max, _narrow, _send_to_winner
+from .plane import keep_max, narrow, send_to_winner
 
 # Winograd F(4x4, 3x3) (winograd.py has the math and the matrices). ``_transform`` applies
 # one of those six matrices, written out, to the rows of s (rows, L): every row is a vector
@@ -143,7 +143,7 @@ def _input_transform(x, lo, hi, pad_top, pad_left, tiles_h, rows, v):
 def _output_transform(m, bias, relu, lo, hi, out_h, out_w, rows, pool_h, pool_w, y, arg):
     """y = A^T m A + bias (then the ReLU) at every tile's pixels inside the output (out_h,
     out_w); or with a pool (pool_h > 0, dividing the tile: every window inside one tile),
-    y and arg max-pooled (``_keep_max``)."""
+    y and arg max-pooled (``keep_max``)."""
     f, tiles_h = bias.shape[0], (out_h + 3) // 4
     o, tiles_w = rows[0], rows.shape[2]
     for b in range(lo, hi):
@@ -176,15 +176,15 @@ def _pool_tile_row(o, bias, relu, b, ti, pool_h, pool_w, y, arg):
                 for di in range(pool_h):
                     for dj in range(pool_w):
                         point = (pr * pool_h + di) * 4 + pc * pool_w + dj
-                        _keep_max(o[point, tj], bias, relu, di * pool_w + dj, y[b, i, j],
+                        keep_max(o[point, tj], bias, relu, di * pool_w + dj, y[b, i, j],
                                   where)
-                _narrow(where, arg[b, i, j])
+                narrow(where, arg[b, i, j])
 
 
 @njit(**JIT)
 def _unpool_tile_row(dy, pooled, arg, relu, b, ti, pool_h, pool_w, g, db):
     """Row ti of output tiles g (as in ``_pool_tile_row``) = the pooled gradient sent back to
-    each window's winner (``_send_to_winner``), 0 elsewhere; db += the gradients sent."""
+    each window's winner (``send_to_winner``), 0 elsewhere; db += the gradients sent."""
     down, across = 4 // pool_h, 4 // pool_w
     g[:16] = 0.0
     for pr in range(min(down, dy.shape[1] - ti * down)):
@@ -195,7 +195,7 @@ def _unpool_tile_row(dy, pooled, arg, relu, b, ti, pool_h, pool_w, g, db):
                 for di in range(pool_h):
                     for dj in range(pool_w):
                         point = (pr * pool_h + di) * 4 + pc * pool_w + dj
-                        _send_to_winner(dy, pooled, arg, relu, b, i, j, di * pool_w + dj,
+                        send_to_winner(dy, pooled, arg, relu, b, i, j, di * pool_w + dj,
                                         g[point, tj])
                 for e in range(dy.shape[3]):
                     db[e] += dy[b, i, j, e] * ((pooled[b, i, j, e] > 0) | (not relu))
@@ -268,7 +268,7 @@ def _winograd_forward_chunk(x, u, bias, relu, pad_top, pad_left, out_h, out_w, p
 
 
 @njit(parallel=True, **JIT)
-def _winograd_forward(x, u, bias, relu, pad_top, pad_left, out_h, out_w, pool_h, pool_w, y,
+def winograd_forward(x, u, bias, relu, pad_top, pad_left, out_h, out_w, pool_h, pool_w, y,
                       arg, v, rows_c, m, rows_f, chunks):
     """Per chunk of images (one per thread), a block at a time: ``_winograd_forward_chunk``.
     y (N, out_h, out_w, F), or with a pool (pool_h > 0) y and arg (N, out_h // pool_h,
@@ -277,7 +277,7 @@ def _winograd_forward(x, u, bias, relu, pad_top, pad_left, out_h, out_w, pool_h,
     rows_f (..., F): its rows."""
     block = v.shape[2] // (((out_h + 3) // 4) * ((out_w + 3) // 4))
     for chunk in prange(chunks):
-        lo, hi = _chunk_rows(chunk, chunks, y.shape[0])
+        lo, hi = chunk_rows(chunk, chunks, y.shape[0])
         for b0 in range(lo, hi, block):
             _winograd_forward_chunk(x, u, bias, relu, pad_top, pad_left, out_h, out_w, pool_h,
                                     pool_w, y, arg, v[chunk], rows_c[chunk], m[chunk],
@@ -305,16 +305,16 @@ def _winograd_backward_chunk(x, ut, dy, relu, relu_out, pad_top, pad_left, out_h
 
 
 @njit(parallel=True, **JIT)
-def _winograd_backward(x, ut, dy, relu, relu_out, pad_top, pad_left, out_h, out_w, pool_h,
+def winograd_backward(x, ut, dy, relu, relu_out, pad_top, pad_left, out_h, out_w, pool_h,
                        pool_w, arg, v, rows_c, dm, rows_f, du_parts, db_parts, dx, need_dx,
                        chunks):
     """Per chunk (one per thread), a block of images at a time: ``_winograd_backward_chunk``
     into its own du_parts[chunk] (the blocks' du added up; zeros for an empty chunk) and
     db_parts[chunk]. dW = G^T du G comes after the sum over chunks. dy and relu_out: as
-    ``_winograd_forward``'s y (pooled with a pool), arg its offsets."""
+    ``winograd_forward``'s y (pooled with a pool), arg its offsets."""
     block = v.shape[2] // (((out_h + 3) // 4) * ((out_w + 3) // 4))
     for chunk in prange(chunks):
-        lo, hi = _chunk_rows(chunk, chunks, dy.shape[0])
+        lo, hi = chunk_rows(chunk, chunks, dy.shape[0])
         db_parts[chunk] = 0.0
         du_parts[chunk] = 0.0
         du = np.empty_like(du_parts[chunk])
@@ -327,14 +327,14 @@ def _winograd_backward(x, ut, dy, relu, relu_out, pad_top, pad_left, out_h, out_
 
 
 @njit(**JIT)
-def _winograd_kernel(w, u):
+def winograd_kernel(w, u):
     """u = G w G^T for every (channel, filter): w (9, C, F) -> u (36, C, F) (or, from w
     (9, F, C), the per-point transposes)."""
     _sandwich(G, w, np.empty((18, w.shape[1], w.shape[2]), w.dtype), u)
 
 
 @njit(**JIT)
-def _winograd_kernel_gradient(du, dw):
+def winograd_kernel_gradient(du, dw):
     """dw = G^T du G for every (channel, filter): du (36, C, F) -> dw (9, C, F)."""
     _sandwich(GT, du, np.empty((18, du.shape[1], du.shape[2]), du.dtype), dw)
 

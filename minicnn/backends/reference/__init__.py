@@ -13,8 +13,8 @@ backend overrides what it makes fast and keeps the rest, so an editor can follow
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 
+from ...tally import Tally
 from ..contract import check_backend_class
 from . import (
     activations,
@@ -37,7 +37,7 @@ class NumpyBackend:
     name = "numpy"
     on_device = False  # arrays live in host memory
     compile_notice = None  # what fit says while a first step compiles (numba, CUDA)
-    loss_read_interval = 0.0  # seconds between fit's reads of the loss: 0, every step
+    loss_read_interval = 0.0  # seconds between fit's reads of the tally: 0, every step
     # Whether fit runs fusion.plan's fused stages on this backend (its fast kernels), or
     # each layer's own forward and backward (the textbook path, always this backend's).
     fuses = False
@@ -81,7 +81,6 @@ class NumpyBackend:
     one_hot = staticmethod(losses.one_hot)
     smooth_labels = staticmethod(losses.smooth_labels)
     softmax_cross_entropy = staticmethod(losses.softmax_cross_entropy)
-    softmax_cross_entropy_totals = staticmethod(losses.softmax_cross_entropy_totals)
     sigmoid_binary_cross_entropy = staticmethod(losses.sigmoid_binary_cross_entropy)
     probability_cross_entropy = staticmethod(losses.probability_cross_entropy)
     probability_binary_cross_entropy = staticmethod(losses.probability_binary_cross_entropy)
@@ -169,11 +168,10 @@ class NumpyBackend:
         """The context around one step: nothing to keep between steps here."""
         return contextlib.nullcontext()
 
-    @contextlib.contextmanager
-    def guarded_update(self, halted) -> Iterator[bool]:
-        """Around the optimizer's update of a step: yields whether it may apply, which it
-        may not when the loss kernel set the NaN flag ``halted`` ((1,) int32)."""
-        yield halted is None or not self.to_host(halted)[0]
+    def tally(self, steps: int, metrics: list[str]) -> Tally:
+        """What keeps a fit's, an evaluation's or a step's loss and metric counts: host
+        numbers, added step by step."""
+        return Tally(self, steps, metrics)
 
     def synchronize(self) -> None:
         """Wait until the backend's queued work is done (profiling): nothing queues here."""

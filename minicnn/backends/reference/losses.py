@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from .activations import stable_sigmoid
-from .metrics import correct_rows
 
 
 def one_hot(labels, n_classes: int):
@@ -39,21 +38,6 @@ def softmax_cross_entropy(logits, y):
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     rows = -(y * np.where(y != 0, log_probs, 0)).sum(axis=1)
     return rows.astype(np.float64), (np.exp(log_probs) - y) / logits.shape[0]
-
-
-def softmax_cross_entropy_totals(logits, y, totals, halted):
-    """softmax_cross_entropy summed, and the accuracy counted, into totals = (sum of the row
-    losses, rows whose class is right); halted[0] = 1 if the sum is NaN or inf. -> dlogits."""
-    rows, grad = softmax_cross_entropy(logits, y)
-    write_totals(rows, correct_rows(logits, y, 0.0), totals, halted)
-    return grad
-
-
-def write_totals(losses, hits, totals, halted) -> None:
-    """totals = (sum of losses, sum of hits); halted[0] = 1 if the loss sum is NaN or inf."""
-    totals[0], totals[1] = losses.sum(), hits.sum()
-    if not np.isfinite(totals[0]):
-        halted[0] = 1
 
 
 def sigmoid_binary_cross_entropy(logits, y):

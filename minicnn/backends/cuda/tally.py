@@ -1,0 +1,80 @@
+"""CUDA's tally: a step's loss and metric counts left on the device, read back in batches.
+
+On the common path (softmax cross-entropy with plain accuracy, no sample weights) the loss
+kernel writes the step's loss sum and hit count into its row of ``rows``, a (steps, 2)
+float64 device array, and sets the step flag ``halted`` ((1,) int32 on the device) to 1
+when that loss is not finite; while it is set the update kernels change nothing. An update
+that would have made weights NaN or inf sets it to ``KEPT`` (those elements kept their
+values). So a step sends nothing back to the host: ``read`` copies the rows of every step
+since the last read, and the flag, in one transfer (``fit`` reads once per progress update,
+``CudaBackend.loss_read_interval``). Other losses, metrics and weight penalties are host
+numbers, as in ``minicnn.tally.Tally``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...tally import Tally
+from .losses import one_hot, softmax_cross_entropy_totals
+from .memory import to_device, to_host
+from .optimizers import KEPT, guarded_update
+
+
+class DeviceTally(Tally):
+    """``Tally`` whose common-path numbers and NaN flag stay in device memory."""
+
+    def __init__(self, backend, steps: int, metrics: list[str]):
+        # the rows and the flag share one buffer, so that a read is one copy
+        self._buffer = to_device(np.zeros((steps + 1, 2)))
+        self.rows = self._buffer[:steps]
+        self.halted = self._buffer[steps].view(np.int32)[:1]
+        self._slots: dict = {}  # step -> its row of ``rows`` (a device view: made once)
+        self._in_rows: set = set()  # the steps whose loss kernel wrote their row
+        super().__init__(backend, steps, metrics)
+
+    def restart(self) -> None:
+        super().restart()
+        self._in_rows = set()
+
+    def loss_gradient(self, loss, out, y, weights, metric_k: dict, logits: bool):
+        """The loss kernel sums the loss and counts the hits (argmax, which smoothing keeps)
+        into the step's row, on the device, for softmax cross-entropy with plain accuracy."""
+        if not (logits and loss.fuses == "softmax" and set(metric_k.values()) <= {1}
+                and weights is None):
+            return super().loss_gradient(loss, out, y, weights, metric_k, logits)
+        if y.ndim == 1:
+            y = one_hot(y, out.shape[1])
+        step = len(self._steps) - 1
+        if step not in self._slots:
+            self._slots[step] = self.rows[step]
+        self._in_rows.add(step)
+        return softmax_cross_entropy_totals(out, loss.targets(y), self._slots[step], self.halted)
+
+    def update(self, optimizer, layers) -> None:
+        """The update kernels read ``halted`` themselves and set it to KEPT (read later)."""
+        with guarded_update(self.halted):
+            optimizer.apply(layers)
+
+    def read(self, stop_at_bad: bool = True) -> None:
+        if (stop_at_bad and self.first_bad is not None) or self._read == len(self._steps):
+            return
+        buffer = to_host(self._buffer)  # one copy for every step since the last read
+        rows = buffer[:-1]
+        kept = self.first_bad is None and buffer[-1].view(np.int32)[0] == KEPT
+        for i in range(self._read, len(self._steps)):
+            step = self._steps[i]
+            loss_sum, counts = step.loss_sum, {}
+            if i in self._in_rows:
+                loss_sum += float(rows[i, 0])
+                counts = dict.fromkeys(self.metrics, int(rows[i, 1]))  # all plain accuracy
+            self._count(loss_sum, step, counts)
+            if stop_at_bad and self.first_bad is not None:
+                return
+        if kept and self.first_bad is None:  # by the last step read, at latest
+            self.first_bad, self.bad_update = self._read - 1, True
+
+    def forgive(self) -> None:
+        """Carry on past a bad step: clear ``halted`` too."""
+        super().forgive()
+        self.halted[0] = 0
