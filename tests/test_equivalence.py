@@ -5,7 +5,6 @@ Only kernels a backend implements itself are compared: one it inherits from the 
 is the reference (``test_every_kernel_a_backend_implements_is_compared_here``).
 """
 
-import inspect
 
 import numba
 import numpy as np
@@ -13,37 +12,18 @@ import pytest
 
 import minicnn
 from minicnn.backends.compiled import UPDATE_BLOCK
-from minicnn.backends.reference import NumpyBackend, activations
-from tests.conftest import FAST_BACKENDS
-
-numpy_ref = NumpyBackend()
-
-CONV_CASES = [  # (x shape, kernel shape, stride, padding)
-    ((1, 7, 9, 1), (3, 3, 1, 4), (1, 1), "valid"),
-    ((3, 8, 7, 3), (3, 2, 3, 5), (2, 2), "same"),
-    ((2, 9, 9, 3), (5, 5, 3, 2), (2, 1), "valid"),
-    ((2, 5, 6, 2), (4, 4, 2, 3), (3, 2), "same"),
-    ((4, 28, 28, 1), (3, 3, 1, 32), (1, 1), "valid"),
-    ((2, 6, 7, 1), (3, 2, 1, 4), (2, 1), "same"),  # one channel: numba's plane kernels
-    ((5, 9, 11, 1), (5, 4, 1, 3), (2, 1), "same"),  # (several images per thread)
-    # 3x3, stride 1, several channels, outputs >= 8: the compiled backends' Winograd path
-    # (partial tiles at the edges: 11 = 4 + 4 + 3, 'same' padding read as zeros)
-    ((3, 13, 13, 8), (3, 3, 8, 16), (1, 1), "valid"),
-    ((2, 10, 9, 5), (3, 3, 5, 7), (1, 1), "same"),
-]
-POOL_CASES = [  # (x shape, pool, stride, padding)
-    ((2, 8, 8, 3), (2, 2), (2, 2), "valid"), ((1, 7, 9, 1), (3, 3), (2, 2), "valid"),
-    ((3, 5, 5, 2), (2, 3), (1, 2), "valid"), ((2, 7, 5, 3), (2, 2), (2, 2), "same"),
-    ((1, 6, 7, 2), (3, 2), (1, 3), "same"), ((2, 4, 5, 3), (4, 5), (4, 5), "valid"),
-    ((2, 5, 6, 2), (3, 3), (1, 1), "same"),
-    ((1, 5, 6, 70), (3, 3), (2, 2), "same"),  # more channels than Cython's block of 64
-]
-
-
-def _close(a, b, dtype):
-    tol = 1e-10 if dtype == np.float64 else 2e-4
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol)
-
+from tests import helpers
+from tests.helpers import (
+    CONV_CASES,
+    FAST_BACKENDS,
+    POOL_CASES,
+    UPDATES,
+    close,
+    compare,
+    host,
+    implements,
+    numpy_ref,
+)
 
 # Each compiled CPU backend at one thread and at two; CUDA once.
 FAST_AT_THREADS = [(b, t) for b in FAST_BACKENDS for t in ((None,) if b == "cuda" else (1, 2))]
@@ -63,80 +43,12 @@ def fast(request, monkeypatch):
         yield minicnn.backends.load(name)
 
 
-def implements(backend, kernel: str) -> bool:
-    """Whether ``backend``'s class defines ``kernel`` itself (not the reference's)."""
-    return (inspect.getattr_static(type(backend), kernel)
-            is not inspect.getattr_static(NumpyBackend, kernel))
-
-
-# Every kernel the tests below compare with the reference.
-COMPARED = {
-    "conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward",
-    "avgpool2d_forward", "avgpool2d_backward", "conv2d_maxpool_forward",
-    "conv2d_maxpool_backward", "dense_forward", "dense_backward", "activation_forward",
-    "conv2d_relu_forward", "conv2d_relu_backward", "conv2d_weight_gradients",
-    "dense_relu_forward", "dense_relu_backward", "dense_weight_gradients",
-    "batchnorm_relu_forward", "batchnorm_relu_backward",
-    "activation_backward", "multiply", "moments", "batchnorm_forward", "batchnorm_backward",
-    "softmax_cross_entropy", "mean_squared_error",
-    "count_correct", "adam_update", "adam_update_many", "sgd_update", "take_rows",
-    "one_hot", "smooth_labels", "dropout",
-}
-# Kernels that only move or view memory (``to_host`` is how every comparison reads back).
-MEMORY = {"to_device", "to_host", "zeros_like", "reshape"}
-
-
-@pytest.mark.parametrize("name", FAST_BACKENDS)
-def test_every_kernel_a_backend_implements_is_compared_here(name):
-    from minicnn.backends.contract import KERNELS
-    backend = minicnn.backends.load(name)
-    own = {k for k in KERNELS if implements(backend, k)} - MEMORY
-    missing = own - COMPARED
-    if name == "cuda":  # its host fallbacks run the reference on copies: test_cuda.py
-        missing -= {"add_scaled", "weight_penalty", "moving_average", "rmsprop_update",
-                    "sigmoid_binary_cross_entropy", "probability_cross_entropy",
-                    "probability_binary_cross_entropy", "count_top_k", "count_binary_correct"}
-    assert not missing, f"{name} implements {sorted(missing)} but nothing compares them"
-
-
-def _host(backend, value):
-    return backend.to_host(value) if hasattr(value, "shape") else value
-
-
-def _compare(backend, name, args, dtype):
-    """Run kernel ``name`` on both backends; compare every array it returns."""
-    assert implements(backend, name), f"{backend.name} does not implement {name}"
-    expected = getattr(numpy_ref, name)(*args)
-    got = getattr(backend, name)(*[backend.to_device(a) if isinstance(a, np.ndarray) else a
-                                   for a in args])
-    if not isinstance(expected, tuple):
-        expected, got = (expected,), (got,)
-    for e, g in zip(expected, got):
-        if e is None:  # dx without need_dx
-            assert g is None
-        else:
-            _close(_host(backend, g), e, dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_conv_kernels(fast, case, dtype):
-    x_shape, w_shape, stride, padding = case
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(x_shape).astype(dtype)
-    w = rng.standard_normal(w_shape).astype(dtype)
-    b = rng.standard_normal(w_shape[3]).astype(dtype)
-    y = numpy_ref.conv2d_forward(x, w, b, stride, padding)
-    dy = rng.standard_normal(y.shape).astype(dtype)
-    _compare(fast, "conv2d_forward", (x, w, b, stride, padding), dtype)
-    _compare(fast, "conv2d_backward", (x, w, dy, stride, padding), dtype)
-    # the fused ReLU: its epilogue, and the gradient sent back through it; the first layer's
-    _compare(fast, "conv2d_relu_forward", (x, w, b, stride, padding), dtype)
-    a = numpy_ref.conv2d_relu_forward(x, w, b, stride, padding)
-    assert 0 < np.count_nonzero(a) < a.size
-    for need_dx in (True, False):
-        _compare(fast, "conv2d_relu_backward", (x, w, a, dy, stride, padding, need_dx), dtype)
-    _compare(fast, "conv2d_weight_gradients", (x, w, dy, stride, padding), dtype)
+    helpers.check_conv_kernels(fast, case, dtype)
 
 
 @pytest.mark.parametrize("case", CONV_CASES[-2:])
@@ -164,33 +76,13 @@ def test_winograd_in_several_blocks_per_thread(fast, case, monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", POOL_CASES)
 def test_pool_kernels(fast, case, dtype):
-    x_shape, pool, stride, padding = case
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal(x_shape).astype(dtype)
-    y, cache = numpy_ref.maxpool2d_forward(x, pool, stride, padding)
-    fy, fcache = fast.maxpool2d_forward(fast.to_device(x), pool, stride, padding)
-    _close(fast.to_host(fy), y, dtype)
-    dy = rng.standard_normal(y.shape).astype(dtype)
-    dx = numpy_ref.maxpool2d_backward(dy, cache, x.shape, pool, stride, padding)
-    _close(fast.to_host(fast.maxpool2d_backward(fast.to_device(dy), fcache, x.shape, pool,
-                                                stride, padding)), dx, dtype)
-    _compare(fast, "avgpool2d_forward", (x, pool, stride, padding), dtype)
-    _compare(fast, "avgpool2d_backward", (dy, x.shape, pool, stride, padding), dtype)
+    helpers.check_pool_kernels(fast, case, dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", POOL_CASES)
 def test_max_pool_ties_and_nan_pick_the_reference_pixel(fast, case, dtype):
-    """Ties go to the first pixel of the window, a NaN beats every number (np.argmax's
-    rules): the cache, and so the backward pass, must name the reference's pixel."""
-    x_shape, pool, stride, padding = case
-    rng = np.random.default_rng(2)
-    x = rng.integers(-1, 2, x_shape).astype(dtype)  # many ties
-    x[rng.random(x_shape) < 0.1] = np.nan
-    y, cache = numpy_ref.maxpool2d_forward(x, pool, stride, padding)
-    fy, fcache = fast.maxpool2d_forward(fast.to_device(x), pool, stride, padding)
-    np.testing.assert_array_equal(fast.to_host(fy), y)
-    np.testing.assert_array_equal(fast.to_host(fcache), cache)
+    helpers.check_max_pool_ties_and_nan_pick_the_reference_pixel(fast, case, dtype)
 
 
 CONV_POOL_CASES = [  # (x shape, kernel shape, stride, padding, pool): Conv2D then MaxPool2D
@@ -221,9 +113,11 @@ def test_conv_maxpool_kernels(fast, case, relu, dtype):
     w = rng.standard_normal(w_shape).astype(dtype)
     b = rng.standard_normal(w_shape[3]).astype(dtype)
     y, cache = numpy_ref.conv2d_maxpool_forward(x, w, b, stride, padding, pool, relu)
+    helpers.record(fast, "conv2d_maxpool_forward")
+    helpers.record(fast, "conv2d_maxpool_backward")
     fy, fcache = fast.conv2d_maxpool_forward(fast.to_device(x), fast.to_device(w),
                                              fast.to_device(b), stride, padding, pool, relu)
-    _close(fast.to_host(fy), y, dtype)
+    close(fast.to_host(fy), y, dtype)
     np.testing.assert_array_equal(fast.to_host(fcache[1]), cache[1])
     assert not relu or 0 < np.count_nonzero(y) < y.size
     dy = rng.standard_normal(y.shape).astype(dtype)
@@ -235,7 +129,7 @@ def test_conv_maxpool_kernels(fast, case, relu, dtype):
         assert (got[0] is None) == (not need_dx)
         for e, g in zip(expected, got):
             if e is not None:
-                _close(_host(fast, g), e, dtype)
+                close(host(fast, g), e, dtype)
 
 
 @pytest.mark.parametrize("name", [b for b in FAST_BACKENDS if b != "cuda"])
@@ -254,27 +148,7 @@ def test_compiled_cpu_backends_pool_as_they_convolve(name, case, fused):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_optimizer_state_below_the_normal_floats_becomes_zero(fast, dtype):
-    """Adam's m and v and SGD's velocity that decay below the smallest normal float become 0
-    on every backend, as in the reference (optimizers.flush_to_zero): a dead unit's state would
-    otherwise linger among the denormals, where CPU arithmetic is many times slower."""
-    tiny = np.finfo(dtype).tiny
-    live = np.arange(64) % 4 == 0
-    g = np.where(live, 1e-3, 0.0).astype(dtype)
-    # one step of decay (m and velocity x0.9, v x0.999) from the denormals
-    fast_decay, slow_decay = np.full(64, 1.05 * tiny, dtype), np.full(64, 1.0005 * tiny, dtype)
-    arrays = {"p": np.ones(64, dtype), "m": fast_decay, "v": slow_decay, "velocity": fast_decay}
-    results = {}
-    for backend in (numpy_ref, fast):
-        got = {k: backend.to_device(a.copy()) for k, a in arrays.items()}
-        backend.adam_update(got["p"], backend.to_device(g), got["m"], got["v"], 1e-3, 0.9,
-                            0.999, 1e-7)
-        backend.sgd_update(got["p"], backend.to_device(g), got["velocity"], 0.01, 0.9)
-        results[backend] = {k: backend.to_host(a) for k, a in got.items()}
-    for key in arrays:
-        reference, value = results[numpy_ref][key], results[fast][key]
-        _close(value, reference, dtype)
-        if key != "p":
-            assert np.all(value[~live] == 0) and np.all(np.abs(value[live]) >= tiny), key
+    helpers.check_optimizer_state_below_the_normal_floats_becomes_zero(fast, dtype)
 
 
 @pytest.mark.parametrize("count", [1, 11])
@@ -294,62 +168,21 @@ def test_adam_over_many_parameters_updates_each_like_the_reference(fast, count):
     fast.adam_update_many(params, grads, ms, vs, 1e-3, 0.9, 0.999, 1e-7)
     for got, want in zip(state, expected):
         for g, w in zip(got, want):
-            _close(_host(fast, g), w, np.float64)
+            close(host(fast, g), w, np.float64)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_multiply_kernel(fast, dtype):
     rng = np.random.default_rng(5)
     a, b = rng.standard_normal((3, 4, 5)).astype(dtype), rng.standard_normal((3, 4, 5))
-    _compare(fast, "multiply", (a, b.astype(dtype)), dtype)
+    compare(fast, "multiply", (a, b.astype(dtype)), dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dense_activation_loss_and_optimizer_kernels(fast, dtype):
-    rng = np.random.default_rng(3)
-    # (batch, inputs): the compiled backends split the batch, then W's rows, across threads;
-    # one input or one sample leaves a thread nothing to do. Many inputs per row (3, 50)
-    # split every product by W's rows (compiled.split_by_weight_rows).
-    for n, k in ((1, 3), (5, 1), (5, 7), (3, 50)):
-        x, w = rng.standard_normal((n, k)).astype(dtype), rng.standard_normal((k, 4)).astype(dtype)
-        b, dy = rng.standard_normal(4).astype(dtype), rng.standard_normal((n, 4)).astype(dtype)
-        _compare(fast, "dense_forward", (x, w, b), dtype)
-        _compare(fast, "dense_backward", (x, w, dy), dtype)
-        _compare(fast, "dense_relu_forward", (x, w, b), dtype)
-        a = numpy_ref.dense_relu_forward(x, w, b)
-        for need_dx in (True, False):
-            _compare(fast, "dense_relu_backward", (x, w, a, dy, need_dx), dtype)
-        _compare(fast, "dense_weight_gradients", (x, w, dy), dtype)
-    z = (10 * rng.standard_normal((6, 3, 4))).astype(dtype)
-    for name in activations.ACTIVATIONS:
-        a = numpy_ref.activation_forward(name, z)
-        _compare(fast, "activation_forward", (name, z), dtype)
-        da = rng.standard_normal(z.shape).astype(dtype)
-        _compare(fast, "activation_backward", (name, z, a, da), dtype)
-    y = np.eye(4, dtype=dtype)[rng.integers(0, 4, 5)]
-    logits = (30 * rng.standard_normal((5, 4))).astype(dtype)
-    _compare(fast, "softmax_cross_entropy", (logits, y), dtype)
-    for name in ("mean_squared_error", "count_correct"):  # CUDA's own; the CPUs' are the ref's
-        if implements(fast, name):
-            _compare(fast, name, (logits, y), dtype)
-    p, g = rng.standard_normal(9).astype(dtype), rng.standard_normal(9).astype(dtype)
-    m, v = rng.standard_normal(9).astype(dtype), rng.random(9).astype(dtype)
-    for update, args in (("adam_update", (0.01, 0.9, 0.999, 1e-7)),
-                         ("sgd_update", (0.1, 0.9, False)), ("sgd_update", (0.1, 0.0, False)),
-                         ("sgd_update", (0.1, 0.9, True))):
-        ref = [a.copy() for a in (p, g, m, v)]
-        dev = [fast.to_device(a.copy()) for a in (p, g, m, v)]
-        state_ref = ref[2:] if update == "adam_update" else ref[2:3]
-        state_dev = dev[2:] if update == "adam_update" else dev[2:3]
-        getattr(numpy_ref, update)(ref[0], ref[1], *state_ref, *args)
-        getattr(fast, update)(dev[0], dev[1], *state_dev, *args)
-        for r, d in zip(ref, dev):
-            _close(fast.to_host(d), r, dtype)
+    helpers.check_dense_activation_loss_and_optimizer_kernels(fast, dtype)
 
 
-UPDATES = [  # (kernel, its state arrays, momentum and nesterov or Adam's betas and eps)
-    ("adam_update", 2, (0.9, 0.999, 1e-7)), ("sgd_update", 1, (0.9, False)),
-    ("sgd_update", 1, (0.0, False)), ("sgd_update", 1, (0.9, True))]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -357,81 +190,27 @@ UPDATES = [  # (kernel, its state arrays, momentum and nesterov or Adam's betas 
 @pytest.mark.parametrize("size", [40, 2 * UPDATE_BLOCK + 7])  # one block; blocks in 2 chunks
 def test_an_update_that_is_not_finite_keeps_the_old_values(fast, dtype, update, states, args,
                                                            size):
-    """NaN and inf gradients and a step past the largest float: those elements keep all
-    their old values (the reference's keep_finite), the others update; the count comes
-    back (CUDA: the step's flag says KEPT). The compiled backends update a block at a time
-    and put back what is not finite: the bad elements sit in different blocks and chunks."""
-    rng = np.random.default_rng(4)
-    big = np.finfo(dtype).max
-    nan, inf, overflow = 3, size // 2, size - 1
-    p, g = rng.standard_normal(size).astype(dtype), 1e-3 * rng.standard_normal(size).astype(dtype)
-    g[nan], g[inf] = np.nan, -np.inf
-    p[overflow], g[overflow] = 0.95 * big, -1  # a step of about lr = big / 10 upwards: overflows
-    state = [(0.5 + 0.5 * rng.random(size)).astype(dtype) for _ in range(states)]
-    state[0][overflow] = -1 if update == "adam_update" else 0
-    args = (float(big) / 10, *args)
-    ref = [a.copy() for a in (p, g, *state)]
-    kept = getattr(numpy_ref, update)(ref[0], ref[1], *ref[2:], *args)
-    assert kept == 3 and all(np.isfinite(a).all() for i, a in enumerate(ref) if i != 1)
-    for i in (nan, inf, overflow):
-        assert ref[0][i] == p[i] and all(r[i] == s[i] for r, s in zip(ref[2:], state))
-    dev = [fast.to_device(a.copy()) for a in (p, g, *state)]
-    if fast.on_device:  # the count goes to the step's flag, on the device
-        from minicnn.backends.cuda.optimizers import KEPT, guarded_update
-        flag = fast.to_device(np.zeros(1, np.int32))
-        with guarded_update(flag):
-            assert getattr(fast, update)(dev[0], dev[1], *dev[2:], *args) == 0
-        assert fast.to_host(flag)[0] == KEPT
-    else:
-        assert getattr(fast, update)(dev[0], dev[1], *dev[2:], *args) == kept
-    for i, (r, d) in enumerate(zip(ref, dev)):
-        if i != 1:
-            np.testing.assert_allclose(fast.to_host(d), r, rtol=2e-4 if dtype == np.float32
-                                       else 1e-10)
+    helpers.check_an_update_that_is_not_finite_keeps_the_old_values(fast, dtype, update, states,
+                                                                    args, size)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows, classes", [(1, 1), (5, 3), (70, 10)])
 def test_one_hot_from_class_indices(fast, dtype, rows, classes):
-    """Sparse labels (class indices in the compute dtype) -> each batch's one-hot rows."""
-    labels = np.random.default_rng(rows).integers(0, classes, rows).astype(dtype)
-    got = fast.to_host(fast.one_hot(fast.to_device(labels), classes))
-    assert got.dtype == dtype
-    assert np.array_equal(got, numpy_ref.one_hot(labels, classes))
-    assert np.array_equal(got.argmax(axis=1), labels) and np.all(got.sum(axis=1) == 1)
+    helpers.check_one_hot_from_class_indices(fast, dtype, rows, classes)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, rate", [((1,), 0.5), ((7, 3), 0.25), ((64, 7, 7, 64), 0.5),
                                          ((1000,), 0.9)])
 def test_dropout_draws_the_reference_mask(fast, dtype, shape, rate):
-    """Every backend keeps exactly the reference's elements (integer draws from the key and
-    the flat index), scaled by 1 / (1 - rate); the same key remakes the mask (the backward),
-    another key draws a new one, and the kept share is 1 - rate."""
-    x = np.random.default_rng(5).standard_normal(shape).astype(dtype)
-    key = 2**63 + 12345  # keys use all 64 bits
-    want = numpy_ref.dropout(x, rate, key)
-    got = fast.to_host(fast.dropout(fast.to_device(x), rate, key))
-    assert got.dtype == dtype
-    np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(fast.to_host(fast.dropout(fast.to_device(x), rate, key)), want)
-    kept = want != 0
-    np.testing.assert_array_equal(want[kept], x[kept] * dtype(1 / (1 - rate)))
-    if x.size >= 1000:
-        assert abs(kept.mean() - (1 - rate)) < 0.02
-        assert not np.array_equal(kept, numpy_ref.dropout(x, rate, key + 1) != 0)
+    helpers.check_dropout_draws_the_reference_mask(fast, dtype, shape, rate)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("smoothing, uniform", [(0.1, 0.1), (0.25, 0.5), (0.0, 1 / 3)])
 def test_smooth_labels(fast, dtype, smoothing, uniform):
-    """Label smoothing's targets (1 - s) y + s u, in y's dtype."""
-    y = np.eye(7, dtype=dtype)[np.random.default_rng(2).integers(0, 7, 33)]
-    got = fast.to_host(fast.smooth_labels(fast.to_device(y), smoothing, uniform))
-    assert got.dtype == dtype
-    np.testing.assert_allclose(got, numpy_ref.smooth_labels(y, smoothing, uniform),
-                               rtol=1e-6 if dtype == np.float32 else 1e-15)
-    np.testing.assert_allclose(got, y * (1 - smoothing) + smoothing * uniform, rtol=1e-6)
+    helpers.check_smooth_labels(fast, dtype, smoothing, uniform)
 
 
 def _three_conv_cnn():
@@ -451,7 +230,7 @@ def _three_conv_cnn():
 
 @pytest.mark.parametrize("name", FAST_BACKENDS)
 def test_training_run_matches_reference(name, float64):
-    from tests.conftest import synthetic_images
+    from tests.helpers import synthetic_images
     x, y = synthetic_images(64, 16)
     weights = {}
     for backend in ("numpy", name):
@@ -470,13 +249,38 @@ def test_batchnorm_kernels(fast, dtype, rows):
     rng = np.random.default_rng(4)
     x = (3 * rng.standard_normal((rows, 5)) + 2).astype(dtype)
     gamma, beta = rng.random(5).astype(dtype), rng.standard_normal(5).astype(dtype)
-    _compare(fast, "moments", (x,), dtype)
+    compare(fast, "moments", (x,), dtype)
     mean, var = numpy_ref.moments(x)
     dy = rng.standard_normal(x.shape).astype(dtype)
-    _compare(fast, "batchnorm_forward", (x, gamma, beta, mean, var, 1e-3), dtype)
-    _compare(fast, "batchnorm_relu_forward", (x, gamma, beta, mean, var, 1e-3), dtype)
+    compare(fast, "batchnorm_forward", (x, gamma, beta, mean, var, 1e-3), dtype)
+    compare(fast, "batchnorm_relu_forward", (x, gamma, beta, mean, var, 1e-3), dtype)
     y, x_hat = numpy_ref.batchnorm_relu_forward(x, gamma, beta, mean, var, 1e-3)
     for batch_stats in (True, False):
-        _compare(fast, "batchnorm_backward", (x_hat, gamma, var, 1e-3, dy, batch_stats), dtype)
-        _compare(fast, "batchnorm_relu_backward",
+        compare(fast, "batchnorm_backward", (x_hat, gamma, var, 1e-3, dy, batch_stats), dtype)
+        compare(fast, "batchnorm_relu_backward",
                  (x_hat, gamma, beta, var, 1e-3, y, dy, batch_stats), dtype)
+
+
+# Kernels that only move or view memory (``to_host`` is how every comparison reads back).
+MEMORY = {"to_device", "to_host", "zeros_like", "reshape"}
+# CUDA's host fallbacks run the reference on copies of device arrays: test_cuda.py
+CUDA_HOST_FALLBACKS = {"add_scaled", "weight_penalty", "moving_average", "rmsprop_update",
+                       "sigmoid_binary_cross_entropy", "probability_cross_entropy",
+                       "probability_binary_cross_entropy", "count_top_k", "count_binary_correct"}
+
+
+@pytest.mark.parametrize("name", FAST_BACKENDS)
+def test_every_kernel_a_backend_implements_was_compared_above(name):
+    """Last in this file: every kernel ``name`` implements itself (not the reference's) was
+    compared with the reference by a test above, as ``compare`` and
+    ``helpers.record`` noted this session."""
+    from minicnn.backends.contract import KERNELS
+    compared = helpers.COMPARED_RUNS.get(name)
+    if not compared:
+        pytest.skip("no comparison of this backend ran in this session: run the whole file")
+    backend = minicnn.backends.load(name)
+    own = {k for k in KERNELS if implements(backend, k)} - MEMORY
+    if name == "cuda":
+        own -= CUDA_HOST_FALLBACKS
+    assert not own - compared, f"{name} implements {sorted(own - compared)} but nothing " \
+        "compared them with the reference"

@@ -1,25 +1,14 @@
 """Each example runs: --help, and a tiny smoke run on small IDX files made here."""
 
-import importlib.util
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from minicnn import datasets
-from tests.test_datasets import fake_fashion_folder
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers import EXAMPLES, fake_fashion_folder, load_example
 
 
 @pytest.mark.parametrize("name", ["xor", "train_mlp", "train_cnn", "augmentation", "inspect_model",
@@ -43,14 +32,14 @@ def tiny_data(tmp_path, monkeypatch):
 
 
 def test_xor_example_learns():
-    predictions = load("xor").main(["--epochs", "1500"])
+    predictions = load_example("xor").main(["--epochs", "1500"])
     np.testing.assert_array_equal(predictions > 0.5, [False, True, True, False])
 
 
 @pytest.mark.parametrize("model", ["mlp", "cnn_a", "cnn_b", "best"])
 def test_train_cnn_smoke(tiny_data, tmp_path, model):
     out = tmp_path / "out"
-    accuracy = load("train_cnn").main(["--model", model, "--epochs", "1", "--limit", "6",
+    accuracy = load_example("train_cnn").main(["--model", model, "--epochs", "1", "--limit", "6",
                                        "--data", str(tiny_data), "--out", str(out),
                                        "--verbose", "0"])
     assert 0 <= accuracy <= 1
@@ -61,8 +50,8 @@ def test_train_cnn_smoke(tiny_data, tmp_path, model):
 def test_speedrun_smoke(tiny_data, capsys, validate):
     """The speed-run scores the test set, or with --validate the held-out training images
     and never the test set; it prints the accuracy and the command's wall time."""
-    accuracy = load("speedrun").main(["--epochs", "1", "--limit", "8", "--data", str(tiny_data),
-                                      "--quiet"] + ["--validate"] * validate)
+    args = ["--epochs", "1", "--limit", "8", "--data", str(tiny_data), "--quiet"]
+    accuracy = load_example("speedrun").main(args + ["--validate"] * validate)
     assert 0 <= accuracy <= 1
     out = capsys.readouterr().out
     scored = "validation" if validate else "test"
@@ -71,14 +60,14 @@ def test_speedrun_smoke(tiny_data, capsys, validate):
 
 
 def test_train_mlp_smoke(tiny_data, tmp_path):
-    results = load("train_mlp").main(["--epochs", "2", "--limit", "50", "--data", str(tiny_data),
-                                      "--out", str(tmp_path)])
+    results = load_example("train_mlp").main(["--epochs", "2", "--limit", "50", "--data",
+                                              str(tiny_data), "--out", str(tmp_path)])
     assert set(results) == {"raw", "standardised"}
     assert (tmp_path / "mlp_errors.png").is_file()
 
 
 def test_augmentation_smoke(tiny_data, tmp_path):
-    results = load("augmentation").main(["--samples", "6", "--epochs-plain", "1",
+    results = load_example("augmentation").main(["--samples", "6", "--epochs-plain", "1",
                                          "--epochs-augmented", "1", "--seeds", "1",
                                          "--data", str(tiny_data), "--out", str(tmp_path)])
     assert len(results["plain"]) == len(results["augmented"]) == 1
@@ -87,14 +76,14 @@ def test_augmentation_smoke(tiny_data, tmp_path):
 def test_train_cnn_names_the_test_set_as_the_test_set(tiny_data, tmp_path, capsys):
     """The seed models' per-epoch scores on the test set are printed and kept as test_*,
     never as val_* (which would claim validation data)."""
-    load("train_cnn").main(["--model", "cnn_a", "--epochs", "2", "--limit", "6", "--out",
+    load_example("train_cnn").main(["--model", "cnn_a", "--epochs", "2", "--limit", "6", "--out",
                             str(tmp_path), "--data", str(tiny_data), "--verbose", "2"])
     out = capsys.readouterr().out
     assert "test_accuracy:" in out and "val_" not in out
 
 
 def test_inspect_model_smoke(tiny_data, tmp_path):
-    profiles = load("inspect_model").main(["--limit", "40", "--data", str(tiny_data),
+    profiles = load_example("inspect_model").main(["--limit", "40", "--data", str(tiny_data),
                                            "--model", str(tmp_path / "none.npz"),
                                            "--out", str(tmp_path)])
     assert "numpy" in profiles

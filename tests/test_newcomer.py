@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +13,7 @@ import pytest
 from minicnn import History, Sequential, plotting, validation
 from minicnn.layers import Conv2D, Dense, Flatten
 from minicnn.progress import Progbar, SlowStartNotice
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
 
 
 class Terminal(io.StringIO):

@@ -4,7 +4,9 @@ using another object's private names only where there is no public way."""
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "minicnn"
+from tests.helpers import ROOT
+
+PACKAGE = ROOT / "minicnn"
 
 
 def _module_name(path: Path) -> str:

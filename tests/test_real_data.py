@@ -7,6 +7,7 @@ from minicnn import Sequential
 from minicnn.classic import NNClassifier
 from minicnn.datasets import load_fashion_mnist, to_float_images
 from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D
+from tests.helpers import load_example
 
 pytestmark = pytest.mark.slow
 
@@ -37,8 +38,7 @@ def test_scratch_mlp_learns_standardised_pixels(data):
 
 def test_main_example_on_real_data(tmp_path):
     """The README's main job, shortened: real data, every figure written."""
-    from tests.test_examples import load
-    accuracy = load("train_cnn").main(["--epochs", "1", "--limit", "4000", "--out",
+    accuracy = load_example("train_cnn").main(["--epochs", "1", "--limit", "4000", "--out",
                                        str(tmp_path), "--verbose", "0"])
     assert accuracy > 0.6  # chance is 0.1; one short epoch
     for figure in ("history", "prediction", "confusion", "samples", "filters"):

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import types
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,12 +18,10 @@ from minicnn import Sequential
 from minicnn.backends.reference import conv as reference_conv
 from minicnn.layers import BatchNormalization, Conv2D, Dense, Flatten, MaxPool2D, ReLU
 from minicnn.optimizers import SGD, Adam, AdamW, RMSprop
-from tests.conftest import BACKENDS, FAST_BACKENDS, synthetic_images
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import BACKENDS, FAST_BACKENDS, ROOT, synthetic_images
 
 
-def small_cnn(seed_shape=(8, 8, 1)) -> Sequential:
+def bn_relu_cnn(seed_shape=(8, 8, 1)) -> Sequential:
     return Sequential([Conv2D(4, 3, activation="relu", input_shape=seed_shape), MaxPool2D(),
                        Conv2D(4, 3, padding="same", use_bias=False), BatchNormalization(),
                        ReLU(), Flatten(), Dense(8, activation="relu"),
@@ -34,7 +31,7 @@ def small_cnn(seed_shape=(8, 8, 1)) -> Sequential:
 def trained_weights(backend, fuse=None, epochs=2) -> list[np.ndarray]:
     x, y = synthetic_images(48, 8)
     with minicnn.use_backend(backend):
-        model = small_cnn()
+        model = bn_relu_cnn()
         model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"], fuse=fuse)
         model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, seed=3)
         return model.get_weights()
@@ -42,7 +39,7 @@ def trained_weights(backend, fuse=None, epochs=2) -> list[np.ndarray]:
 
 def test_the_numpy_backend_runs_every_layer_on_its_own():
     with minicnn.use_backend("numpy"):
-        model = small_cnn()
+        model = bn_relu_cnn()
         model.compile("adam", "sparse_categorical_crossentropy")
         assert model.stages()[:-1] == model.layers[:-1]  # the layers themselves
         assert type(model.stages()[-1]).__name__ == "Logits"  # softmax inside the loss
@@ -78,7 +75,7 @@ def test_a_fast_backend_fused_or_not_trains_as_the_textbook(name):
 
 def test_compile_refuses_a_fuse_that_is_not_a_bool():
     with pytest.raises(ValueError, match="fuse must be None, True or False"):
-        small_cnn().compile("adam", fuse="yes")
+        bn_relu_cnn().compile("adam", fuse="yes")
 
 
 @pytest.mark.skipif("numba" not in BACKENDS, reason="numba not available")

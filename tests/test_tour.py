@@ -13,7 +13,7 @@ import pytest
 
 import minicnn
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent  # (this file also runs as a script)
 TOUR = ROOT / "docs" / "tour"
 CHAPTERS = sorted(TOUR.glob("[0-9][0-9]-*.md"))
 REAL_DATA = {"06-training-cnns"}

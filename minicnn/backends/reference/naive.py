@@ -1,7 +1,7 @@
 """The textbook's loops: convolution and pooling one multiply-add at a time.
 
 Nothing here is fast, and nothing runs in a model: these loops are the definition that the
-vectorised reference (conv.py, pool.py) is tested against (tests/test_naive_oracle.py), and
+vectorised reference (conv.py, pool.py) is tested against (tests/backends/test_naive_oracle.py), and
 the place to start reading if im2col feels like magic. Shapes as in conv.py and pool.py;
 padding as ``shapes.conv_geometry`` computes it.
 """

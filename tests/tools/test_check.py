@@ -11,8 +11,7 @@ import pytest
 
 import minicnn
 from minicnn import check
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
 
 REFERENCE_KERNELS = """
 from minicnn.backends.reference.activations import activation_backward, activation_forward
@@ -175,7 +174,7 @@ def test_every_exercise_names_only_checkable_kernels():
 def test_a_model_trains_on_a_learners_kernels(tmp_path):
     """Kernels of one's own (here: the reference's dense pair under a learner's file) train
     a model exactly as the reference does; what the file lacks is the reference's."""
-    from tests.conftest import synthetic_images
+    from tests.helpers import synthetic_images
     module = check.load_module(_file(tmp_path, """
         import numpy as np
         def dense_forward(x, w, b):

@@ -1,7 +1,10 @@
+
 import os
 import subprocess
 import sys
+import threading
 
+import numpy as np
 import pytest
 
 import minicnn
@@ -164,3 +167,91 @@ def test_a_backend_without_the_fused_conv_pool_pair_runs_its_own_kernels():
     expected = pool.maxpool2d_forward(np.maximum(conv.conv2d_forward(
         x, w, None, (1, 1), "valid"), 0), (2, 2), (2, 2))[0]
     np.testing.assert_array_equal(y, expected)
+
+
+
+
+def test_compiled_kernels_check_shapes_in_their_wrappers():
+    for name in minicnn.available_backends():
+        if name == "cuda":
+            continue
+        with minicnn.use_backend(name) as backend:
+            p, g = np.zeros(10, np.float32), np.zeros(10, np.float32)
+            with pytest.raises(ValueError, match="shape"):
+                backend.adam_update(p, g, np.zeros(9, np.float32), np.zeros(10, np.float32),
+                                    0.1, 0.9, 0.999, 1e-7)
+            with pytest.raises(ValueError, match="shape"):
+                backend.sgd_update(p, g, np.zeros(11, np.float32), 0.1, 0.9)
+
+
+def test_numba_without_a_writable_cache_compiles_in_memory(monkeypatch):
+    if "numba" not in minicnn.available_backends():
+        pytest.skip("numba is not installed")
+    from minicnn.backends.numba import jit
+
+    def no_locator(*args, **kwargs):
+        raise RuntimeError("cannot cache function '_cache_probe': no locator available")
+
+    monkeypatch.setattr(jit, "njit", no_locator)
+    with pytest.warns(RuntimeWarning, match="compiled in memory"):
+        assert jit._caching_works() is False
+
+
+def test_a_backend_that_fails_to_load_reports_the_real_error(monkeypatch):
+    from minicnn import backends
+
+    monkeypatch.setitem(backends._REGISTRY, "broken", ("tests.no_such_module", "Broken", "remedy"))
+    with pytest.raises(RuntimeError, match="not available here.*no_such_module"):
+        backends.load("broken")
+
+    def boom(path):
+        raise RuntimeError("cannot cache function 'f': no locator available")
+
+    monkeypatch.setattr(backends.importlib, "import_module", boom)
+    with pytest.raises(RuntimeError, match="installed but failed to load.*no locator"):
+        backends.load("broken")
+
+
+
+
+def test_use_backend_in_one_thread_leaves_the_others_alone():
+    inside, seen = threading.Event(), []
+    release = threading.Event()
+
+    def switcher():
+        with minicnn.use_backend("numpy"):
+            inside.set()
+            release.wait(5)
+
+    minicnn.set_backend(minicnn.available_backends()[-1])
+    main_backend = minicnn.get_backend().name
+    thread = threading.Thread(target=switcher)
+    thread.start()
+    inside.wait(5)
+    seen.append(minicnn.get_backend().name)
+    release.set()
+    thread.join()
+    assert seen == [main_backend]
+
+
+def test_set_backend_inside_use_backend_applies_there_and_after():
+    names = minicnn.available_backends()
+    with minicnn.use_backend("numpy"):
+        minicnn.set_backend(names[-1])
+        assert minicnn.get_backend().name == names[-1]
+    assert minicnn.get_backend().name == names[-1]
+
+
+def test_a_bad_thread_count_names_the_variable(monkeypatch):
+    from minicnn.backends.threads import cpu_threads
+    monkeypatch.setenv("MINICNN_NUM_THREADS", "abc")
+    with pytest.raises(ValueError, match="MINICNN_NUM_THREADS must be a whole number"):
+        cpu_threads()
+
+
+def test_unknown_and_missing_backends():
+    with pytest.raises(ValueError, match="unknown backend 'tensorflow'"):
+        minicnn.set_backend("tensorflow")
+    if "cuda" not in minicnn.available_backends():
+        with pytest.raises(RuntimeError, match="not available"):
+            minicnn.set_backend("cuda")

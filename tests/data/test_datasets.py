@@ -1,11 +1,16 @@
+
 import gzip
-import hashlib
+import http.server
+import os
+import threading
+import time
 
 import numpy as np
 import pytest
 
 from minicnn import datasets
 from minicnn.datasets import DatasetError, load_fashion_mnist, read_idx, write_idx
+from tests.helpers import fake_fashion_folder
 
 
 @pytest.mark.parametrize("name", ["a.idx", "a.idx.gz"])
@@ -43,22 +48,6 @@ def test_truncated_gzip_names_the_file(tmp_path):
         read_idx(path)
 
 
-def fake_fashion_folder(folder, seed=0):
-    """Four small IDX files, and the checksum table that would accept them."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    arrays = {
-        "train-images-idx3-ubyte": rng.integers(0, 255, (6, 28, 28), dtype=np.uint8),
-        "train-labels-idx1-ubyte": rng.integers(0, 10, 6).astype(np.uint8),
-        "t10k-images-idx3-ubyte": rng.integers(0, 255, (3, 28, 28), dtype=np.uint8),
-        "t10k-labels-idx1-ubyte": rng.integers(0, 10, 3).astype(np.uint8),
-    }
-    table = {}
-    for name, array in arrays.items():
-        write_idx(folder / (name + ".gz"), array)
-        raw = gzip.decompress((folder / (name + ".gz")).read_bytes())
-        table[name] = (hashlib.sha256(raw).hexdigest(), len(raw))
-    return arrays, table
 
 
 @pytest.fixture
@@ -137,3 +126,78 @@ def test_real_fashion_mnist():
     np.testing.assert_array_equal(np.bincount(y_train), [6000] * 10)
     np.testing.assert_array_equal(np.bincount(y_test), [1000] * 10)
     np.testing.assert_array_equal(y_train[:10], [9, 0, 0, 3, 0, 2, 7, 2, 5, 5])
+
+
+
+
+
+
+def test_idx_header_promising_too_much_is_refused_before_reading(tmp_path):
+    path = tmp_path / "huge-idx"
+    path.write_bytes(b"\x00\x00\x08\x03" + b"\xff\xff\xff\xff" * 3)
+    with pytest.raises(DatasetError, match="huge-idx.*more than"):
+        read_idx(path)
+
+
+def test_gzip_bomb_is_not_inflated_past_the_known_size(tmp_path, monkeypatch):
+    _, table = fake_fashion_folder(tmp_path / "data")
+    monkeypatch.setattr(datasets, "FILES", table)
+    bomb = tmp_path / "data" / "train-labels-idx1-ubyte.gz"
+    bomb.write_bytes(gzip.compress(b"\0" * 200_000_000, compresslevel=1))
+    start = time.perf_counter()
+    with pytest.raises(DatasetError, match="train-labels.*more than"):
+        load_fashion_mnist(tmp_path / "data")
+    assert time.perf_counter() - start < 2  # stopped after a few bytes, not 200 MB
+
+
+def test_corrupt_deflate_block_is_a_dataset_error(tmp_path):
+    data = bytearray(gzip.compress(np.arange(5000, dtype=np.uint8).tobytes()))
+    data[30:40] = b"\xff" * 10
+    path = tmp_path / "bad.gz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match="bad.gz"):
+        read_idx(path)
+
+
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_minicnn_data_that_is_not_a_folder_is_an_error(tmp_path, monkeypatch, kind):
+    target = tmp_path / "nowhere"
+    if kind == "file":
+        target.write_text("x")
+    monkeypatch.setenv("MINICNN_DATA", str(target))
+    with pytest.raises(DatasetError, match="MINICNN_DATA"):
+        load_fashion_mnist()
+
+
+def test_a_trickling_download_gives_up_at_the_deadline(tmp_path, monkeypatch):
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            for _ in range(200):
+                try:
+                    self.wfile.write(b"\x1f")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.05)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(datasets, "MIRRORS", (f"http://127.0.0.1:{server.server_port}/",))
+        monkeypatch.setattr(datasets, "DOWNLOAD_DEADLINE", 0.5)
+        monkeypatch.setattr(datasets.sys, "stderr", open(os.devnull, "w"))
+        start = time.perf_counter()
+        with pytest.raises(DatasetError, match="gave up after"):
+            datasets._download("t10k-labels-idx1-ubyte", tmp_path)
+        assert time.perf_counter() - start < 5
+        assert list(tmp_path.iterdir()) == []  # no partial file left
+    finally:
+        server.shutdown()

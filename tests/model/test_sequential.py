@@ -12,7 +12,7 @@ from minicnn.datasets import load_xor
 from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D
 from minicnn.optimizers import SGD, Adam
 from minicnn.zoo import cnn_a, cnn_b, mlp
-from tests.conftest import synthetic_images
+from tests.helpers import synthetic_images
 
 numpy_ref = load("numpy")
 

@@ -1,6 +1,7 @@
 """The CUDA backend on small shapes, fast enough for Numba's simulator (CI runs this file with
 NUMBA_ENABLE_CUDASIM=1). On a machine with a GPU, the CUDA backend also joins every
-parametrised test in test_gradcheck.py and test_equivalence.py."""
+parametrised test in test_gradients.py and test_equivalence.py; here it runs their checks
+(``tests/helpers.py``) on small shapes."""
 
 import numpy as np
 import pytest
@@ -10,8 +11,7 @@ import minicnn
 from minicnn import Sequential
 from minicnn.gradcheck import check_layer
 from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D
-from tests import test_equivalence as equivalence
-from tests import test_properties as properties
+from tests import helpers
 
 pytestmark = [
     pytest.mark.skipif("cuda" not in minicnn.available_backends(),
@@ -36,43 +36,43 @@ def cuda():
 @pytest.mark.parametrize("case", [((2, 4, 5, 2), (2, 3, 2, 3), (1, 1), "valid"),
                                   ((1, 5, 4, 1), (3, 2, 1, 2), (2, 2), "same")])
 def test_conv_kernels_match_reference(cuda, case, dtype):
-    equivalence.test_conv_kernels(cuda, case, dtype)
+    helpers.check_conv_kernels(cuda, case, dtype)
 
 
 @pytest.mark.parametrize("case", [((2, 5, 4, 2), (2, 2), (2, 2), "valid"),
                                   ((1, 5, 4, 2), (3, 2), (1, 1), "valid"),
                                   ((1, 3, 5, 2), (2, 2), (2, 2), "same")])
 def test_pool_kernels_match_reference(cuda, case):
-    equivalence.test_pool_kernels(cuda, case, np.float32)
-    equivalence.test_max_pool_ties_and_nan_pick_the_reference_pixel(cuda, case, np.float32)
+    helpers.check_pool_kernels(cuda, case, np.float32)
+    helpers.check_max_pool_ties_and_nan_pick_the_reference_pixel(cuda, case, np.float32)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dense_activation_loss_and_update_kernels(cuda, dtype):
-    equivalence.test_dense_activation_loss_and_optimizer_kernels(cuda, dtype)
-    equivalence.test_optimizer_state_below_the_normal_floats_becomes_zero(cuda, dtype)
+    helpers.check_dense_activation_loss_and_optimizer_kernels(cuda, dtype)
+    helpers.check_optimizer_state_below_the_normal_floats_becomes_zero(cuda, dtype)
 
 
-@pytest.mark.parametrize("update, states, args", equivalence.UPDATES)
+@pytest.mark.parametrize("update, states, args", helpers.UPDATES)
 def test_updates_keep_what_would_not_be_finite(cuda, update, states, args):
     for dtype in (np.float32, np.float64):
-        equivalence.test_an_update_that_is_not_finite_keeps_the_old_values(
+        helpers.check_an_update_that_is_not_finite_keeps_the_old_values(
             cuda, dtype, update, states, args, size=40)
 
 
 def test_one_hot_rows_from_class_indices(cuda):
     for rows, classes in ((1, 1), (5, 3), (70, 10)):
-        equivalence.test_one_hot_from_class_indices(cuda, np.float32, rows, classes)
+        helpers.check_one_hot_from_class_indices(cuda, np.float32, rows, classes)
 
 
 def test_dropout_mask(cuda):
     for shape, rate in (((7, 3), 0.25), ((1000,), 0.9)):
-        equivalence.test_dropout_draws_the_reference_mask(cuda, np.float32, shape, rate)
+        helpers.check_dropout_draws_the_reference_mask(cuda, np.float32, shape, rate)
 
 
 def test_smoothed_labels(cuda):
     for smoothing, uniform in ((0.1, 0.1), (0.25, 0.5)):
-        equivalence.test_smooth_labels(cuda, np.float32, smoothing, uniform)
+        helpers.check_smooth_labels(cuda, np.float32, smoothing, uniform)
 
 
 @pytest.mark.parametrize("rows", [5, 70])  # 70: more rows than a simulated block has threads
@@ -116,10 +116,10 @@ def test_launches_are_checked_against_the_kernels_signatures(cuda):
     checking anything); under the simulator every launch is checked instead."""
     from minicnn.backends.cuda import memory as module
     every_other = cuda.to_device(np.zeros(8, np.float32))[::2]  # strided: not C-contiguous
-    with pytest.raises(TypeError, match="_fill: argument 0 is array.*declares"):
-        module._fill[1, 32](every_other, 0.0)
-    with pytest.raises(TypeError, match="_fill: argument 1 is int64"):
-        module._fill[1, 32](cuda.to_device(np.zeros(4, np.float32)), 0)
+    with pytest.raises(TypeError, match="fill_device: argument 0 is array.*declares"):
+        module.fill_device[1, 32](every_other, 0.0)
+    with pytest.raises(TypeError, match="fill_device: argument 1 is int64"):
+        module.fill_device[1, 32](cuda.to_device(np.zeros(4, np.float32)), 0)
 
 
 def test_softmax_cross_entropy_stays_finite_for_extreme_logits(cuda):
@@ -158,10 +158,10 @@ def test_training_steps_match_reference(float64):
 
 @settings(max_examples=10, deadline=None,
           suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
-@given(case=properties.models(max_side=6, max_filters=3, max_batch=5))
+@given(case=helpers.models(max_side=6, max_filters=3, max_batch=5))
 def test_random_models_train_like_the_reference(case):
     """The property of test_properties.py, on shapes small enough for the simulator."""
-    properties.assert_same_training("cuda", case)
+    helpers.assert_same_training("cuda", case)
 
 
 def test_small_model_trains_like_the_reference_over_many_steps():

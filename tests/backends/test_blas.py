@@ -15,7 +15,7 @@ from numba import types
 import minicnn
 from minicnn.backends import blas
 from minicnn.backends.numba import blas as numba_blas
-from tests.test_equivalence import CONV_CASES, _compare
+from tests.helpers import CONV_CASES, ROOT, compare
 
 DTYPES = {np.float32: types.float32, np.float64: types.float64}
 
@@ -101,15 +101,15 @@ def _products_match_the_reference(backend, dtype):
     for n, k in ((5, 7), (3, 50)):
         x, w = rng.standard_normal((n, k)).astype(dtype), rng.standard_normal((k, 4)).astype(dtype)
         b, dy = rng.standard_normal(4).astype(dtype), rng.standard_normal((n, 4)).astype(dtype)
-        _compare(backend, "dense_forward", (x, w, b), dtype)
-        _compare(backend, "dense_backward", (x, w, dy), dtype)
+        compare(backend, "dense_forward", (x, w, b), dtype)
+        compare(backend, "dense_backward", (x, w, dy), dtype)
     for x_shape, w_shape, stride, padding in (CONV_CASES[1], CONV_CASES[5], CONV_CASES[-1]):
         x = rng.standard_normal(x_shape).astype(dtype)
         w = rng.standard_normal(w_shape).astype(dtype)
         y = minicnn.backends.load("numpy").conv2d_forward(x, w, None, stride, padding)
         dy = rng.standard_normal(y.shape).astype(dtype)
-        _compare(backend, "conv2d_forward", (x, w, None, stride, padding), dtype)
-        _compare(backend, "conv2d_backward", (x, w, dy, stride, padding), dtype)
+        compare(backend, "conv2d_forward", (x, w, None, stride, padding), dtype)
+        compare(backend, "conv2d_backward", (x, w, dy, stride, padding), dtype)
 
 
 @pytest.mark.skipif("cython" not in minicnn.available_backends(), reason="Cython not built")
@@ -134,10 +134,10 @@ def test_numba_kernels_on_scipy_blas():
             "from minicnn.backends.numba import blas as b\n"
             "import llvmlite.binding as llvm\n"
             "assert llvm.address_of_symbol('minicnn_cblas_sgemm') == b._CALLBACKS[0].address\n"
-            "from tests.test_blas import _products_match_the_reference as check\n"
+            "from tests.backends.test_blas import _products_match_the_reference as check\n"
             "for dtype in (np.float32, np.float64):\n"
             "    check(minicnn.backends.load('numba'), dtype)\n")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = str(ROOT)
     env = {**os.environ, "MINICNN_BLAS": "scipy", "PYTHONPATH": root}
     result = subprocess.run([sys.executable, "-c", code], env=env, cwd=root,
                             capture_output=True, text=True, timeout=600)
