@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import minicnn
+import minicnn.augment
 from minicnn import Sequential, load_model
 from minicnn.layers import Conv2D, Dense, MaxPool2D
 from minicnn.optimizers import SGD, Adam

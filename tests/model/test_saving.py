@@ -13,10 +13,14 @@ import time
 import numpy as np
 import pytest
 
+import minicnn
 from minicnn import Sequential, load_model
 from minicnn.layers import (
+    Conv2D,
     Dense,
     Dropout,
+    Flatten,
+    MaxPool2D,
 )
 from minicnn.optimizers import (
     Adam,
@@ -372,3 +376,70 @@ def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
         model.save(path)
     assert path.read_bytes() == original
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+
+
+def test_save_and_load_round_trip(tmp_path, backend):
+    x, y = synthetic_images(48, 8)
+    model = Sequential([Conv2D(3, (3, 3), activation="relu", input_shape=(8, 8, 1)),
+                        MaxPool2D(), Flatten(), Dense(4, activation="softmax")])
+    model.compile(Adam(0.01), "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(x, y, epochs=1, verbose=0, seed=0)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert loaded.optimizer.iterations == model.optimizer.iterations
+    # the optimizer state came along: one more step gives the same weights
+    model.fit(x, y, epochs=1, verbose=0, seed=3, shuffle=False)
+    loaded.fit(x, y, epochs=1, verbose=0, seed=3, shuffle=False)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert not [p for p in tmp_path.iterdir() if p.name != "model.npz"]  # no temp files left
+
+
+class Square(minicnn.layers.Layer):
+    """A learner's own layer, y = x^2, saved by class name like any other."""
+
+    def forward(self, x, training=False):
+        self._x = x
+        return x * x
+
+    def backward(self, dy):
+        return 2 * self._x * dy
+
+
+def test_a_model_with_a_custom_layer_loads_with_custom_objects(tmp_path):
+    model = Sequential([Dense(4, input_shape=(3,)), Square(), Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    x, y = np.random.default_rng(0).standard_normal((8, 3)), np.arange(8) % 2
+    model.fit(x, y, epochs=1, verbose=0, seed=0)
+    path = tmp_path / "custom.npz"
+    model.save(path)
+    with pytest.raises(ValueError, match="unknown layer class 'Square': pass it in "
+                                         "custom_objects") as info:
+        load_model(path)
+    assert "corrupt" not in str(info.value)
+    loaded = load_model(path, custom_objects={"Square": Square})
+    np.testing.assert_allclose(loaded.predict(x), model.predict(x), rtol=1e-6)
+    with pytest.raises(TypeError, match="custom_objects must map class names"):
+        load_model(path, custom_objects={"Square": "Square"})
+
+
+def test_a_registered_layer_needs_no_custom_objects(tmp_path):
+    from minicnn.layers import REGISTERED_LAYERS, register_layer
+
+    @register_layer
+    class Cube(minicnn.layers.Layer):
+        def forward(self, x, training=False):
+            return x * x * x
+
+    try:
+        model = Sequential([Dense(2, input_shape=(3,)), Cube()])
+        model.save(tmp_path / "cube.npz")
+        assert isinstance(load_model(tmp_path / "cube.npz").layers[1], Cube)
+    finally:
+        REGISTERED_LAYERS.pop("Cube")
+    with pytest.raises(TypeError, match="register_layer takes a minicnn Layer subclass"):
+        register_layer(int)
