@@ -24,8 +24,14 @@ def blas_single_thread():
 
 
 def chunks_for(n: int, threads: int) -> int:
-    """How many contiguous chunks of n rows to give the threads (one each, none empty)."""
-    return max(1, min(n, threads))
+    """How many contiguous chunks of n rows to give the threads (one each, none empty).
+
+    The kernels cut n rows into runs of ceil(n / chunks) rows; that many runs of that
+    size are what reaches the end of the rows (36 rows for 16 threads: 12 runs of 3, not
+    16, whose last four would be empty)."""
+    chunks = max(1, min(n, threads))
+    step = -(-n // chunks)
+    return max(1, -(-n // step)) if n > 0 else 1
 
 
 def cpu_threads() -> int:

@@ -17,6 +17,7 @@ from cython.parallel cimport prange
 from libc.float cimport DBL_MIN, FLT_MIN
 from libc.math cimport INFINITY, erf, exp, expm1, log, sqrt, sqrtf, tanh
 from libc.stdlib cimport free, malloc
+from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 ctypedef fused real:

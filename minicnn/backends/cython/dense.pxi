@@ -21,6 +21,8 @@ def dense_forward(real[:, ::1] x, real[:, ::1] w, real[::1] bias, bint relu, rea
         if k0 < k1:
             gemm(&x[0, k0], &w[k0, 0], &parts[chunk, 0, 0], n, units, k1 - k0, False, False,
                  False, k)
+        else:  # more chunks than W's rows fill: this one's product is an empty sum
+            memset(&parts[chunk, 0, 0], 0, n * units * sizeof(real))
     for r in prange(n, nogil=True, schedule="static", num_threads=chunks):
         for f in range(units):
             total = parts[0, r, f]
