@@ -2,6 +2,7 @@
 using another object's private names only where there is no public way."""
 
 import ast
+import re
 from pathlib import Path
 
 from tests.helpers import ROOT
@@ -89,3 +90,39 @@ def test_private_names_stay_private():
     with no public way; a few more are allowed for what comes."""
     uses = private_uses()
     assert len(uses) <= 15, "\n".join(uses)
+
+
+# Where the count is another's: Keras' fit, and the CBLAS gemm a C callback must take.
+WIDE_BY_CONTRACT = {"minicnn.model.training:fit", "minicnn.backends.numba.blas:gemm"}
+
+
+def _python_parameters():
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = node.args
+                names = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+                names += [p.arg for p in (a.vararg, a.kwarg) if p is not None]
+                yield f"{name}:{node.name}", len([n for n in names if n not in ("self", "cls")])
+
+
+def _cython_parameters():
+    """(function, parameter count) of every def and cdef in the Cython sources: commas at
+    the top level of the parentheses (memoryview types hold commas of their own)."""
+    for path in sorted((PACKAGE / "backends" / "cython").glob("*.p*")):
+        text = path.read_text()
+        for match in re.finditer(r"^(?:cdef|cpdef|def)\s+(?:[\w*]+\s+)*?(\w+)\s*\(", text, re.M):
+            depth, count, i = 1, 0, match.end()
+            empty = text[i] == ")"
+            while depth:
+                depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(text[i], 0)
+                count += text[i] == "," and depth == 1
+                i += 1
+            yield f"{path.name}:{match.group(1)}", 0 if empty else count + 1
+
+
+def test_no_function_takes_more_than_twelve_parameters():
+    """Kernels take their geometry, pooling and buffers as small tuples (compiled.py)."""
+    wide = [f"{name} ({count})" for name, count in (*_python_parameters(), *_cython_parameters())
+            if count > 12 and name not in WIDE_BY_CONTRACT]
+    assert not wide, wide

@@ -14,6 +14,7 @@ what it was measured to buy, is in docs/performance.md.
 from __future__ import annotations
 
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -58,11 +59,25 @@ def split_by_weight_rows(rows: int, inputs: int, chunks: int) -> bool:
     return chunks > 1 and inputs * (chunks - 1) > rows * (2 * chunks - 1)
 
 
-def _conv_args(x, w, stride, padding):
-    """Geometry and the integer arguments every conv kernel takes."""
+class KernelGeometry(NamedTuple):
+    """A convolution as its compiled kernels take it: window, strides, the padding before
+    the first row and column, the output's size."""
+
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    pad_top: int
+    pad_left: int
+    out_h: int
+    out_w: int
+
+
+def _kernel_geometry(x, w, stride, padding) -> KernelGeometry:
+    """The geometry every conv kernel takes."""
     kh, kw, _, _ = w.shape
     g = conv_geometry(x.shape[1], x.shape[2], kh, kw, stride, padding)
-    return g, (kh, kw, stride[0], stride[1], g.pad_top, g.pad_left, g.out_h, g.out_w)
+    return KernelGeometry(kh, kw, stride[0], stride[1], g.pad_top, g.pad_left, g.out_h, g.out_w)
 
 
 def _window_matrix(x, w, g, name: str = "cols"):
@@ -108,23 +123,26 @@ def _winograd_operands(kernels, chunks: int, x, w, g, transposed: bool = False):
             for name, width in (("v", c), ("m", f)))
     rows_c, rows_f = (_scratch(f"winograd_rows_{name}", (chunks, 2, 36, tiles_w, width), x.dtype)
                       for name, width in (("c", c), ("f", f)))
-    return u, v, rows_c, m, rows_f
+    return u, (v, rows_c, m, rows_f)
 
 
-def _winograd_backward(kernels, chunks: int, x, w, dy, relu: bool, relu_output, where, g, pool,
-                       db_parts, dx, need_dx: bool):
-    """The Winograd backward kernel (dx and db into the buffers given); returns dW."""
-    ut, v, rows_c, dm, rows_f = _winograd_operands(kernels, chunks, x, w, g, transposed=True)
+def _winograd_backward(kernels, chunks: int, x, w, dy, relu_output, where, geometry, pool,
+                       outputs, need_dx: bool):
+    """The Winograd backward kernel (``outputs``: db_parts and dx, written); returns dW.
+    ``relu_output`` None: no ReLU."""
+    ut, scratch = _winograd_operands(kernels, chunks, x, w, geometry, transposed=True)
     du_parts = _scratch("winograd_du", (chunks, 36, *w.shape[2:]), x.dtype)
-    kernels.winograd_backward(x, ut, dy, relu, relu_output, g.pad_top, g.pad_left, g.out_h,
-                              g.out_w, *pool, where, v, rows_c, dm, rows_f, du_parts, db_parts,
-                              dx, need_dx, chunks)
+    relu = relu_output is not None
+    kernels.winograd_backward(x, ut, dy, relu, relu_output if relu else dy, geometry, pool,
+                              where, scratch, (du_parts, *outputs), need_dx, chunks)
     dw = np.empty_like(w, dtype=x.dtype)
     kernels.winograd_kernel_gradient(_sum_parts(kernels, du_parts), dw.reshape(9, *w.shape[2:]))
     return dw
 
 
-# The offsets argument of the one-channel and Winograd kernels without a pool.
+# A convolution that no max-pooling follows: its pool (pool_h, pool_w), and the winners'
+# offsets argument of the one-channel and Winograd kernels (unread).
+NO_POOL = (0, 0)
 _NO_OFFSETS = np.zeros((1, 1, 1, 1), dtype=np.int8)
 
 
@@ -216,21 +234,20 @@ class CompiledCPUBackend(FlaggedProductsBackend):
         kernels, chunks = self.kernels, self._chunks(len(x))
         b = _bias(b, w)
         require_conv_shapes(x, w, b=b)
-        g, args = _conv_args(x, w, stride, padding)
+        g = _kernel_geometry(x, w, stride, padding)
         x, w2 = np.ascontiguousarray(x), w.reshape(-1, w.shape[3])
         y = np.empty((x.shape[0] * g.out_h * g.out_w, w.shape[3]), dtype=x.dtype)
+        images = y.reshape(x.shape[0], g.out_h, g.out_w, -1)
         algorithm = _algorithm(w, stride, g)
         if algorithm == "plane":
-            kernels.plane_conv_forward(x, w2, b, bool(relu), *args, 0, 0,
-                                       y.reshape(x.shape[0], g.out_h, g.out_w, -1), _NO_OFFSETS,
+            kernels.plane_conv_forward(x, w2, b, bool(relu), g, NO_POOL, images, _NO_OFFSETS,
                                        chunks)
         elif algorithm == "winograd":
-            u, v, rows_c, m, rows_f = _winograd_operands(kernels, chunks, x, w, g)
-            kernels.winograd_forward(x, u, b, bool(relu), g.pad_top, g.pad_left, g.out_h,
-                                     g.out_w, 0, 0, y.reshape(x.shape[0], g.out_h, g.out_w, -1),
-                                     _NO_OFFSETS, v, rows_c, m, rows_f, chunks)
+            u, scratch = _winograd_operands(kernels, chunks, x, w, g)
+            kernels.winograd_forward(x, u, b, bool(relu), g, NO_POOL, images, _NO_OFFSETS,
+                                     scratch, chunks)
         else:
-            kernels.conv_forward(x, w2, b, bool(relu), *args, _window_matrix(x, w, g), y, chunks)
+            kernels.conv_forward(x, w2, b, bool(relu), g, _window_matrix(x, w, g), y, chunks)
         return y.reshape(x.shape[0], g.out_h, g.out_w, w.shape[3])
 
 
@@ -238,7 +255,7 @@ class CompiledCPUBackend(FlaggedProductsBackend):
         """dx (None unless need_dx), dW and db summed over the chunks in a fixed order."""
         kernels, chunks = self.kernels, self._chunks(len(x))
         require_conv_shapes(x, w, dy=dy, stride=stride, padding=padding)
-        g, args = _conv_args(x, w, stride, padding)
+        g = _kernel_geometry(x, w, stride, padding)
         x, w2 = np.ascontiguousarray(x), w.reshape(-1, w.shape[3])
         algorithm = _algorithm(w, stride, g)
         dy2, masked, relu2, db_parts = _output_gradient(dy, relu_output, chunks,
@@ -246,20 +263,20 @@ class CompiledCPUBackend(FlaggedProductsBackend):
         dx = np.empty_like(x) if need_dx else x[:1]  # untouched without need_dx
         relu = relu_output is not None
         if algorithm == "winograd":
-            dw = _winograd_backward(kernels, chunks, x, w, dy2.reshape(dy.shape), relu,
-                                    relu2.reshape(dy.shape), _NO_OFFSETS, g, (0, 0), db_parts, dx,
-                                    need_dx)
+            dw = _winograd_backward(kernels, chunks, x, w, dy2.reshape(dy.shape),
+                                    relu2.reshape(dy.shape) if relu else None, _NO_OFFSETS, g,
+                                    NO_POOL, (db_parts, dx), need_dx)
         else:
             dw_parts = _scratch("dw_parts", (chunks, *w2.shape), x.dtype)
             if algorithm == "plane":
                 kernels.plane_conv_backward(x, w2, dy2.reshape(dy.shape), relu,
-                                            relu2.reshape(dy.shape), _NO_OFFSETS, *args, 0, 0,
-                                            dw_parts, db_parts, dx, need_dx, chunks)
+                                            relu2.reshape(dy.shape), _NO_OFFSETS, g, NO_POOL,
+                                            (dw_parts, db_parts, dx), need_dx, chunks)
             else:
                 cols = _window_matrix(x, w, g)
                 dcols = _window_matrix(x, w, g, "dcols") if need_dx else cols[:1]
-                kernels.conv_backward(x, w2, dy2, relu, relu2, masked, *args, cols, dcols,
-                                      dw_parts, db_parts, dx, need_dx, chunks)
+                kernels.conv_backward(x, w2, dy2, relu, relu2, masked, g, cols, dcols,
+                                      (dw_parts, db_parts, dx), need_dx, chunks)
             dw = _sum_parts(kernels, dw_parts).reshape(w.shape)
         return (dx if need_dx else None), dw, db_parts.sum(axis=0).astype(x.dtype)
 
@@ -333,7 +350,7 @@ class CompiledCPUBackend(FlaggedProductsBackend):
         kernels, chunks = self.kernels, self._chunks(len(x))
         b = _bias(b, w)
         require_conv_shapes(x, w, b=b)
-        g, args = _conv_args(x, w, stride, padding)
+        g = _kernel_geometry(x, w, stride, padding)
         algorithm = _fused(w, stride, g, pool)
         if algorithm is None:
             z = self._conv2d(x, w, b, stride, padding, relu)
@@ -343,12 +360,11 @@ class CompiledCPUBackend(FlaggedProductsBackend):
         x, relu = np.ascontiguousarray(x), bool(relu)
         y, where = np.empty(out, dtype=x.dtype), np.empty(out, dtype=_offset_dtype(pool))
         if algorithm == "plane":
-            kernels.plane_conv_forward(x, w.reshape(-1, w.shape[3]), b, relu, *args, *pool, y,
-                                       where, chunks)
+            kernels.plane_conv_forward(x, w.reshape(-1, w.shape[3]), b, relu, g, pool, y, where,
+                                       chunks)
         else:
-            u, v, rows_c, m, rows_f = _winograd_operands(kernels, chunks, x, w, g)
-            kernels.winograd_forward(x, u, b, relu, g.pad_top, g.pad_left, g.out_h, g.out_w, *pool,
-                                     y, where, v, rows_c, m, rows_f, chunks)
+            u, scratch = _winograd_operands(kernels, chunks, x, w, g)
+            kernels.winograd_forward(x, u, b, relu, g, pool, y, where, scratch, chunks)
         return y, (None, where)
 
 
@@ -360,7 +376,7 @@ class CompiledCPUBackend(FlaggedProductsBackend):
             dz = self.maxpool2d_backward(dy, where, z.shape, pool, pool, "valid")
             return self._conv2d_grads(x, w, dz, stride, padding, need_dx, z if relu else None)
         require_conv_shapes(x, w)
-        g, args = _conv_args(x, w, stride, padding)
+        g = _kernel_geometry(x, w, stride, padding)
         _require_output_gradient(dy, _pooled_shape(x, w, g, pool))
         require_same_shape(dy=dy, y=y, cache=where)
         x, w2, relu = np.ascontiguousarray(x), w.reshape(-1, w.shape[3]), bool(relu)
@@ -369,12 +385,12 @@ class CompiledCPUBackend(FlaggedProductsBackend):
         dx = np.empty_like(x) if need_dx else x[:1]  # untouched without need_dx
         if _fused(w, stride, g, pool) == "plane":
             dw_parts = _scratch("dw_parts", (chunks, *w2.shape), x.dtype)
-            kernels.plane_conv_backward(x, w2, dy, relu, y, where, *args, *pool, dw_parts, db_parts,
-                                        dx, need_dx, chunks)
+            kernels.plane_conv_backward(x, w2, dy, relu, y, where, g, pool,
+                                        (dw_parts, db_parts, dx), need_dx, chunks)
             dw = _sum_parts(kernels, dw_parts).reshape(w.shape)
         else:
-            dw = _winograd_backward(kernels, chunks, x, w, dy, relu, y, where, g, pool, db_parts,
-                                    dx, need_dx)
+            dw = _winograd_backward(kernels, chunks, x, w, dy, y if relu else None, where, g,
+                                    pool, (db_parts, dx), need_dx)
         return (dx if need_dx else None), dw, db_parts.sum(axis=0).astype(x.dtype)
 
 

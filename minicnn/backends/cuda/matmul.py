@@ -38,12 +38,12 @@ def _matmul_kernel(dtype: np.dtype):
         r, k = (j, i) if trans else (i, j)
         return _window_entry(x, r, k, geometry)
 
-    @jit_kernel("void({t}[:, ::1], {t}[:, ::1], {t}[:, :, ::1], {t}[:, ::1], int32[::1], boolean, "
-             "boolean, int64, {t}[::1], boolean, boolean, {t}[:, ::1], boolean, {t}[:, ::1], "
-             "boolean, boolean, boolean, {t}[:, :, :, ::1], UniTuple(int64, 7))")
-    def matmul(a, b, out, c, tickets, trans_a, trans_b, k_chunk, bias, has_bias, relu, mask_a,
-               masked_a, mask_b, masked_b, ones_row, windows, x, geometry):
+    @jit_kernel("void({t}[:, ::1], {t}[:, ::1], {t}[:, :, ::1], {t}[:, ::1], int32[::1], int64, "
+                "{t}[::1], {t}[:, ::1], {t}[:, ::1], {t}[:, :, :, ::1], UniTuple(int64, 7), "
+                "UniTuple(boolean, 8))")
+    def matmul(a, b, out, c, tickets, k_chunk, bias, mask_a, mask_b, x, geometry, flags):
         """out[z] (M, N) = op(a)[:, K_z] @ op(b)[K_z, :] over the z-th chunk of the K axis.
+        ``flags``: (trans_a, trans_b, has_bias, relu, masked_a, masked_b, ones_row, windows).
 
         op = transpose when trans_* is set. With one chunk, out[0] is the whole product,
         plus ``bias`` (N,) on every row when ``has_bias``, then max(., 0) when ``relu``
@@ -57,6 +57,7 @@ def _matmul_kernel(dtype: np.dtype):
         block of a tile to finish (counted in ``tickets``, which it resets to 0) adds the
         partials in z order into c (deterministic) and applies the epilogue there.
         """
+        trans_a, trans_b, has_bias, relu, masked_a, masked_b, ones_row, windows = flags
         a_tile = cuda.shared.array((TILE, TILE), nb_type)
         b_tile = cuda.shared.array((TILE, TILE), nb_type)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
@@ -165,10 +166,12 @@ def matmul(a, b, trans_a: bool = False, trans_b: bool = False, bias=None, relu: 
     matrix = part_view(out, 0) if windows else a
     images, geometry = (a.x, a.geometry) if windows else (reshaped(out, 1, *out.shape),
                                                           (0,) * 7)
+    flags = (bool(trans_a), bool(trans_b), has_bias, bool(relu), mask_a is not None,
+             mask_b is not None, bool(ones_row), windows)
     _matmul_kernel(np.dtype(a.dtype))[blocks, (TILE, TILE)](
-        matrix, b, out, c, _split_tickets(blocks[0] * blocks[1]), trans_a, trans_b, k_chunk,
-        bias, has_bias, relu, matrix if mask_a is None else mask_a, mask_a is not None,
-        b if mask_b is None else mask_b, mask_b is not None, ones_row, windows, images, geometry)
+        matrix, b, out, c, _split_tickets(blocks[0] * blocks[1]), k_chunk, bias,
+        matrix if mask_a is None else mask_a, b if mask_b is None else mask_b, images,
+        geometry, flags)
     return c
 
 

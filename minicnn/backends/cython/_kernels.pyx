@@ -24,6 +24,11 @@ ctypedef fused real:
     float
     double
 
+# A convolution as the driver hands it over (compiled.KernelGeometry): kh, kw, sh, sw,
+# pad_top, pad_left, out_h, out_w; a max-pooling after it (pool_h, pool_w), (0, 0) for none.
+ctypedef (int, int, int, int, int, int, int, int) geometry_t
+ctypedef (int, int) pool_t
+
 ctypedef fused offset:  # max-pooling's window offsets (compiled._offset_dtype)
     signed char
     long long

@@ -79,11 +79,12 @@ cdef real* output_gradient_rows(real[:, ::1] dy2, bint relu, real[:, ::1] relu_o
     return &masked[0, 0] if relu else &dy2[0, 0]
 
 
-def conv_forward(real[:, :, :, ::1] x, real[:, ::1] w2, real[::1] bias, bint relu, int kh,
-                 int kw, int sh, int sw, int pad_top, int pad_left, int out_h, int out_w,
-                 real[:, ::1] cols, real[:, ::1] y2, int chunks):
+def conv_forward(real[:, :, :, ::1] x, real[:, ::1] w2, real[::1] bias, bint relu,
+                 geometry_t geometry, real[:, ::1] cols, real[:, ::1] y2, int chunks):
     """Per chunk of images (one per thread): im2col, y = cols @ W (BLAS), y += bias (then
     the ReLU)."""
+    cdef int kh, kw, sh, sw, pad_top, pad_left, out_h, out_w
+    kh, kw, sh, sw, pad_top, pad_left, out_h, out_w = geometry
     cdef Py_ssize_t n = x.shape[0], per_image = out_h * out_w, f = w2.shape[1]
     cdef Py_ssize_t step = (n + chunks - 1) // chunks
     cdef Py_ssize_t chunk, lo, hi
@@ -98,12 +99,15 @@ def conv_forward(real[:, :, :, ::1] x, real[:, ::1] w2, real[::1] bias, bint rel
 
 
 def conv_backward(real[:, :, :, ::1] x, real[:, ::1] w2, real[:, ::1] dy2, bint relu,
-                  real[:, ::1] relu_out, real[:, ::1] masked, int kh, int kw, int sh, int sw,
-                  int pad_top, int pad_left, int out_h, int out_w, real[:, ::1] cols,
-                  real[:, ::1] dcols, real[:, :, ::1] dw_parts, double[:, ::1] db_parts,
-                  real[:, :, :, ::1] dx, bint need_dx, int chunks):
+                  real[:, ::1] relu_out, real[:, ::1] masked, geometry_t geometry,
+                  real[:, ::1] cols, real[:, ::1] dcols, tuple grads, bint need_dx, int chunks):
     """Per chunk: dy through the ReLU and its bias sums, im2col, dW_chunk = cols^T dy,
-    dcols = dy W^T (BLAS), col2im."""
+    dcols = dy W^T (BLAS), col2im. ``grads``: (dw_parts, db_parts, dx)."""
+    cdef int kh, kw, sh, sw, pad_top, pad_left, out_h, out_w
+    kh, kw, sh, sw, pad_top, pad_left, out_h, out_w = geometry
+    cdef real[:, :, ::1] dw_parts = grads[0]
+    cdef double[:, ::1] db_parts = grads[1]
+    cdef real[:, :, :, ::1] dx = grads[2]
     cdef Py_ssize_t n = x.shape[0], per_image = out_h * out_w, f = w2.shape[1]
     cdef Py_ssize_t k = cols.shape[1], step = (n + chunks - 1) // chunks
     cdef Py_ssize_t chunk, lo, hi, i, j

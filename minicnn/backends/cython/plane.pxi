@@ -55,14 +55,16 @@ cdef void plane_col2im(real[:, ::1] dxt, int kh, int kw, int sh, int sw, int out
                     dst[j * sw] += src[j]
 
 
-def plane_conv_forward(real[:, :, :, ::1] x, real[:, ::1] w2, real[::1] bias, bint relu, int kh,
-                       int kw, int sh, int sw, int pad_top, int pad_left, int out_h, int out_w,
-                       int pool_h, int pool_w, real[:, :, :, ::1] y, offset[:, :, :, ::1] arg,
-                       int chunks):
+def plane_conv_forward(real[:, :, :, ::1] x, real[:, ::1] w2, real[::1] bias, bint relu,
+                       geometry_t geometry, pool_t pool, real[:, :, :, ::1] y,
+                       offset[:, :, :, ::1] arg, int chunks):
     """Per image: its windows X (taps, pixels), z = X^T W (BLAS) + bias (then the ReLU) into
     its rows of y (N, out_h, out_w, F); or with a pool (pool_h > 0), into a buffer that
     max-pooling reads while it is in cache: y (N, out_h // pool_h, out_w // pool_w, F) and
     arg are the pooled output."""
+    cdef int kh, kw, sh, sw, pad_top, pad_left, out_h, out_w
+    kh, kw, sh, sw, pad_top, pad_left, out_h, out_w = geometry
+    cdef int pool_h = pool[0], pool_w = pool[1]
     cdef Py_ssize_t n = x.shape[0], per_image = out_h * out_w, f = w2.shape[1]
     cdef Py_ssize_t step = (n + chunks - 1) // chunks
     cdef Py_ssize_t chunk, lo, hi, b
@@ -174,59 +176,28 @@ cdef void unpool_gradient(real[:, :, :, ::1] dy, real[:, :, :, ::1] pooled,
     free(step)
 
 
-cdef void plane_backward_chunk(real[:, :, :, ::1] x, real[:, ::1] w2, real[:, :, :, ::1] dy,
-                               bint relu, real[:, :, :, ::1] relu_out, offset[:, :, :, ::1] arg,
-                               int kh, int kw, int sh, int sw, int pad_top, int pad_left,
-                               int out_h, int out_w, int pool_h, int pool_w,
-                               real[:, ::1] plane, real[:, ::1] dplane, real[:, ::1] xt,
-                               real[:, ::1] g, real[:, ::1] part, double[:, ::1] dw,
-                               double[::1] db, real[:, :, :, ::1] dx, bint need_dx,
-                               Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
-    """Images lo..hi: G = its dy (N, out_h, out_w, F) through the ReLU (relu_out: the
-    forward's output) -- or with a pool, dy and relu_out pooled and sent back to the winners
-    arg (``unpool_gradient``) -- its windows X with a row of ones below (xt: taps + 1 rows),
+def plane_conv_backward(real[:, :, :, ::1] x, real[:, ::1] w2, real[:, :, :, ::1] dy, bint relu,
+                        real[:, :, :, ::1] relu_out, offset[:, :, :, ::1] arg,
+                        geometry_t geometry, pool_t pool, tuple grads, bint need_dx, int chunks):
+    """Per chunk of images (one per thread), into its own dw_parts[chunk] and
+    db_parts[chunk] (zeros for an empty chunk; ``grads``: (dw_parts, db_parts, dx)), per
+    image: G = its dy (N, out_h, out_w, F) through the ReLU (relu_out: the forward's output)
+    -- or with a pool, dy and relu_out pooled and sent back to the winners arg
+    (``unpool_gradient``) -- its windows X with a row of ones below (xt: taps + 1 rows),
     [dW; db] += [X; 1] G (BLAS, then added in double); with need_dx, dX = W G^T (taps,
     pixels) added back into a padded plane whose inside is the image's dx."""
-    cdef Py_ssize_t per_image = out_h * out_w, f = w2.shape[1], taps = kh * kw
-    cdef Py_ssize_t b, r, u, t, yy, xx
-    cdef real* dyb
-    cdef real* relu_b
-    cdef real* gb = &g[0, 0]
-    for b in range(lo, hi):
-        if pool_h:
-            unpool_gradient(dy, relu_out, arg, b, relu, pool_h, pool_w, gb, out_h, out_w)
-        else:
-            dyb = &dy[b, 0, 0, 0]  # pointers: GCC vectorises this loop, not memoryviews
-            relu_b = &relu_out[b, 0, 0, 0] if relu else dyb
-            for r in range(per_image * f):
-                gb[r] = dyb[r] * (relu_b[r] > 0) if relu else dyb[r]
-        pad_image(x, b, pad_top, pad_left, plane)
-        plane_windows(plane, kh, kw, sh, sw, out_h, out_w, xt)
-        gemm(&xt[0, 0], &g[0, 0], &part[0, 0], taps + 1, f, per_image, False, False)
-        for t in range(taps):
-            for u in range(f):
-                dw[t, u] += part[t, u]
-        for u in range(f):
-            db[u] += part[taps, u]
-        if need_dx:
-            gemm(&w2[0, 0], &g[0, 0], &xt[0, 0], taps, per_image, f, False, True)
-            plane_col2im(xt, kh, kw, sh, sw, out_h, out_w, dplane)
-            for yy in range(x.shape[1]):
-                for xx in range(x.shape[2]):
-                    dx[b, yy, xx, 0] = dplane[pad_top + yy, pad_left + xx]
-
-
-def plane_conv_backward(real[:, :, :, ::1] x, real[:, ::1] w2, real[:, :, :, ::1] dy, bint relu,
-                        real[:, :, :, ::1] relu_out, offset[:, :, :, ::1] arg, int kh, int kw,
-                        int sh, int sw, int pad_top, int pad_left, int out_h, int out_w,
-                        int pool_h, int pool_w, real[:, :, ::1] dw_parts,
-                        double[:, ::1] db_parts, real[:, :, :, ::1] dx, bint need_dx,
-                        int chunks):
-    """Per chunk of images (one per thread): ``plane_backward_chunk`` into its own
-    dw_parts[chunk] and db_parts[chunk] (zeros for an empty chunk)."""
+    cdef int kh, kw, sh, sw, pad_top, pad_left, out_h, out_w
+    kh, kw, sh, sw, pad_top, pad_left, out_h, out_w = geometry
+    cdef int pool_h = pool[0], pool_w = pool[1]
+    cdef real[:, :, ::1] dw_parts = grads[0]
+    cdef double[:, ::1] db_parts = grads[1]
+    cdef real[:, :, :, ::1] dx = grads[2]
     cdef Py_ssize_t n = x.shape[0], per_image = out_h * out_w, f = w2.shape[1]
     cdef Py_ssize_t step = (n + chunks - 1) // chunks, taps = kh * kw
-    cdef Py_ssize_t chunk, lo, hi, t, u
+    cdef Py_ssize_t chunk, lo, hi, t, u, b, r, yy, xx
+    cdef real* dyb
+    cdef real* relu_b
+    cdef real* gb
     dtype = np.asarray(x).dtype
     cdef real[:, :, ::1] plane = planes(x, 2 * chunks, kh, kw, sh, sw, pad_top, pad_left,
                                         out_h, out_w)
@@ -238,11 +209,30 @@ def plane_conv_backward(real[:, :, :, ::1] x, real[:, ::1] w2, real[:, :, :, ::1
     for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         lo = chunk * step
         hi = min(n, lo + step)
-        plane_backward_chunk(x, w2, dy, relu, relu_out, arg, kh, kw, sh, sw, pad_top, pad_left,
-                             out_h, out_w, pool_h, pool_w, plane[2 * chunk],
-                             plane[2 * chunk + 1], xt[chunk], g[chunk], part[chunk], dw[chunk],
-                             db_parts[chunk], dx, need_dx, lo, hi)
+        gb = &g[chunk, 0, 0]
+        for b in range(lo, hi):
+            if pool_h:
+                unpool_gradient(dy, relu_out, arg, b, relu, pool_h, pool_w, gb, out_h, out_w)
+            else:
+                dyb = &dy[b, 0, 0, 0]  # pointers: GCC vectorises this loop, not memoryviews
+                relu_b = &relu_out[b, 0, 0, 0] if relu else dyb
+                for r in range(per_image * f):
+                    gb[r] = dyb[r] * (relu_b[r] > 0) if relu else dyb[r]
+            pad_image(x, b, pad_top, pad_left, plane[2 * chunk])
+            plane_windows(plane[2 * chunk], kh, kw, sh, sw, out_h, out_w, xt[chunk])
+            gemm(&xt[chunk, 0, 0], gb, &part[chunk, 0, 0], taps + 1, f, per_image, False,
+                 False)
+            for t in range(taps):
+                for u in range(f):
+                    dw[chunk, t, u] += part[chunk, t, u]
+            for u in range(f):
+                db_parts[chunk, u] += part[chunk, taps, u]
+            if need_dx:
+                gemm(&w2[0, 0], gb, &xt[chunk, 0, 0], taps, per_image, f, False, True)
+                plane_col2im(xt[chunk], kh, kw, sh, sw, out_h, out_w, plane[2 * chunk + 1])
+                for yy in range(x.shape[1]):
+                    for xx in range(x.shape[2]):
+                        dx[b, yy, xx, 0] = plane[2 * chunk + 1, pad_top + yy, pad_left + xx]
         for t in range(taps):
             for u in range(f):
                 dw_parts[chunk, t, u] = <real> dw[chunk, t, u]
-

@@ -13,8 +13,8 @@ cdef inline void keep_max(real value, int k, real* best, int* where, Py_ssize_t 
 
 cdef inline void narrow(int* where, offset* arg, Py_ssize_t width) noexcept nogil:
     """arg[:width] = where[:width]: a block's winners, kept as C ints while they are chosen
-    (then the select is as wide as a float and GCC vectorises it; with arg's int8 it did
-    not), narrowed at the end."""
+    and narrowed at the end (the rule: a select vectorises when its operands are as wide as
+    the floats it compares; docs/performance.md)."""
     cdef Py_ssize_t ch
     for ch in range(width):
         arg[ch] = <offset> where[ch]
@@ -25,8 +25,8 @@ cdef void maxpool_image(real[:, :, :, ::1] x, Py_ssize_t b, int ph, int pw, int 
                         offset[:, :, :, ::1] arg) noexcept nogil:
     """Image b: y = window max, arg = its offset (first max wins; a NaN beats every number,
     as in np.argmax). One pass over each window, channels innermost, through pointers; the
-    offsets are kept as C ints in ``where`` (then the select is as wide as a float and GCC
-    vectorises it; with arg's int8 it did not) and narrowed into arg at the end."""
+    offsets are kept as C ints in ``where`` and narrowed into arg at the end (a select as
+    wide as the floats vectorises: docs/performance.md)."""
     cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2], c = y.shape[3]
     cdef Py_ssize_t i, j, ch, r, q, top, left, r0, r1, c0, c1, first, width
     cdef int k

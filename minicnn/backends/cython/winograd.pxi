@@ -193,13 +193,16 @@ cdef void output_transform(real[:, :, ::1] m, real[::1] bias, bint relu, Py_ssiz
 
 
 cdef void output_gradient_transform(real[:, :, :, ::1] dy, bint relu,
-                                    real[:, :, :, ::1] relu_out, Py_ssize_t lo, Py_ssize_t hi,
-                                    Py_ssize_t out_h, Py_ssize_t out_w, real[:, :, :, ::1] rows,
-                                    int pool_h, int pool_w, offset[:, :, :, ::1] arg,
-                                    real[:, :, ::1] dm, double[::1] db) noexcept nogil:
+                                    real[:, :, :, ::1] relu_out,
+                                    (Py_ssize_t, Py_ssize_t) images, geometry_t geometry,
+                                    real[:, :, :, ::1] rows, pool_t pool,
+                                    offset[:, :, :, ::1] arg, real[:, :, ::1] dm,
+                                    double[::1] db) noexcept nogil:
     """g = dy through the ReLU (0 past the output's edge; db += g) -- or with a pool, dy and
     relu_out pooled and sent back to the winners arg (``unpool_tile_row``) --, dm = A g A^T
-    per tile."""
+    per tile of images lo..hi (``images``)."""
+    cdef Py_ssize_t lo = images[0], hi = images[1], out_h = geometry[6], out_w = geometry[7]
+    cdef int pool_h = pool[0], pool_w = pool[1]
     cdef Py_ssize_t f = dy.shape[3], tiles_h = (out_h + 3) // 4
     cdef Py_ssize_t tiles_w = rows.shape[2]
     cdef Py_ssize_t b, ti, t0, tj, r, q, i, j, e
@@ -254,87 +257,66 @@ cdef void input_gradient_transform(real[:, :, ::1] dv, Py_ssize_t lo, Py_ssize_t
                                     dx[b, r, col, e] += rows[0, k * 6 + q, tj, e]
 
 
-cdef void winograd_forward_chunk(real[:, :, :, ::1] x, real[:, :, ::1] u, real[::1] bias,
-                                 bint relu, int pad_top, int pad_left, int out_h, int out_w,
-                                 int pool_h, int pool_w, real[:, :, :, ::1] y,
-                                 offset[:, :, :, ::1] arg, real[:, :, ::1] v,
-                                 real[:, :, :, ::1] rows_c, real[:, :, ::1] m,
-                                 real[:, :, :, ::1] rows_f, Py_ssize_t lo,
-                                 Py_ssize_t hi) noexcept nogil:
-    """Images lo..hi: v = B^T d B of every tile's window, m[p] = v[p] u[p] (36 products,
-    BLAS), y = A^T m A + bias (then the ReLU) at the pixels inside the output (or pooled)."""
-    cdef Py_ssize_t tiles_h = (out_h + 3) // 4, tiles_w = (out_w + 3) // 4
-    cdef Py_ssize_t tiles = (hi - lo) * tiles_h * tiles_w
-    cdef Py_ssize_t p
-    input_transform(x, lo, hi, pad_top, pad_left, tiles_h, rows_c, v)
-    for p in range(36):
-        gemm(&v[p, 0, 0], &u[p, 0, 0], &m[p, 0, 0], tiles, y.shape[3], x.shape[3], False, False)
-    output_transform(m, bias, relu, lo, hi, out_h, out_w, rows_f, pool_h, pool_w, y, arg)
-
-
 def winograd_forward(real[:, :, :, ::1] x, real[:, :, ::1] u, real[::1] bias, bint relu,
-                     int pad_top, int pad_left, int out_h, int out_w, int pool_h, int pool_w,
-                     real[:, :, :, ::1] y, offset[:, :, :, ::1] arg, real[:, :, :, ::1] v,
-                     real[:, :, :, :, ::1] rows_c, real[:, :, :, ::1] m,
-                     real[:, :, :, :, ::1] rows_f, int chunks):
-    """Per chunk of images (one per thread), a block at a time: ``winograd_forward_chunk``.
-    y (N, out_h, out_w, F), or with a pool (pool_h > 0) y and arg (N, out_h // pool_h,
-    out_w // pool_w, F). v (chunks, 36, tiles, C), m (chunks, 36, tiles, F): each chunk's
-    own, for the tiles of one block of its images; rows_c (chunks, 2, 36, tiles_w, C),
-    rows_f (..., F): its rows."""
+                     geometry_t geometry, pool_t pool, real[:, :, :, ::1] y,
+                     offset[:, :, :, ::1] arg, tuple scratch, int chunks):
+    """Per chunk of images (one per thread), a block at a time: v = B^T d B of every tile's
+    window, m[p] = v[p] u[p] (36 products, BLAS), y = A^T m A + bias (then the ReLU) at the
+    pixels inside the output (or pooled). y (N, out_h, out_w, F), or with a pool (pool_h >
+    0) y and arg (N, out_h // pool_h, out_w // pool_w, F). ``scratch``: (v, rows_c, m,
+    rows_f), v (chunks, 36, tiles, C), m (chunks, 36, tiles, F): each chunk's own, for the
+    tiles of one block of its images; rows_c (chunks, 2, 36, tiles_w, C), rows_f (..., F):
+    its rows."""
+    cdef int pad_top = geometry[4], pad_left = geometry[5]
+    cdef int out_h = geometry[6], out_w = geometry[7], pool_h = pool[0], pool_w = pool[1]
+    cdef real[:, :, :, ::1] v = scratch[0]
+    cdef real[:, :, :, :, ::1] rows_c = scratch[1]
+    cdef real[:, :, :, ::1] m = scratch[2]
+    cdef real[:, :, :, :, ::1] rows_f = scratch[3]
     cdef Py_ssize_t n = y.shape[0], step = (n + chunks - 1) // chunks
-    cdef Py_ssize_t block = v.shape[2] // (((out_h + 3) // 4) * ((out_w + 3) // 4))
-    cdef Py_ssize_t chunk, lo, hi, b0
+    cdef Py_ssize_t tiles_h = (out_h + 3) // 4, tiles_w = (out_w + 3) // 4
+    cdef Py_ssize_t block = v.shape[2] // (tiles_h * tiles_w)
+    cdef Py_ssize_t chunk, lo, hi, b0, b1, p
     for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         lo = chunk * step
         hi = min(n, lo + step)
         b0 = lo
         while b0 < hi:  # (range() with a variable step needs the GIL)
-            winograd_forward_chunk(x, u, bias, relu, pad_top, pad_left, out_h, out_w, pool_h,
-                                   pool_w, y, arg, v[chunk], rows_c[chunk], m[chunk],
-                                   rows_f[chunk], b0, min(hi, b0 + block))
+            b1 = min(hi, b0 + block)
+            input_transform(x, b0, b1, pad_top, pad_left, tiles_h, rows_c[chunk], v[chunk])
+            for p in range(36):
+                gemm(&v[chunk, p, 0, 0], &u[p, 0, 0], &m[chunk, p, 0, 0],
+                     (b1 - b0) * tiles_h * tiles_w, y.shape[3], x.shape[3], False, False)
+            output_transform(m[chunk], bias, relu, b0, b1, out_h, out_w, rows_f[chunk], pool_h,
+                             pool_w, y, arg)
             b0 = b0 + block
 
 
-cdef void winograd_backward_chunk(real[:, :, :, ::1] x, real[:, :, ::1] ut,
-                                  real[:, :, :, ::1] dy, bint relu, real[:, :, :, ::1] relu_out,
-                                  int pad_top, int pad_left, int out_h, int out_w, int pool_h,
-                                  int pool_w, offset[:, :, :, ::1] arg, real[:, :, ::1] v,
-                                  real[:, :, :, ::1] rows_c, real[:, :, ::1] dm,
-                                  real[:, :, :, ::1] rows_f, real[:, :, ::1] du, double[::1] db,
-                                  real[:, :, :, ::1] dx, bint need_dx, Py_ssize_t lo,
-                                  Py_ssize_t hi) noexcept nogil:
-    """Images lo..hi: g = dy through the ReLU (db += g; or through the pooling too),
-    dm = A g A^T, v = B^T d B again, du[p] += v[p]^T dm[p]; with need_dx, dv[p] = dm[p] ut[p]
-    (ut[p] = u[p]^T; into v) and dx = the sum over tiles of B dv B^T at their windows."""
+def winograd_backward(real[:, :, :, ::1] x, real[:, :, ::1] ut, real[:, :, :, ::1] dy, bint relu,
+                      real[:, :, :, ::1] relu_out, geometry_t geometry, pool_t pool,
+                      offset[:, :, :, ::1] arg, tuple scratch, tuple grads, bint need_dx,
+                      int chunks):
+    """Per chunk (one per thread), a block of images at a time: g = dy through the ReLU
+    (db += g; or through the pooling too), dm = A g A^T, v = B^T d B again, du[p] +=
+    v[p]^T dm[p] (into the chunk's own du_parts[chunk]: BLAS adds each block's products;
+    zeros for an empty chunk); with need_dx, dv[p] = dm[p] ut[p] (ut[p] = u[p]^T; into v)
+    and dx = the sum over tiles of B dv B^T at their windows. dW = G^T du G comes after the
+    sum over chunks. dy and relu_out: as ``winograd_forward``'s y (pooled with a pool), arg
+    its offsets. ``scratch``: (v, rows_c, dm, rows_f); ``grads``: (du_parts, db_parts, dx)."""
+    cdef int pad_top = geometry[4], pad_left = geometry[5]
+    cdef int out_h = geometry[6], out_w = geometry[7]
+    cdef real[:, :, :, ::1] v = scratch[0]
+    cdef real[:, :, :, :, ::1] rows_c = scratch[1]
+    cdef real[:, :, :, ::1] dm = scratch[2]
+    cdef real[:, :, :, :, ::1] rows_f = scratch[3]
+    cdef real[:, :, :, ::1] du_parts = grads[0]
+    cdef double[:, ::1] db_parts = grads[1]
+    cdef real[:, :, :, ::1] dx = grads[2]
+    cdef Py_ssize_t n = dy.shape[0], step = (n + chunks - 1) // chunks
     cdef Py_ssize_t f = dy.shape[3], c = x.shape[3]
     cdef Py_ssize_t tiles_h = (out_h + 3) // 4, tiles_w = (out_w + 3) // 4
-    cdef Py_ssize_t tiles = (hi - lo) * tiles_h * tiles_w
-    cdef Py_ssize_t p
-    output_gradient_transform(dy, relu, relu_out, lo, hi, out_h, out_w, rows_f, pool_h, pool_w,
-                              arg, dm, db)
-    input_transform(x, lo, hi, pad_top, pad_left, tiles_h, rows_c, v)
-    for p in range(36):
-        gemm(&v[p, 0, 0], &dm[p, 0, 0], &du[p, 0, 0], c, f, tiles, True, False, True)
-        if need_dx:
-            gemm(&dm[p, 0, 0], &ut[p, 0, 0], &v[p, 0, 0], tiles, c, f, False, False)
-    if need_dx:
-        input_gradient_transform(v, lo, hi, pad_top, pad_left, tiles_h, rows_c, dx)
-
-
-def winograd_backward(real[:, :, :, ::1] x, real[:, :, ::1] ut, real[:, :, :, ::1] dy, bint relu,
-                      real[:, :, :, ::1] relu_out, int pad_top, int pad_left, int out_h,
-                      int out_w, int pool_h, int pool_w, offset[:, :, :, ::1] arg,
-                      real[:, :, :, ::1] v, real[:, :, :, :, ::1] rows_c, real[:, :, :, ::1] dm,
-                      real[:, :, :, :, ::1] rows_f, real[:, :, :, ::1] du_parts,
-                      double[:, ::1] db_parts, real[:, :, :, ::1] dx, bint need_dx, int chunks):
-    """Per chunk (one per thread), a block of images at a time: ``winograd_backward_chunk``
-    adding into its own du_parts[chunk] (BLAS adds each block's products; zeros for an
-    empty chunk) and db_parts[chunk]. dW = G^T du G comes after the sum over chunks. dy and
-    relu_out: as ``winograd_forward``'s y (pooled with a pool), arg its offsets."""
-    cdef Py_ssize_t n = dy.shape[0], step = (n + chunks - 1) // chunks
-    cdef Py_ssize_t block = v.shape[2] // (((out_h + 3) // 4) * ((out_w + 3) // 4))
-    cdef Py_ssize_t chunk, lo, hi, b0
+    cdef Py_ssize_t block = v.shape[2] // (tiles_h * tiles_w)
+    cdef Py_ssize_t chunk, lo, hi, b0, b1, p, tiles
     db_parts[:] = 0
     du_parts[:] = 0
     for chunk in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
@@ -342,10 +324,20 @@ def winograd_backward(real[:, :, :, ::1] x, real[:, :, ::1] ut, real[:, :, :, ::
         hi = min(n, lo + step)
         b0 = lo
         while b0 < hi:
-            winograd_backward_chunk(x, ut, dy, relu, relu_out, pad_top, pad_left, out_h,
-                                    out_w, pool_h, pool_w, arg, v[chunk], rows_c[chunk],
-                                    dm[chunk], rows_f[chunk], du_parts[chunk], db_parts[chunk],
-                                    dx, need_dx, b0, min(hi, b0 + block))
+            b1 = min(hi, b0 + block)
+            tiles = (b1 - b0) * tiles_h * tiles_w
+            output_gradient_transform(dy, relu, relu_out, (b0, b1), geometry, rows_f[chunk],
+                                      pool, arg, dm[chunk], db_parts[chunk])
+            input_transform(x, b0, b1, pad_top, pad_left, tiles_h, rows_c[chunk], v[chunk])
+            for p in range(36):
+                gemm(&v[chunk, p, 0, 0], &dm[chunk, p, 0, 0], &du_parts[chunk, p, 0, 0], c, f,
+                     tiles, True, False, True)
+                if need_dx:
+                    gemm(&dm[chunk, p, 0, 0], &ut[p, 0, 0], &v[chunk, p, 0, 0], tiles, c, f,
+                         False, False)
+            if need_dx:
+                input_gradient_transform(v[chunk], b0, b1, pad_top, pad_left, tiles_h,
+                                         rows_c[chunk], dx)
             b0 = b0 + block
 
 

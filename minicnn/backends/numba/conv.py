@@ -56,9 +56,10 @@ def _col2im_images(cols, lo, hi, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w
 
 
 @njit(parallel=True, **JIT)
-def conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols, y2,
-                  chunks):
-    """Per chunk of images: im2col, y = cols @ W (BLAS), y += bias (then the ReLU)."""
+def conv_forward(x, w2, bias, relu, geometry, cols, y2, chunks):
+    """Per chunk of images: im2col, y = cols @ W (BLAS), y += bias (then the ReLU).
+    ``geometry``: (kh, kw, sh, sw, pad_top, pad_left, out_h, out_w)."""
+    kh, kw, sh, sw, pad_top, pad_left, out_h, out_w = geometry
     n = x.shape[0]
     per_image = out_h * out_w
     for chunk in prange(chunks):
@@ -72,10 +73,12 @@ def conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, out_h, ou
 
 
 @njit(parallel=True, **JIT)
-def conv_backward(x, w2, dy2, relu, relu_out, masked, kh, kw, sh, sw, pad_top, pad_left, out_h,
-                   out_w, cols, dcols, dw_parts, db_parts, dx, need_dx, chunks):
+def conv_backward(x, w2, dy2, relu, relu_out, masked, geometry, cols, dcols, grads, need_dx,
+                  chunks):
     """Per chunk: dy through the ReLU and its bias sums, im2col, dW_chunk = cols^T dy,
-    dcols = dy W^T, col2im into its images."""
+    dcols = dy W^T, col2im into its images. ``grads``: (dw_parts, db_parts, dx)."""
+    kh, kw, sh, sw, pad_top, pad_left, out_h, out_w = geometry
+    dw_parts, db_parts, dx = grads[0], grads[1], grads[2]
     n = x.shape[0]
     per_image = out_h * out_w
     for chunk in prange(chunks):

@@ -1,6 +1,11 @@
 """How the Numba kernels are compiled: cached on disk where possible, without the GIL,
 and with Numba's thread pool sized to the cores this process may use.
 
+Arrays come out of a tuple argument by index (``dw, dx = grads[0], grads[2]``), never by
+unpacking the argument itself (``dw, db, dx = grads``): in a parallel kernel, Numba 0.68
+silently drops the writes ``dw[chunk] = value`` to an array unpacked from a tuple argument
+(``tests/backends/test_thread_counts.py`` and the equivalence tests would fail).
+
 No fastmath (but in one check whose answer no order of its sum changes:
 ``optimizers._any_not_finite``): results match the reference up to float rounding (sums are
 split per chunk and added in a fixed order, so the same input gives the same bits every run).

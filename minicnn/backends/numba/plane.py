@@ -62,12 +62,14 @@ def _plane_col2im(dxt, kh, kw, sh, sw, out_h, out_w, dplane):
 
 
 @njit(parallel=True, **JIT)
-def plane_conv_forward(x, w2, bias, relu, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w,
-                        pool_h, pool_w, y, arg, chunks):
+def plane_conv_forward(x, w2, bias, relu, geometry, pool, y, arg, chunks):
     """Per image: its windows X (taps, pixels), z = X^T W (BLAS) + bias (then the ReLU) into
     its rows of y (N, out_h, out_w, F); or with a pool (pool_h > 0), into a buffer that
     max-pooling reads while it is in cache: y (N, out_h // pool_h, out_w // pool_w, F) and
-    arg (its window offsets) are the pooled output."""
+    arg (its window offsets) are the pooled output. ``geometry``: (kh, kw, sh, sw, pad_top,
+    pad_left, out_h, out_w); ``pool``: (pool_h, pool_w), (0, 0) for none."""
+    kh, kw, sh, sw, pad_top, pad_left, out_h, out_w = geometry
+    pool_h, pool_w = pool
     n, per_image, f = x.shape[0], out_h * out_w, w2.shape[1]
     for chunk in prange(chunks):
         lo, hi = chunk_rows(chunk, chunks, n)
@@ -97,8 +99,8 @@ def keep_max(values, bias, relu, k, best, where):
     """Pixel k of a pooling window: its channels values (F,) + bias (then the ReLU) replace
     best (F,) where they beat it, and where (F,) = k there (k = 0 always: first max wins; a
     NaN beats every number, as in ``maxpool_forward``). ``where`` is a window's int32
-    buffer, narrowed into the int8 offsets by ``narrow`` once the window is done: a select
-    as wide as the float's vectorises; one that writes int8 offsets did not."""
+    buffer, narrowed into the int8 offsets by ``narrow`` once the window is done (a select
+    vectorises when its operands are as wide as the floats: docs/performance.md)."""
     for e in range(values.shape[0]):
         v = values[e] + bias[e]
         v = 0.0 if relu and v < 0.0 else v
@@ -153,13 +155,16 @@ def _unpool_gradient(dy, pooled, arg, b, relu, pool_h, pool_w, out_w, g):
 
 
 @njit(parallel=True, **JIT)
-def plane_conv_backward(x, w2, dy, relu, relu_out, arg, kh, kw, sh, sw, pad_top, pad_left,
-                         out_h, out_w, pool_h, pool_w, dw_parts, db_parts, dx, need_dx, chunks):
+def plane_conv_backward(x, w2, dy, relu, relu_out, arg, geometry, pool, grads, need_dx, chunks):
     """Per image: G = its dy (N, out_h, out_w, F) through the ReLU (relu_out: the forward's
     output) -- or with a pool, dy and relu_out pooled (N, out_h // pool_h, ...) and sent back
     to the winners arg (``_unpool_gradient``) -- its windows X with a row of ones below (xt:
     taps + 1 rows), [dW; db] += [X; 1] G (BLAS, then added in float64); with need_dx,
-    dX = W G^T (taps, pixels) added back into a padded plane whose inside is the image's dx."""
+    dX = W G^T (taps, pixels) added back into a padded plane whose inside is the image's dx.
+    ``geometry`` and ``pool`` as for the forward; ``grads``: (dw_parts, db_parts, dx)."""
+    kh, kw, sh, sw, pad_top, pad_left, out_h, out_w = geometry
+    pool_h, pool_w = pool
+    dw_parts, db_parts, dx = grads[0], grads[1], grads[2]
     n, h, w, f = x.shape[0], x.shape[1], x.shape[2], w2.shape[1]
     per_image, taps = out_h * out_w, kh * kw
     for chunk in prange(chunks):

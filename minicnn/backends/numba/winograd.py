@@ -202,11 +202,13 @@ def _unpool_tile_row(dy, pooled, arg, relu, b, ti, pool_h, pool_w, g, db):
 
 
 @njit(**JIT)
-def _output_gradient_transform(dy, relu, relu_out, lo, hi, out_h, out_w, rows, pool_h, pool_w,
-                               arg, dm, db):
+def _output_gradient_transform(dy, relu, relu_out, images, geometry, rows, pool, arg, dm, db):
     """g = dy through the ReLU (0 past the output's edge; db += g) -- or with a pool, dy and
     relu_out pooled and sent back to the winners arg (``_unpool_tile_row``) --, dm = A g A^T
-    per tile."""
+    per tile of images lo..hi (``images``)."""
+    lo, hi = images
+    out_h, out_w = geometry[6], geometry[7]
+    pool_h, pool_w = pool
     f, tiles_h = dy.shape[3], (out_h + 3) // 4
     g, tiles_w = rows[0], rows.shape[2]
     for b in range(lo, hi):
@@ -255,10 +257,14 @@ def _input_gradient_transform(dv, lo, hi, pad_top, pad_left, tiles_h, rows, dx):
 
 
 @njit(**JIT)
-def _winograd_forward_chunk(x, u, bias, relu, pad_top, pad_left, out_h, out_w, pool_h, pool_w,
-                            y, arg, v, rows_c, m, rows_f, lo, hi):
-    """Images lo..hi: v = B^T d B of every tile's window d, m[p] = v[p] u[p] (36 products),
-    y = A^T m A + bias (then the ReLU) at the tile's pixels inside the output (or pooled)."""
+def _winograd_forward_chunk(x, u, bias, relu, geometry, pool, y, arg, scratch, images):
+    """Images lo..hi (``images``): v = B^T d B of every tile's window d, m[p] = v[p] u[p] (36
+    products), y = A^T m A + bias (then the ReLU) at the tile's pixels inside the output (or
+    pooled). ``scratch``: this chunk's (v, rows_c, m, rows_f)."""
+    _, _, _, _, pad_top, pad_left, out_h, out_w = geometry
+    pool_h, pool_w = pool
+    v, rows_c, m, rows_f = scratch[0], scratch[1], scratch[2], scratch[3]
+    lo, hi = images
     tiles_h, tiles_w = (out_h + 3) // 4, (out_w + 3) // 4
     tiles = (hi - lo) * tiles_h * tiles_w
     _input_transform(x, lo, hi, pad_top, pad_left, tiles_h, rows_c, v)
@@ -268,33 +274,38 @@ def _winograd_forward_chunk(x, u, bias, relu, pad_top, pad_left, out_h, out_w, p
 
 
 @njit(parallel=True, **JIT)
-def winograd_forward(x, u, bias, relu, pad_top, pad_left, out_h, out_w, pool_h, pool_w, y,
-                      arg, v, rows_c, m, rows_f, chunks):
+def winograd_forward(x, u, bias, relu, geometry, pool, y, arg, scratch, chunks):
     """Per chunk of images (one per thread), a block at a time: ``_winograd_forward_chunk``.
     y (N, out_h, out_w, F), or with a pool (pool_h > 0) y and arg (N, out_h // pool_h,
-    out_w // pool_w, F). v (chunks, 36, tiles, C), m (chunks, 36, tiles, F): each chunk's
-    own, for the tiles of one block of its images; rows_c (chunks, 2, 36, tiles_w, C),
-    rows_f (..., F): its rows."""
+    out_w // pool_w, F). ``geometry``: the convolution's (kh, kw, sh, sw, pad_top, pad_left,
+    out_h, out_w); ``scratch``: (v, rows_c, m, rows_f), v (chunks, 36, tiles, C), m (chunks,
+    36, tiles, F): each chunk's own, for the tiles of one block of its images; rows_c
+    (chunks, 2, 36, tiles_w, C), rows_f (..., F): its rows."""
+    out_h, out_w = geometry[6], geometry[7]
+    v, rows_c, m, rows_f = scratch[0], scratch[1], scratch[2], scratch[3]
     block = v.shape[2] // (((out_h + 3) // 4) * ((out_w + 3) // 4))
     for chunk in prange(chunks):
         lo, hi = chunk_rows(chunk, chunks, y.shape[0])
         for b0 in range(lo, hi, block):
-            _winograd_forward_chunk(x, u, bias, relu, pad_top, pad_left, out_h, out_w, pool_h,
-                                    pool_w, y, arg, v[chunk], rows_c[chunk], m[chunk],
-                                    rows_f[chunk], b0, min(hi, b0 + block))
+            _winograd_forward_chunk(x, u, bias, relu, geometry, pool, y, arg,
+                                    (v[chunk], rows_c[chunk], m[chunk], rows_f[chunk]),
+                                    (b0, min(hi, b0 + block)))
 
 
 @njit(**JIT)
-def _winograd_backward_chunk(x, ut, dy, relu, relu_out, pad_top, pad_left, out_h, out_w,
-                             pool_h, pool_w, arg, v, rows_c, dm, rows_f, du, db, dx, need_dx,
-                             lo, hi):
-    """Images lo..hi: g = dy through the ReLU (db += g; or through the pooling too),
-    dm = A g A^T, v = B^T d B again, du[p] = v[p]^T dm[p]; with need_dx, dv[p] = dm[p] ut[p]
-    (ut[p] = u[p]^T; into v) and dx = the sum over tiles of B dv B^T at their windows."""
+def _winograd_backward_chunk(x, ut, dy, relu, relu_out, geometry, pool, arg, scratch, grads,
+                             need_dx, images):
+    """Images lo..hi (``images``): g = dy through the ReLU (db += g; or through the pooling
+    too), dm = A g A^T, v = B^T d B again, du[p] = v[p]^T dm[p]; with need_dx, dv[p] =
+    dm[p] ut[p] (ut[p] = u[p]^T; into v) and dx = the sum over tiles of B dv B^T at their
+    windows. ``scratch``: this chunk's (v, rows_c, dm, rows_f); ``grads``: (du, db, dx)."""
+    _, _, _, _, pad_top, pad_left, out_h, out_w = geometry
+    v, rows_c, dm, rows_f = scratch[0], scratch[1], scratch[2], scratch[3]
+    du, db, dx = grads[0], grads[1], grads[2]
+    lo, hi = images
     tiles_h, tiles_w = (out_h + 3) // 4, (out_w + 3) // 4
     tiles = (hi - lo) * tiles_h * tiles_w
-    _output_gradient_transform(dy, relu, relu_out, lo, hi, out_h, out_w, rows_f, pool_h, pool_w,
-                               arg, dm, db)
+    _output_gradient_transform(dy, relu, relu_out, images, geometry, rows_f, pool, arg, dm, db)
     _input_transform(x, lo, hi, pad_top, pad_left, tiles_h, rows_c, v)
     for p in range(36):
         matmul(v[p, :tiles].T, dm[p, :tiles], du[p])
@@ -305,13 +316,16 @@ def _winograd_backward_chunk(x, ut, dy, relu, relu_out, pad_top, pad_left, out_h
 
 
 @njit(parallel=True, **JIT)
-def winograd_backward(x, ut, dy, relu, relu_out, pad_top, pad_left, out_h, out_w, pool_h,
-                       pool_w, arg, v, rows_c, dm, rows_f, du_parts, db_parts, dx, need_dx,
-                       chunks):
+def winograd_backward(x, ut, dy, relu, relu_out, geometry, pool, arg, scratch, grads, need_dx,
+                      chunks):
     """Per chunk (one per thread), a block of images at a time: ``_winograd_backward_chunk``
     into its own du_parts[chunk] (the blocks' du added up; zeros for an empty chunk) and
     db_parts[chunk]. dW = G^T du G comes after the sum over chunks. dy and relu_out: as
-    ``winograd_forward``'s y (pooled with a pool), arg its offsets."""
+    ``winograd_forward``'s y (pooled with a pool), arg its offsets. ``scratch``: (v, rows_c,
+    dm, rows_f); ``grads``: (du_parts, db_parts, dx)."""
+    out_h, out_w = geometry[6], geometry[7]
+    v, rows_c, dm, rows_f = scratch[0], scratch[1], scratch[2], scratch[3]
+    du_parts, db_parts, dx = grads[0], grads[1], grads[2]
     block = v.shape[2] // (((out_h + 3) // 4) * ((out_w + 3) // 4))
     for chunk in prange(chunks):
         lo, hi = chunk_rows(chunk, chunks, dy.shape[0])
@@ -319,10 +333,10 @@ def winograd_backward(x, ut, dy, relu, relu_out, pad_top, pad_left, out_h, out_w
         du_parts[chunk] = 0.0
         du = np.empty_like(du_parts[chunk])
         for b0 in range(lo, hi, block):
-            _winograd_backward_chunk(x, ut, dy, relu, relu_out, pad_top, pad_left, out_h,
-                                     out_w, pool_h, pool_w, arg, v[chunk], rows_c[chunk],
-                                     dm[chunk], rows_f[chunk], du, db_parts[chunk], dx,
-                                     need_dx, b0, min(hi, b0 + block))
+            _winograd_backward_chunk(x, ut, dy, relu, relu_out, geometry, pool, arg,
+                                     (v[chunk], rows_c[chunk], dm[chunk], rows_f[chunk]),
+                                     (du, db_parts[chunk], dx), need_dx,
+                                     (b0, min(hi, b0 + block)))
             du_parts[chunk] += du
 
 
