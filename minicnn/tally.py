@@ -46,6 +46,7 @@ class Tally:
 
     def __init__(self, backend, steps: int, metrics: list[str]):
         self.backend, self.metrics = backend, list(metrics)
+        self.every_step = True  # fit: read after every step (a GPU's tally may wait)
         self.restart()
 
     def restart(self) -> None:
@@ -81,10 +82,19 @@ class Tally:
         return not math.isfinite(self._steps[-1].loss_sum)
 
     def update(self, optimizer, layers) -> None:
-        """The optimizer's update of the current step; it may keep elements whose new
-        values are not finite, which ends the step as a bad one (``bad_update``)."""
-        if optimizer.apply(layers) and self.first_bad is None:
+        """The optimizer's update of the current step, then the layers' state updates
+        (``Layer.update_state``). The update may keep elements whose new values are not
+        finite, which ends the step as a bad one (``bad_update``): the state stays then."""
+        if not optimizer.apply(layers):
+            for layer in layers:
+                layer.update_state()
+        elif self.first_bad is None:
             self.first_bad, self.bad_update = len(self._steps) - 1, True
+
+    def due(self) -> bool:
+        """Whether fit should read (``read``) and report the steps so far now: here after
+        every step, the numbers being on the host already."""
+        return True
 
     @property
     def steps_read(self) -> int:

@@ -82,6 +82,14 @@ class Layer:
 
     uses_rng = False  # True: fit gives the layer a seeded ``rng`` (Dropout's masks)
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        old = [name for name in ("_forward", "_backward") if name in vars(cls)]
+        if old:  # the hooks of minicnn before 2026-12-07: never called now
+            raise TypeError(f"{cls.__name__} defines {' and '.join(old)}; a minicnn layer "
+                            "now overrides forward(self, x, training=False) and "
+                            "backward(self, dy) (the gradient of its input), as Keras' call")
+
     def __init__(self, activation: str | None = None, input_shape=None, name: str | None = None):
         self.activation = check_activation(activation)
         self.input_shape = None if input_shape is None else check_shape(input_shape,
@@ -196,6 +204,10 @@ class Layer:
     def backward(self, dy):
         """dL/dx from dy = dL/d(output) of the last ``forward``; fills ``self.grads``."""
         return dy
+
+    def update_state(self) -> None:
+        """Apply what the last training forward asks of the non-trainable state (BatchNorm's
+        moving statistics), once its step's update went through: here nothing."""
 
     def _activate(self, z, activate: bool = True):
         """a = f(z) for the layer's activation, keeping z and a for ``_activation_gradient``.

@@ -10,7 +10,8 @@ class BatchNormalization(Layer):
     """y = gamma (x - mean) / sqrt(var + epsilon) + beta, per channel (the last axis).
 
     Training normalises with the batch's own mean and (biased) variance and moves the
-    non-trainable ``moving_mean`` / ``moving_variance`` toward them:
+    non-trainable ``moving_mean`` / ``moving_variance`` toward them when the step's update
+    is applied (``update_state``; a step that diverged changes nothing):
     moving <- momentum * moving + (1 - momentum) * batch. Inference uses the moving ones.
     Images (N, H, W, C) are normalised over N, H and W together.
     """
@@ -25,6 +26,7 @@ class BatchNormalization(Layer):
             raise ValueError(f"epsilon must be a number > 0, got {epsilon!r}")
         super().__init__(None, input_shape, name)
         self.axis, self.momentum, self.epsilon = axis, float(momentum), float(epsilon)
+        self._batch_moments = None  # (mean, var) of the last training batch, not yet applied
 
     def weight_specs(self, input_shape):
         c = (input_shape[-1],)
@@ -34,14 +36,21 @@ class BatchNormalization(Layer):
 
     def statistics(self, rows, training: bool):
         """The mean and variance to normalise ``rows`` (M, C) with: the batch's own while
-        training (moving the moving averages toward them), else the moving averages."""
+        training (kept for ``update_state``), else the moving averages."""
         if not training:
             return self.state["moving_mean"], self.state["moving_variance"]
-        backend = get_backend()
-        mean, var = backend.moments(rows)
+        self._batch_moments = get_backend().moments(rows)
+        return self._batch_moments
+
+    def update_state(self) -> None:
+        """Move the moving averages toward the last training batch's moments, once its
+        step is known to be good (a step that diverged leaves them as they were)."""
+        if self._batch_moments is None:
+            return
+        backend, (mean, var) = get_backend(), self._batch_moments
         backend.moving_average(self.state["moving_mean"], mean, self.momentum)
         backend.moving_average(self.state["moving_variance"], var, self.momentum)
-        return mean, var
+        self._batch_moments = None
 
     def forward(self, x, training=False):
         backend, c = get_backend(), x.shape[len(x.shape) - 1]

@@ -80,6 +80,8 @@ def model_from_config(cfg: dict, classes: dict[str, type], model_class: type):
                 f"{spec['config']!r:.200} ({exc}); its get_config() must return its "
                 "constructor's arguments") from None
         layer.trainable = spec.get("trainable", True)
+        if "rng_state" in spec:
+            layer.rng = generator_from_state(spec["rng_state"])
         model.add(layer, rebuild=False)  # the file's weights come after its checks
     if cfg["loss"] is not None:
         if cfg["optimizer"] is None:
@@ -87,6 +89,21 @@ def model_from_config(cfg: dict, classes: dict[str, type], model_class: type):
         model.compile(optimizers.from_config(cfg["optimizer"]), losses.from_config(cfg["loss"]),
                       cfg["metrics"])
     return model
+
+
+def generator_from_state(state) -> np.random.Generator:
+    """A NumPy generator where a saved one stood (``bit_generator.state``); ValueError for
+    anything else."""
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    if name not in ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64"):
+        raise ValueError(f"config: rng_state must be a NumPy bit generator's state, got "
+                         f"{state!r:.80}")
+    generator = np.random.Generator(getattr(np.random, name)())
+    try:
+        generator.bit_generator.state = state
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"config: rng_state is not a {name} state ({exc})") from None
+    return generator
 
 
 def check_complete_slots(state: dict, model) -> None:

@@ -270,7 +270,11 @@ class Sequential(Trainer):
             "format_version": saving.FORMAT_VERSION,
             "name": self.name,
             "layers": [{"class": type(l).__name__, "config": l.get_config(),
-                        "trainable": l.trainable} for l in self.layers],
+                        "trainable": l.trainable,
+                        # where a layer's random draws stand (Dropout's), so that training
+                        # resumes after load_model as it would have gone on
+                        **({"rng_state": l.rng.bit_generator.state} if l.uses_rng else {})}
+                       for l in self.layers],
             "optimizer": self.optimizer.get_config() if self.optimizer else None,
             "loss": self.loss.get_config() if self.loss else None,
             "metrics": self.metrics,

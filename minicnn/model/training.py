@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-import time
 import warnings
 
 import numpy as np
@@ -388,12 +387,9 @@ class Trainer:
         history = History()
         notice = backend.compile_notice if verbose else None
         batch_hooks = [c for c in callbacks if c.has_batch_hooks()]
-        # How often to read the loss back is the backend's call (``loss_read_interval``:
-        # reading makes the host wait for a GPU), unless a callback or
-        # terminate_on_nan=False needs every step.
-        read_every = backend.loss_read_interval
-        read_every_step = read_every == 0 or bool(batch_hooks) or not terminate_on_nan
         tally = backend.tally(steps, self.metrics)
+        # a callback's batch hook or terminate_on_nan=False needs every step's numbers
+        tally.every_step = bool(batch_hooks) or not terminate_on_nan
         self.stop_training = False
         for callback in callbacks:
             callback.set_model(self)
@@ -409,7 +405,6 @@ class Trainer:
             if not flow:
                 feed.shuffle(rng.permutation(feed.size) if shuffle else None)
             tally.restart()
-            last_read = time.perf_counter()
             for step in range(steps):
                 for callback in batch_hooks:
                     callback.on_train_batch_begin(step)
@@ -427,11 +422,9 @@ class Trainer:
                 with backend.step_buffers(self, "train", len(xb)), \
                         SlowStartNotice(notice if slow_start else None, after=2.0):
                     self.run_step(tally, backend.to_device(xb), backend.to_device(yb), wb)
-                now = time.perf_counter()
-                if not (read_every_step or step == steps - 1 or now - last_read >= read_every):
+                if not (step == steps - 1 or tally.due()):
                     continue
                 tally.read()
-                last_read = now
                 logs = tally.logs()
                 for callback in batch_hooks:
                     callback.on_train_batch_end(step, {**logs, "batch_loss": tally.last_loss})

@@ -300,7 +300,8 @@ def test_fit_steps_copy_nothing_and_read_the_loss_once(cuda, monkeypatch):
     shuffle (one gather per array, into buffers kept for the fit), its steps (no allocation,
     no copy either way, no host array, no new view, at most 21 launches each) and one read
     of the loss (the read interval is made endless here; by default it is 0.1 s)."""
-    monkeypatch.setattr(type(minicnn.backends.load("cuda")), "loss_read_interval", float("inf"))
+    from minicnn.backends.cuda.tally import DeviceTally
+    monkeypatch.setattr(DeviceTally, "READ_INTERVAL", float("inf"))
     model = _cnn_b_shaped()
     rng = np.random.default_rng(0)
     x, y = rng.random((4, 12, 12, 1), dtype=np.float32), rng.integers(0, 3, 4)
@@ -318,7 +319,8 @@ def test_deferred_nan_guard_stops_like_the_reference(monkeypatch):
     """A loss that turns NaN is seen on the device at once (the Adam kernel then changes
     nothing) and on the host only at the next read: fit still stops with the weights, step
     count and history of the reference, which reads every step."""
-    monkeypatch.setattr(type(minicnn.backends.load("cuda")), "loss_read_interval", float("inf"))
+    from minicnn.backends.cuda.tally import DeviceTally
+    monkeypatch.setattr(DeviceTally, "READ_INTERVAL", float("inf"))
     rng = np.random.default_rng(1)
     x, y = 100 * rng.standard_normal((12, 6)), rng.integers(0, 3, 12)
     results = {}
@@ -346,8 +348,9 @@ def test_deferred_guard_on_an_update_that_overflows(monkeypatch, make):
     elements and flags the step, and the host sees it at the next read (by then a later
     step's loss may have overflowed, which is what it reports): fit stopped, weights
     finite."""
+    from minicnn.backends.cuda.tally import DeviceTally
     from minicnn.regularizers import L2
-    monkeypatch.setattr(type(minicnn.backends.load("cuda")), "loss_read_interval", float("inf"))
+    monkeypatch.setattr(DeviceTally, "READ_INTERVAL", float("inf"))
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((8, 4)), np.arange(8) % 3
     for name in ("numpy", "cuda"):

@@ -46,6 +46,8 @@ def test_batchnorm_follows_keras(rng):
     np.testing.assert_allclose(y.reshape(-1, 2).mean(axis=0), 0, atol=1e-5)
     np.testing.assert_allclose(y.reshape(-1, 2), (flat - flat.mean(0)) /
                                np.sqrt(flat.var(0) + 1e-3), rtol=1e-4, atol=1e-5)
+    assert [list(w) for w in layer.get_weights()[2:]] == [[0, 0], [1, 1]]  # not yet: ...
+    layer.update_state()  # ... the moving statistics move when the step is applied
     gamma, beta, mean, var = layer.get_weights()
     np.testing.assert_allclose(mean, 0.01 * flat.mean(0), rtol=1e-5)  # momentum 0.99
     np.testing.assert_allclose(var, 0.99 + 0.01 * flat.var(0), rtol=1e-5)  # biased variance
@@ -118,3 +120,14 @@ def test_regularizer_penalty_joins_the_reported_loss():
         if reg:
             kernel = model.get_weights()[0]
             assert losses[reg] == pytest.approx(losses[None] + 0.01 * (kernel**2).sum(), rel=1e-5)
+
+
+def test_a_layer_written_for_the_old_hooks_is_refused_when_defined():
+    """_forward and _backward are no longer called: a layer that defines them would be
+    the identity without a word."""
+    from minicnn.layers import Layer
+
+    with pytest.raises(TypeError, match="now overrides forward"):
+        class Square(Layer):
+            def _forward(self, x, training):
+                return x * x

@@ -443,3 +443,43 @@ def test_a_registered_layer_needs_no_custom_objects(tmp_path):
         REGISTERED_LAYERS.pop("Cube")
     with pytest.raises(TypeError, match="register_layer takes a minicnn Layer subclass"):
         register_layer(int)
+
+
+def test_a_saved_model_resumes_its_dropout_draws(tmp_path):
+    """fit, save, load, fit trains exactly as fit, fit: Dropout's generator is in the file."""
+    from minicnn.layers import Dropout
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((16, 6)), rng.integers(0, 3, 16)
+
+    def model():
+        made = Sequential([Dense(8, activation="relu", input_shape=(6,)), Dropout(0.5, seed=1),
+                           Dense(3, activation="softmax")])
+        made.compile("adam", "sparse_categorical_crossentropy")
+        return made
+
+    straight = model()
+    straight.fit(x, y, batch_size=8, epochs=1, verbose=0, seed=0)
+    straight.fit(x, y, batch_size=8, epochs=1, verbose=0, seed=0)
+    resumed = model()
+    resumed.fit(x, y, batch_size=8, epochs=1, verbose=0, seed=0)
+    resumed.save(tmp_path / "m.npz")
+    loaded = load_model(tmp_path / "m.npz")
+    loaded.fit(x, y, batch_size=8, epochs=1, verbose=0, seed=0)
+    for a, b in zip(straight.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("state", ["PCG64", {"bit_generator": "Lottery"},
+                                   {"bit_generator": "PCG64", "state": "no"}])
+def test_a_bad_generator_state_in_a_file_is_a_clear_error(tmp_path, state):
+    from minicnn.layers import Dropout
+    model = Sequential([Dense(3, input_shape=(2,)), Dropout(0.5, seed=1)])
+    model.compile("sgd", "mse")
+    path = tmp_path / "m.npz"
+    model.save(path)
+    arrays = read_npz(path)
+    cfg = config_of(arrays)
+    cfg["layers"][1]["rng_state"] = state
+    write_npz(path, {k: v for k, v in arrays.items() if k != "config"}, cfg)
+    with pytest.raises(ValueError, match="rng_state"):
+        load_model(path)

@@ -405,3 +405,23 @@ def test_a_second_thread_cannot_enter_a_running_model():
               callbacks=[Pause()])
     assert errors and "another thread" in errors[0]
     assert model.predict(np.ones((2, 4))).shape == (2, 2)  # free again afterwards
+
+
+def test_a_step_that_diverges_leaves_batchnorm_statistics_as_they_were(backend):
+    """A batch of 3e38 pixels: its loss is not finite, so nothing of its step is applied,
+    BatchNorm's moving statistics included; predictions stay finite and the model saves."""
+    from minicnn.layers import BatchNormalization, Conv2D, ReLU
+    model = Sequential([Conv2D(2, 3, use_bias=False, input_shape=(6, 6, 1)),
+                        BatchNormalization(), ReLU(), Flatten(), Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x, y = rng.random((8, 6, 6, 1)), rng.integers(0, 3, 8)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, seed=0)
+    before = model.get_weights()
+    with pytest.warns(RuntimeWarning, match="fit stopped"):
+        model.fit(np.full_like(x, 3e38), y, batch_size=8, epochs=1, verbose=0)
+    loss = model.train_on_batch(np.full_like(x, 3e38), y)
+    assert not np.isfinite(loss)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert np.isfinite(model.predict(x)).all()

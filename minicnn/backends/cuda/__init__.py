@@ -47,9 +47,6 @@ class CudaBackend(FlaggedProductsBackend):
     name = "cuda"
     on_device = True
     compile_notice = "minicnn: compiling the CUDA kernels (once per process) ..."
-    # fit reads the step totals back once per progress update, not every step: a read
-    # makes the host wait for the GPU (the deferred loss read-back, ``tally.py``)
-    loss_read_interval = 0.1
 
     # memory
     to_device = staticmethod(memory.to_device)
@@ -89,7 +86,7 @@ class CudaBackend(FlaggedProductsBackend):
     dropout = staticmethod(elementwise.dropout)
     weight_penalty = staticmethod(host_fallback(ref_elementwise.weight_penalty))
     moments = staticmethod(host_fallback(ref_normalization.moments))
-    moving_average = staticmethod(host_fallback(ref_normalization.moving_average))
+    moving_average = staticmethod(unless_halted(host_fallback(ref_normalization.moving_average)))
     batchnorm_forward = staticmethod(host_fallback(ref_normalization.batchnorm_forward))
     batchnorm_backward = staticmethod(host_fallback(ref_normalization.batchnorm_backward))
     sigmoid_binary_cross_entropy = staticmethod(

@@ -7,11 +7,13 @@ when that loss is not finite; while it is set the update kernels change nothing.
 that would have made weights NaN or inf sets it to ``KEPT`` (those elements kept their
 values). So a step sends nothing back to the host: ``read`` copies the rows of every step
 since the last read, and the flag, in one transfer (``fit`` reads once per progress update,
-``CudaBackend.loss_read_interval``). Other losses, metrics and weight penalties are host
+``DeviceTally.READ_INTERVAL``). Other losses, metrics and weight penalties are host
 numbers, as in ``minicnn.tally.Tally``.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
@@ -33,9 +35,20 @@ class DeviceTally(Tally):
         self._in_rows: set = set()  # the steps whose loss kernel wrote their row
         super().__init__(backend, steps, metrics)
 
+    READ_INTERVAL = 0.1  # seconds between fit's reads: a read makes the host wait for the GPU
+
     def restart(self) -> None:
         super().restart()
         self._in_rows = set()
+        self._last_read = time.perf_counter()
+
+    def due(self) -> bool:
+        """Once per READ_INTERVAL (every step if ``every_step``): the read waits for the GPU."""
+        now = time.perf_counter()
+        if self.every_step or now - self._last_read >= self.READ_INTERVAL:
+            self._last_read = now
+            return True
+        return False
 
     def loss_gradient(self, loss, out, y, weights, metric_k: dict, logits: bool):
         """The loss kernel sums the loss and counts the hits (argmax, which smoothing keeps)
@@ -52,9 +65,12 @@ class DeviceTally(Tally):
         return softmax_cross_entropy_totals(out, loss.targets(y), self._slots[step], self.halted)
 
     def update(self, optimizer, layers) -> None:
-        """The update kernels read ``halted`` themselves and set it to KEPT (read later)."""
+        """The update kernels read ``halted`` themselves and set it to KEPT (read later);
+        the layers' state updates (``moving_average``) skip while it is set."""
         with guarded_update(self.halted):
             optimizer.apply(layers)
+            for layer in layers:
+                layer.update_state()
 
     def read(self, stop_at_bad: bool = True) -> None:
         if (stop_at_bad and self.first_bad is not None) or self._read == len(self._steps):

@@ -50,7 +50,7 @@ def normalize(real[:, ::1] x, real[::1] mean, real[::1] scale, real[::1] gamma,
             v = (x[r, k] - mean[k]) * scale[k]
             x_hat[r, k] = v
             out = v * gamma[k] + beta[k]
-            if relu and not out > 0:  # (as an if: GCC vectorises it, not a conditional expression)
+            if relu and out < 0:  # as an if GCC vectorises it; NaN stays NaN, as np.maximum
                 out = 0
             y[r, k] = out
 

@@ -37,7 +37,6 @@ class NumpyBackend:
     name = "numpy"
     on_device = False  # arrays live in host memory
     compile_notice = None  # what fit says while a first step compiles (numba, CUDA)
-    loss_read_interval = 0.0  # seconds between fit's reads of the tally: 0, every step
     # Whether fit runs fusion.plan's fused stages on this backend (its fast kernels), or
     # each layer's own forward and backward (the textbook path, always this backend's).
     fuses = False
