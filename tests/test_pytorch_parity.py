@@ -65,6 +65,7 @@ def test_batchnorm_training_and_inference(rng):
     out.backward(torch.tensor(dy.transpose(0, 3, 1, 2)))
     y = ours.forward(x, training=True)
     dx = ours.backward(dy)
+    ours.update_state()  # the step applied: the moving statistics move (as PyTorch's did)
     np.testing.assert_allclose(y, out.detach().numpy().transpose(0, 2, 3, 1), rtol=1e-9)
     np.testing.assert_allclose(dx, xt.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-7,
                                atol=1e-10)
