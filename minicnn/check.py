@@ -2,11 +2,16 @@
 
 Every function in FILE whose name is a kernel of the contract (``backends/contract.py``)
 that this checker knows is run on cases Hypothesis draws (odd sizes, batch 1, strides,
-paddings, float32 and float64): its forward output must equal the reference's within
-float tolerance, and its backward must equal central differences of the reference's
-forward (float64). Per kernel it prints PASS, or the first failing case it could shrink
-to: the inputs' shapes, the largest difference and where. It exits 0 only when every
-kernel it found passes, and refuses a file that defines none.
+paddings, float32 and float64) and on fixed extreme ones (logits of 1000): its forward
+output must equal the reference's within float tolerance, its backward central
+differences of the reference's forward (float64), an update's changes the reference's.
+Every call must also behave as the model needs (``guarded``): inputs left as they were,
+new arrays of the reference's types and dtypes returned, an update's count of kept
+elements. Per kernel it prints PASS, or the first failing case it could shrink to: the
+inputs' shapes, the largest difference and where. It exits 0 only when every kernel it
+found passes, 1 when one fails, 2 when the file cannot be checked (no kernel in it, a
+misspelt name) and 3 when it cannot even be imported (a syntax error: one line says
+where).
 
 The reference kernels are the solutions (``minicnn/backends/reference/``); ``exercises/``
 has a file per kernel to start from. To train with your kernels once they pass:
@@ -43,7 +48,9 @@ class Mismatch(AssertionError):
     """A kernel's result differs from the reference's: what, by how much and where."""
 
 
-def _compare(name: str, got, want, dtype) -> None:
+def _compare(name: str, got, want, dtype, floor: float = 1.0) -> None:
+    """got equals want within the dtype's tolerance, relative to want's largest entry (or to
+    ``floor``, when that is larger)."""
     got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
     if got.shape != want.shape:
         raise Mismatch(f"{name} has shape {got.shape}, expected {want.shape}")
@@ -51,13 +58,13 @@ def _compare(name: str, got, want, dtype) -> None:
         return
     diff = np.abs(got - want)
     diff[np.isnan(got) != np.isnan(want)] = np.inf
-    tol = TOLERANCE[dtype] * max(1.0, float(np.nanmax(np.abs(want))))
+    tol = TOLERANCE[dtype] * max(floor, float(np.nanmax(np.abs(want))))
     worst = int(np.nanargmax(diff)) if not np.isnan(diff).all() else 0
     if not diff.flat[worst] <= tol:
         where = [int(i) for i in np.unravel_index(worst, got.shape)]
         raise Mismatch(f"{name}: largest difference {diff.flat[worst]:.3g} at {name}"
-                       f"{where} (got {got.flat[worst]:.6g}, expected "
-                       f"{want.flat[worst]:.6g}; tolerance {tol:.2g})")
+                       f"{where} (got {got.flat[worst]:.10g}, expected "
+                       f"{want.flat[worst]:.10g}; tolerance {tol:.2g})")
 
 
 def _numeric(f: Callable[[np.ndarray], float], x: np.ndarray) -> np.ndarray:
@@ -225,7 +232,7 @@ def check_softmax_cross_entropy(fn, case):
     want_rows, _ = REFERENCE.softmax_cross_entropy(logits, y)
     _compare("rows", rows, want_rows, case["dtype"])
     _compare("dlogits", grad, _numeric(
-        lambda v: REFERENCE.softmax_cross_entropy(v, y)[0].mean(), logits), np.float64)
+        lambda v: REFERENCE.softmax_cross_entropy(v, y)[0].mean(), logits), case["dtype"])
 
 
 @st.composite
@@ -266,11 +273,18 @@ def _update_arrays(case, count: int):
 
 
 def _check_update(fn, reference, case, count, args, names):
-    mine, want = _update_arrays(case, count), _update_arrays(case, count)
+    """The changes the update makes to each array, the optimizer's state first (a wrong
+    state explains a wrong parameter), relative to the change's own size."""
+    start = _update_arrays(case, count)
+    mine, want = [a.copy() for a in start], [a.copy() for a in start]
     fn(*mine, *args)
     reference(*want, *args)
-    for name, got, expected in zip(names, mine, want):
-        _compare(f"{name} (updated in place)", got, expected, case["dtype"])
+    for i in [*range(2, count), 0]:
+        if np.array_equal(mine[i], start[i]) and not np.array_equal(want[i], start[i]):
+            raise Mismatch(f"{names[i]} did not change: the update works in place, into the "
+                           f"arrays it is given ({names[i]}[...] = ..., or {names[i]} -= ...)")
+        _compare(f"the change of {names[i]}", mine[i] - start[i], want[i] - start[i],
+                 case["dtype"], floor=1e-30)
 
 
 def check_sgd_update(fn, case):
@@ -288,6 +302,21 @@ class KernelCheck:
     check: Callable
     cases: st.SearchStrategy
     needs_module: bool = False  # checks a backward with the file's own forward's cache
+    fixed: tuple = ()  # cases checked first, whatever is drawn: the classic extremes
+
+
+# Logits a softmax without the max subtraction overflows on (e^1000 in float64, e^100 in
+# float32), a batch of one, and ties.
+EXTREME_LOGITS = (
+    {"rows": 4, "classes": 5, "scale": 1000.0, "dtype": np.float64, "seed": 1},
+    {"rows": 3, "classes": 4, "scale": 100.0, "dtype": np.float32, "seed": 2},
+    {"rows": 1, "classes": 3, "scale": 1.0, "dtype": np.float32, "seed": 3},
+    {"rows": 2, "classes": 3, "scale": 0.0, "dtype": np.float64, "seed": 4},
+)
+# Each activation once, whatever the draw picks.
+EVERY_ACTIVATION = tuple({"name": name, "shape": (3, 4), "dtype": np.float64, "seed": i}
+                         for i, name in enumerate(["relu", "sigmoid", "tanh", "elu",
+                                                   "leaky_relu", "silu", "gelu"]))
 
 
 CHECKS = {
@@ -299,9 +328,12 @@ CHECKS = {
     "avgpool2d_backward": KernelCheck(check_avgpool2d_backward, pool_cases(FLOAT64)),
     "dense_forward": KernelCheck(check_dense_forward, dense_cases()),
     "dense_backward": KernelCheck(check_dense_backward, dense_cases(FLOAT64)),
-    "activation_forward": KernelCheck(check_activation_forward, activation_cases()),
-    "activation_backward": KernelCheck(check_activation_backward, activation_cases(FLOAT64)),
-    "softmax_cross_entropy": KernelCheck(check_softmax_cross_entropy, row_cases()),
+    "activation_forward": KernelCheck(check_activation_forward, activation_cases(),
+                                      fixed=EVERY_ACTIVATION),
+    "activation_backward": KernelCheck(check_activation_backward, activation_cases(FLOAT64),
+                                       fixed=EVERY_ACTIVATION),
+    "softmax_cross_entropy": KernelCheck(check_softmax_cross_entropy, row_cases(),
+                                         fixed=EXTREME_LOGITS),
     "sgd_update": KernelCheck(check_sgd_update, update_cases()),
     "adam_update": KernelCheck(check_adam_update, update_cases()),
 }
@@ -319,6 +351,9 @@ def load_module(path: str | Path) -> ModuleType:
     path = Path(path)
     if not path.is_file():
         raise CheckError(f"{path}: no such file")
+    if path.suffix != ".py":
+        raise CheckError(f"{path}: not a Python file; give a .py file of kernels, e.g. "
+                         "exercises/dense.py")
     spec = importlib.util.spec_from_file_location(f"minicnn_checked_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -354,24 +389,95 @@ def kernels_in(module: ModuleType) -> dict[str, Callable]:
     return found
 
 
+# What an update kernel changes in place; every other kernel leaves its arguments alone.
+UPDATED_IN_PLACE = {"sgd_update": ("p", "velocity"), "adam_update": ("p", "m", "v")}
+# Returned values the model keeps but does not read as numbers (the pooling's cache).
+OPAQUE_OUTPUTS = {"maxpool2d_forward": (1,)}
+
+
+def guarded(name: str, fn: Callable) -> Callable:
+    """``fn``, every call checked for what the model relies on besides the values: the
+    arguments as they were (but those an update changes in place); what it returns of the
+    reference's types (NumPy arrays of the reference's dtype, an update's count of elements
+    kept as an int), new arrays (no view of an argument), and the arrays of the call before
+    left alone (a buffer reused between calls changes what a layer kept from its forward)."""
+    params, writes = KERNELS[name][0], UPDATED_IN_PLACE.get(name, ())
+    previous: list = []
+
+    def call(*args):
+        before = {i: np.array(a, copy=True) for i, a in enumerate(args)
+                  if isinstance(a, np.ndarray)}
+        expected = getattr(REFERENCE, name)(*[np.array(a, copy=True)
+                                              if isinstance(a, np.ndarray) else a for a in args])
+        result = fn(*args)
+        for i, copy in before.items():
+            if params[i] not in writes and not np.array_equal(args[i], copy, equal_nan=True):
+                raise Mismatch(f"{name} changed its argument {params[i]}: a kernel leaves its "
+                               "inputs as they were and returns new arrays")
+        if writes:
+            if isinstance(result, bool) or not isinstance(result, (int, np.integer)):
+                raise Mismatch(f"{name} returned {result!r:.40}; an update returns how many "
+                               "elements kept their old values (an int: 0 if it keeps none)")
+            return result
+        got = result if isinstance(result, tuple) else (result,)
+        want = expected if isinstance(expected, tuple) else (expected,)
+        if len(got) != len(want):
+            raise Mismatch(f"{name} returned {len(got)} values, expected {len(want)}")
+        for k, (out, ref) in enumerate(zip(got, want)):
+            if k in OPAQUE_OUTPUTS.get(name, ()):
+                continue
+            what = f"{name}'s result {k + 1}" if len(got) > 1 else f"{name}'s result"
+            if not isinstance(out, np.ndarray):
+                raise Mismatch(f"{what} is a {type(out).__name__}, expected a NumPy array "
+                               f"(np.asarray(...) of dtype {ref.dtype})")
+            if out.dtype != ref.dtype:
+                raise Mismatch(f"{what} has dtype {out.dtype}, expected {ref.dtype} (the "
+                               "input's: keep it, e.g. np.zeros(shape, dtype=x.dtype))")
+            shared = [params[i] for i, a in enumerate(args)
+                      if isinstance(a, np.ndarray) and np.shares_memory(out, a)]
+            if shared:
+                raise Mismatch(f"{what} is (a view of) its argument {shared[0]}; return a "
+                               "new array")
+        for old, copy in previous:
+            if not np.array_equal(old, copy, equal_nan=True):
+                raise Mismatch(f"{name} wrote into an array it had returned before: return "
+                               "new arrays each call (a layer keeps its forward's results "
+                               "for the backward)")
+        previous[:] = [(out, out.copy()) for k, out in enumerate(got)
+                       if isinstance(out, np.ndarray) and k not in OPAQUE_OUTPUTS.get(name, ())]
+        return result
+
+    return call
+
+
 def check_kernel(name: str, fn: Callable, module: ModuleType | None = None,
                  examples: int = 40) -> str | None:
-    """None when ``fn`` passes every drawn case, else the first failing case it could
-    shrink to, described."""
+    """None when ``fn`` passes the fixed cases and every drawn one, else the first failing
+    case (drawn: shrunk as far as it would go), described."""
     spec = CHECKS[name]
     failures: list[str] = []
+    fn = guarded(name, fn)
+
+    def check(case):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a mismatch says it; overflow noise does not
+            if spec.needs_module:
+                spec.check(fn, case, module)
+            else:
+                spec.check(fn, case)
+
+    for case in spec.fixed:
+        try:
+            check(case)
+        except Exception as exc:  # noqa: BLE001  (a learner's kernel may raise anything)
+            return f"{_describe(case)}: {type(exc).__name__}: {exc}"
 
     @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     @given(spec.cases)
     def run(case):
         try:
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # a mismatch says it; overflow noise does not
-                if spec.needs_module:
-                    spec.check(fn, case, module)
-                else:
-                    spec.check(fn, case)
+            check(case)
         except Exception as exc:  # noqa: BLE001  (a learner's kernel may raise anything)
             failures.append(f"{_describe(case)}: {type(exc).__name__}: {exc}")
             raise
@@ -399,14 +505,38 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m minicnn.check",
                                      description="Check kernels against the reference.")
     parser.add_argument("file", help="a Python file defining kernels (e.g. an exercise)")
-    parser.add_argument("--examples", type=int, default=40,
+    parser.add_argument("--examples", type=_positive, default=40,
                         help="cases drawn per kernel (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        return 0 if check_module(load_module(args.file), args.examples) else 1
+        module = load_module(args.file)
     except CheckError as exc:
         print(f"minicnn.check: {exc}", file=sys.stderr)
         return 2
+    except SyntaxError as exc:
+        print(f"minicnn.check: {exc.filename}:{exc.lineno}: SyntaxError: {exc.msg}",
+              file=sys.stderr)
+        return 3
+    except Exception as exc:  # noqa: BLE001  (the file's own code failed as it was imported)
+        print(f"minicnn.check: {args.file} failed as it was imported: "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 3
+    try:
+        return 0 if check_module(module, args.examples) else 1
+    except CheckError as exc:
+        print(f"minicnn.check: {exc}", file=sys.stderr)
+        return 2
+
+
+def _positive(text: str) -> int:
+    """argparse's type for --examples: an int of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
 
 
 if __name__ == "__main__":

@@ -96,6 +96,7 @@ PLANTED = {
             m += (1 - beta_1) * (g - m)
             v += (1 - beta_2) * (np.abs(g) - v)
             p -= lr_t * m / (np.sqrt(v) + epsilon)
+            return 0
         """),
     "a softmax that overflows": ("softmax_cross_entropy", """
         import numpy as np
@@ -106,6 +107,111 @@ PLANTED = {
             return rows.astype(np.float64), (p - y) / len(logits)
         """),
 }
+
+
+# Mistakes that pass a check of the values alone, and what the checker says of each.
+PLANTED_CONTRACT = {
+    "a kernel that writes into its input": ("dense_forward", """
+        def dense_forward(x, w, b):
+            x *= 1.0
+            x[...] = x @ w[:, :1] if w.shape[1] == 1 and x.shape[1] == 1 else x
+            return x @ w + (0 if b is None else b)
+        """, "changed its argument x"),
+    "a dense forward that zeroes x and returns the bias": ("dense_forward", """
+        import numpy as np
+        def dense_forward(x, w, b):
+            y = x @ w + (0 if b is None else b)
+            x[...] = 0
+            return y
+        """, "changed its argument x"),
+    "a list for an array": ("dense_forward", """
+        def dense_forward(x, w, b):
+            return (x @ w + (0 if b is None else b)).tolist()
+        """, "is a list, expected a NumPy array"),
+    "float64 out for float32 in": ("dense_forward", """
+        import numpy as np
+        def dense_forward(x, w, b):
+            return (x @ w + (0 if b is None else b)).astype(np.float64)
+        """, "expected float32"),
+    "one output buffer for every call": ("dense_forward", """
+        import numpy as np
+        BUFFER = {}
+        def dense_forward(x, w, b):
+            key = (x.shape[0], w.shape[1], x.dtype)
+            out = BUFFER.setdefault(key, np.empty(key[:2], x.dtype))
+            out[...] = x @ w + (0 if b is None else b)
+            return out
+        """, "wrote into an array it had returned before"),
+    "an optimizer that returns nothing": ("sgd_update", """
+        def sgd_update(p, g, velocity, lr, momentum, nesterov=False):
+            p -= lr * g
+        """, "returns how many elements kept"),
+    "SGD with the velocity's sign flipped": ("sgd_update", """
+        def sgd_update(p, g, velocity, lr, momentum, nesterov=False):
+            if momentum == 0:
+                p -= lr * g
+                return 0
+            velocity[...] = -(momentum * velocity - lr * g)
+            p += momentum * velocity - lr * g if nesterov else -velocity
+            return 0
+        """, "the change of velocity"),
+    "Adam with beta_1 and beta_2 swapped": ("adam_update", """
+        import numpy as np
+        def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
+            m[...] = beta_2 * m + (1 - beta_2) * g
+            v[...] = beta_1 * v + (1 - beta_1) * g * g
+            p -= lr_t * m / (np.sqrt(v) + epsilon)
+            return 0
+        """, "the change of m"),
+    "an update that is not in place": ("adam_update", """
+        import numpy as np
+        def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
+            m = beta_1 * m + (1 - beta_1) * g
+            v = beta_2 * v + (1 - beta_2) * g * g
+            p = p - lr_t * m / (np.sqrt(v) + epsilon)
+            return 0
+        """, "did not change: the update works in place"),
+    "a softmax without the max subtraction": ("softmax_cross_entropy", """
+        import numpy as np
+        def softmax_cross_entropy(logits, y):
+            e = np.exp(logits)
+            p = e / e.sum(axis=1, keepdims=True)
+            return -(y * np.log(p)).sum(axis=1).astype(np.float64), (p - y) / len(logits)
+        """, "scale 1000.0"),
+}
+
+
+@pytest.mark.parametrize("bug", list(PLANTED_CONTRACT))
+def test_mistakes_beyond_the_values_fail_and_say_what(tmp_path, bug):
+    kernel, source, message = PLANTED_CONTRACT[bug]
+    module = check.load_module(_file(tmp_path, source))
+    failure = check.check_kernel(kernel, vars(module)[kernel], module, examples=40)
+    assert failure is not None and message in failure, failure
+
+
+def test_the_reference_kernels_pass_the_stricter_checks(tmp_path):
+    """Every reference kernel keeps to what the guard asks (the model relies on it)."""
+    for name in check.CHECKS:
+        assert check.check_kernel(name, getattr(check.REFERENCE, name), check.REFERENCE,
+                                  examples=10) is None, name
+
+
+def test_files_that_cannot_be_imported_say_so_in_one_line(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "minicnn.check", *map(str, args)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+    broken = run(_file(tmp_path, "def dense_forward(x, w, b)\n    return x\n", "broken.py"))
+    assert broken.returncode == 3 and broken.stderr.count("\n") == 1
+    assert "broken.py:1: SyntaxError" in broken.stderr
+    failing = run(_file(tmp_path, "raise RuntimeError('no GPU here')\n", "failing.py"))
+    assert failing.returncode == 3 and "RuntimeError: no GPU here" in failing.stderr
+    text = tmp_path / "notes.txt"
+    text.write_text("x = 1\n")
+    assert run(text).returncode == 2 and "not a Python file" in run(text).stderr
+    for examples in ("0", "-3", "many"):
+        wrong = run(ROOT / "exercises" / "dense.py", "--examples", examples)
+        assert wrong.returncode == 2 and "at least 1" in wrong.stderr
 
 
 @pytest.mark.parametrize("bug", list(PLANTED))
