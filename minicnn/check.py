@@ -11,7 +11,8 @@ elements. Per kernel it prints PASS, or the first failing case it could shrink t
 inputs' shapes, the largest difference and where. It exits 0 only when every kernel it
 found passes, 1 when one fails, 2 when the file cannot be checked (no kernel in it, a
 misspelt name) and 3 when it cannot even be imported (a syntax error: one line says
-where).
+where). The file runs in a process of its own (``supervise``): a case that takes longer
+than ``--time-limit`` seconds, or that ends the process, is a FAIL naming the case.
 
 The reference kernels are the solutions (``minicnn/backends/reference/``); ``exercises/``
 has a file per kernel to start from. To train with your kernels once they pass:
@@ -25,6 +26,9 @@ import argparse
 import difflib
 import importlib.util
 import inspect
+import os
+import select
+import subprocess
 import sys
 import warnings
 from collections.abc import Callable
@@ -451,14 +455,17 @@ def guarded(name: str, fn: Callable) -> Callable:
 
 
 def check_kernel(name: str, fn: Callable, module: ModuleType | None = None,
-                 examples: int = 40) -> str | None:
+                 examples: int = 40, on_case: Callable | None = None) -> str | None:
     """None when ``fn`` passes the fixed cases and every drawn one, else the first failing
-    case (drawn: shrunk as far as it would go), described."""
+    case (drawn: shrunk as far as it would go), described. ``on_case(description)`` is
+    told of each case before it runs."""
     spec = CHECKS[name]
     failures: list[str] = []
     fn = guarded(name, fn)
 
     def check(case):
+        if on_case is not None:
+            on_case(_describe(case))
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a mismatch says it; overflow noise does not
             if spec.needs_module:
@@ -489,27 +496,28 @@ def check_kernel(name: str, fn: Callable, module: ModuleType | None = None,
     return None
 
 
-def check_module(module: ModuleType, examples: int = 40, out=None) -> bool:
+def check_module(module: ModuleType, examples: int = 40, out=None, report=None) -> bool:
     """Check every kernel of ``module``; print PASS or FAIL per kernel (to ``out``, standard
-    output by default); True if all pass."""
+    output by default); True if all pass. ``report(kind, *fields)`` hears of each kernel
+    and case as it starts and of each verdict (``supervise``)."""
     out = out or sys.stdout
+    report = report or (lambda *message: None)
     ok = True
     for name, fn in kernels_in(module).items():
-        failure = check_kernel(name, fn, module, examples)
-        print(f"PASS {name}" if failure is None else f"FAIL {name}: {failure}", file=out)
+        report("KERNEL", name)
+        failure = check_kernel(name, fn, module, examples, lambda case: report("CASE", case))
+        verdict = f"PASS {name}" if failure is None else f"FAIL {name}: {failure}"
+        report("VERDICT", verdict)
+        print(verdict, file=out)
         ok = ok and failure is None
     return ok
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m minicnn.check",
-                                     description="Check kernels against the reference.")
-    parser.add_argument("file", help="a Python file defining kernels (e.g. an exercise)")
-    parser.add_argument("--examples", type=_positive, default=40,
-                        help="cases drawn per kernel (default: %(default)s)")
-    args = parser.parse_args(argv)
+def _load_or_exit_code(path: str) -> ModuleType | int:
+    """The file as a module, or the exit code after saying in one line why it is not one:
+    2 (it cannot be checked), 3 (it fails as it is imported)."""
     try:
-        module = load_module(args.file)
+        return load_module(path)
     except CheckError as exc:
         print(f"minicnn.check: {exc}", file=sys.stderr)
         return 2
@@ -518,14 +526,126 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 3
     except Exception as exc:  # noqa: BLE001  (the file's own code failed as it was imported)
-        print(f"minicnn.check: {args.file} failed as it was imported: "
-              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"minicnn.check: {path} failed as it was imported: {type(exc).__name__}: "
+              f"{exc}", file=sys.stderr)
         return 3
+
+
+def run_checks(path: str, examples: int, report_fd: int | None = None) -> int:
+    """Import the file and check its kernels in this process; the exit code. With
+    ``report_fd``, every kernel, case and verdict is also written there, a line each, for
+    the supervising process."""
+    stream = os.fdopen(report_fd, "w", buffering=1) if report_fd is not None else None
+
+    def report(kind: str, *fields: str) -> None:
+        if stream is not None:
+            text = "\t".join((kind, *fields)).replace("\n", " ")
+            stream.write(text + "\n")
+
+    module = _load_or_exit_code(path)
+    if isinstance(module, int):
+        return module
+    report("IMPORTED")
+    quiet = open(os.devnull, "w") if stream is not None else None  # the supervisor prints
     try:
-        return 0 if check_module(module, args.examples) else 1
+        code = 0 if check_module(module, examples, quiet, report) else 1
     except CheckError as exc:
         print(f"minicnn.check: {exc}", file=sys.stderr)
-        return 2
+        code = 2
+    report("END", str(code))
+    return code
+
+
+def _lines(fd: int, timeout: float):
+    """The lines written to ``fd``, each within ``timeout`` seconds of the one before (a
+    TimeoutError past it); ends when the writer closes it."""
+    buffer = b""
+    while True:
+        while b"\n" not in buffer:
+            if not select.select([fd], [], [], timeout)[0]:
+                raise TimeoutError
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return
+            buffer += chunk
+        line, buffer = buffer.split(b"\n", 1)
+        yield line.decode(errors="replace")
+
+
+def supervise(path: str, examples: int, time_limit: float) -> int:
+    """Check the file in a process of its own, so that nothing it does can pass for a
+    verdict: a case that runs past ``time_limit`` seconds, an exit or a crash is a FAIL
+    naming the kernel and the case. -> the exit code (0 all pass, 1 a FAIL, 2 or 3 the
+    file could not be checked or imported)."""
+    read_fd, write_fd = os.pipe()
+    child = subprocess.Popen([sys.executable, "-m", "minicnn.check", path, "--examples",
+                              str(examples), "--report-fd", str(write_fd)],
+                             pass_fds=(write_fd,))
+    os.close(write_fd)
+    kernel = case = None
+    imported, code = False, None
+    try:
+        for line in _lines(read_fd, time_limit):
+            kind, _, rest = line.partition("\t")
+            if kind == "IMPORTED":
+                imported = True
+            elif kind == "KERNEL":
+                kernel, case = rest, None
+            elif kind == "CASE":
+                case = rest
+            elif kind == "VERDICT":
+                print(rest, flush=True)
+                kernel = None
+            elif kind == "END":
+                code = int(rest)
+    except TimeoutError:
+        child.kill()
+        print(f"FAIL {kernel or path}: no result within {time_limit:g} s"
+              + (f" on the case {case}" if case else " (as the file was imported)")
+              + "; the kernels after it were not checked", flush=True)
+        child.wait()
+        return 1
+    finally:
+        os.close(read_fd)
+    status = child.wait()
+    if code is not None:
+        return code
+    if not imported:  # it said why (2, 3), or ended the process itself as it was imported
+        if status in (2, 3):
+            return status
+        print(f"FAIL {path}: the process ended (exit code {status}) as the file was "
+              "imported, before any kernel was checked", flush=True)
+        return 3
+    where = f"{kernel}, on the case {case}" if kernel else "between kernels"
+    print(f"FAIL {kernel or path}: the process ended (exit code {status}) while checking "
+          f"{where}; a kernel must return, not exit", flush=True)
+    return 1
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m minicnn.check",
+                                     description="Check kernels against the reference.")
+    parser.add_argument("file", help="a Python file defining kernels (e.g. an exercise)")
+    parser.add_argument("--examples", type=_positive, default=40,
+                        help="cases drawn per kernel (default: %(default)s)")
+    parser.add_argument("--time-limit", type=_seconds, default=60.0,
+                        help="seconds a case may take (default: %(default)s)")
+    parser.add_argument("--report-fd", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.report_fd is not None:  # the checking process that ``supervise`` started
+        return run_checks(args.file, args.examples, args.report_fd)
+    return supervise(args.file, args.examples, args.time_limit)
+
+
+def _seconds(text: str) -> float:
+    """argparse's type for --time-limit: a number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text!r}")
+    return value
 
 
 def _positive(text: str) -> int:

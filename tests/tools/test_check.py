@@ -214,6 +214,29 @@ def test_files_that_cannot_be_imported_say_so_in_one_line(tmp_path):
         assert wrong.returncode == 2 and "at least 1" in wrong.stderr
 
 
+def test_nothing_a_file_does_passes_for_a_verdict(tmp_path):
+    """The file runs in a process of its own: an exit at import, an exit or a hang inside a
+    kernel (after an earlier PASS) is a FAIL that names the kernel and the case."""
+    def run(source, name, *extra):
+        return subprocess.run([sys.executable, "-m", "minicnn.check",
+                               str(_file(tmp_path, source, name)), "--examples", "3", *extra],
+                              capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+    at_import = run("import sys\nsys.exit(0)\n", "exits.py")
+    assert at_import.returncode == 3 and "as the file was imported" in at_import.stdout
+    in_kernel = run("import os\n"
+                    "from minicnn.backends.reference.dense import dense_forward\n"
+                    "def dense_backward(x, w, dy):\n    os._exit(0)\n", "kernel_exits.py")
+    assert in_kernel.returncode == 1 and "PASS dense_forward" in in_kernel.stdout
+    assert "FAIL dense_backward: the process ended (exit code 0)" in in_kernel.stdout
+    assert "on the case x (" in in_kernel.stdout
+    hangs = run("def dense_forward(x, w, b):\n    while True:\n        pass\n", "hangs.py",
+                "--time-limit", "2")
+    assert hangs.returncode == 1 and "FAIL dense_forward: no result within 2 s" in hangs.stdout
+    hangs_at_import = run("while True:\n    pass\n", "import_hangs.py", "--time-limit", "2")
+    assert hangs_at_import.returncode == 1 and "as the file was imported" in hangs_at_import.stdout
+
+
 @pytest.mark.parametrize("bug", list(PLANTED))
 def test_planted_bugs_fail_with_the_failing_case(tmp_path, bug):
     kernel, source = PLANTED[bug]
