@@ -86,13 +86,27 @@ def from_module(module: ModuleType) -> Backend:
     """A backend made of a module's functions named as contract kernels (a learner's own,
     checked by ``python -m minicnn.check``), the reference's for every other kernel. Its
     class is checked like every backend's: a kernel with the wrong arguments is an error."""
-    own = {name: staticmethod(fn) for name, fn in vars(module).items()
+    own = {name: fn for name, fn in vars(module).items()
            if name in KERNELS and callable(fn) and not isinstance(fn, type)}
     if not own:
         raise ValueError(f"module {module.__name__!r} defines no kernel of the contract "
                          "(minicnn/backends/contract.py lists their names)")
-    cls = type(f"{module.__name__}Backend", (NumpyBackend,), {"name": module.__name__, **own})
+    calls = dict.fromkeys(own, 0)
+    kernels = {name: staticmethod(_counted(fn, name, calls)) for name, fn in own.items()}
+    cls = type(f"{module.__name__}Backend", (NumpyBackend,),
+               {"name": module.__name__, "module_calls": calls, **kernels})
     return cls()
+
+
+def _counted(fn, name: str, calls: dict):
+    """``fn``, counting its calls in ``calls[name]`` (fit says which of a learner's kernels
+    a model used)."""
+    @functools.wraps(fn)
+    def call(*args):
+        calls[name] += 1
+        return fn(*args)
+
+    return call
 
 
 def _resolve(backend: str | ModuleType | Backend) -> Backend:

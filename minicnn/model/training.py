@@ -84,6 +84,18 @@ def _check_validation_split(validation_split) -> None:
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
 
 
+def _warn_unused_kernels(backend, calls_before: dict[str, int]) -> None:
+    """A learner's module defined kernels this fit never called: say which (they are not
+    what trained, whatever the checker said of them)."""
+    unused = sorted(name for name, count in calls_before.items()
+                    if backend.module_calls[name] == count)
+    if unused:
+        warnings.warn(f"{backend.name}'s {', '.join(unused)} did not run in this fit: the "
+                      "model's layers, loss and optimizer call other kernels (the numpy "
+                      "backend's textbook path: docs/architecture.md)", UserWarning,
+                      stacklevel=3)
+
+
 class History:
     """What ``fit`` returns: ``history.history["val_accuracy"]`` is a list, one entry per epoch."""
 
@@ -339,13 +351,19 @@ class Trainer:
             for i, layer in enumerate(self.layers):  # Dropout masks: reproducible from seed
                 if layer.uses_rng and getattr(layer, "seed", None) is None:
                     layer.rng = np.random.default_rng(None if seed is None else [seed, i])
+            calls_before = dict(backend.module_calls or {})
+            if calls_before and verbose:
+                print(f"minicnn: training with {backend.name}'s "
+                      f"{', '.join(sorted(calls_before))} (the reference's for the rest)")
             with backend.session():
                 # arrays go to the backend's memory once, not batch by batch
                 feed = x if flow else ArrayFeed(backend, x, y, weights, batch_size)
                 if validation is not None:
                     validation = ArrayFeed(backend, *validation, None, batch_size)
-                return self._fit_loop(feed, steps, epochs, verbose, shuffle, seed, validation,
-                                      terminate_on_nan, callbacks)
+                history = self._fit_loop(feed, steps, epochs, verbose, shuffle, seed,
+                                         validation, terminate_on_nan, callbacks)
+            _warn_unused_kernels(backend, calls_before)
+            return history
 
     def _sample_weights(self, targets, sample_weight, class_weight) -> np.ndarray | None:
         """Per-sample loss weights (N,) from sample_weight and class_weight, or None."""

@@ -40,6 +40,9 @@ class NumpyBackend:
     # Whether fit runs fusion.plan's fused stages on this backend (its fast kernels), or
     # each layer's own forward and backward (the textbook path, always this backend's).
     fuses = False
+    # A learner's module as a backend (backends.from_module): its kernels' names, each with
+    # how often it ran; None for the package's backends.
+    module_calls: dict[str, int] | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -1,0 +1,83 @@
+"""A learner's kernels are what trains: for every kernel the checker knows, a module whose
+version is slightly wrong (the reference's result, nudged) changes what fit computes, on
+a model that uses it; the exact reference in a module trains to the reference's weights."""
+
+import inspect
+import types
+
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn import Sequential
+from minicnn.backends.reference import NumpyBackend
+from minicnn.check import CHECKS, UPDATED_IN_PLACE
+from minicnn.layers import AveragePooling2D, Conv2D, Dense, Flatten, MaxPool2D
+from minicnn.optimizers import SGD, Adam
+
+REFERENCE = NumpyBackend()
+
+
+def nudged(name: str):
+    """The reference's kernel ``name`` with every float array it returns scaled by 1.01 (an
+    update: its parameter moved by a further 1% of the gradient)."""
+    right = getattr(REFERENCE, name)
+
+    def scaled(a):
+        is_float = isinstance(a, np.ndarray) and a.dtype.kind == "f"
+        return a * a.dtype.type(1.01) if is_float else a
+
+    def kernel(*args):
+        result = right(*args)
+        if name in UPDATED_IN_PLACE:
+            args[0][...] -= args[0].dtype.type(0.01) * args[1]
+            return result
+        return tuple(map(scaled, result)) if isinstance(result, tuple) else scaled(result)
+
+    kernel.__signature__ = inspect.signature(right)
+    return kernel
+
+
+def trained(module=None, optimizer=Adam) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 8, 8, 1)), rng.integers(0, 3, 16)
+    with minicnn.use_backend(module or "numpy"):
+        model = Sequential([Conv2D(3, 3, activation="relu", input_shape=(8, 8, 1)),
+                            MaxPool2D(2), AveragePooling2D(1), Flatten(),
+                            Dense(5, activation="sigmoid"), Dense(3, activation="softmax")])
+        model.compile(optimizer(0.01), "sparse_categorical_crossentropy", ["accuracy"])
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0, seed=0)
+        return model.get_weights()
+
+
+def module_with(name: str, fn) -> types.ModuleType:
+    module = types.ModuleType(f"learner_{name}")
+    setattr(module, name, fn)
+    return module
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_a_wrong_kernel_of_each_kind_changes_training(name):
+    optimizer = SGD if name == "sgd_update" else Adam
+    reference = trained(optimizer=optimizer)
+    wrong = trained(module_with(name, nudged(name)), optimizer)
+    assert any(not np.allclose(a, b, rtol=1e-6, atol=1e-9) for a, b in zip(reference, wrong)), \
+        f"a wrong {name} trained exactly as the reference: the model never called it"
+    right = trained(module_with(name, getattr(REFERENCE, name)), optimizer)
+    for a, b in zip(reference, right):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fit_says_which_kernels_are_the_modules_and_which_did_not_run(capsys):
+    module = module_with("dense_forward", REFERENCE.dense_forward)
+    module.dense_backward = REFERENCE.dense_backward
+    module.conv2d_forward = REFERENCE.conv2d_forward  # a Dense-only model never calls it
+    rng = np.random.default_rng(0)
+    with minicnn.use_backend(module) as backend:
+        model = Sequential([Flatten(input_shape=(4, 4, 1)), Dense(3, activation="softmax")])
+        model.compile("sgd", "sparse_categorical_crossentropy")
+        with pytest.warns(UserWarning, match="conv2d_forward did not run in this fit"):
+            model.fit(rng.random((8, 4, 4, 1)), rng.integers(0, 3, 8), epochs=1, verbose=2)
+    assert "training with learner_dense_forward's conv2d_forward, dense_backward, " \
+           "dense_forward" in capsys.readouterr().out
+    assert backend.module_calls["dense_forward"] > 0 and backend.module_calls["dense_backward"]
