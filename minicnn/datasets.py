@@ -273,11 +273,20 @@ def to_float_images(x: np.ndarray) -> np.ndarray:
     use. Float images already in [0, 1] are taken as scaled, not divided again (that would
     make them all nearly black); only the channel axis is added."""
     x = np.asarray(x)
-    if x.dtype.kind == "f" and x.size and np.nanmax(x) <= 1.0:
-        return x.astype(np.float32)[..., None]
     if x.dtype.kind not in "uif":
         raise ValueError(f"to_float_images takes pixels 0..255 (e.g. uint8) or floats in "
                          f"[0, 1], got dtype {x.dtype}")
+    if x.size == 0:
+        return x.astype(np.float32)[..., None]
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise ValueError("to_float_images: the images contain NaN or inf")
+    low, high = float(x.min()), float(x.max())
+    if x.dtype.kind == "f" and 0.0 <= low and high <= 1.0:  # already scaled: keep them
+        return x.astype(np.float32)[..., None]
+    if low < 0 or high > 255:
+        raise ValueError(f"to_float_images takes pixels 0..255 or floats in [0, 1]; these "
+                         f"run from {low:g} to {high:g} (standardised or 16-bit images: "
+                         "scale them yourself)")
     return (x.astype(np.float32) / 255.0)[..., None]
 
 

@@ -18,6 +18,9 @@ def as_array(x, what: str) -> np.ndarray:
                          "rectangular array, e.g. every image the same shape") from None
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise TypeError(f"{what} must hold numbers, got an array of dtype {arr.dtype}")
+    if arr.dtype.kind == "c":  # casting would keep the real part and drop the rest
+        raise TypeError(f"{what} must hold real numbers, got complex ({arr.dtype}); pass "
+                        f"np.real({what}) or np.abs({what}) if that is what you mean")
     return arr
 
 

@@ -343,8 +343,10 @@ class Trainer:
                     weights = None if weights is None else weights[:cut]
                 steps = math.ceil(len(x) / batch_size)
             if validation_data is not None:
-                if len(validation_data) != 2:
-                    raise ValueError("validation_data must be a tuple (x_val, y_val)")
+                if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+                    raise ValueError("validation_data must be a tuple (x_val, y_val) of arrays, "
+                                     f"got {type(validation_data).__name__} (a flow or "
+                                     "generator is not taken for validation)")
                 validation = self.check_data(*validation_data, what="validation x")
 
             backend = self.ready(seed)

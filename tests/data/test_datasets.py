@@ -201,3 +201,23 @@ def test_a_trickling_download_gives_up_at_the_deadline(tmp_path, monkeypatch):
         assert list(tmp_path.iterdir()) == []  # no partial file left
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize("images, message", [
+    (np.array([[[-1.2, 0.3], [2.5, 0.0]]]), "run from -1.2 to 2.5"),  # z-scores
+    (np.array([[[-5, 3], [7, 0]]], dtype=np.int8), "run from -5 to 7"),
+    (np.array([[[0, 300], [7, 65535]]], dtype=np.uint16), "run from 0 to 65535"),
+    (np.array([[[np.nan, 0.0], [0.0, 0.0]]]), "NaN or inf"),
+])
+def test_to_float_images_refuses_what_is_neither_pixels_nor_scaled(images, message):
+    from minicnn.datasets import to_float_images
+    with pytest.raises(ValueError, match=message):
+        to_float_images(images)
+
+
+def test_to_float_images_scales_pixels_once():
+    from minicnn.datasets import to_float_images
+    pixels = np.array([[[0, 51], [255, 102]]], dtype=np.uint8)
+    np.testing.assert_allclose(to_float_images(pixels)[..., 0], pixels / 255.0, rtol=1e-7)
+    np.testing.assert_array_equal(to_float_images(pixels / 255.0), to_float_images(pixels))
+    assert to_float_images(pixels.astype(np.float64)).max() == 1.0  # whole floats: pixels

@@ -10,7 +10,7 @@ import pytest
 import minicnn
 import minicnn.augment
 from minicnn import Sequential, load_model
-from minicnn.layers import Conv2D, Dense, MaxPool2D
+from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D
 from minicnn.optimizers import SGD, Adam
 from tests.helpers import small_cnn, small_dense_model
 
@@ -384,3 +384,25 @@ def test_set_weights_checks_shapes_and_changes_nothing_on_error():
 def test_set_floatx_rejects_other_types():
     with pytest.raises(ValueError, match="float32"):
         minicnn.set_floatx("float16")
+
+
+def test_a_flow_as_validation_data_is_refused_before_it_is_unpacked():
+    """A flow of two batches has a length of 2; unpacking it as (x, y) would read an
+    endless generator."""
+    from minicnn.augment import ImageDataGenerator
+    x, y = np.random.default_rng(0).random((8, 4, 4, 1)), np.arange(8) % 2
+    flow = ImageDataGenerator().flow(x, y, batch_size=4, seed=0)
+    assert len(flow) == 2
+    model = Sequential([Flatten(input_shape=(4, 4, 1)), Dense(2, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="validation_data must be a tuple"):
+        model.fit(x, y, validation_data=flow, verbose=0)
+
+
+def test_complex_inputs_are_refused_not_cast():
+    model = Sequential([Dense(2, input_shape=(3,))])
+    model.compile("sgd", "mse")
+    with pytest.raises(TypeError, match="must hold real numbers, got complex"):
+        model.fit(np.ones((4, 3)) * (1 + 2j), np.zeros((4, 2)), verbose=0)
+    with pytest.raises(TypeError, match="got complex"):
+        model.predict(np.ones((1, 3), np.complex64))

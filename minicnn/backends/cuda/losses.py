@@ -80,10 +80,69 @@ def _softmax_cross_entropy_totals(z, y, dz, totals, halted):
             halted[0] = 1
 
 
+@cuda.jit(device=True)
+def _sparse_row(z, labels, smoothing, dz, r):
+    """Row r against the class index labels[r], its target (1 - s) one-hot + s / K (label
+    smoothing s): dz[r] = (softmax(z_r) - target) / N; returns the row's loss and whether
+    its top logit is the class (first maximum wins)."""
+    n, k = z.shape
+    label = int(labels[r])
+    top, best = z[r, 0], 0
+    for j in range(1, k):
+        if z[r, j] > top:
+            top, best = z[r, j], j
+    total = z[r, 0] * 0
+    for j in range(k):
+        total += math.exp(z[r, j] - top)
+    log_total = math.log(total) + top
+    spread = smoothing / k
+    row_loss = total * 0
+    for j in range(k):
+        target = spread + (1 - smoothing if j == label else 0)
+        row_loss += target * (log_total - z[r, j])
+        dz[r, j] = (math.exp(z[r, j] - log_total) - target) / n
+    return row_loss, best == label
+
+
+@jit_kernel("void({t}[:, ::1], {t}[::1], float64, {t}[:, ::1], float64[::1], int32[::1])")
+def _sparse_softmax_cross_entropy_totals(z, labels, smoothing, dz, totals, halted):
+    """``_softmax_cross_entropy_totals`` for class indices (N,), read as they are: no
+    one-hot rows, no smoothed copy (as PyTorch's cross-entropy takes its targets)."""
+    partial = cuda.shared.array((THREADS, 2), float64)
+    t = cuda.threadIdx.x
+    loss, hits = 0.0, 0.0
+    for r in range(t, z.shape[0], THREADS):
+        row_loss, right = _sparse_row(z, labels, smoothing, dz, r)
+        loss += row_loss
+        hits += 1.0 if right else 0.0
+    partial[t, 0], partial[t, 1] = loss, hits
+    cuda.syncthreads()
+    half = THREADS // 2
+    while half > 0:
+        if t < half:
+            partial[t, 0] += partial[t + half, 0]
+            partial[t, 1] += partial[t + half, 1]
+        cuda.syncthreads()
+        half //= 2
+    if t == 0:
+        totals[0], totals[1] = partial[0, 0], partial[0, 1]
+        if math.isnan(partial[0, 0]) or math.isinf(partial[0, 0]):
+            halted[0] = 1
+
+
 def softmax_cross_entropy_totals(logits, y, totals, halted):
     """Loss sum and hits into ``totals`` on the device, one launch, nothing read back."""
     dz = empty_like(logits)
     _softmax_cross_entropy_totals[1, THREADS](logits, y, dz, totals, halted)
+    return dz
+
+
+def sparse_softmax_cross_entropy_totals(logits, labels, smoothing, totals, halted):
+    """``softmax_cross_entropy_totals`` against class indices (N,) with label smoothing
+    ``smoothing``: one launch for the whole loss, nothing read back."""
+    dz = empty_like(logits)
+    _sparse_softmax_cross_entropy_totals[1, THREADS](logits, labels, float(smoothing), dz,
+                                                     totals, halted)
     return dz
 
 

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from ...tally import Tally
-from .losses import one_hot, softmax_cross_entropy_totals
+from .losses import softmax_cross_entropy_totals, sparse_softmax_cross_entropy_totals
 from .memory import to_device, to_host
 from .optimizers import KEPT, guarded_update
 
@@ -56,12 +56,13 @@ class DeviceTally(Tally):
         if not (logits and loss.fuses == "softmax" and set(metric_k.values()) <= {1}
                 and weights is None):
             return super().loss_gradient(loss, out, y, weights, metric_k, logits)
-        if y.ndim == 1:
-            y = one_hot(y, out.shape[1])
         step = len(self._steps) - 1
         if step not in self._slots:
             self._slots[step] = self.rows[step]
         self._in_rows.add(step)
+        if y.ndim == 1:  # class indices, read by the loss kernel itself
+            return sparse_softmax_cross_entropy_totals(out, y, loss.label_smoothing,
+                                                       self._slots[step], self.halted)
         return softmax_cross_entropy_totals(out, loss.targets(y), self._slots[step], self.halted)
 
     def update(self, optimizer, layers) -> None:
