@@ -54,17 +54,11 @@ def _softmax_cross_entropy(z, y, dz, losses):
         losses[r] = _softmax_cross_entropy_row(z, y, dz, r)
 
 
-@jit_kernel("void({t}[:, ::1], {t}[:, ::1], {t}[:, ::1], float64[::1], int32[::1])")
-def _softmax_cross_entropy_totals(z, y, dz, totals, halted):
-    """One block: thread t takes rows t, t + THREADS, ...; then the block adds up the
-    losses and hits in shared memory (a fixed tree: the same sum every run) into totals =
-    (loss sum, hits); halted[0] = 1 if the loss sum is NaN or inf."""
-    partial = cuda.shared.array((THREADS, 2), float64)
-    t = cuda.threadIdx.x
-    loss, hits = 0.0, 0.0
-    for r in range(t, z.shape[0], THREADS):
-        loss += _softmax_cross_entropy_row(z, y, dz, r)
-        hits += 1.0 if _is_correct(z, y, r, 0.0) else 0.0
+@cuda.jit(device=True)
+def _block_totals(partial, t, loss, hits, totals, halted):
+    """Thread t's loss and hits added up over the block in shared memory ``partial``
+    (THREADS, 2), a fixed tree (the same sum every run), into totals = (loss sum, hits);
+    halted[0] = 1 if the loss sum is NaN or inf."""
     partial[t, 0], partial[t, 1] = loss, hits
     cuda.syncthreads()
     half = THREADS // 2
@@ -78,6 +72,18 @@ def _softmax_cross_entropy_totals(z, y, dz, totals, halted):
         totals[0], totals[1] = partial[0, 0], partial[0, 1]
         if math.isnan(partial[0, 0]) or math.isinf(partial[0, 0]):
             halted[0] = 1
+
+
+@jit_kernel("void({t}[:, ::1], {t}[:, ::1], {t}[:, ::1], float64[::1], int32[::1])")
+def _softmax_cross_entropy_totals(z, y, dz, totals, halted):
+    """One block: thread t takes rows t, t + THREADS, ...; then ``_block_totals``."""
+    partial = cuda.shared.array((THREADS, 2), float64)
+    t = cuda.threadIdx.x
+    loss, hits = 0.0, 0.0
+    for r in range(t, z.shape[0], THREADS):
+        loss += _softmax_cross_entropy_row(z, y, dz, r)
+        hits += 1.0 if _is_correct(z, y, r, 0.0) else 0.0
+    _block_totals(partial, t, loss, hits, totals, halted)
 
 
 @cuda.jit(device=True)
@@ -115,19 +121,7 @@ def _sparse_softmax_cross_entropy_totals(z, labels, smoothing, dz, totals, halte
         row_loss, right = _sparse_row(z, labels, smoothing, dz, r)
         loss += row_loss
         hits += 1.0 if right else 0.0
-    partial[t, 0], partial[t, 1] = loss, hits
-    cuda.syncthreads()
-    half = THREADS // 2
-    while half > 0:
-        if t < half:
-            partial[t, 0] += partial[t + half, 0]
-            partial[t, 1] += partial[t + half, 1]
-        cuda.syncthreads()
-        half //= 2
-    if t == 0:
-        totals[0], totals[1] = partial[0, 0], partial[0, 1]
-        if math.isnan(partial[0, 0]) or math.isinf(partial[0, 0]):
-            halted[0] = 1
+    _block_totals(partial, t, loss, hits, totals, halted)
 
 
 def softmax_cross_entropy_totals(logits, y, totals, halted):
