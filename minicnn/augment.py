@@ -108,7 +108,11 @@ class ImageDataGenerator:
         self.horizontal_flip, self.vertical_flip = horizontal_flip, vertical_flip
         self.height_shift_range = check_shift_range(height_shift_range)
         self.width_shift_range = check_shift_range(width_shift_range)
-        self.fill_mode, self.cval = fill_mode, cval
+        if isinstance(cval, bool) or not isinstance(cval, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(cval):
+            raise ValueError(f"cval (the value shifted-in pixels take) must be a finite "
+                             f"number, got {cval!r}")
+        self.fill_mode, self.cval = fill_mode, float(cval)
 
     def augment(self, x, rng: np.random.Generator) -> np.ndarray:
         """One random augmentation of a batch (a new array)."""

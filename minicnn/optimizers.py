@@ -7,6 +7,7 @@ A learning rate is a number or a schedule, a function of the step count:
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import weakref
@@ -126,10 +127,18 @@ class Optimizer:
     slot_names: tuple[str, ...] = ()
 
     def __init__(self, learning_rate):
-        self.learning_rate = _learning_rate(learning_rate)
+        self.learning_rate = learning_rate
         self.iterations = 0
         self.slots: dict[tuple[int, str], dict[str, object]] = {}
         self._model = None  # weak reference to the model this optimizer trains
+
+    def __deepcopy__(self, memo: dict) -> Optimizer:
+        """A copy of the state, bound to no model yet (the copied model attaches it)."""
+        clone = type(self).__new__(type(self))
+        memo[id(self)] = clone
+        for key, value in vars(self).items():
+            setattr(clone, key, None if key == "_model" else copy.deepcopy(value, memo))
+        return clone
 
     def attach(self, model) -> None:
         """Bind to ``model`` (``compile`` does): state from another model would be wrong here."""
@@ -159,6 +168,16 @@ class Optimizer:
                              f"at step {self.iterations}; a learning rate must be a finite "
                              "number >= 0 (no update was applied)")
         return float(value)
+
+    @property
+    def learning_rate(self):
+        """A positive number or a schedule; checked when set, as Keras' attribute (``opt.
+        learning_rate = 0.1``, also between epochs of a fit)."""
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value) -> None:
+        self._learning_rate = _learning_rate(value)
 
     def set_learning_rate(self, value: float) -> None:
         """Replace the learning rate (callbacks do: LearningRateScheduler, ReduceLROnPlateau).

@@ -6,6 +6,7 @@ A layer keeps shapes and parameters; the arithmetic belongs to the active backen
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import weakref
@@ -106,6 +107,15 @@ class Layer:
         self.models: weakref.WeakSet = weakref.WeakSet()  # the models this layer is in
         self._z = self._a = None
         self._activated = False
+
+    def __deepcopy__(self, memo: dict) -> Layer:
+        """A copy of the layer and its weights, in no model yet (a copied model adds it)."""
+        clone = type(self).__new__(type(self))
+        memo[id(self)] = clone
+        for key, value in vars(self).items():
+            setattr(clone, key, weakref.WeakSet() if key == "models"
+                    else copy.deepcopy(value, memo))
+        return clone
 
     # -- shapes and weights -----------------------------------------------------------
 

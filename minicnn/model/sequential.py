@@ -6,6 +6,7 @@ inherits as Keras' models inherit theirs; the file format is ``saving.py``'s.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import threading
@@ -29,8 +30,10 @@ class Sequential(Trainer):
     ``build``: the same seed gives the same model, built early or late.
     """
 
-    def __init__(self, layers: Iterable[Layer] | None = None, name: str = "sequential"):
-        self.name = name
+    def __init__(self, layers: Iterable[Layer] | None = None, name: str | None = None):
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a string, got {type(name).__name__}")
+        self.name = "sequential" if name is None else name  # Keras names it for you
         self.layers: list[Layer] = []
         self.optimizer: optimizers.Optimizer | None = None
         self.loss: losses.Loss | None = None
@@ -43,6 +46,25 @@ class Sequential(Trainer):
         self._as_drawn: bytes | None = None  # digest of weights drawn without a seed
         for layer in layers or []:
             self.add(layer)
+
+    def __deepcopy__(self, memo: dict) -> Sequential:
+        """A copy with copies of every layer, weight and optimizer state, and a lock of its
+        own (``copy.deepcopy(model)``, e.g. one model per thread)."""
+        clone = type(self).__new__(type(self))
+        memo[id(self)] = clone
+        for key, value in vars(self).items():
+            if key == "_lock":
+                value = threading.RLock()
+            elif key == "_plans":  # stages hold the last step's arrays: plan afresh
+                value = {}
+            else:
+                value = copy.deepcopy(value, memo)
+            setattr(clone, key, value)
+        for layer in clone.layers:
+            layer.models.add(clone)
+        if clone.optimizer is not None:
+            clone.optimizer.attach(clone)
+        return clone
 
     # -- structure ----------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import contextlib
 import math
 import numbers
 import warnings
+from inspect import isgeneratorfunction
 
 import numpy as np
 
@@ -34,6 +35,9 @@ _ONE_BATCH = 1 << 62  # a batch size no array reaches: the *_on_batch methods' s
 def _flow_steps(flow) -> int:
     """Batches per epoch of an augmentation flow (``len`` or ``n / batch_size``)."""
     if hasattr(flow, "__len__"):
+        if len(flow) == 0:
+            raise ValueError("the flow given to fit is empty (no batch in an epoch); make it "
+                             "from at least one sample")
         return len(flow)
     if hasattr(flow, "n") and hasattr(flow, "batch_size"):
         return math.ceil(flow.n / flow.batch_size)
@@ -311,6 +315,9 @@ class Trainer:
             if verbose not in (0, 1, 2):
                 raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
             callbacks = _checked_callbacks(callbacks)
+            if isgeneratorfunction(x):
+                raise TypeError(f"fit got the generator function {x.__name__} itself; call "
+                                f"it: fit({x.__name__}(...), ...)")
             flow = hasattr(x, "__next__")
             validation = None  # (x_val, y_val), prepared
             if flow:

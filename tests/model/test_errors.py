@@ -406,3 +406,27 @@ def test_complex_inputs_are_refused_not_cast():
         model.fit(np.ones((4, 3)) * (1 + 2j), np.zeros((4, 2)), verbose=0)
     with pytest.raises(TypeError, match="got complex"):
         model.predict(np.ones((1, 3), np.complex64))
+
+
+def test_mistakes_with_flows_and_attributes_are_clear():
+    from minicnn.augment import ImageDataGenerator
+
+    def batches():
+        yield np.zeros((2, 3)), np.zeros((2, 2))
+
+    model = Sequential([Dense(2, input_shape=(3,))])
+    model.compile("sgd", "mse")
+    with pytest.raises(TypeError, match=r"call it: fit\(batches\(...\), ...\)"):
+        model.fit(batches, verbose=0)
+    empty = ImageDataGenerator().flow(np.zeros((0, 4, 4, 1)), np.zeros(0), batch_size=2)
+    images = Sequential([Flatten(input_shape=(4, 4, 1)), Dense(2)])
+    images.compile("sgd", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="flow given to fit is empty"):
+        images.fit(empty, verbose=0)
+    for cval in (np.nan, "white", True):
+        with pytest.raises(ValueError, match="cval"):
+            ImageDataGenerator(width_shift_range=2, fill_mode="constant", cval=cval)
+    with pytest.raises(ValueError, match="learning_rate"):
+        model.optimizer.learning_rate = "0.1"
+    model.optimizer.learning_rate = 0.5  # a number is taken, as in Keras
+    assert model.optimizer.current_learning_rate() == 0.5

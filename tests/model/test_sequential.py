@@ -177,3 +177,31 @@ def test_a_fused_stage_predicts_what_its_layers_compute_one_by_one(backend):
     for layer in model.layers:
         step = layer.forward(step)
     np.testing.assert_allclose(got, minicnn.backends.to_numpy(step), rtol=1e-5, atol=1e-6)
+
+
+def test_a_deep_copy_is_a_model_of_its_own():
+    """copy.deepcopy(model): its own layers, weights, optimizer state and lock; both train on
+    to the same weights from the same seed, each changing only itself."""
+    import copy
+    model = Sequential([Dense(4, activation="relu", input_shape=(3,)),
+                        Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y = np.random.default_rng(0).random((8, 3)), np.arange(8) % 2
+    model.fit(x, y, verbose=0, seed=0)
+    clone = copy.deepcopy(model)
+    assert all(a is not b for a, b in zip(model.layers, clone.layers))
+    assert all(set(layer.models) == {clone} for layer in clone.layers)
+    assert clone.optimizer is not model.optimizer
+    clone.fit(x, y, verbose=0, seed=1)
+    model.fit(x, y, verbose=0, seed=1)
+    for a, b in zip(model.get_weights(), clone.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_model_named_none_is_named_as_keras_does(tmp_path):
+    model = Sequential([Dense(2, input_shape=(3,))], name=None)
+    assert model.name == "sequential"
+    model.compile("sgd", "mse")
+    model.save(tmp_path / "m.npz")  # a name the file can hold
+    with pytest.raises(TypeError, match="name must be a string"):
+        Sequential(name=3)
