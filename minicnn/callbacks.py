@@ -140,6 +140,19 @@ class ModelCheckpoint(Callback):
             raise ValueError(f"ModelCheckpoint's filepath {self.filepath!r} names {missing}, "
                              "but this fit has no validation data; pass validation_data or "
                              "validation_split, or name other logs")
+        # what every epoch's name will be made of, tried now: a mistake in the name would
+        # otherwise end the fit after its first epoch's work
+        logs = ["loss", *self.model.metrics]
+        sample = {name: 0.0 for name in logs + [f"val_{name}" for name in logs]}
+        try:
+            path = self.filepath.format(epoch=1, **sample)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"ModelCheckpoint's filepath {self.filepath!r} cannot be filled "
+                             f"in ({type(exc).__name__}: {exc}); it may name {{epoch}} and "
+                             f"{sorted(sample)}, e.g. 'ckpt-{{epoch:02d}}.npz'") from None
+        if not path.endswith(".npz"):
+            raise ValueError(f"ModelCheckpoint's filepath {self.filepath!r} must end in .npz "
+                             "(minicnn saves models as .npz files)")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}

@@ -108,3 +108,20 @@ def test_terminate_on_nan_and_csv_logger(tmp_path):
     assert len(history.history["loss"]) == 1
     rows = list(csv.DictReader(log.open()))
     assert rows[0]["epoch"] == "0" and "loss" in rows[0]
+
+
+@pytest.mark.parametrize("filepath, message", [
+    ("ckpt-{epoch:02d}-{accuracy_typo:.2f}.npz", "cannot be filled in"),
+    ("ckpt-{epoch:q}.npz", "cannot be filled in"),
+    ("ckpt-{epoch}.keras", "must end in .npz"),
+])
+def test_a_checkpoint_name_that_cannot_work_stops_fit_before_its_first_epoch(tmp_path, filepath,
+                                                                            message):
+    from minicnn.callbacks import ModelCheckpoint
+    model = dense_classifier()
+    x, y = np.random.default_rng(0).random((8, 8, 8, 1)), np.arange(8) % 4
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=message):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[ModelCheckpoint(tmp_path / filepath)])
+    for a, b in zip(before, model.get_weights()):  # no epoch ran
+        np.testing.assert_array_equal(a, b)
