@@ -269,6 +269,47 @@ def check_activation_backward(fn, case):
         lambda v: float((REFERENCE.activation_forward(name, v) * da).sum()), z), np.float64)
 
 
+@st.composite
+def norm_cases(draw, dtype=dtypes):
+    return {"rows": draw(st.integers(2, 8)), "channels": draw(st.integers(1, 4)),
+            "batch_stats": draw(st.booleans()), "dtype": draw(dtype), "seed": draw(seeds)}
+
+
+def _norm_arrays(case):
+    rng = np.random.default_rng(case["seed"])
+    x = (2 * rng.standard_normal((case["rows"], case["channels"])) + 1).astype(case["dtype"])
+    gamma = (0.5 + rng.random(case["channels"])).astype(case["dtype"])
+    beta = rng.standard_normal(case["channels"]).astype(case["dtype"])
+    return rng, x, gamma, beta
+
+
+def check_batchnorm_forward(fn, case):
+    _, x, gamma, beta = _norm_arrays(case)
+    mean, var = REFERENCE.moments(x)
+    y, x_hat = fn(x, gamma, beta, mean, var, 1e-3)
+    want_y, want_x_hat = REFERENCE.batchnorm_forward(x, gamma, beta, mean, var, 1e-3)
+    _compare("x_hat", x_hat, want_x_hat, case["dtype"])
+    _compare("y", y, want_y, case["dtype"])
+
+
+def check_batchnorm_backward(fn, case):
+    """Central differences of the forward: through the batch's own mean and variance when
+    ``batch_stats`` (training), else through fixed ones."""
+    rng, x, gamma, beta = _norm_arrays(case)
+    fixed_mean, fixed_var = REFERENCE.moments(x)
+    dy = rng.standard_normal(x.shape)
+
+    def loss(v, g=gamma, b=beta):
+        mean, var = REFERENCE.moments(v) if case["batch_stats"] else (fixed_mean, fixed_var)
+        return float((REFERENCE.batchnorm_forward(v, g, b, mean, var, 1e-3)[0] * dy).sum())
+
+    _, x_hat = REFERENCE.batchnorm_forward(x, gamma, beta, fixed_mean, fixed_var, 1e-3)
+    dx, dgamma, dbeta = fn(x_hat, gamma, fixed_var, 1e-3, dy, case["batch_stats"])
+    _compare("dgamma", dgamma, _numeric(lambda g: loss(x, g=g), gamma), np.float64)
+    _compare("dbeta", dbeta, _numeric(lambda b: loss(x, b=b), beta), np.float64)
+    _compare("dx", dx, _numeric(loss, x), np.float64)
+
+
 def _update_arrays(case, count: int):
     rng = np.random.default_rng(case["seed"])
     arrays = [rng.standard_normal(case["shape"]) for _ in range(count)]
@@ -336,6 +377,8 @@ CHECKS = {
                                       fixed=EVERY_ACTIVATION),
     "activation_backward": KernelCheck(check_activation_backward, activation_cases(FLOAT64),
                                        fixed=EVERY_ACTIVATION),
+    "batchnorm_forward": KernelCheck(check_batchnorm_forward, norm_cases()),
+    "batchnorm_backward": KernelCheck(check_batchnorm_backward, norm_cases(FLOAT64)),
     "softmax_cross_entropy": KernelCheck(check_softmax_cross_entropy, row_cases(),
                                          fixed=EXTREME_LOGITS),
     "sgd_update": KernelCheck(check_sgd_update, update_cases()),

@@ -12,7 +12,14 @@ import minicnn
 from minicnn import Sequential
 from minicnn.backends.reference import NumpyBackend
 from minicnn.check import CHECKS, UPDATED_IN_PLACE
-from minicnn.layers import AveragePooling2D, Conv2D, Dense, Flatten, MaxPool2D
+from minicnn.layers import (
+    AveragePooling2D,
+    BatchNormalization,
+    Conv2D,
+    Dense,
+    Flatten,
+    MaxPool2D,
+)
 from minicnn.optimizers import SGD, Adam
 
 REFERENCE = NumpyBackend()
@@ -43,7 +50,7 @@ def trained(module=None, optimizer=Adam) -> list[np.ndarray]:
     x, y = rng.random((16, 8, 8, 1)), rng.integers(0, 3, 16)
     with minicnn.use_backend(module or "numpy"):
         model = Sequential([Conv2D(3, 3, activation="relu", input_shape=(8, 8, 1)),
-                            MaxPool2D(2), AveragePooling2D(1), Flatten(),
+                            MaxPool2D(2), AveragePooling2D(1), BatchNormalization(), Flatten(),
                             Dense(5, activation="sigmoid"), Dense(3, activation="softmax")])
         model.compile(optimizer(0.01), "sparse_categorical_crossentropy", ["accuracy"])
         model.fit(x, y, batch_size=8, epochs=1, verbose=0, seed=0)

@@ -18,6 +18,7 @@ from minicnn.backends.reference.activations import activation_backward, activati
 from minicnn.backends.reference.conv import conv2d_backward, conv2d_forward
 from minicnn.backends.reference.dense import dense_backward, dense_forward
 from minicnn.backends.reference.losses import softmax_cross_entropy
+from minicnn.backends.reference.normalization import batchnorm_backward, batchnorm_forward
 from minicnn.backends.reference.optimizers import adam_update, sgd_update
 from minicnn.backends.reference.pool import (avgpool2d_backward, avgpool2d_forward,
                                              maxpool2d_backward, maxpool2d_forward)
@@ -97,6 +98,13 @@ PLANTED = {
             v += (1 - beta_2) * (np.abs(g) - v)
             p -= lr_t * m / (np.sqrt(v) + epsilon)
             return 0
+        """),
+    "a BatchNorm backward that forgets the batch's mean and variance depend on x": (
+        "batchnorm_backward", """
+        import numpy as np
+        def batchnorm_backward(x_hat, gamma, var, epsilon, dy, batch_stats):
+            return (dy * gamma / np.sqrt(var + epsilon), (dy * x_hat).sum(axis=0),
+                    dy.sum(axis=0))
         """),
     "a softmax that overflows": ("softmax_cross_entropy", """
         import numpy as np
