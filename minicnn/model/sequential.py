@@ -37,6 +37,7 @@ class Sequential(Trainer):
         self.layers: list[Layer] = []
         self.optimizer: optimizers.Optimizer | None = None
         self.loss: losses.Loss | None = None
+        self.fuse: bool | None = None  # compile's: None lets the backend decide
         self.metrics: list[str] = []
         self._placed_on = None
         self._input: Input | None = None

@@ -184,7 +184,7 @@ class Trainer:
         backend ``fuses`` (or compile's ``fuse`` says so), else each layer on its own;
         ``for_loss``: ending in the logits when the loss takes them. Made once per layer
         list, path and loss fusion."""
-        fuse = get_backend().fuses if getattr(self, "fuse", None) is None else self.fuse
+        fuse = get_backend().fuses if self.fuse is None else self.fuse
         logits = for_loss and self.loss is not None and self._loss_takes_logits
         key = (tuple(map(id, self.layers)), fuse, logits)
         if key not in self._plans:

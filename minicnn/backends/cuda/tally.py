@@ -32,14 +32,13 @@ class DeviceTally(Tally):
         self.rows = self._buffer[:steps]
         self.halted = self._buffer[steps].view(np.int32)[:1]
         self._slots: dict = {}  # step -> its row of ``rows`` (a device view: made once)
-        self._in_rows: set = set()  # the steps whose loss kernel wrote their row
         super().__init__(backend, steps, metrics)
 
     READ_INTERVAL = 0.1  # seconds between fit's reads: a read makes the host wait for the GPU
 
     def restart(self) -> None:
         super().restart()
-        self._in_rows = set()
+        self._in_rows: set = set()  # the steps whose loss kernel wrote their row
         self._last_read = time.perf_counter()
 
     def due(self) -> bool:
