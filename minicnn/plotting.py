@@ -44,6 +44,32 @@ def _image(x: np.ndarray) -> np.ndarray:
     return x[..., 0] if x.ndim == 3 and x.shape[-1] != 3 else x
 
 
+def _check_class_names(class_names, labels, what: str) -> None:
+    """``class_names`` names every class in ``labels`` (class indices): a ValueError before
+    anything is drawn."""
+    labels = np.asarray(labels).ravel()
+    if not labels.size:
+        return
+    if not (np.issubdtype(labels.dtype, np.integer) or np.array_equal(labels, np.round(labels))):
+        raise ValueError(f"{what} must be class indices (integers), got {labels[:5]}")
+    if labels.min() < 0:
+        raise ValueError(f"{what} must be class indices >= 0, got {labels.min():g}")
+    if len(class_names) <= labels.max():
+        raise ValueError(f"class_names has {len(class_names)} names, but {what} needs "
+                         f"{int(labels.max()) + 1} classes: pass one name per class, e.g. "
+                         "class_names=[str(k) for k in range(K)]")
+
+
+def _check_images(x, what: str) -> np.ndarray:
+    """``x`` as images, (N, H, W) or (N, H, W, C): a ValueError naming the shape if not."""
+    x = np.asarray(x)
+    if x.ndim not in (3, 4):
+        raise ValueError(f"{what} must be images, (N, H, W) or (N, H, W, C), got shape "
+                         f"{x.shape}; flat inputs (a Dense-only model's) can be drawn "
+                         "reshaped, e.g. x.reshape(-1, 28, 28, 1)")
+    return x
+
+
 def plot_samples(x, y, class_names=CLASS_NAMES, n: int = 25, path=None, predicted=None,
                  title: str | None = None) -> Figure:
     """A grid of the first ``n`` images.
@@ -51,7 +77,11 @@ def plot_samples(x, y, class_names=CLASS_NAMES, n: int = 25, path=None, predicte
     Without ``predicted`` each image is titled with its label ``y``. With it, each is titled
     with the predicted class: black when right, red with the true class below when wrong.
     """
+    x = _check_images(x, "x")
     n = min(n, len(x))
+    _check_class_names(class_names, np.asarray(y)[:n], "y")
+    if predicted is not None:
+        _check_class_names(class_names, np.asarray(predicted)[:n], "predicted")
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
     fig = Figure(figsize=(1.7 * cols, 2.0 * rows + 0.6))
@@ -138,6 +168,13 @@ def plot_filters(layer_or_kernel, path=None, max_filters: int = 64,
 def plot_prediction(image, probs, true_label: int, class_names=CLASS_NAMES, path=None) -> Figure:
     """One image and its predicted probabilities: true class blue, a wrong prediction red."""
     probs = np.asarray(probs)
+    if probs.ndim != 1:
+        raise ValueError(f"probs must be one image's probabilities, shape (K,), got shape "
+                         f"{probs.shape}")
+    if len(class_names) != len(probs):
+        raise ValueError(f"class_names has {len(class_names)} names, but probs has "
+                         f"{len(probs)} classes: pass one name per class")
+    _check_class_names(class_names, [true_label], "true_label")
     predicted = int(probs.argmax())
     fig = Figure(figsize=(8, 3))
     ax = fig.add_subplot(1, 2, 1)
@@ -163,6 +200,8 @@ def plot_prediction(image, probs, true_label: int, class_names=CLASS_NAMES, path
 def plot_confusion_matrix(y_true, y_pred, class_names=CLASS_NAMES, path=None,
                           title: str | None = None) -> Figure:
     """Counts of true (rows) against predicted (columns) classes, titled with the accuracy."""
+    _check_class_names(class_names, y_true, "y_true")
+    _check_class_names(class_names, y_pred, "y_pred")
     counts = confusion_matrix(y_true, y_pred, len(class_names))
     total = int(counts.sum())
     if title is None:
@@ -216,7 +255,16 @@ def plot_saliency(x, saliency, y_true=None, predicted=None, class_names=CLASS_NA
                   path=None, n: int = 6) -> Figure:
     """Images (top) and their saliency (bottom): the largest |d score / d pixel| over
     channels, brightest where a pixel changes the class score most. Wrong predictions in red."""
-    x, saliency = np.asarray(x)[:n], np.abs(np.asarray(saliency)[:n]).max(axis=-1)
+    x, saliency = _check_images(x, "x")[:n], _check_images(saliency, "saliency")[:n]
+    if x.shape != saliency.shape:
+        raise ValueError(f"saliency must have x's shape {x.shape} (inspect.saliency(model, "
+                         f"x)), got {saliency.shape}")
+    if x.ndim == 3:  # (N, H, W): one channel
+        x, saliency = x[..., None], saliency[..., None]
+    saliency = np.abs(saliency).max(axis=-1)
+    for labels, what in ((predicted, "predicted"), (y_true, "y_true")):
+        if labels is not None and class_names:
+            _check_class_names(class_names, np.asarray(labels)[:n], what)
     fig = Figure(figsize=(2.0 * len(x), 4.6))
     for k in range(len(x)):
         top, bottom = fig.add_subplot(2, len(x), k + 1), fig.add_subplot(2, len(x), len(x) + k + 1)

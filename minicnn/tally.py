@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .snapshot import StepSnapshot, say_undone
+
 
 @dataclass
 class Step:
@@ -47,6 +49,7 @@ class Tally:
     def __init__(self, backend, steps: int, metrics: list[str]):
         self.backend, self.metrics = backend, list(metrics)
         self.every_step = True  # fit: read after every step (a GPU's tally may wait)
+        self._snapshot = StepSnapshot()
         self.restart()
 
     def restart(self) -> None:
@@ -83,13 +86,23 @@ class Tally:
 
     def update(self, optimizer, layers) -> None:
         """The optimizer's update of the current step, then the layers' state updates
-        (``Layer.update_state``). The update may keep elements whose new values are not
-        finite, which ends the step as a bad one (``bad_update``): the state stays then."""
-        if not optimizer.apply(layers):
-            for layer in layers:
-                layer.update_state()
-        elif self.first_bad is None:
-            self.first_bad, self.bad_update = len(self._steps) - 1, True
+        (``Layer.update_state``), all or nothing (``StepSnapshot``): an update that would
+        make a value NaN or inf ends the step as a bad one (``bad_update``) and, like one
+        that raises, is undone."""
+        snapshot = self._snapshot.take(optimizer, layers)
+        try:
+            kept = optimizer.apply(layers)
+            if not kept:
+                for layer in layers:
+                    layer.update_state()
+        except BaseException as error:
+            snapshot.restore()
+            say_undone(error)
+            raise
+        if kept:
+            snapshot.restore()
+            if self.first_bad is None:
+                self.first_bad, self.bad_update = len(self._steps) - 1, True
 
     def due(self) -> bool:
         """Whether fit should read (``read``) and report the steps so far now: here after

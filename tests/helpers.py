@@ -360,7 +360,7 @@ def check_an_update_that_is_not_finite_keeps_the_old_values(fast, dtype, update,
         flag = fast.to_device(np.zeros(1, np.int32))
         with guarded_update(flag):
             assert getattr(fast, update)(dev[0], dev[1], *dev[2:], *args) == 0
-        assert fast.to_host(flag)[0] == KEPT
+        assert fast.to_host(flag)[0] == KEPT  # (stamp 0: outside a training step)
     else:
         assert getattr(fast, update)(dev[0], dev[1], *dev[2:], *args) == kept
     for i, (r, d) in enumerate(zip(ref, dev)):

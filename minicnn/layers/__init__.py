@@ -1,7 +1,7 @@
 """Layers with Keras names and meanings."""
 
 from .activations import Activation, ReLU, Sigmoid, Softmax
-from .base import Layer
+from .base import Layer, Weight
 from .conv import (
     AveragePooling2D,
     AvgPool2D,
@@ -19,7 +19,7 @@ __all__ = [
     "Activation", "AveragePooling2D", "AvgPool2D", "BatchNormalization", "Conv2D", "Dense",
     "Dropout", "Flatten", "GlobalAveragePooling2D", "GlobalAvgPool2D", "Input", "Layer",
     "MaxPool2D", "MaxPooling2D", "REGISTERED_LAYERS", "ReLU", "Sigmoid", "Softmax",
-    "register_layer",
+    "Weight", "register_layer",
 ]
 
 # The classes a saved model may name (aliases resolve to these).

@@ -69,6 +69,16 @@ class Weight(NamedTuple):
     trainable: bool = True
 
 
+def _check_weight_name(layer, key) -> None:
+    """A weight's name is a key in a saved file, whose parts '/' separates: letters,
+    digits and '_' only, as Python names."""
+    if not (isinstance(key, str) and key.isidentifier() and key.isascii()):
+        raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) names a weight "
+                         f"{key!r} in weight_specs; a weight's name must be ASCII letters, "
+                         "digits and '_', not starting with a digit (e.g. 'scale_alpha'): "
+                         "it is a key in the saved file")
+
+
 class Layer:
     """Base of every layer.
 
@@ -134,6 +144,7 @@ class Layer:
         rng = rng if rng is not None else np.random.default_rng()
         self.params, self.state = {}, {}
         for key, spec in self.weight_specs(input_shape).items():
+            _check_weight_name(self, key)
             value = initializers.get(spec.initializer)(spec.shape, rng)
             (self.params if spec.trainable else self.state)[key] = value
         self.grads = {k: None for k in self.params}

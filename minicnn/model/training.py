@@ -60,8 +60,8 @@ def _warn_diverged(epoch: int, step: int, value: float, bad_update: bool = False
     if bad_update:
         what = (f"its update would have made weights or optimizer state NaN or inf (the "
                 f"loss, {value:.4g}, was finite; the learning rate was {learning_rate:.4g}). "
-                "The values it would have broken kept those from before that batch; the "
-                "rest of its update was applied. Try a lower learning rate.")
+                "That step was undone: the weights, the optimizer's state and BatchNorm's "
+                "statistics are those from before that batch. Try a lower learning rate.")
     else:
         what = (f"the loss became {value} (training diverged). The weights are those from "
                 "before that batch. Try a lower learning rate, scaled inputs (e.g. x / 255) "
@@ -301,10 +301,10 @@ class Trainer:
         each sample's loss (Keras' meaning; both multiply when given together).
         ``callbacks`` are ``minicnn.callbacks.Callback`` objects (Keras' hooks).
         Returns a History whose ``history`` holds loss/metrics (and val_*) per epoch.
-        A batch whose loss is NaN or inf is never applied, and an update never writes NaN
-        or inf (an element it would break keeps its values); ``terminate_on_nan``
-        (default) then stops training with a warning, keeping the weights and the history
-        so far.
+        A step is all or nothing: one whose loss is NaN or inf, whose update would make a
+        weight NaN or inf, or that raises, changes no weight, optimizer state, BatchNorm
+        statistic or step count; ``terminate_on_nan`` (default) then stops training with a
+        warning, keeping the weights and the history so far.
         (On a GPU the loss is read back once per progress update; the steps queued after a
         bad one change no weights either, only BatchNorm's moving statistics see them.)
         """
@@ -460,10 +460,8 @@ class Trainer:
                         _warn_diverged(epoch, tally.first_bad, tally.last_loss,
                                        tally.bad_update,
                                        self.optimizer.current_learning_rate())
-                        # no update from that step on (the device skipped them): count
-                        # none but that step's, if it was applied in part
-                        self.optimizer.iterations = tally.mark(tally.first_bad) + int(
-                            tally.bad_update)
+                        # no update from that step on (the device skipped them)
+                        self.optimizer.iterations = tally.mark(tally.first_bad)
                         self.stop_training = True
                     else:
                         tally.forgive()

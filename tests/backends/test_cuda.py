@@ -343,26 +343,70 @@ def test_deferred_nan_guard_stops_like_the_reference(monkeypatch):
 
 
 @pytest.mark.parametrize("make", [lambda: minicnn.optimizers.Adam(3e38),
-                                  lambda: minicnn.optimizers.SGD(1e10)])
-def test_deferred_guard_on_an_update_that_overflows(monkeypatch, make):
-    """An update past float32's largest number with a finite loss: the kernel keeps those
-    elements and flags the step, and the host sees it at the next read (by then a later
-    step's loss may have overflowed, which is what it reports): fit stopped, weights
-    finite."""
+                                  lambda: minicnn.optimizers.SGD(1e10),
+                                  lambda: minicnn.optimizers.AdamW(1e38, weight_decay=1e3)])
+def test_deferred_guard_undoes_an_update_that_overflows(monkeypatch, make):
+    """An update past float32's largest number with a finite loss, after good steps: the
+    kernel flags the step with its stamp, the steps after it change nothing, and the host,
+    at the next read, undoes that step whole from what the kernels saved: the weights,
+    optimizer state and moving statistics are bit for bit those from before it, and the
+    step count is the reference's (which undoes the step at once)."""
     from minicnn.backends.cuda.tally import DeviceTally
+    from minicnn.layers import BatchNormalization
     from minicnn.regularizers import L2
     monkeypatch.setattr(DeviceTally, "READ_INTERVAL", float("inf"))
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((8, 4)), np.arange(8) % 3
+    iterations = {}
     for name in ("numpy", "cuda"):
         with minicnn.use_backend(name):
-            model = Sequential([Dense(3, activation="softmax", input_shape=(4,),
-                                      kernel_regularizer=L2(1e30))])
-            model.compile(make(), "sparse_categorical_crossentropy")
-            said = "update would have made weights" if name == "numpy" else "fit stopped"
-            with pytest.warns(RuntimeWarning, match=said):
-                model.fit(x, y, batch_size=2, epochs=2, verbose=0, seed=0)
-            assert all(np.isfinite(w).all() for w in model.get_weights()), name
+            model = Sequential([Dense(5, input_shape=(4,)), BatchNormalization(),
+                                Dense(3, activation="softmax")])
+            optimizer = make()
+            model.compile(optimizer, "sparse_categorical_crossentropy")
+            rate = optimizer.learning_rate
+            optimizer.learning_rate = 1e-3
+            model.fit(x, y, batch_size=2, epochs=1, verbose=0, seed=0, shuffle=False)
+            optimizer.learning_rate = rate
+            model.layers[-1].kernel_regularizer = L2(1e30)
+            before = [*model.get_weights(), *model.optimizer.state_arrays().values()]
+            with pytest.warns(RuntimeWarning, match="update would have made weights"):
+                model.fit(x, y, batch_size=2, epochs=2, verbose=0, shuffle=False)
+            after = [*model.get_weights(), *model.optimizer.state_arrays().values()]
+            for a, b in zip(before, after, strict=True):
+                np.testing.assert_array_equal(a, b)
+            iterations[name] = model.optimizer.iterations
+    assert iterations["cuda"] == iterations["numpy"] == 4
+
+
+@pytest.mark.parametrize("kernel", ["adam_update_many", "moving_average"])
+def test_a_step_that_raises_part_way_is_undone(monkeypatch, kernel):
+    """Adam's launch ran, then the step raised; or BatchNorm's second moving average
+    raised after the first was applied: everything is as before the step."""
+    from minicnn.layers import BatchNormalization
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 4)), np.arange(8) % 3
+    with minicnn.use_backend("cuda") as cuda:
+        model = Sequential([Dense(5, input_shape=(4,)), BatchNormalization(),
+                            Dense(3, activation="softmax"), BatchNormalization()])
+        model.compile("adam", "sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0, seed=0)
+        before = [*model.get_weights(), *model.optimizer.state_arrays().values()]
+        original, calls = getattr(cuda, kernel), []
+
+        def failing(*args):
+            calls.append(1)
+            original(*args)
+            if len(calls) == (1 if kernel == "adam_update_many" else 2):
+                raise MemoryError("say")
+
+        monkeypatch.setattr(cuda, kernel, failing)
+        with pytest.raises(MemoryError):
+            model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+        after = [*model.get_weights(), *model.optimizer.state_arrays().values()]
+        assert model.optimizer.iterations == 2
+        for a, b in zip(before, after, strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_looking_inside_reads_back_what_the_reference_sees():

@@ -445,6 +445,48 @@ def test_a_registered_layer_needs_no_custom_objects(tmp_path):
         register_layer(int)
 
 
+@pytest.mark.parametrize("name", ["scale/alpha", "", "1st", "two words", "gewicht_ä", 7])
+def test_a_weight_name_a_file_cannot_hold_is_refused_when_the_layer_is_built(name):
+    """A custom layer's weight names are keys in the saved file ('/' separates their
+    parts): one that could not load back is a clear error at build, before any training."""
+
+    class Scaled(minicnn.layers.Layer):
+        def weight_specs(self, input_shape):
+            return {name: minicnn.layers.Weight((input_shape[-1],), "ones")}
+
+    with pytest.raises(ValueError, match=r"names a weight .* ASCII letters, digits and '_'"):
+        Sequential([Dense(2, input_shape=(3,)), Scaled()])
+
+
+def test_a_custom_layer_with_a_weight_of_its_own_saves_and_loads(tmp_path):
+    from minicnn.layers import REGISTERED_LAYERS, register_layer
+
+    @register_layer
+    class Scale(minicnn.layers.Layer):
+        def weight_specs(self, input_shape):
+            return {"scale_alpha": minicnn.layers.Weight((input_shape[-1],), "ones")}
+
+        def forward(self, x, training=False):
+            self._x = x
+            return x * self.params["scale_alpha"]
+
+        def backward(self, dy):
+            self.grads["scale_alpha"] = (dy * self._x).sum(axis=0)
+            return dy * self.params["scale_alpha"]
+
+    try:
+        model = Sequential([Dense(2, input_shape=(3,)), Scale()])
+        model.compile("adam", "mse")
+        x = np.random.default_rng(0).standard_normal((8, 3))
+        model.fit(x, x[:, :2], epochs=2, verbose=0, seed=0)
+        model.save(tmp_path / "scale.npz")
+        loaded = load_model(tmp_path / "scale.npz")
+        for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+    finally:
+        REGISTERED_LAYERS.pop("Scale")
+
+
 def test_a_saved_model_resumes_its_dropout_draws(tmp_path):
     """fit, save, load, fit trains exactly as fit, fit: Dropout's generator is in the file."""
     from minicnn.layers import Dropout

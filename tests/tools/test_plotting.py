@@ -81,3 +81,37 @@ def test_the_progress_bar_redraws_in_place_in_a_notebook(monkeypatch):
     quiet._last_draw = -1.0
     quiet.update(5, {"loss": 0.5})
     assert plain.getvalue() == ""
+
+
+@pytest.mark.parametrize("draw, message", [
+    (lambda x, y: plotting.plot_samples(x, y, class_names=["a", "b"]),
+     r"class_names has 2 names, but y needs 10 classes"),
+    (lambda x, y: plotting.plot_samples(x, y, predicted=y + 5),
+     r"class_names has 10 names, but predicted needs 15"),
+    (lambda x, y: plotting.plot_samples(x, y - 20), r"y must be class indices >= 0"),
+    (lambda x, y: plotting.plot_samples(x, y + 0.5), r"y must be class indices \(integers\)"),
+    (lambda x, y: plotting.plot_prediction(x[0], np.full(3, 1 / 3), 0),
+     r"class_names has 10 names, but probs has 3 classes"),
+    (lambda x, y: plotting.plot_prediction(x[0], np.full(10, 0.1), 12),
+     r"true_label needs 13 classes"),
+    (lambda x, y: plotting.plot_confusion_matrix(y, y, class_names=["a"] * 5),
+     r"but y_true needs 10 classes"),
+    (lambda x, y: plotting.plot_saliency(x.reshape(len(x), -1), x.reshape(len(x), -1)),
+     r"x must be images, \(N, H, W\) or \(N, H, W, C\), got shape \(12, 784\).*reshape"),
+    (lambda x, y: plotting.plot_saliency(x, x[:, :5]), r"saliency must have x's shape"),
+    (lambda x, y: plotting.plot_saliency(x, x, predicted=y, class_names=["a", "b", "c"]),
+     r"class_names has 3 names, but predicted needs 6"),  # of the first n=6
+])
+def test_a_figure_of_what_it_cannot_draw_is_a_clear_error(rng, draw, message):
+    """Labels past the class list, a list of the wrong length, flat inputs where images are
+    drawn: a ValueError naming what was given and what is needed, before drawing."""
+    x = rng.integers(0, 255, (12, 28, 28), dtype=np.uint8)
+    y = np.arange(12) % 10
+    with pytest.raises(ValueError, match=message):
+        draw(x, y)
+
+
+def test_saliency_of_one_channel_images_without_a_channel_axis_draws(rng):
+    x = rng.random((3, 8, 8))
+    fig = plotting.plot_saliency(x, x, y_true=np.array([0, 1, 2]), predicted=np.array([0, 1, 1]))
+    assert len(fig.axes) == 6

@@ -86,7 +86,8 @@ class CudaBackend(FlaggedProductsBackend):
     dropout = staticmethod(elementwise.dropout)
     weight_penalty = staticmethod(host_fallback(ref_elementwise.weight_penalty))
     moments = staticmethod(host_fallback(ref_normalization.moments))
-    moving_average = staticmethod(unless_halted(host_fallback(ref_normalization.moving_average)))
+    moving_average = staticmethod(unless_halted(host_fallback(ref_normalization.moving_average),
+                                                state=True))
     batchnorm_forward = staticmethod(host_fallback(ref_normalization.batchnorm_forward))
     batchnorm_backward = staticmethod(host_fallback(ref_normalization.batchnorm_backward))
     sigmoid_binary_cross_entropy = staticmethod(

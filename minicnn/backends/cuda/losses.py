@@ -58,7 +58,8 @@ def _softmax_cross_entropy(z, y, dz, losses):
 def _block_totals(partial, t, loss, hits, totals, halted):
     """Thread t's loss and hits added up over the block in shared memory ``partial``
     (THREADS, 2), a fixed tree (the same sum every run), into totals = (loss sum, hits);
-    halted[0] = 1 if the loss sum is NaN or inf."""
+    halted[0] = 1 if the loss sum is NaN or inf, unless an earlier step's update set it
+    (whose undoing it must not hide: ``optimizers.KEPT``)."""
     partial[t, 0], partial[t, 1] = loss, hits
     cuda.syncthreads()
     half = THREADS // 2
@@ -70,7 +71,7 @@ def _block_totals(partial, t, loss, hits, totals, halted):
         half //= 2
     if t == 0:
         totals[0], totals[1] = partial[0, 0], partial[0, 1]
-        if math.isnan(partial[0, 0]) or math.isinf(partial[0, 0]):
+        if (math.isnan(partial[0, 0]) or math.isinf(partial[0, 0])) and halted[0] == 0:
             halted[0] = 1
 
 
