@@ -88,3 +88,32 @@ def test_fit_says_which_kernels_are_the_modules_and_which_did_not_run(capsys):
     assert "training with learner_dense_forward's conv2d_forward, dense_backward, " \
            "dense_forward" in capsys.readouterr().out
     assert backend.module_calls["dense_forward"] > 0 and backend.module_calls["dense_backward"]
+
+
+def _returning(name: str, change):
+    right = getattr(REFERENCE, name)
+
+    def kernel(*args):
+        return change(right(*args))
+
+    kernel.__signature__ = inspect.signature(right)
+    return kernel
+
+
+@pytest.mark.parametrize("name, change, message", [
+    ("dense_forward", lambda y: y.tolist(), r"dense_forward's result is a list, expected a "
+                                            r"NumPy array"),
+    ("dense_forward", lambda y: np.concatenate([y, y[:, :1]], axis=1),
+     r"dense_forward's result has shape \(8, 6\), expected \(8, 5\)"),
+    ("dense_backward", lambda r: (r[0], r[1], None), r"dense_backward's result 3 is a NoneType"),
+    ("dense_backward", lambda r: r[:2], r"dense_backward returned 2 values, expected 3"),
+    ("conv2d_forward", lambda y: y.astype(np.float64), r"has dtype float64, expected float32"),
+    ("adam_update", lambda kept: None, r"adam_update returned None; an update returns how many"),
+])
+def test_a_learner_kernel_returning_the_wrong_kind_is_named_where_it_returns(name, change,
+                                                                             message):
+    """A list, an extra column, a missing or None output, another dtype, an update that
+    returns nothing: fit stops at that kernel, naming it and what the reference returns,
+    and the step it broke is undone."""
+    with pytest.raises(TypeError, match=rf"the kernel {name} of 'learner_{name}': .*{message}"):
+        trained(module_with(name, _returning(name, change)))

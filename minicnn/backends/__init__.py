@@ -24,6 +24,7 @@ from types import ModuleType
 
 import numpy as np
 
+from . import results
 from .contract import KERNELS
 from .reference import NumpyBackend
 
@@ -92,21 +93,49 @@ def from_module(module: ModuleType) -> Backend:
         raise ValueError(f"module {module.__name__!r} defines no kernel of the contract "
                          "(minicnn/backends/contract.py lists their names)")
     calls = dict.fromkeys(own, 0)
-    kernels = {name: staticmethod(_counted(fn, name, calls)) for name, fn in own.items()}
+    kernels = {name: staticmethod(_counted(fn, name, calls, module.__name__))
+               for name, fn in own.items()}
     cls = type(f"{module.__name__}Backend", (NumpyBackend,),
                {"name": module.__name__, "module_calls": calls, **kernels})
     return cls()
 
 
-def _counted(fn, name: str, calls: dict):
+def _counted(fn, name: str, calls: dict, module: str):
     """``fn``, counting its calls in ``calls[name]`` (fit says which of a learner's kernels
-    a model used)."""
+    a model used) and holding what it returns to the kind of the reference's result for
+    such arguments (``results.result_mismatch``, the reference run once per kind of
+    arguments): a TypeError naming the kernel, not a failure in the next one."""
+    kinds: dict = {}
+    reference, params = getattr(NumpyBackend, name), KERNELS[name][0]
+
     @functools.wraps(fn)
     def call(*args):
         calls[name] += 1
-        return fn(*args)
+        signature = tuple(_kind_of_argument(param, a) for param, a in zip(params, args))
+        if signature not in kinds:
+            copies = [np.array(a, copy=True) if isinstance(a, np.ndarray) else
+                      [np.array(b, copy=True) for b in a] if isinstance(a, list) else a
+                      for a in args]
+            kinds[signature] = results.kind_of(reference(*copies))
+        result = fn(*args)
+        problem = results.result_mismatch(name, result, kinds[signature])
+        if problem:
+            raise TypeError(f"the kernel {name} of {module!r}: {problem} (as the "
+                            "reference's; python -m minicnn.check checks a kernel file)")
+        return result
 
     return call
+
+
+def _kind_of_argument(param: str, a):
+    """What of an argument decides the kind of a kernel's result: an array's shape and
+    dtype, a list's length, a flag's or a geometry's value; not a rate, a step size or a
+    Dropout key (they change every step)."""
+    if isinstance(a, np.ndarray):
+        return a.shape, a.dtype
+    if isinstance(a, list):
+        return len(a)
+    return None if isinstance(a, float) or param == "key" else a
 
 
 def _resolve(backend: str | ModuleType | Backend) -> Backend:
