@@ -41,8 +41,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .backends.contract import KERNELS
-from .backends.results import OPAQUE_OUTPUTS, kind_of, result_mismatch
 from .backends.reference import NumpyBackend
+from .backends.results import OPAQUE_OUTPUTS, kind_of, result_mismatch
 from .gradcheck import numerical_gradient
 
 REFERENCE = NumpyBackend()
