@@ -53,8 +53,21 @@ def require_same_shape(**arrays) -> None:
                              f"{tuple(ref.shape)}; they must match")
 
 
+def require_real(what: str, **arrays) -> None:
+    """The arrays are all float32 or all float64 (the compute dtype), or TypeError: the
+    compiled kernels are typed by their inputs and would compute integers (or mix) silently."""
+    dtypes = {name: str(a.dtype) for name, a in arrays.items() if a is not None}
+    if len(set(dtypes.values())) > 1 or not set(dtypes.values()) <= {"float32", "float64"}:
+        got = ", ".join(f"{name} {dtype}" for name, dtype in dtypes.items())
+        raise TypeError(f"{what}: the compiled kernels take float32 or float64 arrays, all of "
+                        f"one dtype (the compute dtype); got {got}. Convert them first, e.g. "
+                        "x.astype(np.float32)")
+
+
 def require_conv_shapes(x, w, dy=None, b=None, stride=(1, 1), padding="valid") -> None:
-    """x (N, H, W, C), w (kh, kw, C, F), b (F,), dy (N, OH, OW, F) consistent, or ValueError."""
+    """x (N, H, W, C), w (kh, kw, C, F), b (F,), dy (N, OH, OW, F) consistent, or ValueError
+    (TypeError for dtypes: ``require_real``)."""
+    require_real("conv", x=x, w=w, b=b, dy=dy)
     if len(x.shape) != 4 or len(w.shape) != 4 or x.shape[3] != w.shape[2]:
         raise ValueError(f"conv: input {tuple(x.shape)} and kernel {tuple(w.shape)} disagree "
                          "(expected (N, H, W, C) and (kh, kw, C, filters))")
@@ -68,7 +81,9 @@ def require_conv_shapes(x, w, dy=None, b=None, stride=(1, 1), padding="valid") -
 
 
 def require_dense_shapes(x, w, b=None, dy=None) -> None:
-    """x (N, D), w (D, U), b (U,), dy (N, U) consistent, or ValueError."""
+    """x (N, D), w (D, U), b (U,), dy (N, U) consistent, or ValueError (TypeError for
+    dtypes: ``require_real``)."""
+    require_real("dense", x=x, w=w, b=b, dy=dy)
     if len(x.shape) != 2 or len(w.shape) != 2 or x.shape[1] != w.shape[0]:
         raise ValueError(f"dense: input {tuple(x.shape)} and kernel {tuple(w.shape)} disagree")
     if b is not None and tuple(b.shape) != (w.shape[1],):

@@ -184,6 +184,23 @@ def test_compiled_kernels_check_shapes_in_their_wrappers():
                 backend.sgd_update(p, g, np.zeros(11, np.float32), 0.1, 0.9)
 
 
+@pytest.mark.parametrize("name", ["numba", "cython"])
+@pytest.mark.parametrize("call", [
+    lambda b: b.dense_forward(np.array([[1, 2]]), np.array([[2], [2]]), np.array([0])),
+    lambda b: b.dense_forward(np.ones((2, 3), np.float32), np.ones((3, 2)), None),
+    lambda b: b.dense_backward(np.ones((2, 3)), np.ones((3, 2)), np.ones((2, 2), np.int32)),
+    lambda b: b.conv2d_forward(np.ones((1, 4, 4, 1), np.int64), np.ones((3, 3, 1, 2)), None,
+                               (1, 1), "valid"),
+])
+def test_compiled_products_refuse_integer_or_mixed_dtypes(name, call):
+    """Typed by their inputs, the compiled products would compute integers silently
+    (numba's dense_forward gave [[0]] for [[6]]): a TypeError naming every dtype."""
+    if name not in minicnn.available_backends():
+        pytest.skip(f"{name} is not built here")
+    with pytest.raises(TypeError, match=r"take float32 or float64 arrays, all of one dtype"):
+        call(load(name))
+
+
 def test_numba_without_a_writable_cache_compiles_in_memory(monkeypatch):
     if "numba" not in minicnn.available_backends():
         pytest.skip("numba is not installed")
