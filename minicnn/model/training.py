@@ -193,7 +193,8 @@ class Trainer:
 
     def stages(self) -> list[fusion.Stage]:
         """The stages a training step runs, in order (``plan``); ``stage_outputs`` holds
-        what each returned in the last forward pass."""
+        what each returned in the last training step's forward pass (a ``predict`` or
+        ``evaluate`` since, by a callback say, leaves them)."""
         return self.plan().stages
 
     def _forward(self, x, training: bool, stages: list[fusion.Stage]):
@@ -201,7 +202,8 @@ class Trainer:
         for stage in stages:
             x = stage.forward(x, training)
             outputs.append(x)
-        self.stage_outputs = outputs
+        if training:
+            self.stage_outputs = outputs
         return x
 
     def _step_loss(self, tally: Tally, x, y, training: bool, weights=None, plan=None):

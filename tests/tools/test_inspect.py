@@ -86,6 +86,28 @@ def test_the_figures_draw(tmp_path):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
 
 
+def test_layer_stats_record_the_training_step_not_a_callbacks_predict():
+    """A callback that predicts before LayerStats sees the step: the records are those of
+    the training step, the same as without that callback."""
+    from minicnn.callbacks import Callback, LayerStats
+
+    class Peek(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.model.predict(np.zeros((3, 7, 6, 2)))
+
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((12, 7, 6, 2)), rng.integers(0, 4, 12)
+    records = []
+    for callbacks in ([], [Peek()]):
+        stats = LayerStats(every=1)
+        _small_cnn().fit(x, y, batch_size=4, epochs=1, verbose=0, seed=0,
+                         callbacks=[*callbacks, stats])
+        records.append(stats.records)
+    assert len(records[0]) == len(records[1]) > 0
+    for a, b in zip(*records):
+        assert (a["layer"], a["mean"], a["std"]) == (b["layer"], b["mean"], b["std"])
+
+
 def test_layer_stats_are_numpys_on_the_recorded_arrays(backend, tmp_path):
     from minicnn.callbacks import LayerStats
     model = _small_cnn()
