@@ -43,6 +43,18 @@ def _shift_index(size: int, shifts: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return np.clip(source, 0, size - 1), inside
 
 
+def _whole_shifts(shifts, n: int, name: str) -> np.ndarray:
+    """One whole-pixel shift per image (N,), from such an array or one number for all."""
+    shifts = np.asarray(shifts)
+    if shifts.shape not in ((), (n,)) or not (
+            np.issubdtype(shifts.dtype, np.integer)
+            or (np.issubdtype(shifts.dtype, np.floating) and np.all(shifts == np.round(shifts)))):
+        raise ValueError(f"{name} must be one whole-pixel shift per image, shape ({n},) of "
+                         f"integers (or one integer for all), got shape {shifts.shape} of "
+                         f"{shifts.dtype}")
+    return np.broadcast_to(shifts.astype(np.int64), (n,))
+
+
 def shift_images(x, dy, dx, fill_mode: str = "nearest", cval: float = 0) -> np.ndarray:
     """Move image k down by dy[k] and right by dx[k] whole pixels (negative: up / left).
 
@@ -53,8 +65,8 @@ def shift_images(x, dy, dx, fill_mode: str = "nearest", cval: float = 0) -> np.n
     if fill_mode not in ("nearest", "constant"):
         raise ValueError(f"fill_mode must be 'nearest' or 'constant', got {fill_mode!r}")
     n, h, w = x.shape[:3]
-    rows, rows_in = _shift_index(h, np.asarray(dy))
-    cols, cols_in = _shift_index(w, np.asarray(dx))
+    rows, rows_in = _shift_index(h, _whole_shifts(dy, n, "dy"))
+    cols, cols_in = _shift_index(w, _whole_shifts(dx, n, "dx"))
     out = x[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
     if fill_mode == "constant":
         out[~(rows_in[:, :, None] & cols_in[:, None, :])] = cval

@@ -25,6 +25,7 @@ from .shapes import (
     conv_geometry,
     require_conv_shapes,
     require_dense_shapes,
+    require_in_place,
     require_same_shape,
 )
 from .threads import blas_single_thread, chunks_for
@@ -506,11 +507,13 @@ class CompiledCPUBackend(FlaggedProductsBackend):
 
     def adam_update(self, p, g, m, v, lr_t, beta_1, beta_2, epsilon):
         require_same_shape(param=p, grad=g, m=m, v=v)
+        require_in_place("adam_update", p=p, m=m, v=v)
         return self.kernels.adam(p.reshape(-1), _flat(g), m.reshape(-1), v.reshape(-1), lr_t,
                                  beta_1, beta_2, epsilon, self._saved_blocks(p))
 
     def sgd_update(self, p, g, velocity, lr, momentum, nesterov=False):
         require_same_shape(param=p, grad=g, velocity=velocity)
+        require_in_place("sgd_update", p=p, velocity=velocity)
         if nesterov:  # the reference's
             return super().sgd_update(p, g, velocity, lr, momentum, nesterov)
         return self.kernels.sgd(p.reshape(-1), _flat(g),

@@ -64,6 +64,19 @@ def require_real(what: str, **arrays) -> None:
                         "x.astype(np.float32)")
 
 
+def require_in_place(what: str, **arrays) -> None:
+    """The arrays an update writes in place are C-contiguous, or ValueError naming them: the
+    compiled kernels take flat views, and a strided array's flat view would be a copy that
+    the update changes instead."""
+    strided = [name for name, a in arrays.items() if a is not None
+               and not a.flags.c_contiguous]
+    if strided:
+        raise ValueError(f"{what} updates {', '.join(strided)} in place, so "
+                         f"{'it' if len(strided) == 1 else 'each'} must be a C-contiguous "
+                         "array, not a strided view (keep the array np.ascontiguousarray(...) "
+                         "gives, and update that)")
+
+
 def require_conv_shapes(x, w, dy=None, b=None, stride=(1, 1), padding="valid") -> None:
     """x (N, H, W, C), w (kh, kw, C, F), b (F,), dy (N, OH, OW, F) consistent, or ValueError
     (TypeError for dtypes: ``require_real``)."""

@@ -201,6 +201,20 @@ def test_compiled_products_refuse_integer_or_mixed_dtypes(name, call):
         call(load(name))
 
 
+@pytest.mark.parametrize("name", ["numba", "cython"])
+def test_an_update_of_a_strided_view_names_the_argument(name):
+    """The compiled updates write flat views: a strided p (whose flat view is a copy) is a
+    ValueError naming it, not an update lost (numba) or a bare 'not C-contiguous' (Cython)."""
+    if name not in minicnn.available_backends():
+        pytest.skip(f"{name} is not built here")
+    backend, zeros = load(name), np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match=r"adam_update updates p, v in place, so each must be"):
+        backend.adam_update(np.ones(8, np.float32)[::2], zeros, zeros.copy(),
+                            np.zeros(8, np.float32)[::2], 0.1, 0.9, 0.999, 1e-7)
+    with pytest.raises(ValueError, match=r"sgd_update updates velocity in place, so it must"):
+        backend.sgd_update(zeros.copy(), zeros, np.zeros(8, np.float32)[::2], 0.1, 0.9)
+
+
 def test_numba_without_a_writable_cache_compiles_in_memory(monkeypatch):
     if "numba" not in minicnn.available_backends():
         pytest.skip("numba is not installed")

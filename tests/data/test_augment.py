@@ -46,6 +46,20 @@ def test_shift_constant_by_hand_with_channels():
     np.testing.assert_array_equal(out[1], x[1])
 
 
+@pytest.mark.parametrize("dy, dx, got", [
+    ([1, 2, 3], [0, 0], r"dy .* shape \(2,\) .* got shape \(3,\)"),
+    ([1, 0], [0.5, 0], r"dx must be one whole-pixel shift"),
+    ([[1], [0]], [0, 0], r"dy .* got shape \(2, 1\)"),
+])
+def test_shift_offsets_that_do_not_match_the_images_are_clear_errors(dy, dx, got):
+    with pytest.raises(ValueError, match=got):
+        shift_images(IMAGES, dy, dx)
+
+
+def test_one_shift_for_every_image():
+    np.testing.assert_array_equal(shift_images(IMAGES, 1, 0), shift_images(IMAGES, [1, 1], [0, 0]))
+
+
 @pytest.mark.parametrize("value, size, allowed", [
     (3, 28, range(-2, 3)),  # Keras: an int r draws from {0..r-1} with a random sign
     (1, 28, [0]),
