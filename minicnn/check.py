@@ -311,6 +311,30 @@ def check_batchnorm_backward(fn, case):
     _compare("dx", dx, _numeric(loss, x), np.float64)
 
 
+@st.composite
+def dropout_cases(draw, dtype=dtypes):
+    return {"shape": tuple(draw(st.lists(st.integers(1, 5), min_size=1, max_size=4))),
+            "rate": draw(st.sampled_from([0.1, 0.5, 0.9])), "key": draw(st.integers(0, 2**40)),
+            "dtype": draw(dtype), "seed": draw(seeds)}
+
+
+def check_dropout(fn, case):
+    """The reference's mask for this key, exactly (every backend draws the same one), and
+    the kept values scaled by 1 / (1 - rate)."""
+    x = np.random.default_rng(case["seed"]).standard_normal(case["shape"]).astype(case["dtype"])
+    want = REFERENCE.dropout(x, case["rate"], case["key"])
+    got = fn(x, case["rate"], case["key"])
+    if np.shape(got) == want.shape:
+        dropped, kept = np.asarray(got) == 0, want == 0
+        if not np.array_equal(dropped, kept):
+            where = tuple(int(i) for i in np.argwhere(dropped != kept)[0])
+            raise Mismatch(f"the mask differs from the reference's at {where}: yours "
+                           f"{'drops' if dropped[where] else 'keeps'} it (draw it with "
+                           "dropout_draws(x.size, key) >= dropout_threshold(rate), in x's "
+                           "flat order)")
+    _compare("y", got, want, case["dtype"])
+
+
 def _update_arrays(case, count: int):
     rng = np.random.default_rng(case["seed"])
     arrays = [rng.standard_normal(case["shape"]) for _ in range(count)]
@@ -382,6 +406,7 @@ CHECKS = {
     "batchnorm_backward": KernelCheck(check_batchnorm_backward, norm_cases(FLOAT64)),
     "softmax_cross_entropy": KernelCheck(check_softmax_cross_entropy, row_cases(),
                                          fixed=EXTREME_LOGITS),
+    "dropout": KernelCheck(check_dropout, dropout_cases()),
     "sgd_update": KernelCheck(check_sgd_update, update_cases()),
     "adam_update": KernelCheck(check_adam_update, update_cases()),
 }

@@ -17,6 +17,7 @@ from minicnn.layers import (
     BatchNormalization,
     Conv2D,
     Dense,
+    Dropout,
     Flatten,
     MaxPool2D,
 )
@@ -51,7 +52,8 @@ def trained(module=None, optimizer=Adam) -> list[np.ndarray]:
     with minicnn.use_backend(module or "numpy"):
         model = Sequential([Conv2D(3, 3, activation="relu", input_shape=(8, 8, 1)),
                             MaxPool2D(2), AveragePooling2D(1), BatchNormalization(), Flatten(),
-                            Dense(5, activation="sigmoid"), Dense(3, activation="softmax")])
+                            Dense(5, activation="sigmoid"), Dropout(0.25),
+                            Dense(3, activation="softmax")])
         model.compile(optimizer(0.01), "sparse_categorical_crossentropy", ["accuracy"])
         model.fit(x, y, batch_size=8, epochs=1, verbose=0, seed=0)
         return model.get_weights()

@@ -1,6 +1,7 @@
 """``python -m minicnn.check``: it passes the reference's kernels, fails planted bugs with
 the failing case, refuses files it cannot check, and a learner's kernels can train."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,7 @@ REFERENCE_KERNELS = """
 from minicnn.backends.reference.activations import activation_backward, activation_forward
 from minicnn.backends.reference.conv import conv2d_backward, conv2d_forward
 from minicnn.backends.reference.dense import dense_backward, dense_forward
+from minicnn.backends.reference.elementwise import dropout
 from minicnn.backends.reference.losses import softmax_cross_entropy
 from minicnn.backends.reference.normalization import batchnorm_backward, batchnorm_forward
 from minicnn.backends.reference.optimizers import adam_update, sgd_update
@@ -105,6 +107,19 @@ PLANTED = {
         def batchnorm_backward(x_hat, gamma, var, epsilon, dy, batch_stats):
             return (dy * gamma / np.sqrt(var + epsilon), (dy * x_hat).sum(axis=0),
                     dy.sum(axis=0))
+        """),
+    "a Dropout that forgets to scale what it keeps": ("dropout", """
+        import numpy as np
+        from minicnn.backends.reference.elementwise import dropout_draws, dropout_threshold
+        def dropout(x, rate, key):
+            keep = (dropout_draws(x.size, key) >= dropout_threshold(rate)).reshape(x.shape)
+            return np.where(keep, x, x.dtype.type(0))
+        """),
+    "a Dropout with a mask of its own": ("dropout", """
+        import numpy as np
+        def dropout(x, rate, key):
+            keep = np.random.default_rng(key).random(x.shape) >= rate
+            return np.where(keep, x / x.dtype.type(1 - rate), x.dtype.type(0))
         """),
     "a softmax that overflows": ("softmax_cross_entropy", """
         import numpy as np
@@ -251,7 +266,8 @@ def test_planted_bugs_fail_with_the_failing_case(tmp_path, bug):
     module = check.load_module(_file(tmp_path, source))
     failure = check.check_kernel(kernel, vars(module)[kernel], module, examples=40)
     assert failure is not None, bug
-    assert "largest difference" in failure or "Error" in failure, failure
+    assert any(what in failure for what in ("largest difference", "Error", "differs from "
+                                            "the reference's at")), failure
     assert "dtype" in failure  # the case is described
 
 
@@ -334,3 +350,89 @@ def test_a_model_trains_on_a_learners_kernels(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="defines no kernel of the contract"):
         minicnn.set_backend(check.load_module(_file(tmp_path, "x = 1\n", "none.py")))
+
+
+PARALLEL_DENSE = """
+import numpy as np
+from numba import njit, prange
+
+@njit(parallel=True, cache=False)
+def _dense_rows(x, w, b, y):
+    for i in prange(x.shape[0]):
+        for j in range(w.shape[1]):
+            total = b[j]
+            for k in range(x.shape[1]):
+                total += x[i, k] * w[k, j]
+            y[i, j] = total
+
+def dense_forward(x, w, b):
+    y = np.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
+    _dense_rows(x, w, np.zeros(w.shape[1], x.dtype) if b is None else b, y)
+    return y
+"""
+
+CUDA_DENSE = """
+import numpy as np
+from numba import cuda
+
+@cuda.jit
+def _dense_kernel(x, w, b, y):
+    i, j = cuda.grid(2)
+    if i < y.shape[0] and j < y.shape[1]:
+        total = b[j]
+        for k in range(x.shape[1]):
+            total += x[i, k] * w[k, j]
+        y[i, j] = total
+
+def dense_forward(x, w, b):
+    b = np.zeros(w.shape[1], x.dtype) if b is None else b
+    y = cuda.device_array((x.shape[0], w.shape[1]), dtype=x.dtype)
+    blocks = ((y.shape[0] + 7) // 8, (y.shape[1] + 7) // 8)
+    _dense_kernel[blocks, (8, 8)](cuda.to_device(x), cuda.to_device(w), cuda.to_device(b), y)
+    return y.copy_to_host()
+"""
+
+# trains a small MLP on the file's kernels and on the reference; prints the largest gap
+TRAIN_ON_FILE = """
+import sys
+import numpy as np
+import minicnn
+from minicnn import check
+from minicnn.layers import Dense
+module = check.load_module(sys.argv[1])
+x, y = np.random.default_rng(0).standard_normal((16, 5)), np.arange(16) % 3
+weights = []
+for backend in ("numpy", module):
+    with minicnn.use_backend(backend) as active:
+        model = minicnn.Sequential([Dense(4, activation="relu", input_shape=(5,)),
+                                    Dense(3, activation="softmax")])
+        model.compile("adam", "sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0, seed=0)
+        weights.append(model.get_weights())
+assert active.module_calls["dense_forward"] > 0
+print(max(float(np.abs(a - b).max()) for a, b in zip(*weights)))
+"""
+
+
+@pytest.mark.parametrize("exercise, solution, simulated", [
+    ("parallel_dense.py", PARALLEL_DENSE, False), ("cuda_dense.py", CUDA_DENSE, True)])
+def test_the_parallel_and_gpu_exercises_check_and_train_once_written(tmp_path, exercise,
+                                                                     solution, simulated):
+    """A prange kernel and a numba.cuda kernel (on the simulator) written as the exercise
+    files ask: the checker passes them and a model trains on them as on the reference;
+    the files as given fail, saying what to write."""
+    env = {**os.environ, **({"NUMBA_ENABLE_CUDASIM": "1"} if simulated else {})}
+    mine, train = _file(tmp_path, solution, "mine.py"), _file(tmp_path, TRAIN_ON_FILE,
+                                                              "train.py")
+
+    def run(*args):
+        return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                              cwd=ROOT, env=env, timeout=300)
+
+    given = run("-m", "minicnn.check", str(ROOT / "exercises" / exercise), "--examples", "3")
+    assert given.returncode == 1 and "NotImplementedError: write dense_forward" in given.stdout
+    checked = run("-m", "minicnn.check", str(mine), "--examples", "10")
+    assert checked.returncode == 0 and "PASS dense_forward" in checked.stdout, checked.stdout
+    trained = run(str(train), str(mine))
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert float(trained.stdout.split()[-1]) < 1e-5
