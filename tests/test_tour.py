@@ -1,6 +1,6 @@
 """Every code block of every tour chapter runs, in order, as a reader would run them: from
-the repository's root, figures into a temporary folder. Chapter 6 reads the real data
-(marked slow, as the other real-data tests); chapter 8 runs in a process of its own under
+the repository's root, figures into a temporary folder. Chapters 6, 9, 10 and 11 read the
+real data (marked slow, as the other real-data tests); chapter 8 runs in a process of its own under
 Numba's CUDA simulator, which must be chosen before Numba is imported."""
 
 import os
@@ -16,7 +16,8 @@ import minicnn
 ROOT = Path(__file__).resolve().parent.parent  # (this file also runs as a script)
 TOUR = ROOT / "docs" / "tour"
 CHAPTERS = sorted(TOUR.glob("[0-9][0-9]-*.md"))
-REAL_DATA = {"06-training-cnns"}
+REAL_DATA = {"06-training-cnns", "09-a-training-loop-by-hand", "10-training-well",
+             "11-what-a-cnn-sees"}
 SIMULATED_GPU = {"08-the-gpu"}
 
 
