@@ -138,8 +138,10 @@ def _conv_arrays(case):
 
 
 def _describe(case) -> str:
-    return ", ".join(f"{k} {v.__name__ if isinstance(v, type) else v}" for k, v in case.items()
-                     if k != "seed")
+    """The case as the learner reads it: the shapes and options, and the seed its arrays are
+    drawn from (``np.random.default_rng(seed)``; the checker draws the same cases each run,
+    so the same command fails the same way again)."""
+    return ", ".join(f"{k} {v.__name__ if isinstance(v, type) else v}" for k, v in case.items())
 
 
 # ----------------------------------------------------------------------------- checks

@@ -2,6 +2,7 @@
 the failing case, refuses files it cannot check, and a learner's kernels can train."""
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -436,3 +437,11 @@ def test_the_parallel_and_gpu_exercises_check_and_train_once_written(tmp_path, e
     trained = run(str(train), str(mine))
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert float(trained.stdout.split()[-1]) < 1e-5
+
+
+def test_a_failing_case_names_its_seed_and_fails_the_same_way_again(tmp_path):
+    kernel, source = PLANTED["a softmax that overflows"]
+    module = check.load_module(_file(tmp_path, source))
+    first, again = (check.check_kernel(kernel, vars(module)[kernel], module, examples=20)
+                    for _ in range(2))
+    assert first == again and re.search(r"seed \d+", first), first
