@@ -591,10 +591,29 @@ def _load_or_exit_code(path: str) -> ModuleType | int:
         return 3
 
 
+# Set in the checking process's environment to the file it checks (by ``supervise``), and
+# while ``run_checks`` runs (shared by every copy of this module, ``python -m`` runs one of
+# its own): the checker refuses to start again from inside that file.
+CHECKING, RUNNING = "MINICNN_CHECKING", "MINICNN_CHECK_RUNNING"
+_FROM_INSIDE = ("minicnn.check was run from inside a file it is checking: run it from the "
+                "command line, not from the file (a file that checks itself would start "
+                "checkers without end)")
+
+
 def run_checks(path: str, examples: int, report_fd: int | None = None) -> int:
     """Import the file and check its kernels in this process; the exit code. With
     ``report_fd``, every kernel, case and verdict is also written there, a line each, for
     the supervising process."""
+    if os.environ.get(RUNNING):
+        raise RuntimeError(_FROM_INSIDE)
+    os.environ[RUNNING] = path
+    try:
+        return _check_file(path, examples, report_fd)
+    finally:
+        del os.environ[RUNNING]
+
+
+def _check_file(path: str, examples: int, report_fd: int | None) -> int:
     stream = os.fdopen(report_fd, "w", buffering=1) if report_fd is not None else None
 
     def report(kind: str, *fields: str) -> None:
@@ -637,10 +656,12 @@ def supervise(path: str, examples: int, time_limit: float) -> int:
     verdict: a case that runs past ``time_limit`` seconds, an exit or a crash is a FAIL
     naming the kernel and the case. -> the exit code (0 all pass, 1 a FAIL, 2 or 3 the
     file could not be checked or imported)."""
+    if os.environ.get(CHECKING):
+        raise RuntimeError(_FROM_INSIDE)
     read_fd, write_fd = os.pipe()
     child = subprocess.Popen([sys.executable, "-m", "minicnn.check", path, "--examples",
                               str(examples), "--report-fd", str(write_fd)],
-                             pass_fds=(write_fd,))
+                             pass_fds=(write_fd,), env={**os.environ, CHECKING: path})
     os.close(write_fd)
     kernel = case = None
     imported, code = False, None

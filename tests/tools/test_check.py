@@ -258,6 +258,12 @@ def test_nothing_a_file_does_passes_for_a_verdict(tmp_path):
                 "--time-limit", "2")
     assert hangs.returncode == 1 and "FAIL dense_forward: no result within 2 s" in hangs.stdout
     hangs_at_import = run("while True:\n    pass\n", "import_hangs.py", "--time-limit", "2")
+    # a file that runs the checker on itself, as a command or in its own process: refused
+    # at once (it would start a checking process, which imports it, which starts one ...)
+    for call in ("check.main([__file__])", "check.run_checks(__file__, 2)"):
+        itself = run(f"from minicnn import check\n{call}\n", "itself.py")
+        assert itself.returncode == 3 and "run from inside a file it is checking" in \
+            itself.stderr, itself.stderr[-500:]
     assert hangs_at_import.returncode == 1 and "as the file was imported" in hangs_at_import.stdout
 
 
