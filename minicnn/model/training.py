@@ -257,8 +257,8 @@ class Trainer:
     def train_step(self, x, y, sample_weight=None) -> tuple[float, dict]:
         """One optimizer step on a batch (x and y as fit takes them): ``compute_gradients``,
         then the update; returns (loss, metric counts). ``sample_weight`` (N,) host array
-        weights the rows of the loss. A non-finite loss changes nothing; an element whose
-        update is not finite keeps its values."""
+        weights the rows of the loss. All or nothing, as a step of fit: a non-finite loss
+        or update, or an error part-way, changes nothing."""
         x, y = self._ready_batch(x, y)
         tally = self._one_step(x, y, sample_weight)
         return tally.last_loss, tally.counts
