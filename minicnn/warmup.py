@@ -8,11 +8,18 @@ the Numba backend; the models are shared out over worker processes, one per core
 
     python -m minicnn.warmup              # every zoo model
     python -m minicnn.warmup cnn_b best   # some of them
+    python -m minicnn.warmup --for examples/train_cnn.py --model best   # what it needs
+
+``--for COMMAND`` (``./run`` passes the command it is about to run) compiles only the
+models that command trains (``MODELS_OF_EXAMPLES``), so a first run of the main job waits
+for its own model's kernels only; the others compile on their first use. Any other command
+(the tests, a script of one's own) gets every model.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -42,8 +49,30 @@ def warm(name: str) -> float:
     return time.perf_counter() - start
 
 
+# The zoo models each example trains (train_cnn.py: its --model, cnn_b by default).
+MODELS_OF_EXAMPLES = {"train_cnn.py": ["cnn_b"], "speedrun.py": ["best"],
+                      "augmentation.py": ["small_data_cnn"], "inspect_model.py": ["cnn_b"],
+                      "train_mlp.py": [], "xor.py": []}
+
+
+def models_for(command: list[str]) -> list[str]:
+    """The zoo models ``command`` (python's arguments) will train: an example's, or all."""
+    script = os.path.basename(command[0]) if command else ""
+    if script not in MODELS_OF_EXAMPLES:
+        return list(ORDER)
+    for i, arg in enumerate(command):
+        chosen = arg.split("=", 1)[1] if arg.startswith("--model=") else \
+            command[i + 1] if arg == "--model" and i + 1 < len(command) else None
+        if chosen in ORDER:
+            return [chosen]
+    return MODELS_OF_EXAMPLES[script]
+
+
 def main(argv: list[str] | None = None) -> None:
-    names = list(argv if argv is not None else sys.argv[1:]) or list(ORDER)
+    argv = list(argv if argv is not None else sys.argv[1:])
+    names = models_for(argv[1:]) if argv[:1] == ["--for"] else argv or list(ORDER)
+    if not names:
+        return
     unknown = sorted(set(names) - set(ORDER))
     if unknown:
         raise SystemExit(f"unknown model(s) {unknown}; the zoo has {list(ORDER)}")

@@ -189,3 +189,22 @@ def test_run_script_reuses_an_installed_venv(tmp_path):
     result = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "hello from the venv\n" and "installing" not in result.stderr
+
+
+@pytest.mark.parametrize("command, models", [
+    (["examples/train_cnn.py"], ["cnn_b"]),
+    (["examples/train_cnn.py", "--epochs", "2", "--model", "best"], ["best"]),
+    (["examples/train_cnn.py", "--model=mlp"], ["mlp"]),
+    (["examples/speedrun.py", "--seed", "3"], ["best"]),
+    (["examples/xor.py"], []),
+    (["-m", "pytest"], ["cnn_b", "best", "cnn_a", "small_data_cnn", "mlp"]),
+    ([], ["cnn_b", "best", "cnn_a", "small_data_cnn", "mlp"]),
+])
+def test_the_first_run_compiles_what_its_command_trains(command, models):
+    """./run's first call warms up (compiles and caches) the models of the command it is
+    about to run only, so the main job waits for its own model's kernels, not the zoo's."""
+    from minicnn import warmup, zoo
+    assert warmup.models_for(command) == models
+    assert set(warmup.ORDER) == set(zoo.MODELS)
+    assert {m for ms in warmup.MODELS_OF_EXAMPLES.values() for m in ms} <= set(zoo.MODELS)
+    assert set(warmup.MODELS_OF_EXAMPLES) <= {p.name for p in (ROOT / "examples").glob("*.py")}
