@@ -16,15 +16,23 @@ larger kernel calls instead, each a fused kernel of the contract:
 On every path the last layer's softmax (or sigmoid) is left to the loss, which takes the
 logits (``Logits``): softmax with cross-entropy is one kernel in the textbook too. The
 tests hold every fused plan to the textbook path's numbers.
+
+A model is a graph of ``Node``s (a ``Sequential`` is a chain of them): layers fuse only
+along a chain, where the second reads the first's output and nothing else does (never
+across a merge, or a tensor that feeds two layers). A layer used at several nodes runs
+there unfused (``SharedUse``), its gradients summed. ``Plan.forward`` and
+``Plan.backward`` walk the stages; the backward adds the gradients of a tensor that
+feeds several stages (a skip connection's input).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import NamedTuple
 
 from .backends import get_backend
 from .layers import Activation, BatchNormalization, Conv2D, Dense, MaxPool2D, ReLU
-from .layers.base import Layer
+from .layers.base import KernelLayer, Layer
 
 
 class Logits:
@@ -143,7 +151,39 @@ class ConvPool:
         return dx
 
 
-Stage = Layer | Logits | ProductReLU | WeightGradients | NormReLU | ConvPool
+class SharedUse:
+    """One use of a layer that the graph calls at several nodes (shared weights, as in
+    Keras): the layer's own forward and backward on a copy of it that shares its weights
+    and keeps this use's inputs, so that each use's backward reads its own. The layer's
+    ``grads`` are the sum over its uses: the use whose backward runs first (``primary``)
+    sets them and adds the kernel_regularizer's gradient once; the others add theirs.
+    ``logits``: the use is the model's output, whose activation the loss applies."""
+
+    def __init__(self, layer: Layer, primary: bool, logits: bool = False):
+        self.layer, self.primary, self.logits = layer, primary, logits
+        self.layers = (layer,)
+
+    def forward(self, x, training: bool):
+        self.use = copy.copy(self.layer)  # shares params and state: the same arrays
+        if not self.primary and isinstance(self.layer, KernelLayer):
+            self.use.kernel_regularizer = None
+        if self.logits:
+            return self.use.forward(x, training, activate=False)
+        return self.use.forward(x, training)
+
+    def backward(self, dy):
+        layer, dx = self.layer, self.use.backward(dy)
+        if self.primary:
+            layer.grads = dict(self.use.grads)
+            if isinstance(layer, KernelLayer):
+                layer.last_penalty = self.use.last_penalty
+        else:
+            add = get_backend().add_forward
+            layer.grads = {key: add(layer.grads[key], g) for key, g in self.use.grads.items()}
+        return dx
+
+
+Stage = Layer | Logits | ProductReLU | WeightGradients | NormReLU | ConvPool | SharedUse
 
 
 def layers_of(stage: Stage) -> tuple[Layer, ...]:
@@ -151,12 +191,63 @@ def layers_of(stage: Stage) -> tuple[Layer, ...]:
     return (stage,) if isinstance(stage, Layer) else stage.layers
 
 
+class Node(NamedTuple):
+    """A layer called in a graph. ``inputs`` are tensor numbers: 0 is the model's input,
+    k the output of node k - 1 (nodes are in topological order, so a node reads earlier
+    ones); an int for a single input, a tuple for a merge layer's list."""
+
+    layer: Layer
+    inputs: int | tuple[int, ...]
+
+
+def chain(layers: list[Layer]) -> list[Node]:
+    """A Sequential's graph: each layer reads the one before it."""
+    return [Node(layer, k) for k, layer in enumerate(layers)]
+
+
+def _read(inputs: int | tuple[int, ...]) -> tuple[int, ...]:
+    return inputs if isinstance(inputs, tuple) else (inputs,)
+
+
 class Plan(NamedTuple):
-    """The stages a model runs, in order; the backward runs ``stages[first:]`` (the stages
-    before the first layer with weights need no gradient)."""
+    """The stages a model runs, in order, and their wiring: ``inputs[k]`` are the tensor
+    numbers stage k reads (0 the model's input, j the output of stage j - 1; a tuple for a
+    merge), ``trains[k]`` whether stage k runs backward (a stage that no weight comes
+    before needs no gradient), ``to_input`` whether the backward goes on to the model's
+    input."""
 
     stages: list[Stage]
-    first: int
+    inputs: list[int | tuple[int, ...]]
+    trains: list[bool]
+    to_input: bool = False
+
+    def forward(self, x, training: bool) -> list:
+        """Every tensor of the forward pass: [x, stage 0's output, ..., the model's]."""
+        values = [x]
+        for stage, inputs in zip(self.stages, self.inputs):
+            arg = [values[i] for i in inputs] if isinstance(inputs, tuple) else values[inputs]
+            values.append(stage.forward(arg, training))
+        return values
+
+    def _needs_gradient(self, tensor: int) -> bool:
+        return self.trains[tensor - 1] if tensor else self.to_input
+
+    def backward(self, grad):
+        """From d loss / d output, every stage's backward in reverse order, each tensor's
+        gradient summed over the stages that read it. -> d loss / d input when
+        ``to_input``, else None."""
+        add = get_backend().add_forward
+        grads = {len(self.stages): grad}
+        for k in reversed(range(len(self.stages))):
+            if not self.trains[k]:
+                continue
+            dx = self.stages[k].backward(grads.pop(k + 1))
+            inputs = self.inputs[k]
+            pairs = zip(inputs, dx) if isinstance(inputs, tuple) else [(inputs, dx)]
+            for i, g in pairs:
+                if self._needs_gradient(i):
+                    grads[i] = add(grads[i], g) if i in grads else g
+        return grads.get(0)
 
 
 def _pools_in_place(conv: Layer, pool: Layer) -> bool:
@@ -171,10 +262,9 @@ def _is_relu(layer: Layer) -> bool:
     return type(layer) in (ReLU, Activation) and layer.activation == "relu"
 
 
-def _fused_stage(layers: list[Layer], i: int, first: int):
-    """The fused stage that starts at ``layers[i]``, or None."""
-    layer, need_dx = layers[i], i > first
-    after = layers[i + 1] if i + 1 < len(layers) else None
+def _fused_stage(layer: Layer, after: Layer | None, need_dx: bool):
+    """The fused stage that runs ``layer`` (and ``after``, the layer that alone reads its
+    output, if any), or None."""
     if after is not None and _pools_in_place(layer, after):
         return ConvPool(layer, after, need_dx)
     if type(layer) is BatchNormalization and after is not None and _is_relu(after):
@@ -186,23 +276,43 @@ def _fused_stage(layers: list[Layer], i: int, first: int):
     return None
 
 
-def plan(layers: list[Layer], fuse: bool, fuse_loss: bool) -> Plan:
-    """The stages ``layers`` run as: each layer on its own, or with ``fuse`` the fused
-    stages above where they apply. ``fuse_loss``: the last layer stops before its
-    activation (the loss kernel applies softmax or sigmoid itself)."""
-    first = next((i for i, layer in enumerate(layers) if layer.params), len(layers))
-    fuse_loss = fuse_loss and bool(layers) and layers[-1].activation != "linear"
-    stages: list[Stage] = []
-    first_stage = None
-    i = 0
-    while i < len(layers):
-        if first_stage is None and i >= first:
-            first_stage = len(stages)
-        last = i == len(layers) - 1
-        stage = None if last and fuse_loss else _fused_stage(layers, i, first) if fuse else None
+def plan(nodes: list[Node], fuse: bool, fuse_loss: bool, to_input: bool = False) -> Plan:
+    """The stages the graph ``nodes`` (``chain(layers)`` for a stack) run as: each layer
+    on its own, or with ``fuse`` the fused stages above where they apply. ``fuse_loss``:
+    the last node (the output) stops before its activation (the loss kernel applies
+    softmax or sigmoid itself). ``to_input``: the backward computes the input's gradient
+    too (saliency)."""
+    uses: dict[int, list[int]] = {}
+    readers = [0] * (len(nodes) + 1)
+    for k, node in enumerate(nodes):
+        uses.setdefault(id(node.layer), []).append(k)
+        for i in _read(node.inputs):
+            readers[i] += 1
+    needs = [to_input]  # per tensor: whether it needs a gradient
+    for node in nodes:
+        needs.append(bool(node.layer.params) or any(needs[i] for i in _read(node.inputs)))
+    fuse_loss = fuse_loss and bool(nodes) and nodes[-1].layer.activation != "linear"
+    plan_ = Plan([], [], [], to_input)
+    renamed = {0: 0}  # node tensor number -> stage tensor number
+    k = 0
+    while k < len(nodes):
+        layer, last = nodes[k].layer, k == len(nodes) - 1
+        need_dx = any(needs[i] for i in _read(nodes[k].inputs))
+        shared = len(uses[id(layer)]) > 1
+        alone = k + 1 < len(nodes) and nodes[k + 1].inputs == k + 1 and readers[k + 1] == 1
+        after = nodes[k + 1].layer if alone and len(uses[id(nodes[k + 1].layer)]) == 1 else None
+        stage = None
+        if shared:
+            stage = SharedUse(layer, k == uses[id(layer)][-1], logits=last and fuse_loss)
+        elif fuse and not (last and fuse_loss):
+            stage = _fused_stage(layer, after, need_dx)
         if stage is None:
-            stage = Logits(layers[i]) if last and fuse_loss else layers[i]
-        stages.append(stage)
-        i += len(layers_of(stage))
-    return Plan(stages, len(stages) if first_stage is None else first_stage)
-
+            stage = Logits(layer) if last and fuse_loss else layer
+        k += len(layers_of(stage))
+        plan_.stages.append(stage)
+        inputs = nodes[k - len(layers_of(stage))].inputs
+        plan_.inputs.append(tuple(renamed[i] for i in inputs) if isinstance(inputs, tuple)
+                            else renamed[inputs])
+        plan_.trains.append(needs[k])
+        renamed[k] = len(plan_.stages)
+    return plan_

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from . import config, fusion
+from . import config
 from .backends import to_numpy
 from .fusion import layers_of
 from .layers import AveragePooling2D, Conv2D, Dense, MaxPool2D
@@ -126,8 +126,8 @@ its own step (``run_step``) on timed copies of its stages and a tally of the pro
 
     plan = model.plan()
     stages = plan.stages
-    timed = fusion.Plan([_TimedStage(stage, i, clock) for i, stage in enumerate(stages)],
-                        plan.first)
+    timed = plan._replace(stages=[_TimedStage(stage, i, clock)
+                                  for i, stage in enumerate(stages)])
     step_times = []
     try:
         with backend.session(), backend.step_buffers(model, "profile", len(xs)):

@@ -16,12 +16,14 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 import minicnn
-from minicnn import Sequential
+from minicnn import Model, Sequential
 from minicnn.backends.reference import NumpyBackend, activations
 from minicnn.datasets import write_idx
 from minicnn.layers import (
+    Add,
     AveragePooling2D,
     BatchNormalization,
+    Concatenate,
     Conv2D,
     Dense,
     Dropout,
@@ -465,8 +467,61 @@ def models(draw, max_side: int = 9, max_filters: int = 4, max_batch: int = 6):
     return layers, shape, batch, classes, dtype, optimizer
 
 
-def build(case) -> Sequential:
+@st.composite
+def graphs(draw, max_side: int = 8, max_filters: int = 3, max_batch: int = 5):
+    """A drawn graph, as ``models`` draws a stack: a stem, then blocks of every kind a graph
+    has -- a residual block (identity or a strided 1x1 projection shortcut, Conv-BN-ReLU in
+    the branch), a Concatenate of two branches, a layer called twice (shared weights), a
+    tensor feeding three inputs of one Add -- and a head. ``case[0]`` is a function of the
+    Input tensor that calls new layers on it (``build``)."""
+    shape = (draw(st.integers(3, max_side)), draw(st.integers(3, max_side)),
+             draw(st.integers(1, 2)))
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    kinds = draw(st.lists(st.sampled_from(["residual", "projection", "concat", "shared",
+                                           "fan-out"]), min_size=1, max_size=3))
+    filters = [draw(st.integers(1, max_filters)) for _ in kinds]
+    norm = dtype == "float64" and draw(st.booleans())  # as in ``models``: float64 only
+    act = draw(st.sampled_from(["relu", "linear", "tanh"]))
+    head = draw(st.sampled_from([Flatten, GlobalAveragePooling2D]))
+    classes = draw(st.integers(2, 4))
+
+    def make(x):
+        c = filters[0]
+        h = Conv2D(c, 3, padding="same", activation="relu")(x)
+        for kind, f in zip(kinds, filters):
+            if kind in ("residual", "projection"):
+                stride = 2 if kind == "projection" else 1
+                out = f if kind == "projection" else c
+                r = Conv2D(out, 3, strides=stride, padding="same", use_bias=not norm)(h)
+                if norm:
+                    r = BatchNormalization()(r)
+                r = Conv2D(out, 3, padding="same")(ReLU()(r))
+                short = Conv2D(out, 1, strides=stride)(h) if kind == "projection" else h
+                h, c = ReLU()(Add()([short, r])), out
+            elif kind == "concat":
+                h = Concatenate()([Conv2D(f, 1)(h),
+                                   Conv2D(f, 3, padding="same", activation=act)(h)])
+                c = 2 * f
+            elif kind == "shared":
+                twice = Conv2D(c, 3, padding="same", activation=act)
+                h = twice(twice(h))
+            else:
+                h = Add()([h, ReLU()(h), MaxPool2D(3, strides=1, padding="same")(h)])
+        return Dense(classes, activation="softmax")(head()(h))
+
+    optimizers = [lambda: SGD(0.1), lambda: SGD(0.05, momentum=0.9)]
+    if dtype == "float64":
+        optimizers += [lambda: Adam(0.01), lambda: RMSprop(0.01)]
+    return make, shape, draw(st.integers(1, max_batch)), classes, dtype, \
+        draw(st.sampled_from(optimizers))
+
+
+def build(case) -> Sequential | Model:
+    """The model of a drawn case: a ``graphs`` case's Model, or a ``models`` stack."""
     layers, shape, *_ = case
+    if callable(layers):
+        x = Input(shape)
+        return Model(x, layers(x), name="drawn")
     made = [make() for make in layers]
     made[0].input_shape = shape
     return Sequential(made, name="drawn")
@@ -503,3 +558,15 @@ def assert_same_training(backend: str, case) -> None:
     for e, g in zip(expected, got):
         assert g.dtype == e.dtype
         np.testing.assert_allclose(g, e, rtol=tol, atol=tol)
+
+
+def check_merge_kernels(fast, dtype, rows: int, ca: int, cb: int, inner: int, seed: int):
+    """add_forward, add_backward, concatenate_forward and _backward against the reference."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((rows, ca, inner)).astype(dtype)
+    b = rng.standard_normal((rows, cb, inner)).astype(dtype)
+    same = rng.standard_normal(a.shape).astype(dtype)
+    compare(fast, "add_forward", (a, same), dtype)
+    compare(fast, "concatenate_forward", (a, b), dtype)
+    dy = rng.standard_normal((rows, ca + cb, inner)).astype(dtype)
+    compare(fast, "concatenate_backward", (dy, ca), dtype)

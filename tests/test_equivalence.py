@@ -9,6 +9,8 @@ is the reference (``test_every_kernel_a_backend_implements_is_compared_here``).
 import numba
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import minicnn
 from minicnn.backends.compiled import UPDATE_BLOCK
@@ -176,6 +178,15 @@ def test_multiply_kernel(fast, dtype):
     rng = np.random.default_rng(5)
     a, b = rng.standard_normal((3, 4, 5)).astype(dtype), rng.standard_normal((3, 4, 5))
     compare(fast, "multiply", (a, b.astype(dtype)), dtype)
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(dtype=st.sampled_from([np.float32, np.float64]), rows=st.integers(1, 40),
+       ca=st.integers(1, 9), cb=st.integers(1, 9), inner=st.integers(1, 30),
+       seed=st.integers(0, 2**16))
+def test_merge_kernels(fast, dtype, rows, ca, cb, inner, seed):
+    helpers.check_merge_kernels(fast, dtype, rows, ca, cb, inner, seed)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import minicnn
-from tests.helpers import FAST_BACKENDS, assert_same_training, models
+from tests.helpers import FAST_BACKENDS, assert_same_training, graphs, models
 
 
 @pytest.mark.parametrize("backend", FAST_BACKENDS)
@@ -104,3 +104,12 @@ def test_conv_then_max_pool_pairs_match_the_reference(backend, n, h, w, c, f, ke
         assert (a is None) == (e is None)
         if e is not None:
             np.testing.assert_allclose(a, e, rtol=tol, atol=tol * max(1.0, np.abs(e).max()))
+
+
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.filter_too_much,
+                                                          HealthCheck.function_scoped_fixture])
+@given(case=graphs())
+def test_random_graphs_train_like_the_reference(backend, case):
+    """Graphs: skip connections, projections, concatenations, shared layers, fan-outs."""
+    assert_same_training(backend, case)

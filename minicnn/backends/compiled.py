@@ -26,7 +26,10 @@ from .shapes import (
     require_conv_shapes,
     require_dense_shapes,
     require_in_place,
+    require_joinable,
+    require_real,
     require_same_shape,
+    require_splittable,
 )
 from .threads import blas_single_thread, chunks_for
 
@@ -394,6 +397,31 @@ class CompiledCPUBackend(FlaggedProductsBackend):
                                     pool, (db_parts, dx), need_dx)
         return (dx if need_dx else None), dw, db_parts.sum(axis=0).astype(x.dtype)
 
+
+    def add_forward(self, a, b):
+        require_same_shape(a=a, b=b)
+        require_real("add_forward", a=a, b=b)
+        a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+        out = np.empty_like(a)
+        self.kernels.add(a.reshape(-1), b.reshape(-1), out.reshape(-1))
+        return out
+
+    def concatenate_forward(self, a, b):
+        require_joinable(a, b)
+        require_real("concatenate_forward", a=a, b=b)
+        a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+        out = np.empty((a.shape[0], a.shape[1] + b.shape[1], a.shape[2]), a.dtype)
+        self.kernels.join_or_split(out, a, b, True)
+        return out
+
+    def concatenate_backward(self, dy, split):
+        require_splittable(dy, split)
+        require_real("concatenate_backward", dy=dy)
+        dy = np.ascontiguousarray(dy)
+        da = np.empty((dy.shape[0], split, dy.shape[2]), dy.dtype)
+        db = np.empty((dy.shape[0], dy.shape[1] - split, dy.shape[2]), dy.dtype)
+        self.kernels.join_or_split(dy, da, db, False)
+        return da, db
 
     def multiply(self, a, b):
         kernels = self.kernels

@@ -42,6 +42,12 @@ KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
     # dense
     "dense_forward": (("x", "w", "b"), "x (N,D), w (D,U), b (U,) or None -> y (N,U)"),
     "dense_backward": (("x", "w", "dy"), "dy (N,U) -> dx (N,D), dw (D,U), db (U,)"),
+    # merges (Add, Concatenate); add_forward also sums a fanned-out tensor's gradients
+    "add_forward": (("a", "b"), "a + b element-wise, same shapes"),
+    "add_backward": (("dy",), "-> da, db: dy to both inputs (the same array may serve both)"),
+    "concatenate_forward": (("a", "b"), "a (M,Ca,K), b (M,Cb,K) -> y (M,Ca+Cb,K)"),
+    "concatenate_backward": (("dy", "split"),
+                             "dy (M,C,K) -> da = dy[:, :split], db = dy[:, split:], new arrays"),
     # element-wise and per-row
     "activation_forward": (("name", "z"), "a = f(z), any shape (softmax: over the last axis)"),
     "activation_backward": (("name", "z", "a", "da"),
@@ -138,7 +144,8 @@ COMPILED_KERNELS = (
     "conv_forward", "conv_backward", "plane_conv_forward", "plane_conv_backward",
     "winograd_kernel", "winograd_kernel_gradient", "winograd_forward", "winograd_backward",
     "dense_forward", "dense_backward", "maxpool_forward", "maxpool_backward",
-    "avgpool_forward", "avgpool_backward", "multiply", "dropout", "sum_parts", "column_sums",
+    "avgpool_forward", "avgpool_backward", "add", "join_or_split", "multiply",
+    "dropout", "sum_parts", "column_sums",
     "centred_squares", "normalize", "batchnorm_dx", "softmax_cross_entropy", "softmax_rows",
     "activation_forward", "activation_backward", "adam", "sgd",
 )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
+
 
 class ConvGeometry(NamedTuple):
     """Output size and the zero padding on each side of one convolution."""
@@ -51,6 +53,23 @@ def require_same_shape(**arrays) -> None:
         if a is not None and tuple(a.shape) != tuple(ref.shape):
             raise ValueError(f"{name} has shape {tuple(a.shape)} but {first} has "
                              f"{tuple(ref.shape)}; they must match")
+
+
+def require_joinable(a, b) -> None:
+    """a (M, Ca, K) and b (M, Cb, K), which concatenate_forward joins along axis 1, or
+    ValueError."""
+    if len(a.shape) != 3 or len(b.shape) != 3 or (a.shape[0], a.shape[2]) != (b.shape[0],
+                                                                             b.shape[2]):
+        raise ValueError(f"concatenate_forward joins a (M, Ca, K) and b (M, Cb, K) along axis "
+                         f"1, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
+
+
+def require_splittable(dy, split) -> None:
+    """dy (M, C, K) and 0 < split < C, which concatenate_backward cuts at, or ValueError."""
+    if len(dy.shape) != 3 or not (isinstance(split, (int, np.integer))
+                                  and 0 < split < dy.shape[1]):
+        raise ValueError(f"concatenate_backward cuts dy (M, C, K) at 0 < split < C along "
+                         f"axis 1, got shape {tuple(dy.shape)} and split {split!r}")
 
 
 def require_real(what: str, **arrays) -> None:

@@ -13,19 +13,20 @@ from .conv import (
 )
 from .core import Dropout, Input
 from .dense import Dense, Flatten
+from .merge import Add, Concatenate
 from .normalization import BatchNormalization
 
 __all__ = [
-    "Activation", "AveragePooling2D", "AvgPool2D", "BatchNormalization", "Conv2D", "Dense",
-    "Dropout", "Flatten", "GlobalAveragePooling2D", "GlobalAvgPool2D", "Input", "Layer",
-    "MaxPool2D", "MaxPooling2D", "REGISTERED_LAYERS", "ReLU", "Sigmoid", "Softmax",
-    "Weight", "register_layer",
+    "Activation", "Add", "AveragePooling2D", "AvgPool2D", "BatchNormalization", "Concatenate",
+    "Conv2D", "Dense", "Dropout", "Flatten", "GlobalAveragePooling2D", "GlobalAvgPool2D",
+    "Input", "Layer", "MaxPool2D", "MaxPooling2D", "REGISTERED_LAYERS", "ReLU", "Sigmoid",
+    "Softmax", "Weight", "register_layer",
 ]
 
 # The classes a saved model may name (aliases resolve to these).
 LAYER_CLASSES = {cls.__name__: cls for cls in (
-    Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
-    GlobalAveragePooling2D, MaxPool2D, ReLU, Sigmoid, Softmax)}
+    Activation, Add, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense, Dropout,
+    Flatten, GlobalAveragePooling2D, MaxPool2D, ReLU, Sigmoid, Softmax)}
 
 # Layer classes of the user's own that saved models may name (``register_layer``).
 REGISTERED_LAYERS: dict[str, type] = {}

@@ -79,6 +79,32 @@ def _check_weight_name(layer, key) -> None:
                          "it is a key in the saved file")
 
 
+class SymbolicTensor:
+    """What a layer called on a symbolic tensor returns (Keras' KerasTensor): no values, only
+    the shape of one sample and where it comes from: ``layer`` called on ``inputs`` (its
+    ``call_index``-th call). ``Input(shape)`` makes the first one; ``Model(inputs,
+    outputs)`` follows them back into a graph."""
+
+    def __init__(self, shape: tuple[int, ...], layer: Layer | None = None,
+                 inputs: tuple[SymbolicTensor, ...] = (), call_index: int = 0):
+        self.shape, self.layer, self.inputs, self.call_index = shape, layer, inputs, call_index
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("a symbolic tensor has no values: it is a step of a graph "
+                        "(Model(inputs, outputs)); predict with the model on arrays, e.g. "
+                        "model.predict(x)")
+
+    def __add__(self, other):
+        raise TypeError("symbolic tensors are combined by merge layers: Add()([a, b]), "
+                        "Concatenate()([a, b])")
+
+    __radd__ = __add__
+
+    def __repr__(self) -> str:
+        origin = f" from {self.layer.name}" if self.layer is not None else ""
+        return f"<SymbolicTensor shape=(None, {', '.join(map(str, self.shape))}){origin}>"
+
+
 class Layer:
     """Base of every layer.
 
@@ -92,6 +118,7 @@ class Layer:
     """
 
     uses_rng = False  # True: fit gives the layer a seeded ``rng`` (Dropout's masks)
+    merges = False  # True: called on a list of tensors (Add, Concatenate)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -117,6 +144,7 @@ class Layer:
         self.models: weakref.WeakSet = weakref.WeakSet()  # the models this layer is in
         self._z = self._a = None
         self._activated = False
+        self.calls = 0  # how many symbolic tensors this layer was called on (its graph uses)
 
     def __deepcopy__(self, memo: dict) -> Layer:
         """A copy of the layer and its weights, in no model yet (a copied model adds it)."""
@@ -126,6 +154,38 @@ class Layer:
             setattr(clone, key, weakref.WeakSet() if key == "models"
                     else copy.deepcopy(value, memo))
         return clone
+
+    # -- the functional API -----------------------------------------------------------
+
+    def __call__(self, inputs) -> SymbolicTensor:
+        """``y = layer(x)`` on a symbolic tensor ``x`` (a list of them for a merge layer):
+        a symbolic tensor of the output's shape, a step of a graph that ``Model(inputs,
+        outputs)`` trains. Called again, the layer is used again with the same weights
+        (on inputs of the same shape)."""
+        given = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        for t in given:
+            if not isinstance(t, SymbolicTensor):
+                raise TypeError(
+                    f"layer {self.name!r} ({type(self).__name__}) was called on a "
+                    f"{type(t).__name__}; a layer is called on symbolic tensors to build a "
+                    "graph: x = Input((28, 28, 1)); y = Conv2D(32, 3)(x); "
+                    "model = Model(x, y). To compute outputs for arrays, use "
+                    "model.predict(x) (or layer.forward(x) on a built layer)")
+        if self.merges != isinstance(inputs, (list, tuple)) or (self.merges and len(given) < 2):
+            want = "a list of two or more tensors" if self.merges else "one tensor"
+            raise TypeError(f"layer {self.name!r} ({type(self).__name__}) takes {want}, "
+                            f"got {len(given)} in a {type(inputs).__name__}")
+        shape = [t.shape for t in given] if self.merges else given[0].shape
+        if self.input_shape is not None and not self.merges and self.input_shape != shape:
+            raise ValueError(
+                f"layer {self.name!r} ({type(self).__name__}) expects inputs of shape "
+                f"{self.input_shape} (its input_shape, or its first call's), got {shape}; a "
+                "layer called again shares its weights, so it needs the same input shape")
+        out = self.compute_output_shape(shape)
+        if not self.merges:
+            self.input_shape = shape
+        self.calls += 1
+        return SymbolicTensor(tuple(out), self, tuple(given), self.calls - 1)
 
     # -- shapes and weights -----------------------------------------------------------
 

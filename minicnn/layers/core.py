@@ -5,22 +5,27 @@ from __future__ import annotations
 import numpy as np
 
 from ..backends import get_backend
-from .base import Layer, check_shape
+from .base import Layer, SymbolicTensor, check_shape
 
 
-class Input:
-    """``Sequential([Input((28, 28, 1)), Conv2D(...), ...])``: the shape of one sample.
+class Input(SymbolicTensor):
+    """The symbolic tensor a graph starts from: ``x = Input((28, 28, 1))``, then
+    ``y = Conv2D(32, 3)(x)`` and ``Model(x, y)``; or first in
+    ``Sequential([Input((28, 28, 1)), Conv2D(...), ...])``, where it gives its shape to the
+    first layer as that layer's ``input_shape``.
 
-    Not a layer of its own (as in Keras, it is not listed in ``model.layers``): it hands its
-    shape to the model's first layer as that layer's ``input_shape``.
+    Not a layer of its own: ``model.layers`` does not list it (``summary`` shows it as the
+    graph's first row).
     """
 
     def __init__(self, shape, name: str | None = None):
-        self.shape = check_shape(shape, "Input shape")
-        self.name = name
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"Input name must be a string, got {type(name).__name__}")
+        super().__init__(check_shape(shape, "Input shape"))
+        self.name = name or "input_layer"  # Keras' name for it
 
     def __repr__(self) -> str:
-        return f"Input(shape={self.shape})"
+        return f"Input(shape={self.shape}, name={self.name!r})"
 
 
 class Dropout(Layer):

@@ -1,8 +1,10 @@
-"""The model: ``Sequential``'s structure and weights (``sequential.py``), its training
-(``training.py``), its file format (``saving.py``) and ``load_model`` (``loading.py``)."""
+"""The model: ``Model``'s graph and weights (``functional.py``, ``graph.py``), ``Sequential``
+as its chain (``sequential.py``), their training (``training.py``), the file format
+(``saving.py``) and ``load_model`` (``loading.py``)."""
 
+from .functional import Model
 from .loading import load_model
 from .sequential import Sequential
 from .training import History
 
-__all__ = ["History", "Sequential", "load_model"]
+__all__ = ["History", "Model", "Sequential", "load_model"]

@@ -1,4 +1,5 @@
-"""``load_model``: a saved model file checked (``saving.py``), then rebuilt as a Sequential."""
+"""``load_model``: a saved model file checked (``saving.py``), then rebuilt as a Sequential
+or, for a file with a graph, a Model."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import stat
 from .. import config
 from ..validation import as_finite
 from . import npz
+from .functional import Model
 from .saving import (
     CONFIG_BYTES,
     LayerClassError,
@@ -22,7 +24,8 @@ from .sequential import Sequential
 
 
 def load_model(path: str | os.PathLike, custom_objects: dict | None = None):
-    """Rebuild a model saved by ``Sequential.save`` (weights and optimizer state included).
+    """Rebuild a model saved by ``save``, a Sequential or a Model, with its weights and
+    optimizer state.
 
     ``custom_objects`` ({class name: class}) names the layer classes of your own that the
     model uses, as in Keras (or register them once with ``@minicnn.layers.register_layer``).
@@ -39,7 +42,7 @@ def load_model(path: str | os.PathLike, custom_objects: dict | None = None):
         with npz.NpzArchive(path) as archive:
             cfg = checked_config(json.loads(archive.small_bytes("config", CONFIG_BYTES)),
                                   classes)
-            model = model_from_config(cfg, classes, Sequential)
+            model = model_from_config(cfg, classes, Model if "graph" in cfg else Sequential)
             expected = expected_arrays(model)
             stored = archive.names() - {"config"}
             unknown = stored - set(expected)

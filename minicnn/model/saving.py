@@ -54,6 +54,9 @@ def checked_config(cfg, classes: dict[str, type]) -> dict:
                 f"unknown layer class {name!r:.80}: pass it in custom_objects, e.g. "
                 f"load_model(path, custom_objects={{{name!r:.80}: {name:.80}}}), or register "
                 "it with @minicnn.layers.register_layer")
+    if "graph" in cfg:
+        _check_graph(cfg["graph"], [spec["config"].get("name") for spec in cfg["layers"]],
+                     need)
     need(cfg.get("loss") is None or isinstance(cfg["loss"], (str, dict)),
          "loss must be a name or an object with a name")
     need(cfg.get("optimizer") is None or (isinstance(cfg["optimizer"], dict)
@@ -67,10 +70,32 @@ def checked_config(cfg, classes: dict[str, type]) -> dict:
     return cfg
 
 
+def _check_graph(graph, names: list, need) -> None:
+    """A saved graph (``Model._graph_config``): an input shape, then nodes that each name one
+    of the file's layers and read only tensors made before them (so no cycle)."""
+    need(isinstance(graph, dict) and isinstance(graph.get("input"), dict)
+         and isinstance(graph["input"].get("name"), str)
+         and isinstance(graph["input"].get("shape"), list) and graph["input"]["shape"]
+         and all(type(d) is int and d > 0 for d in graph["input"]["shape"])
+         and isinstance(graph.get("nodes"), list) and graph["nodes"],
+         "graph must have an input {name, shape} and a list of nodes")
+    for k, node in enumerate(graph["nodes"]):
+        need(isinstance(node, list) and len(node) == 2 and isinstance(node[0], str),
+             f"graph node {k} must be [layer name, inputs], got {node!r:.80}")
+        if node[0] not in names:
+            raise ValueError(f"config: graph node {k} names layer {node[0]!r:.80}, which is "
+                             f"missing from the file's layers {names!r:.200}")
+        reads = node[1] if isinstance(node[1], list) else [node[1]]
+        need(reads and all(type(i) is int and 0 <= i <= k for i in reads),
+             f"graph node {k} ({node[0]!r:.80}) must read tensors made before it (0 to {k}), "
+             f"got {node[1]!r:.80}")
+
+
 def model_from_config(cfg: dict, classes: dict[str, type], model_class: type):
-    """The ``model_class`` (Sequential) a config describes: layers made and compiled, no
-    weights allocated yet."""
-    model = model_class(name=cfg["name"])
+    """The ``model_class`` (Sequential, or Model for a config with a graph) a config
+    describes: layers made and compiled, no weights allocated yet (a graph's are drawn,
+    then replaced by the file's)."""
+    layers = []
     for spec in cfg["layers"]:
         try:
             layer = classes[spec["class"]](**spec["config"])
@@ -82,7 +107,8 @@ def model_from_config(cfg: dict, classes: dict[str, type], model_class: type):
         layer.trainable = spec.get("trainable", True)
         if "rng_state" in spec:
             layer.rng = generator_from_state(spec["rng_state"])
-        model.add(layer, rebuild=False)  # the file's weights come after its checks
+        layers.append(layer)
+    model = model_class._from_layers(cfg, layers)
     if cfg["loss"] is not None:
         if cfg["optimizer"] is None:
             raise ValueError("config: a compiled model needs an optimizer")

@@ -1,6 +1,6 @@
 """Training and inference: Keras' compile / fit / evaluate / predict, and the step engine
 under them (forward through the stages ``fusion.plan`` makes, the loss, backward, the
-update). ``Sequential`` inherits all of it from ``Trainer``."""
+update). ``Model`` and ``Sequential`` inherit all of it from ``Trainer``."""
 
 from __future__ import annotations
 
@@ -114,7 +114,8 @@ class History:
 
 
 class Trainer:
-    """compile, fit, evaluate and predict for a model with ``layers`` (``Sequential``)."""
+    """compile, fit, evaluate and predict for a model with ``layers`` and the graph of their
+    calls, ``nodes()`` (``Model``, ``Sequential``)."""
 
     @contextlib.contextmanager
     def _one_thread_at_a_time(self):
@@ -176,19 +177,21 @@ class Trainer:
 
     @property
     def _loss_takes_logits(self) -> bool:
-        """The last layer's activation is the one the loss computes with it (softmax)."""
-        return self.loss.fuses is not None and self.layers[-1].activation == self.loss.fuses
+        """The output layer's activation is the one the loss computes with it (softmax)."""
+        return (self.loss.fuses is not None
+                and self.nodes()[-1].layer.activation == self.loss.fuses)
 
     def plan(self, for_loss: bool = True) -> fusion.Plan:
         """The stages a step runs on the active backend (``fusion.plan``): fused where the
         backend ``fuses`` (or compile's ``fuse`` says so), else each layer on its own;
         ``for_loss``: ending in the logits when the loss takes them. Made once per layer
-        list, path and loss fusion."""
+        graph, path and loss fusion."""
         fuse = get_backend().fuses if self.fuse is None else self.fuse
         logits = for_loss and self.loss is not None and self._loss_takes_logits
-        key = (tuple(map(id, self.layers)), fuse, logits)
+        nodes = self.nodes()
+        key = (tuple((id(node.layer), node.inputs) for node in nodes), fuse, logits)
         if key not in self._plans:
-            self._plans[key] = fusion.plan(self.layers, fuse, logits)
+            self._plans[key] = fusion.plan(nodes, fuse, logits)
         return self._plans[key]
 
     def stages(self) -> list[fusion.Stage]:
@@ -197,20 +200,18 @@ class Trainer:
         ``evaluate`` since, by a callback say, leaves them)."""
         return self.plan().stages
 
-    def _forward(self, x, training: bool, stages: list[fusion.Stage]):
-        outputs = []
-        for stage in stages:
-            x = stage.forward(x, training)
-            outputs.append(x)
+    def _forward(self, x, training: bool, plan: fusion.Plan):
+        """The model's output for a device batch, through ``plan``'s stages in order."""
+        values = plan.forward(x, training)
         if training:
-            self.stage_outputs = outputs
-        return x
+            self.stage_outputs = values[1:]
+        return values[-1]
 
     def _step_loss(self, tally: Tally, x, y, training: bool, weights=None, plan=None):
         """Forward a device batch through ``plan`` (default: ``self.plan()``); its data loss
         (no weight penalties, see ``_penalty``) and metric counts go to the step ``tally``
         has begun, rows weighted by ``weights`` (N,) if given. Returns d loss / d output."""
-        out = self._forward(x, training, (plan or self.plan()).stages)
+        out = self._forward(x, training, plan or self.plan())
         return tally.loss_gradient(self.loss, out, y, weights, self._metric_k,
                                    logits=self._loss_takes_logits)
 
@@ -282,8 +283,7 @@ class Trainer:
         grad = self._step_loss(tally, x, y, True, sample_weight, plan)  # forward, dL/d(out)
         if tally.diverged():
             return
-        for stage in reversed(plan.stages[plan.first:]):  # backward
-            grad = stage.backward(grad)
+        plan.backward(grad)  # each stage's, in reverse; fills every layer's grads
         tally.add(len(x) * sum(layer.last_penalty for layer in self.layers
                                if isinstance(layer, KernelLayer)))
         if update:
@@ -553,14 +553,12 @@ class Trainer:
             if dy.shape != (len(x), *self.output_shape):
                 raise ValueError(f"dy must have the output's shape {(len(x), *self.output_shape)}, "
                                  f"got {dy.shape}")
-            # each layer's own backward (every one computes its input's gradient)
-            stages = fusion.plan(self.layers, fuse=False, fuse_loss=before_activation).stages
+            # each layer's own backward, on to the input
+            plan = fusion.plan(self.nodes(), fuse=False, fuse_loss=before_activation,
+                               to_input=True)
             with backend.session(), backend.step_buffers(self, "input_gradient", len(x)):
-                self._forward(backend.to_device(x), False, stages)
-                grad = backend.to_device(dy)
-                for stage in reversed(stages):
-                    grad = stage.backward(grad)
-                return backend.to_host(grad)
+                self._forward(backend.to_device(x), False, plan)
+                return backend.to_host(plan.backward(backend.to_device(dy)))
 
     def _evaluate_feed(self, feed: ArrayFeed, prefix: str = "") -> dict:
         """Loss (weight penalties included) and metrics over every batch of ``feed``."""
@@ -601,5 +599,5 @@ class Trainer:
                     batch = x[start:start + batch_size]
                     with backend.step_buffers(self, "predict", len(batch)):
                         out.append(backend.to_host(self._forward(
-                            backend.to_device(batch), False, self.plan(for_loss=False).stages)))
+                            backend.to_device(batch), False, self.plan(for_loss=False))))
             return np.concatenate(out)

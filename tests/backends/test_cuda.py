@@ -65,6 +65,21 @@ def test_one_hot_rows_from_class_indices(cuda):
         helpers.check_one_hot_from_class_indices(cuda, np.float32, rows, classes)
 
 
+@pytest.mark.parametrize("rows, ca, cb, inner", [(1, 1, 1, 1), (5, 3, 2, 7), (33, 1, 4, 3)])
+def test_merge_kernels(cuda, rows, ca, cb, inner):
+    for dtype in (np.float32, np.float64):
+        helpers.check_merge_kernels(cuda, dtype, rows, ca, cb, inner, seed=rows)
+
+
+@settings(max_examples=6, deadline=None,
+          suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
+@given(case=helpers.graphs(max_side=5, max_filters=2, max_batch=3))
+def test_random_graphs_train_like_the_reference(case):
+    """Residual blocks, projections, Concatenate, shared layers and fan-outs on the device:
+    the weights the reference computes (test_properties.py's graphs, simulator-sized)."""
+    helpers.assert_same_training("cuda", case)
+
+
 def test_dropout_mask(cuda):
     for shape, rate in (((7, 3), 0.25), ((1000,), 0.9)):
         helpers.check_dropout_draws_the_reference_mask(cuda, np.float32, shape, rate)

@@ -150,20 +150,22 @@ def test_a_conv_and_the_max_pool_after_it_run_as_one_stage():
     """Conv2D (ReLU or no activation) + MaxPool2D with pool-sized 'valid' windows: one stage;
     overlapping or padded windows, or another activation, keep the layers apart."""
     model = cnn_b()
-    stages, first = fusion.plan(model.layers, fuse=True, fuse_loss=True)
-    assert first == 0 and not stages[0].need_dx and stages[1].need_dx  # the first: no dx
+    stages, inputs, trains, _ = fusion.plan(fusion.chain(model.layers), fuse=True,
+                                            fuse_loss=True)
+    assert all(trains) and not stages[0].need_dx and stages[1].need_dx  # the first: no dx
+    assert inputs == list(range(len(stages)))  # a chain: each stage reads the one before
     assert [tuple(model.layers.index(l) for l in fusion.layers_of(s)) for s in stages] == [
         (0, 1), (2, 3), (4,), (5,), (6,), (7,)]
     assert [type(s).__name__ for s in stages] == [
         "ConvPool", "ConvPool", "ProductReLU", "Flatten", "ProductReLU", "Logits"]
     # the textbook path: every layer on its own, the softmax still inside the loss kernel
-    stages, first = fusion.plan(model.layers, fuse=False, fuse_loss=True)
+    stages = fusion.plan(fusion.chain(model.layers), fuse=False, fuse_loss=True).stages
     assert stages[:-1] == model.layers[:-1] and type(stages[-1]).__name__ == "Logits"
     apart = Sequential([
         Conv2D(2, 3, activation="relu", input_shape=(9, 9, 1)), MaxPool2D(2, strides=1),
         Conv2D(2, 3, activation="sigmoid"), MaxPool2D(2),
         Conv2D(2, 1), MaxPool2D(2, padding="same"), Flatten()])
-    stages = fusion.plan(apart.layers, fuse=True, fuse_loss=False).stages
+    stages = fusion.plan(fusion.chain(apart.layers), fuse=True, fuse_loss=False).stages
     assert [tuple(apart.layers.index(l) for l in fusion.layers_of(s)) for s in stages] == [
         (i,) for i in range(7)]
 

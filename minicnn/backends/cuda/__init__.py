@@ -35,7 +35,7 @@ from ..reference import metrics as ref_metrics
 from ..reference import normalization as ref_normalization
 from ..reference import optimizers as ref_optimizers
 from ..reference import pool as ref_pool
-from . import conv, dense, elementwise, launch, losses, memory, optimizers, pool
+from . import conv, dense, elementwise, launch, losses, memory, merge, optimizers, pool
 from .memory import host_fallback
 from .optimizers import unless_halted
 from .tally import DeviceTally
@@ -65,6 +65,9 @@ class CudaBackend(FlaggedProductsBackend):
     _dense_grads = staticmethod(dense.dense_grads)
 
     # element-wise, losses, metrics
+    add_forward = staticmethod(merge.add_forward)
+    concatenate_forward = staticmethod(merge.concatenate_forward)
+    concatenate_backward = staticmethod(merge.concatenate_backward)
     activation_forward = staticmethod(elementwise.activation_forward)
     activation_backward = staticmethod(elementwise.activation_backward)
     one_hot = staticmethod(losses.one_hot)

@@ -6,7 +6,7 @@ thread pool does all the work (``compiled.py`` drives the kernels, for Cython to
 are channels-last and C-contiguous: the innermost loops run over channels. Kernels compile
 once per dtype and are cached on disk (``jit.py``). Read them by operation: ``conv``
 (im2col), ``plane`` (one input channel), ``winograd``, ``pool``, ``dense``,
-``elementwise``, ``normalization``, ``losses``, ``optimizers``.
+``elementwise``, ``merge``, ``normalization``, ``losses``, ``optimizers``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from . import (
     dense,
     elementwise,
     losses,
+    merge,
     normalization,
     optimizers,
     plane,
@@ -57,6 +58,8 @@ class NumbaKernels:
     activation_forward = staticmethod(elementwise.activation_forward)
     activation_backward = staticmethod(elementwise.activation_backward)
     softmax_rows = staticmethod(elementwise.softmax_rows)
+    add = staticmethod(merge.add)
+    join_or_split = staticmethod(merge.join_or_split)
     multiply = staticmethod(elementwise.multiply)
     dropout = staticmethod(elementwise.dropout)
     adam = staticmethod(optimizers.adam)

@@ -2,8 +2,8 @@
 
 Read the modules in this order: ``dense`` (a product and its transpose), ``conv`` (im2col
 turns a convolution into that product), ``pool``, ``activations``, ``losses``,
-``normalization``, ``optimizers``; ``naive`` has convolution and pooling as the textbook's
-loops, which the tests hold the vectorised versions to.
+``normalization``, ``merge``, ``optimizers``; ``naive`` has convolution and pooling as the
+textbook's loops, which the tests hold the vectorised versions to.
 
 ``NumpyBackend`` gathers the kernels into the class every backend inherits from: a faster
 backend overrides what it makes fast and keeps the rest, so an editor can follow any
@@ -23,6 +23,7 @@ from . import (
     elementwise,
     losses,
     memory,
+    merge,
     metrics,
     normalization,
     optimizers,
@@ -66,6 +67,12 @@ class NumpyBackend:
     # dense
     dense_forward = staticmethod(dense.dense_forward)
     dense_backward = staticmethod(dense.dense_backward)
+
+    # merges
+    add_forward = staticmethod(merge.add_forward)
+    add_backward = staticmethod(merge.add_backward)
+    concatenate_forward = staticmethod(merge.concatenate_forward)
+    concatenate_backward = staticmethod(merge.concatenate_backward)
 
     # element-wise and per-row
     activation_forward = staticmethod(activations.activation_forward)
