@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from . import config
+from . import config, fusion
 from .backends import to_numpy
 from .fusion import layers_of
 from .layers import AveragePooling2D, Conv2D, Dense, MaxPool2D
@@ -24,17 +24,20 @@ from .validation import check_inputs, check_positive_int
 
 
 def feature_maps(model, x) -> dict[str, np.ndarray]:
-    """Every layer's output for the images ``x`` (N, H, W, C), keyed by layer name in model
-    order, in inference mode. The layers run one at a time, unfused, as the textbook writes
-    them (a Conv2D's map is after its activation)."""
+    """Every layer's output for the images ``x`` (N, H, W, C), keyed by layer name in the
+    order the graph runs them (a layer called twice: "name", then "name[1]"), in inference
+    mode. The layers run one at a time, unfused, as the textbook writes them (a Conv2D's
+    map is after its activation)."""
     x = check_inputs(x, model.input_shape, config.dtype())
     backend = model.ready()
-    maps = {}
+    plan = fusion.plan(model.nodes(), fuse=False, fuse_loss=False)
     with backend.session():
-        out = backend.to_device(x)
-        for layer in model.layers:
-            out = layer.forward(out, training=False)
-            maps[layer.name] = np.array(backend.to_host(out))
+        values = plan.forward(backend.to_device(x), False)
+    maps: dict[str, np.ndarray] = {}
+    for stage, out in zip(plan.stages, values[1:]):
+        name = layers_of(stage)[0].name
+        calls = sum(1 for key in maps if key == name or key.startswith(name + "["))
+        maps[name if calls == 0 else f"{name}[{calls}]"] = np.array(backend.to_host(out))
     return maps
 
 
@@ -64,6 +67,8 @@ def layer_flops(layer, input_shape, output_shape, batch: int) -> int:
     each window element once forward and sends each output once backward; element-wise
     layers and activations count 1 per value each way."""
     out = batch * math.prod(output_shape)
+    if layer.merges:  # one addition (or copy) per output value each way
+        return 2 * out
     if isinstance(layer, Dense):
         return 3 * 2 * batch * input_shape[0] * layer.units
     if isinstance(layer, Conv2D):
@@ -76,7 +81,8 @@ def layer_flops(layer, input_shape, output_shape, batch: int) -> int:
 
 def _bytes(layer, input_shape, output_shape, batch: int, itemsize: int) -> int:
     weights = sum(math.prod(spec.shape) for spec in layer.weight_specs(input_shape).values())
-    return itemsize * (batch * (math.prod(input_shape) + math.prod(output_shape)) + weights)
+    inputs = sum(map(math.prod, input_shape)) if layer.merges else math.prod(input_shape)
+    return itemsize * (batch * (inputs + math.prod(output_shape)) + weights)
 
 
 class _TimedStage:

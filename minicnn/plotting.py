@@ -16,7 +16,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .backends import to_numpy
 from .datasets import CLASS_NAMES
-from .fusion import layers_of
+from .fusion import SharedUse, layers_of
 from .layers.base import Layer
 from .metrics import confusion_matrix
 
@@ -283,37 +283,57 @@ def plot_saliency(x, saliency, y_true=None, predicted=None, class_names=CLASS_NA
 
 
 def plot_model(model, path=None) -> Figure:
-    """The model as a diagram, as keras.utils.plot_model draws it: a box per layer with its
-    name, class, output shape and parameter count; layers that run as one fused stage
-    (``fusion.plan``) share a dashed frame."""
-    shapes = model.layer_shapes()
-    stages = model.plan(for_loss=False).stages
-    height = 0.9 * len(model.layers) + 0.6
-    fig = Figure(figsize=(5.2, height))
+    """The model as a diagram, as keras.utils.plot_model draws it: a box per layer call
+    with its name, class, output shape and parameter count, in the order the graph runs,
+    an arrow from each tensor to the layers that read it (a skip connection's arcs round
+    the right side to its merge); layers that run as one fused stage (``fusion.plan``)
+    share a dashed frame."""
+    plan = model.plan(for_loss=False)
+    shapes = dict(zip(map(id, model.layers), model.layer_shapes()))
+    rows = sum(len(layers_of(stage)) for stage in plan.stages) + 1
+    fig = Figure(figsize=(6.2, 0.9 * rows + 0.3))
     ax = fig.add_axes((0, 0, 1, 1))
-    ax.set_xlim(0, 10)
-    ax.set_ylim(-len(model.layers) - 0.2, 0.6)
+    ax.set_xlim(0, 12)
+    ax.set_ylim(-rows + 0.1, 0.2)
     ax.axis("off")
-    top = 0.0
-    ax.text(5, 0.3, "input (None, " + ", ".join(str(d) for d in shapes[0][0]) + ")",
-            ha="center", fontsize=8)
-    for stage in stages:
+
+    def box(top, title, detail):
+        ax.add_patch(Rectangle((1.5, top - 0.8), 7, 0.7, facecolor="#dde8f4",
+                               edgecolor="#35618f"))
+        ax.text(5, top - 0.33, title, ha="center", va="bottom", fontsize=8, weight="bold")
+        ax.text(5, top - 0.38, detail, ha="center", va="top", fontsize=7)
+
+    box(0.0, "input (Input)", "(None, " + ", ".join(map(str, model.input_shape)) + ")")
+    bottom = {0: -0.8}  # tensor number -> the bottom edge of the box that makes it
+    top, arcs = -1.0, 0
+    for k, (stage, inputs) in enumerate(zip(plan.stages, plan.inputs)):
         first = top
-        for layer in layers_of(stage):
-            i = model.layers.index(layer)
-            out = "(None, " + ", ".join(str(d) for d in shapes[i][1]) + ")"
-            ax.add_patch(Rectangle((1.5, top - 0.8), 7, 0.7, facecolor="#dde8f4",
-                                   edgecolor="#35618f"))
-            ax.text(5, top - 0.33, f"{layer.name} ({type(layer).__name__})", ha="center",
-                    va="bottom", fontsize=8, weight="bold")
-            ax.text(5, top - 0.38, f"{out}   params {layer.count_params(shapes[i][0]):,}",
-                    ha="center", va="top", fontsize=7)
+        for i in inputs if isinstance(inputs, tuple) else (inputs,):  # what it reads
+            if bottom[i] == top + 0.2:  # the box right above: a straight arrow
+                ax.annotate("", (5, top - 0.1), (5, bottom[i]),
+                            arrowprops={"arrowstyle": "->", "color": "#35618f"})
+            else:  # from further up: an arc round the right side, each a little wider
+                arm = 20 + 14 * (arcs % 4)
+                arcs += 1
+                ax.annotate("", (8.5, top - 0.45), (8.5, bottom[i] + 0.35),
+                            arrowprops={"arrowstyle": "->", "color": "#35618f",
+                                        "connectionstyle": f"arc,angleA=0,angleB=0,armA={arm},"
+                                                           f"armB={arm},rad=8"})
+        for j, layer in enumerate(layers_of(stage)):
+            in_shape, out_shape = shapes[id(layer)]
+            if j:
+                ax.annotate("", (5, top - 0.1), (5, top + 0.2),
+                            arrowprops={"arrowstyle": "->", "color": "#35618f"})
+            box(top, f"{layer.name} ({type(layer).__name__})",
+                "(None, " + ", ".join(map(str, out_shape)) + ")"
+                f"   params {layer.count_params(in_shape):,}")
             top -= 1
-        if not isinstance(stage, Layer):
+        bottom[k + 1] = top + 0.2
+        if not isinstance(stage, (Layer, SharedUse)):
             ax.add_patch(Rectangle((1.2, top + 0.1), 7.6, first - top - 0.1, fill=False,
                                    linestyle="--", edgecolor="#c0504d"))
-            ax.text(8.9, (first + top) / 2, "one fused stage", rotation=90, va="center",
-                    fontsize=7, color="#c0504d")
+            ax.text(1.0, (first + top) / 2, "one fused stage", rotation=90, va="center",
+                    ha="right", fontsize=7, color="#c0504d")
     if path is not None:  # a full-figure axes: no tight_layout to do
         fig.savefig(path, dpi=100)
     return fig

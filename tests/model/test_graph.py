@@ -220,3 +220,29 @@ def test_the_same_seed_gives_the_same_graph_weights():
         weights.append(model.get_weights())
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_inspection_tools_see_the_graph(tmp_path):
+    """feature_maps (every call, a shared layer's second as name[1]), saliency, profile's
+    rows, LayerStats and plot_model on a graph."""
+    from minicnn import inspect, plotting
+    from minicnn.callbacks import LayerStats
+
+    rng = np.random.default_rng(6)
+    x, y = rng.random((8, 6, 6, 2), dtype=np.float32), rng.integers(0, 3, 8)
+    model = residual_model()
+    model.compile("adam")
+    maps = inspect.feature_maps(model, x[:2])
+    assert list(maps)[:2] == ["conv2d", "conv2d_1"] and maps["add"].shape == (2, 6, 6, 3)
+    assert len(maps) == len(model.nodes())
+    flat = shared_model()
+    assert {"dense", "dense[1]"} <= set(inspect.feature_maps(flat, np.ones((1, 4))))
+    assert inspect.saliency(model, x[:2]).shape == (2, 6, 6, 2)
+    rows = inspect.profile(model, x, y, steps=2)
+    assert [r["layer"] for r in rows][-3:] == ["loss", "optimizer", "outside the layers"]
+    assert any(r["layer"] == "add" and r["flops"] > 0 for r in rows)
+    stats = LayerStats()
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0, callbacks=[stats])
+    assert {"add", "add_1"} <= {r["layer"] for r in stats.records}
+    plotting.plot_model(model, tmp_path / "graph.png")
+    assert (tmp_path / "graph.png").stat().st_size > 0
