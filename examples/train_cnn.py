@@ -4,6 +4,7 @@
     python examples/train_cnn.py --model cnn_a --batch-size 64
     python examples/train_cnn.py --epochs 1 --limit 2000 --backend numpy
     python examples/train_cnn.py --model best        # past the seeds (several minutes)
+    python examples/train_cnn.py --model resnet      # residual blocks, trained as best
 
 Prints Keras-style progress and the test accuracy; saves the model (.npz) and figures
 (history, sample predictions, conv filters, confusion matrix) as PNG in --out.
@@ -39,8 +40,8 @@ from minicnn.datasets import DATA_HELP, load_fashion_mnist, to_float_images
 from minicnn.optimizers import Adam, CosineDecay
 from minicnn.zoo import MODELS
 
-DEFAULT_BATCH = {"mlp": 64, "cnn_a": 64, "cnn_b": 32, "best": 64}
-DEFAULT_EPOCHS = {"mlp": 10, "cnn_a": 10, "cnn_b": 10, "best": 20}
+DEFAULT_BATCH = {"mlp": 64, "cnn_a": 64, "cnn_b": 32, "best": 64, "resnet": 64}
+DEFAULT_EPOCHS = {"mlp": 10, "cnn_a": 10, "cnn_b": 10, "best": 20, "resnet": 15}
 
 
 class TestSetScore(Callback):
@@ -59,12 +60,15 @@ class TestSetScore(Callback):
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=["mlp", "cnn_a", "cnn_b", "best"], default="cnn_b",
+    parser.add_argument("--model", choices=["mlp", "cnn_a", "cnn_b", "best", "resnet"],
+                        default="cnn_b",
                         help="mlp: Dense(256); cnn_a: two 2x2 convs; cnn_b: three 3x3 convs; "
-                        "best: BatchNorm, Dropout, a schedule, validation split"
+                        "best: BatchNorm, Dropout, a schedule, validation split; resnet: "
+                        "residual blocks (a functional Model), trained as best"
                         " (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="passes over the training set (default: 20 for best, else 10)")
+                        help="passes over the training set (default: 20 for best, 15 for "
+                        "resnet, else 10)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="images per step (default: 64 for mlp and cnn_a, 32 for cnn_b, "
                         "as the reference notebooks)")
@@ -103,9 +107,9 @@ def main(argv=None) -> float:
     x_train, x_test = to_float_images(x_train), to_float_images(x_test)
 
     epochs = DEFAULT_EPOCHS[args.model] if args.epochs is None else args.epochs
-    if args.model == "best":  # hold out validation data; the test set stays unseen
-        model = MODELS["best"](batchnorm="batchnorm" not in args.without,
-                               dropout="dropout" not in args.without)
+    if args.model in ("best", "resnet"):  # hold out validation data; the test set stays unseen
+        model = MODELS["resnet"]() if args.model == "resnet" else MODELS["best"](
+            batchnorm="batchnorm" not in args.without, dropout="dropout" not in args.without)
         steps = epochs * math.ceil(0.9 * len(x_train) / batch_size)
         optimizer = Adam(1e-3 if "schedule" in args.without else
                          CosineDecay(1e-3, decay_steps=steps))

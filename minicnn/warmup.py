@@ -32,7 +32,7 @@ from minicnn.backends.numba.jit import JIT
 from minicnn.backends.threads import cpu_threads
 
 # Heaviest first, so that the workers finish together (Winograd: cnn_b and best).
-ORDER = ("cnn_b", "best", "cnn_a", "small_data_cnn", "mlp")
+ORDER = ("cnn_b", "best", "cnn_a", "small_data_cnn", "mlp", "resnet")
 
 
 def warm(name: str) -> float:

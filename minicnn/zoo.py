@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
-from .layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, Input, MaxPool2D, ReLU
-from .model import Sequential
+from .layers import (
+    Add,
+    BatchNormalization,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAveragePooling2D,
+    Input,
+    MaxPool2D,
+    ReLU,
+)
+from .layers.base import SymbolicTensor
+from .model import Model, Sequential
 
 
 def mlp() -> Sequential:
@@ -64,5 +76,29 @@ def best(batchnorm: bool = True, dropout: bool = True, momentum: float = 0.99) -
     ], name="best")
 
 
+def _basic_block(x: SymbolicTensor, filters: int, stride: int) -> SymbolicTensor:
+    """He et al.'s basic block: Conv-BN-ReLU, Conv-BN, plus the shortcut, then ReLU. The
+    shortcut is x itself, or a strided 1x1 Conv-BN where the shape changes (projection)."""
+    h = Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
+    h = ReLU()(BatchNormalization()(h))
+    h = BatchNormalization()(Conv2D(filters, 3, padding="same", use_bias=False)(h))
+    if stride != 1 or x.shape[-1] != filters:
+        x = BatchNormalization()(Conv2D(filters, 1, strides=stride, use_bias=False)(x))
+    return ReLU()(Add()([x, h]))
+
+
+def resnet(widths: tuple[int, ...] = (16, 32, 64), blocks: int = 1) -> Model:
+    """A small ResNet for 28x28 images (He et al. 2016, as d2l's Fashion-MNIST chapter): a
+    Conv-BN-ReLU stem, then a stage of ``blocks`` basic blocks per width, each stage after
+    the first halving the image (28, 14, 7), global average pooling and the softmax."""
+    x = Input((28, 28, 1))
+    h = ReLU()(BatchNormalization()(Conv2D(widths[0], 3, padding="same", use_bias=False)(x)))
+    for stage, filters in enumerate(widths):
+        for block in range(blocks):
+            h = _basic_block(h, filters, 2 if stage and not block else 1)
+    y = Dense(10, activation="softmax")(GlobalAveragePooling2D()(h))
+    return Model(x, y, name="resnet")
+
+
 MODELS = {"mlp": mlp, "cnn_a": cnn_a, "cnn_b": cnn_b, "small_data_cnn": small_data_cnn,
-          "best": best}
+          "best": best, "resnet": resnet}

@@ -36,7 +36,7 @@ def test_xor_example_learns():
     np.testing.assert_array_equal(predictions > 0.5, [False, True, True, False])
 
 
-@pytest.mark.parametrize("model", ["mlp", "cnn_a", "cnn_b", "best"])
+@pytest.mark.parametrize("model", ["mlp", "cnn_a", "cnn_b", "best", "resnet"])
 def test_train_cnn_smoke(tiny_data, tmp_path, model):
     out = tmp_path / "out"
     accuracy = load_example("train_cnn").main(["--model", model, "--epochs", "1", "--limit", "6",

@@ -195,10 +195,11 @@ def test_run_script_reuses_an_installed_venv(tmp_path):
     (["examples/train_cnn.py"], ["cnn_b"]),
     (["examples/train_cnn.py", "--epochs", "2", "--model", "best"], ["best"]),
     (["examples/train_cnn.py", "--model=mlp"], ["mlp"]),
+    (["examples/train_cnn.py", "--model", "resnet"], ["resnet"]),
     (["examples/speedrun.py", "--seed", "3"], ["best"]),
     (["examples/xor.py"], []),
-    (["-m", "pytest"], ["cnn_b", "best", "cnn_a", "small_data_cnn", "mlp"]),
-    ([], ["cnn_b", "best", "cnn_a", "small_data_cnn", "mlp"]),
+    (["-m", "pytest"], ["cnn_b", "best", "cnn_a", "small_data_cnn", "mlp", "resnet"]),
+    ([], ["cnn_b", "best", "cnn_a", "small_data_cnn", "mlp", "resnet"]),
 ])
 def test_the_first_run_compiles_what_its_command_trains(command, models):
     """./run's first call warms up (compiles and caches) the models of the command it is
