@@ -57,12 +57,11 @@ class Model(Trainer):
     def __init__(self, inputs, outputs, name: str | None = None):
         graph = trace(inputs, outputs)
         self._setup("functional" if name is None else name)
-        for node in graph.nodes:
-            if node.layer.calls > 1 and node.layer.weight_specs(node.layer.input_shape) and any(
-                    not spec.trainable for spec in
-                    node.layer.weight_specs(node.layer.input_shape).values()):
+        shared = [n.layer for n in graph.nodes if sum(m.layer is n.layer for m in graph.nodes) > 1]
+        for layer in shared:
+            if any(not spec.trainable for spec in layer.weight_specs(layer.input_shape).values()):
                 raise ValueError(
-                    f"layer {node.layer.name!r} ({type(node.layer).__name__}) is called more "
+                    f"layer {layer.name!r} ({type(layer).__name__}) is called more "
                     "than once, and it keeps moving statistics, which each call would move: "
                     "give each place its own layer")
         names: set[str] = set()
