@@ -12,10 +12,20 @@ import numpy as np
 
 import minicnn
 from minicnn.callbacks import Callback
-from minicnn.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPool2D
+from minicnn.layers import (
+    Activation,
+    Add,
+    BatchNormalization,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAveragePooling2D,
+    MaxPool2D,
+)
 from minicnn.zoo import MODELS
 
-REFERENCE_BATCH = {"mlp": 64, "cnn_a": 64, "cnn_b": 32, "best": 64}
+REFERENCE_BATCH = {"mlp": 64, "cnn_a": 64, "cnn_b": 32, "best": 64, "resnet": 64}
 
 
 def make_model(name: str, seed: int = 0):
@@ -26,33 +36,72 @@ def make_model(name: str, seed: int = 0):
 
 
 def torch_model(name: str):
-    """The same architecture in PyTorch (NCHW), built layer by layer from the minicnn model:
-    BatchNorm with Keras' epsilon and momentum (PyTorch's momentum is 1 - Keras')."""
+    """The same network in PyTorch (NCHW), built node by node from the minicnn model's graph
+    (a Sequential's is its chain): BatchNorm with Keras' epsilon and momentum (PyTorch's
+    momentum is 1 - Keras'). A strided 3x3 "same" convolution pads one pixel on every side
+    (PyTorch's own way; TensorFlow's pads the bottom and right only): the same shapes,
+    weights and FLOPs."""
     import torch
 
     reference = MODELS[name]()
-    layers, channels, spatial = [], reference.input_shape[-1], True
-    for layer in reference.layers:
-        if isinstance(layer, Conv2D):
-            layers.append(torch.nn.Conv2d(channels, layer.filters, layer.kernel_size,
-                                          layer.strides, padding=layer.padding,
-                                          bias=layer.use_bias))
-            channels = layer.filters
-        elif isinstance(layer, MaxPool2D):
-            layers.append(torch.nn.MaxPool2d(layer.pool_size, layer.strides))
-        elif isinstance(layer, Flatten):
-            layers.append(torch.nn.Flatten())
-            spatial = False
-        elif isinstance(layer, Dense):
-            layers.append(torch.nn.LazyLinear(layer.units, bias=layer.use_bias))
-        elif isinstance(layer, BatchNormalization):
-            norm = torch.nn.LazyBatchNorm2d if spatial else torch.nn.LazyBatchNorm1d
-            layers.append(norm(eps=layer.epsilon, momentum=1 - layer.momentum))
-        elif isinstance(layer, Dropout):
-            layers.append(torch.nn.Dropout(layer.rate))
-        if layer.activation == "relu":  # a layer's own, or a ReLU layer
-            layers.append(torch.nn.ReLU())
-    return torch.nn.Sequential(*layers)  # softmax is inside CrossEntropyLoss
+    steps = [_torch_layer(node.layer, torch) for node in reference.nodes()]
+    wiring = [node.inputs for node in reference.nodes()]
+    if wiring == list(range(len(wiring))):  # a chain: PyTorch's own Sequential
+        return torch.nn.Sequential(*[m for step in steps for m in step])
+    return _torch_graph(torch, [torch.nn.Sequential(*step) for step in steps], wiring)
+
+
+def _torch_layer(layer, torch) -> list:
+    """The PyTorch modules of one minicnn layer (its activation included; softmax is inside
+    CrossEntropyLoss)."""
+    if isinstance(layer, Conv2D):
+        stride = layer.strides
+        padding = 0 if layer.padding == "valid" else \
+            "same" if stride == (1, 1) else tuple(k // 2 for k in layer.kernel_size)
+        modules = [torch.nn.LazyConv2d(layer.filters, layer.kernel_size, stride, padding,
+                                       bias=layer.use_bias)]
+    elif isinstance(layer, MaxPool2D):
+        modules = [torch.nn.MaxPool2d(layer.pool_size, layer.strides)]
+    elif isinstance(layer, GlobalAveragePooling2D):
+        modules = [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()]
+    elif isinstance(layer, Flatten):
+        modules = [torch.nn.Flatten()]
+    elif isinstance(layer, Dense):
+        modules = [torch.nn.LazyLinear(layer.units, bias=layer.use_bias)]
+    elif isinstance(layer, BatchNormalization):
+        norm = torch.nn.LazyBatchNorm2d if len(layer.input_shape) == 3 else \
+            torch.nn.LazyBatchNorm1d
+        modules = [norm(eps=layer.epsilon, momentum=1 - layer.momentum)]
+    elif isinstance(layer, Dropout):
+        modules = [torch.nn.Dropout(layer.rate)]
+    elif isinstance(layer, (Add, Activation)):
+        modules = []
+    else:
+        raise TypeError(f"no PyTorch twin for {type(layer).__name__}")
+    if layer.activation == "relu":  # a layer's own, or a ReLU layer
+        modules.append(torch.nn.ReLU())
+    elif layer.activation not in ("linear", "softmax"):
+        raise TypeError(f"no PyTorch twin for {layer.name}'s activation {layer.activation}")
+    return modules
+
+
+def _torch_graph(torch, steps: list, wiring: list):
+    """A torch.nn.Module running ``steps`` as the graph's nodes: step k reads the tensors
+    ``wiring[k]`` names (0 the input, j step j - 1's output; a tuple is an Add's inputs)."""
+
+    class Graph(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.steps = torch.nn.ModuleList(steps)
+
+        def forward(self, x):
+            values = [x]
+            for step, reads in zip(self.steps, wiring):
+                h = sum(values[i] for i in reads) if isinstance(reads, tuple) else values[reads]
+                values.append(step(h))
+            return values[-1]
+
+    return Graph()
 
 
 def minicnn_epoch(model, x: np.ndarray, y: np.ndarray, batch_size: int) -> float:
@@ -173,18 +222,18 @@ def training_flops_per_sample(model) -> int:
     """FLOPs of one training sample's matrix products, counted from the layer shapes:
     forward, input gradient (not for the first layer: nobody needs it) and weight gradient,
     2 FLOPs per multiply-add. Pooling, activations and the optimizer are left out."""
-    total, in_shape = 0, model.input_shape
-    for i, layer in enumerate(model.layers):
-        out_shape = layer.compute_output_shape(in_shape)
+    total = 0
+    for node in model.nodes():
+        layer, in_shape = node.layer, node.layer.input_shape
         if isinstance(layer, Conv2D):
+            out_shape = layer.compute_output_shape(in_shape)
             kh, kw = layer.kernel_size
             macs = out_shape[0] * out_shape[1] * kh * kw * in_shape[2] * layer.filters
         elif isinstance(layer, Dense):
             macs = in_shape[0] * layer.units
         else:
             macs = 0
-        total += 2 * macs * (3 if i > 0 else 2)
-        in_shape = out_shape
+        total += 2 * macs * (2 if node.inputs == 0 else 3)  # the input's gradient: unused
     return total
 
 

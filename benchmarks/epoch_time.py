@@ -84,7 +84,8 @@ def one_round(model_name: str, batch: int, engines: list[str], args, x, y) -> di
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["cnn_a", "cnn_b"],
-                        help="mlp, cnn_a, cnn_b, best and/or nnclassifier (default: %(default)s)")
+                        help="mlp, cnn_a, cnn_b, best, resnet and/or nnclassifier (default: "
+                        "%(default)s)")
     parser.add_argument("--backends", nargs="+", default=minicnn.available_backends(),
                         help="minicnn backends to time (default: all available)")
     parser.add_argument("--batch-size", type=int, nargs="+", default=None,

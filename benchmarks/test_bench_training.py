@@ -1,5 +1,6 @@
-"""Training-step throughput of the three reference models at batch 32 and 64, for every
-available backend and (when installed) PyTorch on the CPU with as many threads as cores.
+"""Training-step throughput of the three reference models and the ResNet at batch 32 and 64,
+for every available backend and (when installed) PyTorch on the CPU with as many threads as
+cores.
 
     python -m pytest benchmarks/test_bench_training.py --benchmark-group-by=param:model
 
@@ -10,12 +11,12 @@ other down; for the PyTorch ratios run the two halves apart (``-k pytorch`` and
 
 import numpy as np
 import pytest
-from common import TorchTrainer, make_model, nchw, random_data
+from common import REFERENCE_BATCH, TorchTrainer, make_model, nchw, random_data
 
 import minicnn
 from minicnn.backends.threads import cpu_threads
 
-MODELS = ["mlp", "cnn_a", "cnn_b"]
+MODELS = ["mlp", "cnn_a", "cnn_b", "resnet"]
 BATCHES = [32, 64]
 
 
@@ -42,12 +43,17 @@ def test_pytorch_cpu_training_step(benchmark, model, batch):
     benchmark(trainer.epoch, x, y, batch)
 
 
-def test_models_agree_on_parameter_count():
-    """The PyTorch twins are the same networks (a benchmark of a different model is void)."""
+@pytest.mark.parametrize("name", sorted(REFERENCE_BATCH))
+def test_models_agree_on_parameter_count(name):
+    """The PyTorch twins are the same networks (a benchmark of a different model is void):
+    as many trainable weights (BatchNorm's moving statistics are buffers in PyTorch) and
+    the same output shape."""
     pytest.importorskip("torch")
-    for name in MODELS:
-        twin = TorchTrainer(name, "cpu").model
-        assert sum(p.numel() for p in twin.parameters()) == make_model(name).count_params(), name
+    import torch
+
+    twin, model = TorchTrainer(name, "cpu").model, make_model(name)
+    assert sum(p.numel() for p in twin.parameters()) == model.count_params(trainable=True)
+    assert tuple(twin(torch.zeros((2, 1, 28, 28))).shape) == (2, *model.output_shape[1:])
 
 
 def test_pytorch_gets_nchw_contiguous_images():

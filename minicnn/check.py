@@ -3,16 +3,18 @@
 Every function in FILE whose name is a kernel of the contract (``backends/contract.py``)
 that this checker knows is run on cases Hypothesis draws (odd sizes, batch 1, strides,
 paddings, float32 and float64) and on fixed extreme ones (logits of 1000): its forward
-output must equal the reference's within float tolerance, its backward central
-differences of the reference's forward (float64), an update's changes the reference's.
-Every call must also behave as the model needs (``guarded``): inputs left as they were,
-new arrays of the reference's types and dtypes returned, an update's count of kept
-elements. Per kernel it prints PASS, or the first failing case it could shrink to: the
-inputs' shapes, the largest difference and where. It exits 0 only when every kernel it
-found passes, 1 when one fails, 2 when the file cannot be checked (no kernel in it, a
-misspelt name) and 3 when it cannot even be imported (a syntax error: one line says
-where). The file runs in a process of its own (``supervise``): a case that takes longer
-than ``--time-limit`` seconds, or that ends the process, is a FAIL naming the case.
+output must equal the reference's within float tolerance, its backward central differences
+of the reference's forward (float64), an update's changes the reference's. Every call must
+also behave as the model needs (``guarded``): inputs left as they were, new arrays of the
+reference's types and dtypes returned, an update's count of kept elements. A merge's
+backward (Add, Concatenate) is also checked where it works: a small residual or two-branch
+block, trained through the file's kernels, gradient-checked weight by weight
+(``_check_block``). Per kernel it prints PASS, or the first failing case it could shrink
+to: the inputs' shapes, the largest difference and where. It exits 0 only when every kernel
+it found passes, 1 when one fails, 2 when the file cannot be checked (no kernel in it, a
+misspelt name) and 3 when it cannot even be imported (a syntax error: one line says where).
+The file runs in a process of its own (``supervise``): a case that takes longer than
+``--time-limit`` seconds, or that ends the process, is a FAIL naming the case.
 
 The reference kernels are the solutions (``minicnn/backends/reference/``); ``exercises/``
 has a file per kernel to start from. To train with your kernels once they pass:
@@ -369,6 +371,105 @@ def check_adam_update(fn, case):
                   ("p", "g", "m", "v"))
 
 
+@st.composite
+def add_cases(draw, dtype=dtypes):
+    """Add's two inputs of one ``shape``, any rank (as a model hands them); ``block``: also
+    the block around the merge (a fixed case)."""
+    return {"shape": tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=4))),
+            "block": False, "dtype": draw(dtype), "seed": draw(seeds)}
+
+
+@st.composite
+def concatenate_cases(draw, dtype=dtypes):
+    """Concatenate's (rows, channels, inner) blocks of ``a_channels`` and ``b_channels``."""
+    return {"rows": draw(st.integers(1, 3)), "a_channels": draw(st.integers(1, 4)),
+            "b_channels": draw(st.integers(1, 4)), "inner": draw(st.integers(1, 5)),
+            "block": False, "dtype": draw(dtype), "seed": draw(seeds)}
+
+
+def _merge_arrays(case, joined: bool):
+    """Add's (a, b) of ``shape``, or, ``joined``, Concatenate's blocks."""
+    rng = np.random.default_rng(case["seed"])
+    shapes = ([(case["rows"], case[c], case["inner"]) for c in ("a_channels", "b_channels")]
+              if joined else [case["shape"]] * 2)
+    a, b = (rng.standard_normal(shape).astype(case["dtype"]) for shape in shapes)
+    return rng, a, b
+
+
+def check_add_forward(fn, case):
+    _, a, b = _merge_arrays(case, joined=False)
+    _compare("y", fn(a, b), REFERENCE.add_forward(a, b), case["dtype"])
+
+
+def check_add_backward(fn, case, module):
+    rng, a, b = _merge_arrays(case, joined=False)
+    dy = rng.standard_normal(a.shape)
+    da, db = fn(dy)
+    _compare("da", da, _numeric(lambda v: ((v + b) * dy).sum(), a), np.float64)
+    _compare("db", db, _numeric(lambda v: ((a + v) * dy).sum(), b), np.float64)
+    if case["block"]:
+        _check_block(module, "residual", case["seed"])
+
+
+def check_concatenate_forward(fn, case):
+    _, a, b = _merge_arrays(case, joined=True)
+    _compare("y", fn(a, b), REFERENCE.concatenate_forward(a, b), case["dtype"])
+
+
+def check_concatenate_backward(fn, case, module):
+    rng, a, b = _merge_arrays(case, joined=True)
+    dy = rng.standard_normal((case["rows"], a.shape[1] + b.shape[1], case["inner"]))
+
+    def loss(va, vb):
+        return (REFERENCE.concatenate_forward(va, vb) * dy).sum()
+
+    da, db = fn(dy, a.shape[1])
+    _compare("da", da, _numeric(lambda v: loss(v, b), a), np.float64)
+    _compare("db", db, _numeric(lambda v: loss(a, v), b), np.float64)
+    if case["block"]:
+        _check_block(module, "concatenate", case["seed"])
+
+
+def _block_model(kind: str):
+    """A small model around one merge, as a model uses the merge kernels: ``residual``,
+    y = relu(x + conv(relu(conv(x)))) (x fans out: its gradients are summed with
+    add_forward); ``concatenate``, two conv branches side by side on the channels."""
+    from .layers import Add, Concatenate, Conv2D, Dense, Flatten, Input, ReLU
+    from .model import Model
+
+    x = Input((4, 4, 2))
+    h = Conv2D(2, 3, padding="same", activation="relu")(x)
+    if kind == "residual":
+        branch = Conv2D(2, 3, padding="same")(Conv2D(2, 3, padding="same",
+                                                     activation="relu")(h))
+        h = ReLU()(Add()([h, branch]))
+    else:
+        h = Concatenate()([Conv2D(1, 1)(h), Conv2D(2, 3, padding="same", activation="tanh")(h)])
+    model = Model(x, Dense(3, activation="softmax")(Flatten()(h)))
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    return model
+
+
+def _check_block(module, kind: str, seed: int) -> None:
+    """The gradient of every weight of ``_block_model(kind)``, trained through the file's
+    kernels (``use_backend(module)``: the reference's for those it lacks), against central
+    differences: what the merge's backward means inside a network."""
+    from .backends import use_backend
+    from .gradcheck import check_model
+
+    rng = np.random.default_rng(seed)
+    x, y = rng.standard_normal((2, 4, 4, 2)), rng.integers(0, 3, 2)
+    with use_backend(module) as backend:
+        error = check_model(_block_model(kind), x, y)
+    merge = "add" if kind == "residual" else "concatenate"
+    calls = getattr(backend, "module_calls", None) or {}  # a learner's module's: counted
+    assert calls.get(f"{merge}_backward", 1) > 0, "the block ran another merge kernel"
+    if not error < 1e-6:
+        raise Mismatch(f"a {kind} block trained with your kernels: its weights' gradients "
+                       f"differ from central differences (largest relative error {error:.3g}; "
+                       "see _block_model in minicnn/check.py for the block)")
+
+
 @dataclass(frozen=True)
 class KernelCheck:
     check: Callable
@@ -390,6 +491,11 @@ EVERY_ACTIVATION = tuple({"name": name, "shape": (3, 4), "dtype": np.float64, "s
                          for i, name in enumerate(["relu", "sigmoid", "tanh", "elu",
                                                    "leaky_relu", "silu", "gelu"]))
 
+# The merges' backward inside a block, once (a model built and gradient-checked).
+ADD_BLOCK = {"shape": (2, 4, 4, 2), "block": True, "dtype": np.float64, "seed": 5}
+CONCATENATE_BLOCK = {"rows": 2, "a_channels": 3, "b_channels": 2, "inner": 4, "block": True,
+                     "dtype": np.float64, "seed": 6}
+
 
 CHECKS = {
     "conv2d_forward": KernelCheck(check_conv2d_forward, conv_cases()),
@@ -409,6 +515,12 @@ CHECKS = {
     "softmax_cross_entropy": KernelCheck(check_softmax_cross_entropy, row_cases(),
                                          fixed=EXTREME_LOGITS),
     "dropout": KernelCheck(check_dropout, dropout_cases()),
+    "add_forward": KernelCheck(check_add_forward, add_cases()),
+    "add_backward": KernelCheck(check_add_backward, add_cases(FLOAT64), True,
+                                fixed=(ADD_BLOCK,)),
+    "concatenate_forward": KernelCheck(check_concatenate_forward, concatenate_cases()),
+    "concatenate_backward": KernelCheck(check_concatenate_backward, concatenate_cases(FLOAT64),
+                                        True, fixed=(CONCATENATE_BLOCK,)),
     "sgd_update": KernelCheck(check_sgd_update, update_cases()),
     "adam_update": KernelCheck(check_adam_update, update_cases()),
 }
@@ -466,6 +578,9 @@ def kernels_in(module: ModuleType) -> dict[str, Callable]:
 
 # What an update kernel changes in place; every other kernel leaves its arguments alone.
 UPDATED_IN_PLACE = {"sgd_update": ("p", "velocity"), "adam_update": ("p", "m", "v")}
+# Arguments a kernel may return as they are (Add's backward hands dy itself to both inputs:
+# nothing writes into a kernel's inputs, so the two branches can share it).
+RETURNED_AS_IS = {"add_backward": ("dy",)}
 
 
 def guarded(name: str, fn: Callable) -> Callable:
@@ -498,7 +613,8 @@ def guarded(name: str, fn: Callable) -> Callable:
                 continue
             what = f"{name}'s result {k + 1}" if len(got) > 1 else f"{name}'s result"
             shared = [params[i] for i, a in enumerate(args)
-                      if isinstance(a, np.ndarray) and np.shares_memory(out, a)]
+                      if isinstance(a, np.ndarray) and np.shares_memory(out, a)
+                      and not (out is a and params[i] in RETURNED_AS_IS.get(name, ()))]
             if shared:
                 raise Mismatch(f"{what} is (a view of) its argument {shared[0]}; return a "
                                "new array")

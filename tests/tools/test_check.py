@@ -21,6 +21,8 @@ from minicnn.backends.reference.conv import conv2d_backward, conv2d_forward
 from minicnn.backends.reference.dense import dense_backward, dense_forward
 from minicnn.backends.reference.elementwise import dropout
 from minicnn.backends.reference.losses import softmax_cross_entropy
+from minicnn.backends.reference.merge import (add_backward, add_forward, concatenate_backward,
+                                              concatenate_forward)
 from minicnn.backends.reference.normalization import batchnorm_backward, batchnorm_forward
 from minicnn.backends.reference.optimizers import adam_update, sgd_update
 from minicnn.backends.reference.pool import (avgpool2d_backward, avgpool2d_forward,
@@ -122,6 +124,21 @@ PLANTED = {
             keep = np.random.default_rng(key).random(x.shape) >= rate
             return np.where(keep, x / x.dtype.type(1 - rate), x.dtype.type(0))
         """),
+    "an Add backward that splits the gradient between the branches": ("add_backward", """
+        def add_backward(dy):
+            return dy / 2, dy / 2
+        """),
+    "a Concatenate backward whose second slice starts at column 1": ("concatenate_backward", """
+        def concatenate_backward(dy, split):
+            return dy[:, :split].copy(), dy[:, 1:1 + dy.shape[1] - split].copy()
+        """),
+    "a Concatenate that joins along the last axis": ("concatenate_forward", """
+        import numpy as np
+        def concatenate_forward(a, b):
+            if a.shape[2] == 1:
+                return np.concatenate([a, b], axis=1)
+            return np.concatenate([a, b], axis=2).reshape(a.shape[0], -1, a.shape[2])
+        """),
     "a softmax that overflows": ("softmax_cross_entropy", """
         import numpy as np
         def softmax_cross_entropy(logits, y):
@@ -195,6 +212,10 @@ PLANTED_CONTRACT = {
             p = p - lr_t * m / (np.sqrt(v) + epsilon)
             return 0
         """, "did not change: the update works in place"),
+    "an Add backward that hands out a view of dy": ("add_backward", """
+        def add_backward(dy):
+            return dy, dy[...]
+        """, "is (a view of) its argument dy"),
     "a softmax without the max subtraction": ("softmax_cross_entropy", """
         import numpy as np
         def softmax_cross_entropy(logits, y):
@@ -211,6 +232,24 @@ def test_mistakes_beyond_the_values_fail_and_say_what(tmp_path, bug):
     module = check.load_module(_file(tmp_path, source))
     failure = check.check_kernel(kernel, vars(module)[kernel], module, examples=40)
     assert failure is not None and message in failure, failure
+
+
+@pytest.mark.parametrize("kind, kernel", [("residual", "add_backward"),
+                                          ("concatenate", "concatenate_backward")])
+def test_a_merge_is_checked_inside_a_block_trained_on_the_files_kernels(tmp_path, kind,
+                                                                       kernel):
+    """The merge backward's fixed case gradient-checks a whole block run on the file's
+    kernels: the reference's pass, a backward that drops one branch's gradient fails,
+    naming the block."""
+    check._check_block(check.load_module(_file(tmp_path, REFERENCE_KERNELS)), kind, 0)
+    dropped = {"add_backward": "def add_backward(dy):\n    return dy, 0 * dy\n",
+               "concatenate_backward": "def concatenate_backward(dy, split):\n"
+                                       "    return dy[:, :split].copy(), 0 * dy[:, split:]\n"}
+    module = check.load_module(_file(tmp_path, dropped[kernel], "dropped.py"))
+    with pytest.raises(check.Mismatch, match=f"a {kind} block trained with your kernels"):
+        check._check_block(module, kind, 0)
+    failure = check.check_kernel(kernel, getattr(module, kernel), module, examples=5)
+    assert failure is not None and "block True" in failure, failure
 
 
 def test_the_reference_kernels_pass_the_stricter_checks(tmp_path):

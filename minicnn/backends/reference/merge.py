@@ -27,4 +27,4 @@ def concatenate_forward(a, b):
 
 def concatenate_backward(dy, split):
     """dy (M, Ca + Cb, K) -> da = dy[:, :split], db = dy[:, split:] (new arrays)."""
-    return np.ascontiguousarray(dy[:, :split]), np.ascontiguousarray(dy[:, split:])
+    return dy[:, :split].copy(), dy[:, split:].copy()
