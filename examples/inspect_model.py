@@ -1,9 +1,12 @@
 """Look inside a CNN trained on Fashion-MNIST: what its filters respond to, which pixels
-decide its answers, how its layers' activations evolve while it trains, where a training
-step's time goes on each backend, and the model itself as a diagram.
+decide its answers, a map of what it has learned (t-SNE of its penultimate layer beside
+the pixels'), how its layers' activations evolve while it trains, where a training step's
+time goes on each backend, and the model itself as a diagram.
 
     python examples/inspect_model.py                # runs/cnn_b.npz, if the main job saved it
+    python examples/inspect_model.py --model runs/resnet.npz
     python examples/inspect_model.py --limit 3000   # fewer images for the statistics run
+    python examples/inspect_model.py --map-method pca   # the fast map
 
 (Named inspect_model.py, not inspect.py: a script called inspect.py would shadow Python's
 own ``inspect`` module for everything it imports.) Figures go to --out.
@@ -30,6 +33,12 @@ def parse_args(argv=None):
                         "(default: %(default)s)")
     parser.add_argument("--limit", type=int, default=6000,
                         help="training images for a fresh model and the layer statistics "
+                        "(default: %(default)s)")
+    parser.add_argument("--map-images", type=int, default=2000,
+                        help="test images on the map of what the model learned "
+                        "(default: %(default)s)")
+    parser.add_argument("--map-method", choices=["tsne", "pca"], default="tsne",
+                        help="how the map is drawn: t-SNE (clusters) or PCA (fast) "
                         "(default: %(default)s)")
     parser.add_argument("--data", default=None, help=DATA_HELP)
     parser.add_argument("--out", default="runs/inspect", help="folder for the figures "
@@ -69,6 +78,13 @@ def main(argv=None) -> dict:
         plotting.plot_saliency(x_test[rows], inspect.saliency(model, x_test[rows]),
                                y_test[rows], predicted[rows], path=out / f"saliency_{name}.png")
 
+    # A map of the test images: their pixels beside what the layer before the classifier
+    # makes of them, one dot per image, coloured by its true class.
+    images, labels = x_test[:args.map_images], y_test[:args.map_images]
+    plotting.plot_embedding({"pixels": images.reshape(len(images), -1),
+                             "the layer before the classifier": inspect.embedding(model, images)},
+                            labels, method=args.map_method, path=out / "embedding.png")
+
     # A step's profile on each backend here, side by side, and the model's diagram.
     profiles = {}
     for backend in minicnn.available_backends():
@@ -79,7 +95,7 @@ def main(argv=None) -> dict:
         print(f"\n{backend}:")
         inspect.print_profile(rows)
         plotting.plot_profile(rows, path=out / f"profile_{backend}.png",
-                              title=f"cnn_b, batch 32, {backend}: where a step's time goes")
+                              title=f"{model.name}, batch 32, {backend}: where a step's time goes")
         profiles[backend] = rows
     plotting.plot_model(model, out / "model.png")
     print(f"\nfigures in {out}/")

@@ -33,12 +33,79 @@ def feature_maps(model, x) -> dict[str, np.ndarray]:
     plan = fusion.plan(model.nodes(), fuse=False, fuse_loss=False)
     with backend.session():
         values = plan.forward(backend.to_device(x), False)
-    maps: dict[str, np.ndarray] = {}
-    for stage, out in zip(plan.stages, values[1:]):
+    return {name: np.array(backend.to_host(out))
+            for name, out in zip(_call_names(plan), values[1:])}
+
+
+def _call_names(plan) -> list[str]:
+    """The name of each stage of an unfused plan: its layer's, "name[k]" for a layer's
+    call after its first."""
+    names: list[str] = []
+    for stage in plan.stages:
         name = layers_of(stage)[0].name
-        calls = sum(1 for key in maps if key == name or key.startswith(name + "["))
-        maps[name if calls == 0 else f"{name}[{calls}]"] = np.array(backend.to_host(out))
-    return maps
+        calls = sum(1 for key in names if key == name or key.startswith(name + "["))
+        names.append(name if calls == 0 else f"{name}[{calls}]")
+    return names
+
+
+def embedding(model, x, layer: str | None = None, batch_size: int = 256) -> np.ndarray:
+    """What the network has made of each image at one layer: that layer's outputs for the
+    images ``x`` (N, H, W, C), flattened, (N, D), in inference mode. ``layer``: a name as
+    ``feature_maps`` keys them, or None for what the last layer reads (the penultimate
+    representation, on which the classifier draws its lines). ``project`` maps the rows to
+    2-D, ``plotting.plot_embedding`` draws them."""
+    x = check_inputs(x, model.input_shape, config.dtype())
+    batch_size = check_positive_int(batch_size, "batch_size")
+    backend = model.ready()
+    plan = fusion.plan(model.nodes(), fuse=False, fuse_loss=False)
+    names = _call_names(plan)
+    if layer is None:
+        tensor = plan.inputs[-1]
+        if isinstance(tensor, tuple):
+            raise ValueError("the last layer merges several tensors; name the layer whose "
+                             f"outputs to embed, one of {names}")
+    elif layer in names:
+        tensor = names.index(layer) + 1
+    else:
+        raise ValueError(f"no layer {layer!r} in this model; its layers are {names}")
+    rows = []
+    with backend.session():
+        for start in range(0, len(x), batch_size):
+            values = plan.forward(backend.to_device(x[start:start + batch_size]), False)
+            out = np.asarray(backend.to_host(values[tensor]))
+            rows.append(out.reshape(len(out), -1).astype(np.float64))
+    return np.concatenate(rows)
+
+
+def project(points, method: str = "tsne", seed: int = 0) -> np.ndarray:
+    """(N, D) points -> (N, 2), for a map of them. ``"pca"``: onto the two directions of
+    largest variance (the centred points' top two right singular vectors; fast, linear,
+    keeps large distances). ``"tsne"``: scikit-learn's t-SNE (van der Maaten and Hinton
+    2008), which keeps each point's near neighbours near, so clusters show; on the points'
+    first 50 principal components when D is larger, as scikit-learn advises; ``seed``
+    fixes its layout."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or len(points) < 3:
+        raise ValueError(f"points must be (N, D) with N >= 3 rows, got shape {points.shape}")
+    if not np.isfinite(points).all():
+        raise ValueError("points contain NaN or inf")
+    if method == "pca":
+        return _principal_components(points, 2)
+    if method != "tsne":
+        raise ValueError(f"method must be 'tsne' or 'pca', got {method!r}")
+    from sklearn.manifold import TSNE
+
+    reduced = _principal_components(points, 50) if points.shape[1] > 50 else points
+    perplexity = min(30.0, (len(points) - 1) / 3)  # t-SNE needs fewer neighbours than points
+    return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(reduced)
+
+
+def _principal_components(points: np.ndarray, k: int) -> np.ndarray:
+    """The centred points' coordinates along their top k principal directions (N, k)."""
+    centred = points - points.mean(axis=0)
+    _, _, directions = np.linalg.svd(centred, full_matrices=False)
+    out = centred @ directions[:k].T
+    return np.pad(out, ((0, 0), (0, k - out.shape[1])))  # fewer than k dimensions: zeros
 
 
 def saliency(model, x, class_index=None) -> np.ndarray:

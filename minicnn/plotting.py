@@ -398,3 +398,42 @@ def plot_profile(rows: list[dict], path=None, title: str = "Where a training ste
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     return _finish(fig, path)
+
+
+def plot_embedding(points, labels, class_names=CLASS_NAMES, method: str | None = "tsne",
+                   seed: int = 0, path=None) -> Figure:
+    """A map of points (N, D), one dot per sample coloured by its class: mapped to 2-D by
+    ``inspect.project`` (``method`` "tsne" or "pca"; None: ``points`` are 2-D already).
+    ``points`` may be a dict {title: (N, D) array} of maps of the same samples, drawn side
+    by side -- the raw pixels beside a trained network's ``inspect.embedding``."""
+    from .inspect import project
+
+    maps = points if isinstance(points, dict) else {"": points}
+    labels = np.asarray(labels).ravel()
+    _check_class_names(class_names, labels, "labels")
+    for title, values in maps.items():
+        shape = np.shape(values)
+        if len(shape) != 2 or shape[0] != len(labels):
+            raise ValueError(f"points{f' {title!r}' if title else ''} must be (N, D) with one "
+                             f"row per label ({len(labels)}), got shape {shape}")
+        if method is None and shape[1] != 2:
+            raise ValueError(f"points of {shape[1]} dimensions need a method ('tsne' or "
+                             "'pca') to map them to 2-D")
+    flat = {title: np.asarray(v, dtype=np.float64) if method is None else
+            project(v, method, seed) for title, v in maps.items()}
+    classes = np.unique(labels).astype(int)
+    colours = [f"C{k}" for k in range(10)] if len(class_names) <= 10 else None
+    fig = Figure(figsize=(5.2 * len(flat), 5.4))
+    for k, (title, xy) in enumerate(flat.items()):
+        ax = fig.add_subplot(1, len(flat), k + 1)
+        for c in classes:
+            at = labels == c
+            ax.scatter(xy[at, 0], xy[at, 1], s=4, alpha=0.7, label=class_names[c],
+                       color=None if colours is None else colours[c])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{title} ({method})" if title and method else title, fontsize=10)
+    handles, names = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(5, len(names)), fontsize=8,
+               markerscale=3)
+    return _finish(fig, path, rect=(0, 0.1, 1, 1))

@@ -88,5 +88,5 @@ def test_inspect_model_smoke(tiny_data, tmp_path):
                                            "--out", str(tmp_path)])
     assert "numpy" in profiles
     for name in ("layer_stats", "model", "feature_maps_conv2d", "saliency_right",
-                 "profile_numpy"):
+                 "profile_numpy", "embedding"):
         assert (tmp_path / f"{name}.png").is_file(), name

@@ -1,5 +1,5 @@
 """Every code block of every tour chapter runs, in order, as a reader would run them: from
-the repository's root, figures into a temporary folder. Chapters 6, 9, 10 and 11 read the
+the repository's root, figures into a temporary folder. Chapters 6, 9, 10, 11 and 12 read the
 real data (marked slow, as the other real-data tests); chapter 8 runs in a process of its own under
 Numba's CUDA simulator, which must be chosen before Numba is imported."""
 
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent  # (this file also runs as a scrip
 TOUR = ROOT / "docs" / "tour"
 CHAPTERS = sorted(TOUR.glob("[0-9][0-9]-*.md"))
 REAL_DATA = {"06-training-cnns", "09-a-training-loop-by-hand", "10-training-well",
-             "11-what-a-cnn-sees"}
+             "11-what-a-cnn-sees", "12-skip-connections"}
 SIMULATED_GPU = {"08-the-gpu"}
 
 

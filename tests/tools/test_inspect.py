@@ -204,3 +204,66 @@ def test_profiling_changes_nothing_the_next_fit_sees(backend):
 
     for a, b in zip(train(False), train(True)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_an_embedding_is_a_layers_outputs_flattened(backend):
+    """What the last layer reads by default (the penultimate representation), or any
+    layer by its feature_maps name, a row per image; in batches or not, the same rows."""
+    model = _small_cnn()
+    x = np.random.default_rng(5).standard_normal((5, 7, 6, 2)).astype(np.float32)
+    maps = inspect.feature_maps(model, x)
+    np.testing.assert_allclose(inspect.embedding(model, x), maps["dense"], rtol=1e-6)
+    pooled = inspect.embedding(model, x, layer="max_pool2d", batch_size=2)
+    assert pooled.shape == (5, 3 * 2 * 3) and pooled.dtype == np.float64
+    np.testing.assert_allclose(pooled, maps["max_pool2d"].reshape(5, -1), rtol=1e-6)
+    with pytest.raises(ValueError, match="no layer 'dense_7' in this model; its layers are"):
+        inspect.embedding(model, x, layer="dense_7")
+
+
+def test_an_embedding_names_a_shared_layers_later_call():
+    x_in = minicnn.layers.Input((4,))
+    twice = Dense(4, activation="tanh")
+    model = minicnn.Model(x_in, Dense(2, activation="softmax")(twice(twice(x_in))))
+    x = np.random.default_rng(6).standard_normal((3, 4)).astype(np.float32)
+    maps = inspect.feature_maps(model, x)
+    assert list(maps) == [twice.name, f"{twice.name}[1]", model.layers[-1].name]
+    np.testing.assert_allclose(inspect.embedding(model, x, layer=f"{twice.name}[1]"),
+                               maps[f"{twice.name}[1]"], rtol=1e-6)
+    np.testing.assert_allclose(inspect.embedding(model, x), maps[f"{twice.name}[1]"],
+                               rtol=1e-6)
+
+
+def test_pca_projects_onto_the_directions_of_largest_variance():
+    rng = np.random.default_rng(7)
+    points = rng.standard_normal((200, 3)) * [5.0, 2.0, 0.1] @ np.linalg.qr(
+        rng.standard_normal((3, 3)))[0]
+    xy = inspect.project(points, "pca")
+    centred = points - points.mean(axis=0)
+    _, vectors = np.linalg.eigh(np.cov(centred.T))  # ascending eigenvalues
+    for k in range(2):
+        expected = centred @ vectors[:, -1 - k]
+        assert abs(abs(np.corrcoef(xy[:, k], expected)[0, 1]) - 1) < 1e-9
+    assert xy[:, 0].var() > xy[:, 1].var()
+    np.testing.assert_allclose(np.cov(xy.T)[0, 1], 0, atol=1e-9)
+
+
+def test_tsne_keeps_clusters_apart_and_its_seed_fixes_the_map():
+    rng = np.random.default_rng(8)
+    labels = np.repeat([0, 1, 2], 30)
+    points = rng.standard_normal((90, 60)) + 12 * np.eye(3, 60)[labels]
+    xy = inspect.project(points, "tsne", seed=1)
+    assert xy.shape == (90, 2)
+    distances = np.linalg.norm(xy[:, None] - xy[None], axis=2) + np.diag(np.full(90, np.inf))
+    assert (labels[distances.argmin(axis=1)] == labels).all()  # nearest neighbour: same class
+    np.testing.assert_array_equal(inspect.project(points, "tsne", seed=1), xy)
+
+
+@pytest.mark.parametrize("points, method, message", [
+    (np.zeros((5,)), "pca", r"points must be \(N, D\) with N >= 3 rows, got shape \(5,\)"),
+    (np.zeros((2, 4)), "pca", r"N >= 3 rows, got shape \(2, 4\)"),
+    (np.full((4, 2), np.nan), "tsne", "points contain NaN or inf"),
+    (np.zeros((4, 2)), "umap", "method must be 'tsne' or 'pca', got 'umap'"),
+])
+def test_a_projection_of_bad_points_is_a_clear_error(points, method, message):
+    with pytest.raises(ValueError, match=message):
+        inspect.project(points, method)

@@ -37,6 +37,23 @@ def test_every_figure_renders_to_png(tmp_path, rng):
     assert len(figures["history"].axes[0].lines) == 2
 
 
+def test_an_embedding_map_draws_a_dot_per_sample_side_by_side(tmp_path, rng):
+    """Maps of the same samples side by side, one dot per sample, a legend entry per class
+    present, named."""
+    labels = np.arange(40) % 4
+    pixels = rng.standard_normal((40, 30)) + 3 * np.eye(4, 30)[labels]
+    fig = plotting.plot_embedding({"pixels": pixels, "layer": pixels[:, :2]}, labels,
+                                  method="pca", path=tmp_path / "map.png")
+    _check(fig, tmp_path / "map.png")
+    assert [ax.get_title() for ax in fig.axes] == ["pixels (pca)", "layer (pca)"]
+    assert sum(len(c.get_offsets()) for c in fig.axes[0].collections) == 40
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == \
+        ["T-shirt/top", "Trouser", "Pullover", "Dress"]
+    flat = plotting.plot_embedding(pixels[:, :2], labels, method=None)
+    np.testing.assert_array_equal(flat.axes[0].collections[0].get_offsets(),
+                                  pixels[labels == 0, :2])
+
+
 def test_prediction_colours_true_blue_wrong_red():
     probs = np.array([0.1, 0.7, 0.2])
     fig = plotting.plot_prediction(np.zeros((4, 4)), probs, 2, class_names=["a", "b", "c"])
@@ -101,6 +118,14 @@ def test_the_progress_bar_redraws_in_place_in_a_notebook(monkeypatch):
     (lambda x, y: plotting.plot_saliency(x, x[:, :5]), r"saliency must have x's shape"),
     (lambda x, y: plotting.plot_saliency(x, x, predicted=y, class_names=["a", "b", "c"]),
      r"class_names has 3 names, but predicted needs 6"),  # of the first n=6
+    (lambda x, y: plotting.plot_embedding(x.reshape(12, -1)[:10], y, method="pca"),
+     r"points must be \(N, D\) with one row per label \(12\), got shape \(10, 784\)"),
+    (lambda x, y: plotting.plot_embedding({"pixels": x}, y, method="pca"),
+     r"points 'pixels' must be \(N, D\)"),
+    (lambda x, y: plotting.plot_embedding(x.reshape(12, -1), y, method=None),
+     r"points of 784 dimensions need a method \('tsne' or 'pca'\)"),
+    (lambda x, y: plotting.plot_embedding(x[:, 0, :2], y + 5, method=None),
+     r"class_names has 10 names, but labels needs 15 classes"),
 ])
 def test_a_figure_of_what_it_cannot_draw_is_a_clear_error(rng, draw, message):
     """Labels past the class list, a list of the wrong length, flat inputs where images are
