@@ -476,9 +476,7 @@ def graphs(draw, max_side: int = 8, max_filters: int = 3, max_batch: int = 5):
     Input tensor that calls new layers on it (``build``)."""
     shape = (draw(st.integers(3, max_side)), draw(st.integers(3, max_side)),
              draw(st.integers(1, 2)))
-    # float64 only for now: a float32 graph at batch 1 once ended 2e-4 apart on Cython
-    # (SGD 0.1, one element of two); not yet told from rounding (issue 36's note)
-    dtype = "float64"
+    dtype = draw(st.sampled_from(["float32", "float64"]))
     kinds = draw(st.lists(st.sampled_from(["residual", "projection", "concat", "shared",
                                            "fan-out"]), min_size=1, max_size=3))
     filters = [draw(st.integers(1, max_filters)) for _ in kinds]
@@ -554,11 +552,17 @@ def valid(case) -> bool:
 
 
 def assert_same_training(backend: str, case) -> None:
+    """The backend trains the case as the reference does: to 1e-8 in float64; in float32,
+    to 2e-4 plus what float32 itself costs on this case (four times the reference's own
+    distance from its float64 run): a few steps of SGD can amplify rounding past any fixed
+    tolerance, on every backend alike (a ReLU's or a max's choice at a near-tie)."""
     assume(valid(case))
     expected, got = train("numpy", case), train(backend, case)
-    tol = 1e-8 if case[4] == "float64" else 2e-4
-    for e, g in zip(expected, got):
+    exact = train("numpy", (*case[:4], "float64", *case[5:])) if case[4] == "float32" \
+        else expected
+    for e, g, x in zip(expected, got, exact):
         assert g.dtype == e.dtype
+        tol = 1e-8 if case[4] == "float64" else 2e-4 + 4 * float(np.abs(e - x).max())
         np.testing.assert_allclose(g, e, rtol=tol, atol=tol)
 
 
