@@ -9,16 +9,19 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import Sequential
+from minicnn import Model, Sequential
 from minicnn.backends.reference import NumpyBackend
 from minicnn.check import CHECKS, UPDATED_IN_PLACE
 from minicnn.layers import (
+    Add,
     AveragePooling2D,
     BatchNormalization,
+    Concatenate,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
+    Input,
     MaxPool2D,
 )
 from minicnn.optimizers import SGD, Adam
@@ -46,14 +49,23 @@ def nudged(name: str):
     return kernel
 
 
+def every_kind_of_layer() -> Model:
+    """A graph that calls every kernel the checker knows: a tensor that fans out (its
+    gradients summed with add_forward), a Concatenate and an Add."""
+    x = Input((8, 8, 1))
+    h = BatchNormalization()(AveragePooling2D(1)(MaxPool2D(2)(
+        Conv2D(3, 3, activation="relu")(x))))
+    h = Concatenate()([h, Conv2D(2, 1)(h)])
+    h = Add()([h, Conv2D(5, 1, activation="tanh")(h)])
+    h = Dropout(0.25)(Dense(5, activation="sigmoid")(Flatten()(h)))
+    return Model(x, Dense(3, activation="softmax")(h))
+
+
 def trained(module=None, optimizer=Adam) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     x, y = rng.random((16, 8, 8, 1)), rng.integers(0, 3, 16)
     with minicnn.use_backend(module or "numpy"):
-        model = Sequential([Conv2D(3, 3, activation="relu", input_shape=(8, 8, 1)),
-                            MaxPool2D(2), AveragePooling2D(1), BatchNormalization(), Flatten(),
-                            Dense(5, activation="sigmoid"), Dropout(0.25),
-                            Dense(3, activation="softmax")])
+        model = every_kind_of_layer()
         model.compile(optimizer(0.01), "sparse_categorical_crossentropy", ["accuracy"])
         model.fit(x, y, batch_size=8, epochs=1, verbose=0, seed=0)
         return model.get_weights()

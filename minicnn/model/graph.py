@@ -60,9 +60,10 @@ def trace(inputs, outputs) -> Graph:
         if state.get(id(tensor)) == "done":
             continue
         if tensor.layer is None:
-            raise ValueError(f"the output depends on {tensor!r}, which is not the model's "
-                             f"input {source!r}: a tensor from another graph. Build the whole "
-                             "graph from the Input given to Model(inputs=...)")
+            raise ValueError(f"the output depends on another {tensor!r} than the model's "
+                             f"input {source!r} (another Input object): a tensor from another "
+                             "graph. Build the whole graph from the Input given to "
+                             "Model(inputs=...)")
         state[id(tensor)] = "open"
         stack.append((tensor, True))
         for t in reversed(tensor.inputs):
