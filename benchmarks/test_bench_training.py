@@ -53,7 +53,7 @@ def test_models_agree_on_parameter_count(name):
 
     twin, model = TorchTrainer(name, "cpu").model, make_model(name)
     assert sum(p.numel() for p in twin.parameters()) == model.count_params(trainable=True)
-    assert tuple(twin(torch.zeros((2, 1, 28, 28))).shape) == (2, *model.output_shape[1:])
+    assert tuple(twin(torch.zeros((2, 1, 28, 28))).shape) == (2, *model.output_shape)
 
 
 def test_pytorch_gets_nchw_contiguous_images():

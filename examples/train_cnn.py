@@ -18,10 +18,10 @@ Its choices: BatchNormalization after each convolution and the hidden Dense laye
 first epochs already train fast), Dropout (0.25 after the convolutions, 0.5 before the
 output) against over-fitting, and the cosine schedule for the last fine steps.
 
-``--model resnet`` (``zoo.resnet``, a functional Model) trains the same way, and on
-training images shifted at random by up to 2 pixels each way (``ImageDataGenerator``):
+``--model resnet`` (``zoo.resnet``, a functional Model) trains the same way for 30 epochs,
+on training images shifted at random by up to 2 pixels each way (``ImageDataGenerator``):
 without them it fits the training set to 98% and falls behind best; flips on top cost it
-0.3 points on the validation split.
+0.3 points on the validation split (docs/performance.md, "The residual network").
 
 What each choice buys, one change at a time (``--without schedule|batchnorm|dropout``,
 ``--augment``), with the seed-to-seed spread that says which effects are real, is measured
