@@ -6,7 +6,7 @@ time goes on each backend, and the model itself as a diagram.
     python examples/inspect_model.py                # runs/cnn_b.npz, if the main job saved it
     python examples/inspect_model.py --model runs/resnet.npz
     python examples/inspect_model.py --limit 3000   # fewer images for the statistics run
-    python examples/inspect_model.py --map-method pca   # the fast map
+    python examples/inspect_model.py --map-method pca   # the linear map
 
 (Named inspect_model.py, not inspect.py: a script called inspect.py would shadow Python's
 own ``inspect`` module for everything it imports.) Figures go to --out.
@@ -38,7 +38,7 @@ def parse_args(argv=None):
                         help="test images on the map of what the model learned "
                         "(default: %(default)s)")
     parser.add_argument("--map-method", choices=["tsne", "pca"], default="tsne",
-                        help="how the map is drawn: t-SNE (clusters) or PCA (fast) "
+                        help="how the map is drawn: t-SNE (clusters) or PCA (linear) "
                         "(default: %(default)s)")
     parser.add_argument("--data", default=None, help=DATA_HELP)
     parser.add_argument("--out", default="runs/inspect", help="folder for the figures "

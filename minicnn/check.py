@@ -474,7 +474,7 @@ def _check_block(module, kind: str, seed: int) -> None:
 class KernelCheck:
     check: Callable
     cases: st.SearchStrategy
-    needs_module: bool = False  # checks a backward with the file's own forward's cache
+    needs_module: bool = False  # the check takes the file: its forward's cache, or a block
     fixed: tuple = ()  # cases checked first, whatever is drawn: the classic extremes
 
 

@@ -79,7 +79,7 @@ def embedding(model, x, layer: str | None = None, batch_size: int = 256) -> np.n
 
 def project(points, method: str = "tsne", seed: int = 0) -> np.ndarray:
     """(N, D) points -> (N, 2), for a map of them. ``"pca"``: onto the two directions of
-    largest variance (the centred points' top two right singular vectors; fast, linear,
+    largest variance (the centred points' top two right singular vectors; linear, exact,
     keeps large distances). ``"tsne"``: scikit-learn's t-SNE (van der Maaten and Hinton
     2008), which keeps each point's near neighbours near, so clusters show; on the points'
     first 50 principal components when D is larger, as scikit-learn advises; ``seed``
