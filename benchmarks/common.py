@@ -36,14 +36,18 @@ def make_model(name: str, seed: int = 0):
 
 
 def torch_model(name: str):
-    """The same network in PyTorch (NCHW), built node by node from the minicnn model's graph
-    (a Sequential's is its chain): BatchNorm with Keras' epsilon and momentum (PyTorch's
-    momentum is 1 - Keras'). A strided 3x3 "same" convolution pads one pixel on every side
-    (PyTorch's own way; TensorFlow's pads the bottom and right only): the same shapes,
-    weights and FLOPs."""
+    """Zoo model ``name`` in PyTorch (NCHW): ``torch_twin(MODELS[name]())``."""
+    return torch_twin(MODELS[name]())
+
+
+def torch_twin(reference):
+    """The same network as minicnn model ``reference`` in PyTorch (NCHW), built node by
+    node from its graph (a Sequential's is its chain): BatchNorm with Keras' epsilon and
+    momentum (PyTorch's momentum is 1 - Keras'). A strided 3x3 "same" convolution pads one
+    pixel on every side (PyTorch's own way; TensorFlow's pads the bottom and right only):
+    the same shapes, weights and FLOPs."""
     import torch
 
-    reference = MODELS[name]()
     steps = [_torch_layer(node.layer, torch) for node in reference.nodes()]
     wiring = [node.inputs for node in reference.nodes()]
     if wiring == list(range(len(wiring))):  # a chain: PyTorch's own Sequential
@@ -192,11 +196,15 @@ class TorchTrainer:
 
 
 TORCH_LAYOUTS = {"nchw": False, "channels_last": True}
+# Each layout also runs with glibc's malloc keeping freed memory, as minicnn's CPU backends
+# run (``minicnn.backends.heap``): PyTorch's steps allocate and free alike, and it gains too.
+TORCH_HEAPS = {"": False, ", kept heap": True}
 
 
 def torch_epoch_seconds(name: str, device: str, batch: int, samples: int, real: bool,
                         epochs: int, threads: int | None) -> dict[str, float]:
-    """Best epoch time of the PyTorch twin in each layout, each measured in a fresh process.
+    """Best epoch time of the PyTorch twin in each layout and heap setting (``TORCH_HEAPS``),
+    each measured in a fresh process.
 
     A separate process keeps the two engines' OpenMP thread pools from meeting: in one
     process they share one OpenMP runtime, and whichever ran first slows the other down.
@@ -204,17 +212,20 @@ def torch_epoch_seconds(name: str, device: str, batch: int, samples: int, real: 
     here = os.path.dirname(os.path.abspath(__file__))
     seconds = {}
     for layout, channels_last in TORCH_LAYOUTS.items():
-        code = (
-            f"import sys; sys.path.insert(0, {here!r}); import torch\n"
-            "from common import TorchTrainer, load_data\n"
-            f"x, y = load_data({real!r}, {samples!r})\n"
-            f"t = TorchTrainer({name!r}, {device!r}, {threads!r}, {channels_last!r})\n"
-            f"t.epoch(x[:{batch} * 4], y[:{batch} * 4], {batch})\n"
-            f"print(min(t.epoch(x, y, {batch}) for _ in range({epochs})))\n"
-        )
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             check=True)
-        seconds[layout] = float(out.stdout.strip().splitlines()[-1])
+        for heap, kept in TORCH_HEAPS.items():
+            code = (
+                f"import sys; sys.path.insert(0, {here!r}); import torch\n"
+                "from minicnn.backends.heap import keep_freed_memory\n"
+                f"{'keep_freed_memory()' if kept else 'pass'}\n"
+                "from common import TorchTrainer, load_data\n"
+                f"x, y = load_data({real!r}, {samples!r})\n"
+                f"t = TorchTrainer({name!r}, {device!r}, {threads!r}, {channels_last!r})\n"
+                f"t.epoch(x[:{batch} * 4], y[:{batch} * 4], {batch})\n"
+                f"print(min(t.epoch(x, y, {batch}) for _ in range({epochs})))\n"
+            )
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 check=True)
+            seconds[layout + heap] = float(out.stdout.strip().splitlines()[-1])
     return seconds
 
 

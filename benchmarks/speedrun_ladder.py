@@ -1,9 +1,12 @@
 """The speed-run's ablation ladder, measured: each rung of examples/speedrun.py over seeds on
-the validation split, then the speed-run itself over seeds on the test set. Every run is its
-own process (the whole command's wall time, as a user runs it). Prints a Markdown table.
+the validation split, then the speed-run itself over seeds on the test set, and (``--torch``)
+its PyTorch twin (benchmarks/speedrun_torch.py) on the same seeds, each seed's runs side by
+side in time. Every run is its own process (the whole command's wall time, as a user runs
+it). Prints a Markdown table.
 
     python benchmarks/speedrun_ladder.py                          # rungs 1-4, 3 seeds; final, 5
     python benchmarks/speedrun_ladder.py --rungs 0 --seeds 0 --final-seeds
+    python benchmarks/speedrun_ladder.py --rungs --torch nchw channels_last_kept   # vs PyTorch
 """
 
 from __future__ import annotations
@@ -15,19 +18,31 @@ import subprocess
 import sys
 from pathlib import Path
 
-SPEEDRUN = Path(__file__).resolve().parent.parent / "examples" / "speedrun.py"
+HERE = Path(__file__).resolve().parent
+SPEEDRUN = HERE.parent / "examples" / "speedrun.py"
+TORCH_TWIN = HERE / "speedrun_torch.py"
+TORCH_LAYOUTS = {"nchw": [], "channels_last": ["--channels-last"],  # "_kept": malloc as ours
+                 "nchw_kept": ["--keep-freed-memory"],
+                 "channels_last_kept": ["--channels-last", "--keep-freed-memory"]}
 
 
-def run(rung: int | None, seed: int) -> tuple[float, float]:
+def run(rung: int | None, seed: int, torch_layout: str | None = None) -> tuple[float, float]:
     """(accuracy, wall seconds) of one speed-run command: a ladder rung on the validation
-    split, or (rung None) the speed-run scored on the test set."""
-    args = [sys.executable, str(SPEEDRUN), "--seed", str(seed), "--quiet"]
-    args += ["--rung", str(rung), "--validate"] if rung is not None else []
+    split, or (rung None) the speed-run scored on the test set, or its PyTorch twin in
+    ``torch_layout``."""
+    if torch_layout is not None:
+        args = [sys.executable, str(TORCH_TWIN), "--seed", str(seed),
+                *TORCH_LAYOUTS[torch_layout]]
+        name = f"pytorch {torch_layout}"
+    else:
+        args = [sys.executable, str(SPEEDRUN), "--seed", str(seed), "--quiet"]
+        args += ["--rung", str(rung), "--validate"] if rung is not None else []
+        name = "final" if rung is None else f"rung {rung}"
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     accuracy = float(re.search(r"^(?:test|validation) accuracy: ([\d.]+)$", out, re.M)[1])
     seconds = float(re.search(r"^wall time: ([\d.]+) s", out, re.M)[1])
-    print(f"# {'final' if rung is None else f'rung {rung}'} seed {seed}: {accuracy:.4f} "
-          f"in {seconds:.1f} s", file=sys.stderr, flush=True)
+    print(f"# {name} seed {seed}: {accuracy:.4f} in {seconds:.1f} s", file=sys.stderr,
+          flush=True)
     return accuracy, seconds
 
 
@@ -49,12 +64,28 @@ def main(argv=None) -> None:
     parser.add_argument("--final-seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4],
                         help="seeds of the speed-run on the test set; none: skip it "
                         "(default: %(default)s)")
+    parser.add_argument("--torch", nargs="*", choices=list(TORCH_LAYOUTS), default=[],
+                        help="also run the PyTorch twin in these layouts on the final seeds, "
+                        "each seed's runs in turn (default: none)")
     args = parser.parse_args(argv)
     lines = ["| run | accuracy % (mean +- sd, min) | wall time | seeds |", "|---|---|---|---|"]
     for rung in args.rungs:
         lines.append(row(f"rung {rung} (validation)", [run(rung, s) for s in args.seeds]))
-    if args.final_seeds:
-        lines.append(row("speed-run (test set)", [run(None, s) for s in args.final_seeds]))
+    engines = [None, *args.torch]  # None: minicnn's speed-run
+    results = {engine: [] for engine in engines}
+    for seed in args.final_seeds:
+        for engine in engines:
+            results[engine].append(run(None, seed, engine))
+    for engine, runs in results.items():
+        if runs:
+            lines.append(row("speed-run (test set)" if engine is None else
+                             f"PyTorch twin, {engine} (test set)", runs))
+    if args.torch and args.final_seeds:
+        ours = statistics.mean(s for _, s in results[None])
+        lines.append("")
+        lines += [f"minicnn's speed-run against PyTorch {engine}: "
+                  f"{statistics.mean(s for _, s in results[engine]) / ours:.2f}x faster "
+                  "(mean wall times)" for engine in args.torch]
     print("\n".join(lines))
 
 

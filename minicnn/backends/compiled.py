@@ -20,6 +20,7 @@ import numpy as np
 
 from . import winograd
 from .flagged import FlaggedProductsBackend
+from .heap import keep_freed_memory
 from .reference.elementwise import dropout_threshold
 from .shapes import (
     conv_geometry,
@@ -229,7 +230,9 @@ class CompiledCPUBackend(FlaggedProductsBackend):
         return chunks_for(n, self._threads())
 
     def session(self):
-        """While a model trains or predicts: BLAS on one thread, the parallelism is ours."""
+        """While a model trains or predicts: BLAS on one thread, the parallelism is ours;
+        and (once per process) freed large arrays kept for the next step (``heap``)."""
+        keep_freed_memory()
         return blas_single_thread()
 
     def _conv2d(self, x, w, b, stride, padding, relu):
