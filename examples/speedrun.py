@@ -26,6 +26,10 @@ the last):
     rung 3  batch 128 at twice the learning rate (2e-3)              93.17 +- 0.11    99 s
     rung 4  label smoothing 0.1: targets 0.91 / 0.01, not 1 / 0      93.28 +- 0.09   100 s
     then    all 60,000 images, scored on the test set (seeds 0-4)    93.30 +- 0.16    82 s
+    2026-12-08, malloc keeping freed memory (backends/heap.py)       93.32 +- 0.21    66 s
+
+The same recipe in PyTorch (benchmarks/speedrun_torch.py, timed beside this command by
+``benchmarks/speedrun_ladder.py --torch``) took 80 s on 2026-12-08 (93.16 +- 0.06).
 
 What stayed as it was: the model (two Conv-BatchNorm-ReLU blocks with max-pooling,
 Dense(128)-BatchNorm-ReLU, BatchNorm's momentum Keras' 0.99), Adam with a cosine decay to
