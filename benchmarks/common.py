@@ -197,7 +197,8 @@ class TorchTrainer:
 
 TORCH_LAYOUTS = {"nchw": False, "channels_last": True}
 # Each layout also runs with glibc's malloc keeping freed memory, as minicnn's CPU backends
-# run (``minicnn.backends.heap``): PyTorch's steps allocate and free alike, and it gains too.
+# run (``minicnn.backends.heap``): PyTorch's steps allocate and free alike, so the peer is
+# timed with the same setting as well as without it.
 TORCH_HEAPS = {"": False, ", kept heap": True}
 
 
@@ -215,8 +216,8 @@ def torch_epoch_seconds(name: str, device: str, batch: int, samples: int, real: 
         for heap, kept in TORCH_HEAPS.items():
             code = (
                 f"import sys; sys.path.insert(0, {here!r}); import torch\n"
-                "from minicnn.backends.heap import keep_freed_memory\n"
-                f"{'keep_freed_memory()' if kept else 'pass'}\n"
+                + ("from minicnn.backends.heap import keep_freed_memory; keep_freed_memory()\n"
+                   if kept else "") +
                 "from common import TorchTrainer, load_data\n"
                 f"x, y = load_data({real!r}, {samples!r})\n"
                 f"t = TorchTrainer({name!r}, {device!r}, {threads!r}, {channels_last!r})\n"

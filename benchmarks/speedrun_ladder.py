@@ -21,19 +21,19 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SPEEDRUN = HERE.parent / "examples" / "speedrun.py"
 TORCH_TWIN = HERE / "speedrun_torch.py"
-TORCH_LAYOUTS = {"nchw": [], "channels_last": ["--channels-last"],  # "_kept": malloc as ours
-                 "nchw_kept": ["--keep-freed-memory"],
-                 "channels_last_kept": ["--channels-last", "--keep-freed-memory"]}
+TORCH_VARIANTS = {"nchw": [], "channels_last": ["--channels-last"],  # "_kept": malloc as ours
+                  "nchw_kept": ["--keep-freed-memory"],
+                  "channels_last_kept": ["--channels-last", "--keep-freed-memory"]}
 
 
-def run(rung: int | None, seed: int, torch_layout: str | None = None) -> tuple[float, float]:
+def run(rung: int | None, seed: int, torch_variant: str | None = None) -> tuple[float, float]:
     """(accuracy, wall seconds) of one speed-run command: a ladder rung on the validation
     split, or (rung None) the speed-run scored on the test set, or its PyTorch twin in
-    ``torch_layout``."""
-    if torch_layout is not None:
+    ``torch_variant`` (``TORCH_VARIANTS``)."""
+    if torch_variant is not None:
         args = [sys.executable, str(TORCH_TWIN), "--seed", str(seed),
-                *TORCH_LAYOUTS[torch_layout]]
-        name = f"pytorch {torch_layout}"
+                *TORCH_VARIANTS[torch_variant]]
+        name = f"pytorch {torch_variant}"
     else:
         args = [sys.executable, str(SPEEDRUN), "--seed", str(seed), "--quiet"]
         args += ["--rung", str(rung), "--validate"] if rung is not None else []
@@ -64,8 +64,8 @@ def main(argv=None) -> None:
     parser.add_argument("--final-seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4],
                         help="seeds of the speed-run on the test set; none: skip it "
                         "(default: %(default)s)")
-    parser.add_argument("--torch", nargs="*", choices=list(TORCH_LAYOUTS), default=[],
-                        help="also run the PyTorch twin in these layouts on the final seeds, "
+    parser.add_argument("--torch", nargs="*", choices=list(TORCH_VARIANTS), default=[],
+                        help="also run the PyTorch twin in these variants on the final seeds, "
                         "each seed's runs in turn (default: none)")
     args = parser.parse_args(argv)
     lines = ["| run | accuracy % (mean +- sd, min) | wall time | seeds |", "|---|---|---|---|"]

@@ -16,7 +16,7 @@ from tests.helpers import fake_fashion_folder  # noqa: E402
 def test_twin_trains_and_reports_like_the_speedrun(tmp_path, monkeypatch, capsys, options):
     pytest.importorskip("torch")
     import speedrun_torch
-    from speedrun_ladder import TORCH_LAYOUTS
+    from speedrun_ladder import TORCH_VARIANTS
 
     _, table = fake_fashion_folder(tmp_path)
     monkeypatch.setattr(datasets, "FILES", table)
@@ -26,7 +26,7 @@ def test_twin_trains_and_reports_like_the_speedrun(tmp_path, monkeypatch, capsys
     assert re.search(r"^test accuracy: \d\.\d{4}$", out, re.M), out
     assert re.search(r"^wall time: \d+\.\d s", out, re.M), out
     assert len(re.findall(r"^Epoch \d/2 ", out, re.M)) == 2, out
-    assert options in TORCH_LAYOUTS.values()  # a variant speedrun_ladder.py --torch runs
+    assert options in TORCH_VARIANTS.values()  # a variant speedrun_ladder.py --torch runs
 
 
 def test_twin_is_the_speedrun_model():

@@ -28,8 +28,9 @@ the last):
     then    all 60,000 images, scored on the test set (seeds 0-4)    93.30 +- 0.16    82 s
     2026-12-08, malloc keeping freed memory (backends/heap.py)       93.32 +- 0.21    66 s
 
-The same recipe in PyTorch (benchmarks/speedrun_torch.py, timed beside this command by
-``benchmarks/speedrun_ladder.py --torch``) took 80 s on 2026-12-08 (93.16 +- 0.06).
+The same recipe in PyTorch is benchmarks/speedrun_torch.py (timed beside this command by
+``benchmarks/speedrun_ladder.py --torch``; the comparison is in docs/performance.md, "The
+speed-run against its PyTorch twin").
 
 What stayed as it was: the model (two Conv-BatchNorm-ReLU blocks with max-pooling,
 Dense(128)-BatchNorm-ReLU, BatchNorm's momentum Keras' 0.99), Adam with a cosine decay to
